@@ -1,0 +1,67 @@
+"""Building blocks shared by every config model: strict base model, durations, names, secrets,
+and the write-safety fields every writable tag carries whatever its driver."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: Any) -> float:
+    """`250ms`, `5s`, `15min`, `1h`, `1d` -> seconds. Bare numbers are refused: units are explicit."""
+    if isinstance(value, bool) or not isinstance(value, str):
+        raise ValueError(
+            f"a duration is a string with a unit such as '500ms', '5s' or '15min', not {value!r}"
+        )
+    match = _DURATION.match(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not a duration: write a number and one of ms, s, min, h, d ('15min')"
+        )
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def format_duration(seconds: float) -> str:
+    """The inverse of `parse_duration`, for messages and generated YAML."""
+    if seconds < 1 and seconds * 1000 == int(seconds * 1000):
+        return f"{int(seconds * 1000)}ms"
+    if seconds % 60 == 0 and seconds >= 60:
+        return f"{int(seconds // 60)}min"
+    return f"{seconds:g}s"
+
+
+# Seconds, written in YAML with a unit.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+# Names that become MQTT topic levels: no wildcards, separators or spaces.
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class StrictModel(BaseModel):
+    """Every config model: unknown keys are errors, instances never change after loading."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WriteLimits(StrictModel):
+    """The write-safety fields of a tag (DESIGN.md, "Safety of writes"): only tags declared
+    writable can be written; values are clamped to min/max and limited per step and per minute."""
+
+    writable: bool = False
+    min: float | None = None
+    max: float | None = None
+    max_step: float | None = Field(default=None, gt=0)
+    max_rate: float | None = Field(default=None, gt=0, description="units per minute")
+    fallback: float | bool | None = None
+
+    @model_validator(mode="after")
+    def _limits_are_ordered(self) -> WriteLimits:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self

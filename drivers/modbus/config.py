@@ -1,0 +1,179 @@
+"""The YAML shape of a Modbus device: its link, unit id, schedule, byte/word order and tags."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from controller.configtypes import Name, PositiveDuration, StrictModel, WriteLimits
+
+
+class Table(StrEnum):
+    """The four Modbus data tables."""
+
+    COIL = "coil"
+    DISCRETE = "discrete"
+    HOLDING = "holding"
+    INPUT = "input"
+
+    @property
+    def is_bits(self) -> bool:
+        return self in (Table.COIL, Table.DISCRETE)
+
+
+class DataType(StrEnum):
+    BOOL = "bool"  # a coil or discrete input
+    BIT = "bit"  # one bit of a holding/input register
+    INT16 = "int16"
+    UINT16 = "uint16"
+    INT32 = "int32"
+    UINT32 = "uint32"
+    INT64 = "int64"
+    UINT64 = "uint64"
+    FLOAT32 = "float32"
+    FLOAT64 = "float64"
+    STRING = "string"
+
+
+# Registers each fixed-width type takes; strings take `length`, bits and bools one.
+REGISTERS: dict[DataType, int] = {
+    DataType.BIT: 1,
+    DataType.INT16: 1,
+    DataType.UINT16: 1,
+    DataType.INT32: 2,
+    DataType.UINT32: 2,
+    DataType.FLOAT32: 2,
+    DataType.INT64: 4,
+    DataType.UINT64: 4,
+    DataType.FLOAT64: 4,
+}
+
+
+class ByteOrder(StrEnum):
+    """Byte and word order of multi-register values, named by where bytes A (most significant)
+    to D land: ABCD big-endian (Modbus standard), CDAB word-swapped (common in meters), BADC
+    byte-swapped, DCBA little-endian. For 64-bit values the pattern extends over four words."""
+
+    ABCD = "ABCD"
+    CDAB = "CDAB"
+    BADC = "BADC"
+    DCBA = "DCBA"
+
+
+class ModbusTag(WriteLimits):
+    name: Name
+    table: Table = Table.HOLDING
+    address: int = Field(ge=0, le=65535)
+    type: DataType = DataType.UINT16
+    order: ByteOrder | None = None  # overrides the device's byte_order
+    bit: int | None = Field(default=None, ge=0, le=15)
+    length: int | None = Field(default=None, ge=1, le=123, description="registers, for strings")
+    scale: float = 1.0
+    offset: float = 0.0
+    unit: str | None = None
+
+    @model_validator(mode="after")
+    def _type_fits_table(self) -> ModbusTag:
+        if self.table.is_bits and self.type is not DataType.BOOL:
+            raise ValueError(f"a {self.table.value} holds single bits: use type bool, not {self.type}")
+        if not self.table.is_bits and self.type is DataType.BOOL:
+            raise ValueError(
+                f"type bool is for coils and discrete inputs; for one bit of a {self.table.value} "
+                "register use type bit with bit: N"
+            )
+        if self.type is DataType.BIT and self.bit is None:
+            raise ValueError("type bit needs bit: 0..15")
+        if self.type is not DataType.BIT and self.bit is not None:
+            raise ValueError("bit: is only for type bit")
+        if self.type is DataType.STRING and self.length is None:
+            raise ValueError("type string needs length: (registers, 2 characters each)")
+        if self.type is not DataType.STRING and self.length is not None:
+            raise ValueError("length: is only for type string")
+        if self.writable and self.table in (Table.DISCRETE, Table.INPUT):
+            raise ValueError(f"a {self.table.value} is read-only in Modbus; it cannot be writable")
+        if self.address + self.register_count > 65536:
+            raise ValueError(f"address {self.address} + {self.register_count} runs past 65535")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        """Registers (or bits, for coil/discrete) this tag spans."""
+        if self.type is DataType.BOOL:
+            return 1
+        if self.type is DataType.STRING:
+            assert self.length is not None  # checked by the validator  # noqa: S101
+            return self.length
+        return REGISTERS[self.type]
+
+
+class TcpLink(StrictModel):
+    """Modbus TCP (MBAP framing), or RTU framing over TCP for serial-to-Ethernet gateways."""
+
+    transport: Literal["tcp", "rtu_over_tcp"] = "tcp"
+    host: str
+    port: int = Field(default=502, ge=1, le=65535)
+
+    @property
+    def key(self) -> str:
+        return f"{self.transport}://{self.host}:{self.port}"
+
+
+class SerialLink(StrictModel):
+    """Modbus RTU on a serial port (RS-485/RS-232)."""
+
+    transport: Literal["rtu"]
+    port: str  # /dev/ttyUSB0, /dev/serial/by-id/...
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+    @property
+    def key(self) -> str:
+        return f"rtu://{self.port}"
+
+
+Link = Annotated[TcpLink | SerialLink, Field(discriminator="transport")]
+
+
+class ModbusDevice(StrictModel):
+    """One Modbus unit. Devices whose `link` is the same share one connection and one queue."""
+
+    driver: Literal["modbus"]
+    name: Name
+    link: Link
+    unit_id: int = Field(default=1, ge=0, le=247)
+    poll_interval: PositiveDuration = 1.0
+    timeout: PositiveDuration = 1.0
+    retries: int = Field(default=0, ge=0, le=5)
+    byte_order: ByteOrder = ByteOrder.ABCD
+    max_gap: int = Field(default=16, ge=0, le=124, description="unused registers a read may span")
+    max_registers_per_request: int = Field(default=125, ge=1, le=125)
+    max_bits_per_request: int = Field(default=2000, ge=1, le=2000)
+    tags: list[ModbusTag] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _tags_are_consistent(self) -> ModbusDevice:
+        seen: set[str] = set()
+        for tag in self.tags:
+            if tag.name in seen:
+                raise ValueError(f"duplicate tag name {tag.name!r}")
+            seen.add(tag.name)
+        for i, a in enumerate(self.tags):
+            for b in self.tags[i + 1 :]:
+                if (a.writable or b.writable) and _overlap(a, b):
+                    raise ValueError(
+                        f"writable tags must not share registers: {a.name!r} and {b.name!r} "
+                        f"overlap in the {a.table.value} table"
+                    )
+        return self
+
+
+def _overlap(a: ModbusTag, b: ModbusTag) -> bool:
+    if a.table is not b.table:
+        return False
+    if a.type is DataType.BIT and b.type is DataType.BIT and a.address == b.address:
+        return a.bit == b.bit
+    return a.address < b.address + b.register_count and b.address < a.address + a.register_count
