@@ -1,0 +1,1 @@
+"""Closed-loop rules: the engine, control blocks and the energy and water rules."""

@@ -1,0 +1,1 @@
+"""OPC UA client driver: subscriptions, batched polled reads, writes, security, reconnect."""
