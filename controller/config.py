@@ -19,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from controller.configtypes import Name, PositiveDuration, StrictModel
 from controller.mqtt.config import MqttConfig
 from drivers.modbus.config import ModbusDevice
+from drivers.opcua.config import OpcUaDevice
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SECRET_REF = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
@@ -31,7 +32,7 @@ class GatewayConfig(StrictModel):
 
 
 # Each driver kind adds its device model here.
-DeviceConfig = Annotated[ModbusDevice, Field(discriminator="driver")]
+DeviceConfig = Annotated[ModbusDevice | OpcUaDevice, Field(discriminator="driver")]
 
 
 class Config(StrictModel):
@@ -42,9 +43,9 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _unique_device_names(self) -> Config:
         seen: set[str] = set()
-        for device in self.devices:
+        for i, device in enumerate(self.devices):
             if device.name in seen:
-                raise ValueError(f"duplicate device name {device.name!r}")
+                raise ValueError(f"devices[{i}].name: duplicate device name {device.name!r}")
             seen.add(device.name)
         return self
 
@@ -164,13 +165,26 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
     return tuple(path)
 
 
-def _message(error: Any) -> str:
+# A validator message may start with the path of the item it is about, relative to the model
+# that raised it ("tags[3].name: duplicate tag name"), so the error names that item's line.
+_RELATIVE_PATH = re.compile(r"^((?:[A-Za-z_]\w*|\[\d+\])(?:\.[A-Za-z_]\w*|\[\d+\])*): (.+)$", re.S)
+_PATH_PART = re.compile(r"\[(\d+)\]|([A-Za-z_]\w*)")
+
+
+def _message(error: Any) -> tuple[tuple[str | int, ...], str]:
+    """The error's message, and the extra path its message names (see _RELATIVE_PATH)."""
     msg = str(error["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
     if error["type"] == "extra_forbidden":
-        msg = "unknown key"
-    return msg
+        return (), "unknown key"
+    match = _RELATIVE_PATH.match(msg)
+    if match is None:
+        return (), msg
+    extra: list[str | int] = [
+        int(index) if index else name for index, name in _PATH_PART.findall(match.group(1))
+    ]
+    return tuple(extra), match.group(2)
 
 
 def parse_config(text: str, filename: str) -> Config:
@@ -192,10 +206,14 @@ def parse_config(text: str, filename: str) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
-            path = _data_path(data, error["loc"])
+            extra, message = _message(error)
+            loc = (*error["loc"], *extra)
+            path = _data_path(data, loc)
             line = located.line_of(path)
             field = _dotted(path)
-            problems.append(f"{filename}:{line}: {field}: {_message(error)}")
+            if error["type"] == "missing" and error["loc"]:
+                field = _dotted((*path, error["loc"][-1]))
+            problems.append(f"{filename}:{line}: {field}: {message}")
         raise ConfigError(problems) from None
     problems.extend(_missing_files(config, located, filename))
     if problems:

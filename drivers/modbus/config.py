@@ -92,7 +92,9 @@ class ModbusTag(WriteLimits):
         if self.type is not DataType.STRING and self.length is not None:
             raise ValueError("length: is only for type string")
         if self.writable and self.table in (Table.DISCRETE, Table.INPUT):
-            raise ValueError(f"a {self.table.value} is read-only in Modbus; it cannot be writable")
+            raise ValueError(
+                f"the {self.table.value} table is read-only in Modbus; a tag in it cannot be writable"
+            )
         if self.address + self.register_count > 65536:
             raise ValueError(f"address {self.address} + {self.register_count} runs past 65535")
         return self
@@ -156,17 +158,19 @@ class ModbusDevice(StrictModel):
 
     @model_validator(mode="after")
     def _tags_are_consistent(self) -> ModbusDevice:
+        # Messages start with the offending item's path so the loader can name its line.
         seen: set[str] = set()
-        for tag in self.tags:
+        for j, tag in enumerate(self.tags):
             if tag.name in seen:
-                raise ValueError(f"duplicate tag name {tag.name!r}")
+                raise ValueError(f"tags[{j}].name: duplicate tag name {tag.name!r}")
             seen.add(tag.name)
         for i, a in enumerate(self.tags):
-            for b in self.tags[i + 1 :]:
+            for j in range(i + 1, len(self.tags)):
+                b = self.tags[j]
                 if (a.writable or b.writable) and _overlap(a, b):
                     raise ValueError(
-                        f"writable tags must not share registers: {a.name!r} and {b.name!r} "
-                        f"overlap in the {a.table.value} table"
+                        f"tags[{j}]: writable tags must not share registers: {a.name!r} and "
+                        f"{b.name!r} overlap in the {a.table.value} table"
                     )
         return self
 

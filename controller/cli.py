@@ -1,0 +1,175 @@
+"""The `edgecell` command: run, validate, demo, sim and the tools around them.
+
+Exit codes: 0 success, 1 runtime failure, 2 bad input (config or arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from controller import __version__
+from controller.config import ConfigError, LoadedConfig, load_config
+from controller.logs import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+
+log = structlog.get_logger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgecell",
+        description="Edge controller for factory cells: Modbus and OPC UA in, rules, MQTT out.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgecell {__version__}")
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="log lines as JSON (default when stderr is not a terminal) or key=value",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon with a config file")
+    run.add_argument("config", type=Path)
+
+    validate = sub.add_parser("validate", help="check config files; exit 2 on any problem")
+    validate.add_argument("configs", type=Path, nargs="+", metavar="config")
+
+    demo = sub.add_parser(
+        "demo", help="simulated cell + local broker + controller, all on this machine"
+    )
+    demo.add_argument("--config", type=Path, default=_repo_file("configs/demo.yaml"))
+    demo.add_argument("--scenario", default="normal-day", help="simulated cell scenario")
+    demo.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument(
+        "--use-config-broker",
+        action="store_true",
+        help="publish to the broker in the config instead of starting a private mosquitto",
+    )
+
+    sim = sub.add_parser("sim", help="serve the simulated factory cell over Modbus and OPC UA")
+    sim.add_argument("--scenario", default="normal-day", help="a name in configs/sim/ or a path")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    sim.add_argument("--seed", type=int, default=None)
+    sim.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    sim.add_argument(
+        "--base-port",
+        type=int,
+        default=0,
+        help="serve devices on consecutive ports from this one (default: the scenario's ports)",
+    )
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Commands that live with their driver (OPC UA browse and certs)."""
+    try:
+        from drivers.opcua import cli as opcua_cli  # noqa: PLC0415  (asyncua is heavy: lazy)
+    except ImportError:
+        return
+    opcua_cli.add_commands(sub)
+
+
+def _repo_file(relative: str) -> Path:
+    """A file of the source tree (configs/ is not installed into site-packages)."""
+    here = Path(__file__).resolve().parent.parent / relative
+    return here if here.exists() else Path(relative)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
+    command = args.command
+    if command == "validate":
+        return cmd_validate(args.configs)
+    if command == "run":
+        loaded = _load_or_report(args.config)
+        if loaded is None:
+            return EXIT_BAD_INPUT
+        configure_logging(loaded.config.gateway.log_level, json=json_logs)
+        return _run_async(_run_daemon(loaded))
+    if command == "demo":
+        configure_logging("info", json=json_logs)
+        from controller.demo import run_demo  # noqa: PLC0415  (pulls in the simulator)
+
+        return _run_async(
+            run_demo(
+                args.config,
+                scenario=args.scenario,
+                speed=args.speed,
+                duration=args.duration,
+                use_config_broker=args.use_config_broker,
+            )
+        )
+    if command == "sim":
+        configure_logging("info", json=json_logs)
+        from controller.demo import run_sim  # noqa: PLC0415
+
+        return _run_async(
+            run_sim(
+                args.scenario,
+                speed=args.speed,
+                seed=args.seed,
+                duration=args.duration,
+                base_port=args.base_port,
+            )
+        )
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        configure_logging("info", json=json_logs)
+        return int(handler(args))
+    parser.error(f"unknown command {command}")
+    return EXIT_BAD_INPUT
+
+
+def cmd_validate(paths: Sequence[Path]) -> int:
+    worst = EXIT_OK
+    for path in paths:
+        loaded = _load_or_report(path)
+        if loaded is None:
+            worst = EXIT_BAD_INPUT
+        else:
+            config = loaded.config
+            tags = sum(len(device.tags) for device in config.devices)
+            print(
+                f"{path}: ok (gateway {config.gateway.id}, {len(config.devices)} devices, "
+                f"{tags} tags, base topic {config.base_topic})"
+            )
+    return worst
+
+
+def _load_or_report(path: Path) -> LoadedConfig | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+
+
+def _run_async(coro: object) -> int:
+    try:
+        return int(asyncio.run(coro))  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _run_daemon(loaded: LoadedConfig) -> int:
+    from controller.runtime import Runtime  # noqa: PLC0415
+
+    runtime = Runtime(loaded)
+    runtime.install_signal_handlers()
+    await runtime.run()
+    return EXIT_OK

@@ -1,0 +1,116 @@
+"""`edgecell demo` and `edgecell sim`: the whole product on one machine, no plant needed.
+
+The demo starts the simulated cell, a private mosquitto on a free port (unless told to use the
+config's broker) and the controller, with the config's device addresses pointed at the cell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.config import Config, ConfigError, LoadedConfig, load_config
+from controller.localbroker import LocalMosquitto
+from controller.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+def _point_at_cell(config: Config, endpoints: dict[str, Any], state_dir: Path) -> Config:
+    """Devices named like a simulated device get that device's address; the rest are kept."""
+    devices = []
+    for device in config.devices:
+        endpoint = endpoints.get(device.name)
+        if endpoint is not None and device.driver == "modbus":
+            host, port, unit_id = endpoint
+            link = device.link.model_copy(update={"host": host, "port": port})
+            device = device.model_copy(update={"link": link, "unit_id": unit_id})
+        elif endpoint is not None and device.driver == "opcua":
+            device = device.model_copy(update={"endpoint": endpoint})
+        devices.append(device)
+    gateway = config.gateway.model_copy(update={"state_dir": state_dir})
+    return config.model_copy(update={"devices": devices, "gateway": gateway})
+
+
+def _cell_endpoints(cell: Any) -> dict[str, Any]:
+    endpoints: dict[str, Any] = dict(getattr(cell, "modbus_endpoints", {}))
+    endpoints.update(getattr(cell, "opcua_endpoints", {}))
+    return endpoints
+
+
+async def run_demo(
+    config_path: Path,
+    *,
+    scenario: str,
+    speed: float,
+    duration: float | None,
+    use_config_broker: bool,
+) -> int:
+    from drivers.sim.cell import SimCell  # noqa: PLC0415
+    from drivers.sim.scenario import load_scenario  # noqa: PLC0415
+
+    try:
+        loaded = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="edgecell-demo-") as state:
+        async with SimCell(load_scenario(scenario), speed=speed) as cell:
+            config = _point_at_cell(loaded.config, _cell_endpoints(cell), Path(state))
+            if use_config_broker:
+                return await _run_for(loaded, config, duration)
+            async with LocalMosquitto() as broker:
+                mqtt = config.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
+                config = config.model_copy(update={"mqtt": mqtt})
+                return await _run_for(loaded, config, duration)
+
+
+async def _run_for(loaded: LoadedConfig, config: Config, duration: float | None) -> int:
+    runtime = Runtime(LoadedConfig(config=config, path=loaded.path, digest=loaded.digest))
+    runtime.install_signal_handlers()
+    print(
+        "edgecell demo is running. Watch it with:\n"
+        f"  mosquitto_sub -h {config.mqtt.host} -p {config.mqtt.port} -t '{config.base_topic}/#' -v\n"
+        + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C."),
+        flush=True,
+    )
+    if duration is not None:
+        asyncio.get_running_loop().call_later(duration, runtime.request_stop)
+    await runtime.run()
+    return 0
+
+
+async def run_sim(
+    scenario: str,
+    *,
+    speed: float,
+    seed: int | None,
+    duration: float | None,
+    base_port: int,
+) -> int:
+    from drivers.sim.cell import SimCell  # noqa: PLC0415
+    from drivers.sim.scenario import load_scenario  # noqa: PLC0415
+
+    loaded = load_scenario(scenario)
+    if seed is not None:
+        loaded = loaded.model_copy(update={"seed": seed})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal  # noqa: PLC0415
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with SimCell(loaded, speed=speed, base_port=base_port or None) as cell:
+        for name, endpoint in _cell_endpoints(cell).items():
+            print(f"{name}: {endpoint}", flush=True)
+        log.info("sim_serving", scenario=scenario, speed=speed)
+        if duration is not None:
+            loop.call_later(duration, stop.set)
+        await stop.wait()
+    return 0

@@ -1,0 +1,403 @@
+"""Builds the daemon from a Config and runs it: drivers, TagTable, publisher, health, reload.
+
+Everything long-lived runs in one `asyncio.TaskGroup`. Each group of devices that shares a
+connection runs under its own supervisor, so a driver bug restarts that group only; a device
+fault never reaches here at all (drivers turn faults into samples and status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import resource
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller import __version__
+from controller.clock import SYSTEM_CLOCK, Clock
+from controller.config import Config, ConfigError, LoadedConfig, load_config
+from controller.model import DeviceStatus, LinkState, Sample
+from controller.mqtt import topics
+from controller.mqtt.publisher import MqttPublisher
+from controller.systemd import Notifier, watchdog_loop
+from controller.tagtable import TagTable
+from drivers.base import Driver, DriverContext
+from drivers.registry import build_drivers, share_key
+
+log = structlog.get_logger(__name__)
+
+# How long a stop may take before the daemon gives up waiting for drivers (SIGTERM -> exit
+# within 5 s, publisher flush included).
+DRIVER_STOP_TIMEOUT = 2.0
+RESTART_BACKOFF_MAX = 60.0
+# The watchdog is pinged only while the loop lag stays under this.
+WATCHDOG_MAX_LAG = 2.0
+
+
+@dataclass
+class _DeviceGroup:
+    """Devices that share one connection, and the task that supervises their drivers."""
+
+    key: str
+    devices: tuple[Any, ...]
+    drivers: list[Driver] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class _Counters:
+    polls: int = 0
+    samples: int = 0
+    changes: int = 0
+    driver_restarts: int = 0
+
+
+class Runtime:
+    """One running edgecell daemon."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.clock = clock
+        self.notifier = notifier or Notifier.from_environment()
+        self.table = TagTable()
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._groups: dict[str, _DeviceGroup] = {}
+        self._status: dict[str, DeviceStatus] = {}
+        self._published_status: dict[str, tuple[LinkState, str]] = {}
+        self._counters = _Counters()
+        self._publisher: MqttPublisher | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._started_ms = clock.wall_ms()
+        self._lag_max = 0.0
+
+    @property
+    def config(self) -> Config:
+        return self.loaded.config
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.gateway.state_dir
+
+    # --- control from outside (signals, commands, tests) -------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    # --- the main body -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until `request_stop()`; then stop drivers, publish offline, flush, return."""
+        config = self.config
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log.info(
+            "starting",
+            version=__version__,
+            config=str(self.loaded.path),
+            config_hash=self.loaded.digest,
+            devices=len(config.devices),
+        )
+        birth = {
+            "version": __version__,
+            "config_hash": self.loaded.digest,
+            "started": self._started_ms,
+        }
+        async with MqttPublisher(
+            config.mqtt,
+            base_topic=config.base_topic,
+            client_id=config.mqtt.client_id or f"edgecell-{config.gateway.id}",
+            state_dir=self.state_dir,
+            clock=self.clock,
+            birth=birth,
+        ) as publisher:
+            self._publisher = publisher
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self._start_groups(config.devices)
+                background = [
+                    tg.create_task(self._health_loop(), name="health"),
+                    tg.create_task(self._lag_monitor(), name="loop-lag"),
+                    # systemd's watchdog runs in real time, whatever clock the controller follows.
+                    tg.create_task(
+                        watchdog_loop(self.notifier, SYSTEM_CLOCK, WATCHDOG_MAX_LAG), name="watchdog"
+                    ),
+                ]
+                self.notifier.ready()
+                self.notifier.status(self._status_line())
+                log.info("running", base_topic=config.base_topic)
+                await self._serve_until_stopped()
+                self.notifier.stopping()
+                log.info("stopping")
+                await self._stop_groups(list(self._groups))
+                for task in background:
+                    task.cancel()
+            self._tg = None
+        self._publisher = None
+        log.info("stopped")
+
+    async def _serve_until_stopped(self) -> None:
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                reload = asyncio.ensure_future(self._reload.wait())
+                await asyncio.wait({stop, reload}, return_when=asyncio.FIRST_COMPLETED)
+                if self._reload.is_set() and not self._stop.is_set():
+                    self._reload.clear()
+                    await self.reload()
+                reload.cancel()
+        finally:
+            stop.cancel()
+
+    # --- devices -------------------------------------------------------------------------------
+
+    def _driver_context(self) -> DriverContext:
+        return DriverContext(
+            clock=self.clock,
+            on_samples=self._on_samples,
+            on_status=self._on_status,
+            state_dir=self.state_dir,
+        )
+
+    def _start_groups(self, devices: Sequence[Any]) -> None:
+        assert self._tg is not None  # noqa: S101  (only called inside run())
+        grouped: dict[str, list[Any]] = {}
+        for device in devices:
+            grouped.setdefault(share_key(device), []).append(device)
+        for key, group_devices in grouped.items():
+            group = _DeviceGroup(key=key, devices=tuple(group_devices))
+            group.drivers = build_drivers(group_devices, self._driver_context())
+            group.task = self._tg.create_task(self._supervise(group), name=f"devices:{key}")
+            self._groups[key] = group
+
+    async def _stop_groups(self, keys: Sequence[str]) -> None:
+        tasks = []
+        for key in keys:
+            group = self._groups.pop(key)
+            if group.task is not None:
+                group.task.cancel()
+                tasks.append(group.task)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=DRIVER_STOP_TIMEOUT)
+            for task in pending:
+                log.warning("driver_stop_timeout", task=task.get_name())
+
+    async def _supervise(self, group: _DeviceGroup) -> None:
+        """Run a group's drivers; a driver that crashes (a bug, not a device fault) is logged
+        and restarted with backoff, and never takes down the other devices."""
+        backoff = 1.0
+        while True:
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for driver in group.drivers:
+                        tg.create_task(driver.run(), name=f"driver:{driver.name}")
+                return
+            except Exception as exc:  # noqa: BLE001  (isolation boundary: log, restart)
+                self._counters.driver_restarts += 1
+                log.exception("driver_crashed", group=group.key, error=repr(exc), retry_in=backoff)
+                for driver in group.drivers:
+                    status = driver.status()
+                    status.state = LinkState.FAILED
+                    status.last_error = f"driver crashed: {exc!r}"
+                    self._on_status(status)
+                    with contextlib.suppress(Exception):
+                        await driver.close()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+                group.drivers = build_drivers(group.devices, self._driver_context())
+
+    def driver(self, device: str) -> Driver:
+        """The driver of a device, for writes (the actuator) and tests."""
+        for group in self._groups.values():
+            for driver in group.drivers:
+                if driver.name == device:
+                    return driver
+        raise KeyError(device)
+
+    def _on_samples(self, samples: Sequence[Sample]) -> None:
+        if not samples:
+            return
+        self._counters.polls += 1
+        self._counters.samples += len(samples)
+        changed = self.table.update(samples)
+        if changed and self._publisher is not None:
+            self._counters.changes += len(changed)
+            self._publisher.publish_samples(changed[0].device, changed)
+
+    def _on_status(self, status: DeviceStatus) -> None:
+        self._status[status.device] = status
+        signature = (status.state, status.last_error)
+        if self._published_status.get(status.device) != signature:
+            self._published_status[status.device] = signature
+            log.info(
+                "device_state",
+                device=status.device,
+                state=status.state.value,
+                error=status.last_error or None,
+            )
+            self._publish_status(status)
+
+    def _publish_status(self, status: DeviceStatus) -> None:
+        if self._publisher is not None:
+            self._publisher.publish_retained(
+                topics.device_status_topic(self.config.base_topic, status.device),
+                topics.device_status_payload(status, self.clock.wall_ms()),
+            )
+
+    # --- reload ----------------------------------------------------------------------------------
+
+    async def reload(self) -> bool:
+        """Load the config file again. An invalid file is refused and the running config stays;
+        a valid one restarts only the device groups whose config changed."""
+        self.notifier.reloading()
+        try:
+            try:
+                loaded = await asyncio.to_thread(load_config, self.loaded.path)
+            except ConfigError as exc:
+                log.error("reload_refused", config=str(self.loaded.path), problems=exc.problems)
+                self._publish_config_event(ok=False, problems=exc.problems)
+                return False
+            await self._apply(loaded)
+            self._publish_config_event(ok=True, problems=[])
+            return True
+        finally:
+            self.notifier.ready()
+
+    async def _apply(self, loaded: LoadedConfig) -> None:
+        old, new = self.config, loaded.config
+        if old.gateway != new.gateway or old.mqtt != new.mqtt:
+            log.warning(
+                "reload_partial",
+                reason="gateway and mqtt settings take effect at the next restart",
+            )
+        new_groups: dict[str, list[Any]] = {}
+        for device in new.devices:
+            new_groups.setdefault(share_key(device), []).append(device)
+        stop = [
+            key
+            for key, group in self._groups.items()
+            if tuple(new_groups.get(key, ())) != group.devices
+        ]
+        start = [
+            device
+            for key, devices in new_groups.items()
+            if key in stop or key not in self._groups
+            for device in devices
+        ]
+        removed = {d.name for d in old.devices} - {d.name for d in new.devices}
+        await self._stop_groups(stop)
+        for name in removed:
+            self.table.forget_device(name)
+            self._status.pop(name, None)
+            self._published_status.pop(name, None)
+        self.loaded = loaded
+        self._start_groups(start)
+        log.info(
+            "reloaded",
+            config_hash=loaded.digest,
+            restarted_groups=len(stop),
+            started_devices=len(start),
+            removed_devices=sorted(removed),
+        )
+
+    def _publish_config_event(self, *, ok: bool, problems: list[str]) -> None:
+        if self._publisher is not None:
+            self._publisher.publish_event(
+                f"{self.config.base_topic}/events/config",
+                {
+                    "ts": self.clock.wall_ms(),
+                    "ok": ok,
+                    "config_hash": self.loaded.digest,
+                    "problems": problems,
+                },
+            )
+
+    # --- health ------------------------------------------------------------------------------------
+
+    async def _lag_monitor(self, period: float = 0.25) -> None:
+        """Measure how late the loop wakes us: the best single number for "is the daemon healthy"."""
+        loop = asyncio.get_running_loop()
+        while True:
+            expected = loop.time() + period
+            await asyncio.sleep(period)
+            self._lag_max = max(self._lag_max, loop.time() - expected)
+
+    async def _health_loop(self) -> None:
+        interval = self.config.mqtt.health_interval
+        last = self.clock.monotonic()
+        last_counts = _Counters()
+        next_at = last + interval
+        while True:
+            await self.clock.sleep_until(next_at)
+            now = self.clock.monotonic()
+            next_at += interval
+            if next_at <= now:  # fell behind (suspended laptop, stalled loop): do not catch up
+                next_at = now + interval
+            elapsed = max(now - last, 1e-9)
+            counts = self._counters
+            payload = {
+                "ts": self.clock.wall_ms(),
+                "uptime_s": round((self.clock.wall_ms() - self._started_ms) / 1000, 1),
+                "loop_lag_ms": round(self._lag_max * 1000, 1),
+                "polls_per_s": round((counts.polls - last_counts.polls) / elapsed, 2),
+                "samples_per_s": round((counts.samples - last_counts.samples) / elapsed, 1),
+                "changes_per_s": round((counts.changes - last_counts.changes) / elapsed, 1),
+                "devices": self._device_counts(),
+                "driver_restarts": counts.driver_restarts,
+                "rss_bytes": _rss_bytes(),
+                "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            }
+            if self._publisher is not None:
+                payload["mqtt"] = self._publisher.stats()
+                self._publisher.publish_health(payload)
+                for status in self._status.values():
+                    self._publish_status(status)
+            self.notifier.status(self._status_line())
+            last, self._lag_max = now, 0.0
+            last_counts = _Counters(**vars(counts))
+
+    def _device_counts(self) -> dict[str, int]:
+        states = [s.state for s in self._status.values()]
+        return {
+            "total": len(self.config.devices),
+            "connected": states.count(LinkState.CONNECTED),
+            "failed": states.count(LinkState.FAILED) + states.count(LinkState.RECONNECTING),
+        }
+
+    def _status_line(self) -> str:
+        counts = self._device_counts()
+        stats = self._publisher.stats() if self._publisher is not None else {}
+        return (
+            f"{counts['connected']}/{counts['total']} devices up, "
+            f"broker {'connected' if stats.get('connected') else 'away'}, "
+            f"buffer {stats.get('depth', 0)}"
+        )
+
+
+def _rss_bytes() -> int:
+    """Resident set size now (Linux), for the health topic and the leak checks."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
