@@ -172,9 +172,7 @@ def encode(
     if dtype is DataType.STRING:
         return _encode_string(value, order, length)
     code = _STRUCT_CODE[dtype]
-    number: int | float = (
-        _as_float(value, dtype) if dtype in _FLOATS else _as_integer(value, dtype)
-    )
+    number: int | float = _as_float(value, dtype) if dtype in _FLOATS else _as_integer(value, dtype)
     try:
         data = struct.pack(_READ_PREFIX[order] + code, number)
     except (struct.error, OverflowError) as exc:

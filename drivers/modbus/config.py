@@ -77,7 +77,9 @@ class ModbusTag(WriteLimits):
     @model_validator(mode="after")
     def _type_fits_table(self) -> ModbusTag:
         if self.table.is_bits and self.type is not DataType.BOOL:
-            raise ValueError(f"a {self.table.value} holds single bits: use type bool, not {self.type}")
+            raise ValueError(
+                f"a {self.table.value} holds single bits: use type bool, not {self.type}"
+            )
         if not self.table.is_bits and self.type is DataType.BOOL:
             raise ValueError(
                 f"type bool is for coils and discrete inputs; for one bit of a {self.table.value} "
@@ -93,7 +95,8 @@ class ModbusTag(WriteLimits):
             raise ValueError("length: is only for type string")
         if self.writable and self.table in (Table.DISCRETE, Table.INPUT):
             raise ValueError(
-                f"the {self.table.value} table is read-only in Modbus; a tag in it cannot be writable"
+                f"the {self.table.value} table is read-only in Modbus; "
+                "a tag in it cannot be writable"
             )
         if self.address + self.register_count > 65536:
             raise ValueError(f"address {self.address} + {self.register_count} runs past 65535")
@@ -105,7 +108,7 @@ class ModbusTag(WriteLimits):
         if self.type is DataType.BOOL:
             return 1
         if self.type is DataType.STRING:
-            assert self.length is not None  # checked by the validator  # noqa: S101
+            assert self.length is not None  # checked by the validator
             return self.length
         return REGISTERS[self.type]
 
