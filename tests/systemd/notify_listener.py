@@ -53,13 +53,20 @@ class NotifyListener:
     def having(self, key: str) -> list[Notification]:
         return [m for m in self.messages if key in m.fields]
 
-    def wait_for(self, key: str, value: str | None = None, timeout: float = 5.0) -> Notification:
-        """The first message with `key` (equal to `value` if given); fails after `timeout`."""
+    def wait_for(
+        self, key: str, value: str | None = None, timeout: float = 5.0, after: float = -1.0
+    ) -> Notification:
+        """The first message with `key` (equal to `value` if given) that arrived later than
+        `after` (a time.monotonic()); fails the test after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
                 for message in self._messages:
-                    if key in message.fields and value in (None, message.fields[key]):
+                    if (
+                        message.at > after
+                        and key in message.fields
+                        and value in (None, message.fields[key])
+                    ):
                         return message
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
