@@ -1,0 +1,193 @@
+"""Real OPC UA peers for the driver tests: the simulated cell's asyncua server on a free
+loopback port, serving a small compressor-and-chiller plant, and a recording DriverContext."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.clock import SYSTEM_CLOCK
+from controller.model import DeviceStatus, LinkState, Quality, Sample
+from drivers.base import DriverContext
+from drivers.opcua.config import OpcUaDevice
+from drivers.opcua.driver import OpcUaDriver
+from drivers.sim.opcua_server import SimOpcUaServer
+from drivers.sim.points import PointValue
+
+USERS = {"operator": "correct horse"}
+
+
+class SmallCell:
+    """A compressor room and a chiller, with just enough physics to move: the compressor
+    loads below its setpoint band and unloads above it; the chiller's supply temperature
+    follows its setpoint. Stands in for drivers/sim/plant until that lands."""
+
+    SETPOINTS = {
+        "compressor.pressure_setpoint_bar": (5.0, 10.0),
+        "chiller.supply_setpoint_c": (4.0, 15.0),
+    }
+
+    def __init__(self) -> None:
+        self.values: dict[str, PointValue] = {
+            "compressor.pressure_bar": 7.0,
+            "compressor.pressure_setpoint_bar": 7.5,
+            "compressor.motor_power_kw": 0.0,
+            "compressor.running": True,
+            "compressor.loaded": False,
+            "chiller.supply_temp_c": 9.0,
+            "chiller.supply_setpoint_c": 7.0,
+            "chiller.power_kw": 30.0,
+        }
+
+    def point_names(self) -> Iterable[str]:
+        return self.values.keys()
+
+    def read_point(self, name: str) -> PointValue:
+        return self.values[name]
+
+    def write_point(self, name: str, value: PointValue) -> None:
+        if name not in self.values:
+            raise KeyError(name)
+        if name not in self.SETPOINTS:
+            raise PermissionError(name)
+        low, high = self.SETPOINTS[name]
+        self.values[name] = min(high, max(low, float(value)))
+
+    def step(self, dt: float) -> None:
+        pressure = float(self.values["compressor.pressure_bar"])
+        setpoint = float(self.values["compressor.pressure_setpoint_bar"])
+        loaded = bool(self.values["compressor.loaded"])
+        if pressure < setpoint - 0.3:
+            loaded = True
+        elif pressure > setpoint + 0.3:
+            loaded = False
+        pressure += (0.4 if loaded else -0.25) * dt
+        self.values["compressor.loaded"] = loaded
+        self.values["compressor.pressure_bar"] = round(pressure, 3)
+        self.values["compressor.motor_power_kw"] = 55.0 if loaded else 18.0
+        supply = float(self.values["chiller.supply_temp_c"])
+        target = float(self.values["chiller.supply_setpoint_c"])
+        supply += (target - supply) * min(1.0, 0.2 * dt)
+        self.values["chiller.supply_temp_c"] = round(supply, 3)
+        self.values["chiller.power_kw"] = round(20.0 + 6.0 * max(0.0, supply - 4.0), 2)
+
+
+@dataclass
+class Recorder:
+    """A DriverContext whose sinks record everything, with waits bounded by a timeout."""
+
+    state_dir: Path
+    samples: list[Sample] = field(default_factory=list)
+    batches: list[list[Sample]] = field(default_factory=list)
+    statuses: list[DeviceStatus] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def context(self) -> DriverContext:
+        return DriverContext(
+            clock=SYSTEM_CLOCK,
+            on_samples=self._on_samples,
+            on_status=self._on_status,
+            state_dir=self.state_dir,
+        )
+
+    def _on_samples(self, samples: Any) -> None:
+        batch = list(samples)
+        self.batches.append(batch)
+        self.samples.extend(batch)
+        self._changed.set()
+
+    def _on_status(self, status: DeviceStatus) -> None:
+        # Drivers keep one status object; record a snapshot of each report.
+        self.statuses.append(DeviceStatus(**{k: getattr(status, k) for k in status.__slots__}))
+        self._changed.set()
+
+    def of(self, device: str, tag: str) -> list[Sample]:
+        return [s for s in self.samples if s.device == device and s.tag == tag]
+
+    def last(self, device: str, tag: str) -> Sample:
+        return self.of(device, tag)[-1]
+
+    def status_of(self, device: str) -> DeviceStatus:
+        return [s for s in self.statuses if s.device == device][-1]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_sample(
+        self, device: str, tag: str, predicate: Callable[[Sample], bool], timeout: float = 10.0
+    ) -> Sample:
+        found: list[Sample] = []
+
+        def match() -> bool:
+            found[:] = [s for s in self.of(device, tag) if predicate(s)]
+            return bool(found)
+
+        await self.wait_for(match, timeout)
+        return found[-1]
+
+    async def wait_state(self, device: str, state: LinkState, timeout: float = 10.0) -> DeviceStatus:
+        def reached() -> bool:
+            return any(s.device == device and s.state is state for s in self.statuses)
+
+        await self.wait_for(reached, timeout)
+        return [s for s in self.statuses if s.device == device and s.state is state][-1]
+
+
+def device(endpoint: str, tags: list[dict[str, Any]], **settings: Any) -> OpcUaDevice:
+    """An OPC UA device config as the YAML would give it, with test-friendly timings."""
+    data: dict[str, Any] = {
+        "driver": "opcua",
+        "name": "plc",
+        "endpoint": endpoint,
+        "publishing_interval": "100ms",
+        "poll_interval": "200ms",
+        "timeout": "2s",
+        "connect_timeout": "5s",
+        "keepalive_interval": "1s",
+        "reconnect_min": "200ms",
+        "reconnect_max": "1s",
+        "tags": tags,
+    }
+    data.update(settings)
+    return OpcUaDevice.model_validate(data)
+
+
+@contextlib.asynccontextmanager
+async def running(*drivers: OpcUaDriver) -> AsyncIterator[None]:
+    """Drivers' run() in a TaskGroup for the duration of the block, cancelled after it."""
+    async with asyncio.TaskGroup() as tg:
+        tasks = [tg.create_task(driver.run()) for driver in drivers]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+
+
+@pytest.fixture
+def cell() -> SmallCell:
+    return SmallCell()
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Recorder:
+    return Recorder(state_dir=tmp_path / "state")
+
+
+@pytest.fixture
+async def sim(cell: SmallCell, tmp_path: Path) -> AsyncIterator[SimOpcUaServer]:
+    async with SimOpcUaServer(cell, users=USERS, cert_dir=tmp_path / "sim-certs") as server:
+        yield server
+
+
+def good(sample: Sample) -> bool:
+    return sample.quality is Quality.GOOD
