@@ -1,0 +1,307 @@
+"""The Modbus device driver: one device's poll schedule, samples, status and writes.
+
+Device faults never escape as exceptions: every poll gives one sample per tag (good with its
+value, or bad with a reason) and a status; state changes are logged once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+import structlog
+
+from controller.model import (
+    DeviceStatus,
+    DeviceUnavailableError,
+    LinkState,
+    Quality,
+    Sample,
+    Value,
+    WriteError,
+)
+from drivers.base import Driver, DriverContext
+from drivers.modbus.codec import (
+    BlockDecoder,
+    CodecError,
+    DecodeError,
+    FieldSpec,
+    encode,
+    remove_scale,
+    set_bit,
+)
+from drivers.modbus.config import DataType, ModbusDevice, ModbusTag, Table
+from drivers.modbus.link import (
+    ConnectError,
+    ConnectionLostError,
+    LinkSession,
+    ModbusExceptionError,
+    ModbusLink,
+    Priority,
+    RequestTimeoutError,
+    ResponseError,
+)
+from drivers.modbus.planner import ReadRequest, plan_device
+
+log = structlog.get_logger(__name__)
+
+_FAILED_STATES = (LinkState.FAILED, LinkState.RECONNECTING)
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRead:
+    """A planned request with its decoder and the names of the tags it yields."""
+
+    request: ReadRequest
+    decoder: BlockDecoder
+    names: tuple[str, ...]
+
+
+def _compile(device: ModbusDevice, request: ReadRequest) -> _CompiledRead:
+    fields = [
+        FieldSpec(
+            position=tag.address - request.address,
+            dtype=tag.type,
+            order=tag.order or device.byte_order,
+            bit=tag.bit,
+            length=tag.length,
+            scale=tag.scale,
+            offset=tag.offset,
+        )
+        for tag in request.tags
+    ]
+    decoder = BlockDecoder(fields, request.count, bits=request.table.is_bits)
+    return _CompiledRead(request, decoder, tuple(tag.name for tag in request.tags))
+
+
+@dataclass(slots=True)
+class _PollOutcome:
+    samples: list[Sample]
+    first_error: str = ""
+    answered: bool = False
+    link_down: bool = False
+
+
+class ModbusDriver(Driver):
+    """One Modbus unit on a (possibly shared) link."""
+
+    def __init__(self, device: ModbusDevice, link: ModbusLink, ctx: DriverContext) -> None:
+        self.name = device.name
+        self.device = device
+        self.link = link
+        self.ctx = ctx
+        self._reads = tuple(_compile(device, request) for request in plan_device(device))
+        self._tags = {tag.name: tag for tag in device.tags}
+        self._status = DeviceStatus(
+            device=device.name,
+            since_ms=ctx.clock.wall_ms(),
+            extra={"link": link.key, "unit_id": device.unit_id, "requests": len(self._reads)},
+        )
+        self._log = log.bind(device=device.name, link=link.key, unit_id=device.unit_id)
+        self._attached = True
+        link.attach()
+
+    # -- schedule -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Poll every `poll_interval` on a fixed grid from the start: the n-th poll is due at
+        start + n * interval whatever the previous polls took. A poll that overruns skips the
+        deadlines it missed (counted in `skipped_cycles`), it never queues them."""
+        clock = self.ctx.clock
+        interval = self.device.poll_interval
+        start = clock.monotonic()
+        cycle = 0
+        try:
+            while True:
+                await clock.sleep_until(start + cycle * interval)
+                await self.poll_once()
+                cycle += 1
+                late = clock.monotonic() - (start + cycle * interval)
+                if late > 0:
+                    missed = math.ceil(late / interval)
+                    cycle += missed
+                    self._status.skipped_cycles += missed
+        finally:
+            self._stop()
+
+    async def poll_once(self) -> None:
+        """Read every tag once, emit one batch of samples and the status."""
+        started = time.perf_counter()  # latency is a physical measurement, not schedule time
+        outcome = await self._poll()
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self.ctx.on_samples(outcome.samples)
+        status = self._status
+        status.polls += 1
+        status.latency_ms = round(latency_ms, 3)
+        status.reconnects = self.link.reconnects
+        if outcome.first_error:
+            status.consecutive_failures += 1
+            status.last_error = outcome.first_error
+        else:
+            status.consecutive_failures = 0
+        if outcome.answered:
+            state = LinkState.CONNECTED
+        elif outcome.link_down:
+            state = LinkState.RECONNECTING
+        else:
+            state = LinkState.FAILED
+        self._change_state(state, outcome.first_error)
+        self.ctx.on_status(self.status())
+
+    async def _poll(self) -> _PollOutcome:
+        outcome = _PollOutcome(samples=[])
+        clock = self.ctx.clock
+        unit_down = ""  # after a unit failed to answer, its other requests wait for next cycle
+        for read in self._reads:
+            if unit_down:
+                self._bad(outcome, read, unit_down, clock.wall_ms())
+                continue
+            try:
+                words = await self._read(read.request)
+            except (ModbusExceptionError, ResponseError) as exc:
+                outcome.answered = True
+                self._bad(outcome, read, str(exc), clock.wall_ms())
+                continue
+            except DeviceUnavailableError as exc:
+                unit_down = str(exc)
+                outcome.link_down = isinstance(exc, ConnectError | ConnectionLostError)
+                self._bad(outcome, read, unit_down, clock.wall_ms())
+                continue
+            outcome.answered = True
+            now_ms = clock.wall_ms()
+            try:
+                values = read.decoder.decode(words)
+            except DecodeError as exc:
+                self._bad(outcome, read, f"decode error: {exc}", now_ms)
+                continue
+            device = self.name
+            for name, value in zip(read.names, values, strict=True):
+                if isinstance(value, DecodeError):
+                    reason = f"decode error: {value}"
+                    outcome.first_error = outcome.first_error or reason
+                    outcome.samples.append(
+                        Sample(device, name, None, Quality.BAD, now_ms, now_ms, reason)
+                    )
+                else:
+                    outcome.samples.append(
+                        Sample(device, name, value, Quality.GOOD, now_ms, now_ms)
+                    )
+        return outcome
+
+    async def _read(self, request: ReadRequest) -> list[int] | list[bool]:
+        """One planned read; a timeout is retried `retries` times, each retry queued anew so
+        the other units on the link are not held up by more than one timeout at a time."""
+        device = self.device
+        attempt = 0
+        while True:
+            try:
+                async with self.link.owned(Priority.POLL) as session:
+                    return await session.read(
+                        request.table,
+                        request.address,
+                        request.count,
+                        unit=device.unit_id,
+                        time_limit=device.timeout,
+                    )
+            except RequestTimeoutError:
+                if attempt >= device.retries:
+                    raise
+                attempt += 1
+
+    def _bad(self, outcome: _PollOutcome, read: _CompiledRead, reason: str, now_ms: int) -> None:
+        outcome.first_error = outcome.first_error or reason
+        device = self.name
+        outcome.samples.extend(
+            Sample(device, name, None, Quality.BAD, now_ms, now_ms, reason) for name in read.names
+        )
+
+    # -- status -------------------------------------------------------------------------
+
+    def status(self) -> DeviceStatus:
+        return replace(self._status, extra=dict(self._status.extra))
+
+    def _change_state(self, state: LinkState, error: str) -> None:
+        previous = self._status.state
+        if state is previous:
+            return
+        self._status.state = state
+        self._status.since_ms = self.ctx.clock.wall_ms()
+        if state is LinkState.CONNECTED:
+            if previous in _FAILED_STATES:
+                self._log.info("modbus device recovered", state=state.value)
+            else:
+                self._log.info("modbus device connected", state=state.value)
+        elif state in _FAILED_STATES and previous not in _FAILED_STATES:
+            self._log.warning("modbus device failed", state=state.value, error=error)
+        else:
+            self._log.debug("modbus device state", state=state.value, error=error)
+
+    def _stop(self) -> None:
+        if self._attached:
+            self._attached = False
+            self.link.detach()
+        if self._status.state is not LinkState.STOPPED:
+            self._change_state(LinkState.STOPPED, "")
+            self.ctx.on_status(self.status())
+
+    async def close(self) -> None:
+        self._stop()
+
+    # -- writes -------------------------------------------------------------------------
+
+    async def write(self, tag: str, value: Value) -> None:
+        """Write one tag: FC5 for a coil, FC6 for one register, FC16 (one request) for wider
+        values, and a read-modify-write (FC3 then FC6, holding the link) for a bit of a
+        register. Raises WriteError with the reason."""
+        spec = self._tags.get(tag)
+        where = f"{self.name}.{tag}"
+        if spec is None:
+            raise WriteError(f"{where}: no such tag on device {self.name}")
+        if not spec.writable:
+            raise WriteError(f"{where}: tag is not writable")
+        try:
+            await self._write(spec, value)
+        except CodecError as exc:
+            raise WriteError(f"{where}: cannot write {value!r}: {exc}") from exc
+        except (ModbusExceptionError, ResponseError, DeviceUnavailableError) as exc:
+            raise WriteError(f"{where}: {exc}") from exc
+        self._log.debug("modbus write", tag=tag, value=value)
+
+    async def _write(self, spec: ModbusTag, value: Value) -> None:
+        device = self.device
+        unit, timeout = device.unit_id, device.timeout
+        if spec.table is Table.COIL:
+            state = _as_bool(value)
+            async with self.link.owned(Priority.WRITE) as session:
+                await session.write_coil(spec.address, state, unit=unit, time_limit=timeout)
+            return
+        if spec.type is DataType.BIT:
+            state = _as_bool(value)
+            async with self.link.owned(Priority.WRITE) as session:
+                await self._write_bit(session, spec, state)
+            return
+        raw = remove_scale(value, spec.scale, spec.offset)
+        words = encode(raw, spec.type, spec.order or device.byte_order, length=spec.length)
+        async with self.link.owned(Priority.WRITE) as session:
+            if len(words) == 1:
+                await session.write_register(spec.address, words[0], unit=unit, time_limit=timeout)
+            else:
+                await session.write_registers(spec.address, words, unit=unit, time_limit=timeout)
+
+    async def _write_bit(self, session: LinkSession, spec: ModbusTag, state: bool) -> None:
+        device = self.device
+        unit, timeout = device.unit_id, device.timeout
+        current = await session.read(Table.HOLDING, spec.address, 1, unit=unit, time_limit=timeout)
+        if len(current) != 1:
+            raise ResponseError(f"bad response: expected 1 register, got {len(current)}")
+        word = set_bit(int(current[0]), spec.bit or 0, state)
+        await session.write_register(spec.address, word, unit=unit, time_limit=timeout)
+
+
+def _as_bool(value: Value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    raise CodecError(f"{value!r} is not a bool (true/false or 0/1)")
