@@ -1,17 +1,15 @@
-"""Fixtures for the systemd tests: sd_notify receivers on short socket paths, a broker."""
+"""Fixtures for the systemd tests: sd_notify receivers on short socket paths."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from notify_listener import NotifyListener
-
-from controller.localbroker import LocalMosquitto
 
 
 @pytest.fixture
@@ -33,10 +31,3 @@ def abstract_notify_socket() -> Iterator[NotifyListener]:
     listener = NotifyListener(f"@edgecell-test-{os.getpid()}-{time.monotonic_ns()}")
     yield listener
     listener.close()
-
-
-@pytest.fixture
-async def broker() -> AsyncIterator[LocalMosquitto]:
-    """A real mosquitto on a free loopback port, for the daemon to publish to."""
-    async with LocalMosquitto() as running:
-        yield running

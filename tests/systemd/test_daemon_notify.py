@@ -11,10 +11,9 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from notify_listener import NotifyListener
-
-from controller.localbroker import LocalMosquitto
 
 WATCHDOG_USEC = 1_000_000  # pings every 0.5 s
 STOP_WITHIN = 5.0  # DESIGN.md: SIGTERM stops the daemon within 5 s
@@ -31,7 +30,14 @@ os.execv(sys.executable, [sys.executable, *sys.argv[1:]])
 """
 
 
-def write_config(directory: Path, broker: LocalMosquitto) -> Path:
+class BrokerAddress(Protocol):
+    """What the daemon needs of the `mosquitto` fixture (tests/conftest.py)."""
+
+    host: str
+    port: int
+
+
+def write_config(directory: Path, broker: BrokerAddress) -> Path:
     config = directory / "config.yaml"
     config.write_text(
         f"""\
@@ -52,7 +58,7 @@ devices: []
 
 @contextmanager
 def daemon(
-    directory: Path, broker: LocalMosquitto, listener: NotifyListener, *, launcher: str = ""
+    directory: Path, broker: BrokerAddress, listener: NotifyListener, *, launcher: str = ""
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`python -m controller run CONFIG` as systemd would start it; killed if a test leaves it."""
     config = write_config(directory, broker)
@@ -79,35 +85,35 @@ def daemon(
         print(f"--- daemon log\n{log_path.read_text(encoding='utf-8', errors='replace')}")
 
 
-async def test_daemon_sends_ready_once_started(
-    tmp_path: Path, broker: LocalMosquitto, notify_socket: NotifyListener
+def test_daemon_sends_ready_once_started(
+    tmp_path: Path, mosquitto: BrokerAddress, notify_socket: NotifyListener
 ) -> None:
-    with daemon(tmp_path, broker, notify_socket):
+    with daemon(tmp_path, mosquitto, notify_socket):
         notify_socket.wait_for("READY", "1", timeout=30)
 
 
-async def test_daemon_reports_a_status_line(
-    tmp_path: Path, broker: LocalMosquitto, notify_socket: NotifyListener
+def test_daemon_reports_a_status_line(
+    tmp_path: Path, mosquitto: BrokerAddress, notify_socket: NotifyListener
 ) -> None:
-    with daemon(tmp_path, broker, notify_socket):
+    with daemon(tmp_path, mosquitto, notify_socket):
         status = notify_socket.wait_for("STATUS", timeout=30).fields["STATUS"]
     assert "devices up" in status
 
 
-async def test_daemon_pings_the_watchdog_periodically(
-    tmp_path: Path, broker: LocalMosquitto, notify_socket: NotifyListener
+def test_daemon_pings_the_watchdog_periodically(
+    tmp_path: Path, mosquitto: BrokerAddress, notify_socket: NotifyListener
 ) -> None:
-    with daemon(tmp_path, broker, notify_socket):
+    with daemon(tmp_path, mosquitto, notify_socket):
         since = notify_socket.wait_for("READY", "1", timeout=30).at
         # Three pings after READY, each within two watchdog intervals of the one before.
         for _ in range(3):
             since = notify_socket.wait_for("WATCHDOG", "1", timeout=2.0, after=since).at
 
 
-async def test_daemon_sends_reloading_then_ready_on_sighup(
-    tmp_path: Path, broker: LocalMosquitto, notify_socket: NotifyListener
+def test_daemon_sends_reloading_then_ready_on_sighup(
+    tmp_path: Path, mosquitto: BrokerAddress, notify_socket: NotifyListener
 ) -> None:
-    with daemon(tmp_path, broker, notify_socket) as process:
+    with daemon(tmp_path, mosquitto, notify_socket) as process:
         ready = notify_socket.wait_for("READY", "1", timeout=30)
         process.send_signal(signal.SIGHUP)
         reloading = notify_socket.wait_for("RELOADING", "1", timeout=10, after=ready.at)
@@ -115,20 +121,20 @@ async def test_daemon_sends_reloading_then_ready_on_sighup(
         notify_socket.wait_for("READY", "1", timeout=10, after=reloading.at)
 
 
-async def test_daemon_sends_stopping_and_exits_on_sigterm(
-    tmp_path: Path, broker: LocalMosquitto, notify_socket: NotifyListener
+def test_daemon_sends_stopping_and_exits_on_sigterm(
+    tmp_path: Path, mosquitto: BrokerAddress, notify_socket: NotifyListener
 ) -> None:
-    with daemon(tmp_path, broker, notify_socket) as process:
+    with daemon(tmp_path, mosquitto, notify_socket) as process:
         notify_socket.wait_for("READY", "1", timeout=30)
         process.send_signal(signal.SIGTERM)
         notify_socket.wait_for("STOPPING", "1", timeout=STOP_WITHIN)
         assert process.wait(timeout=STOP_WITHIN) == 0
 
 
-async def test_daemon_runs_with_write_execute_memory_refused(
-    tmp_path: Path, broker: LocalMosquitto, notify_socket: NotifyListener
+def test_daemon_runs_with_write_execute_memory_refused(
+    tmp_path: Path, mosquitto: BrokerAddress, notify_socket: NotifyListener
 ) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.prctl(PR_GET_MDWE, 0, 0, 0, 0) >= 0  # the kernel has the prctl (Linux 6.3+)
-    with daemon(tmp_path, broker, notify_socket, launcher=MDWE_LAUNCHER):
+    with daemon(tmp_path, mosquitto, notify_socket, launcher=MDWE_LAUNCHER):
         notify_socket.wait_for("READY", "1", timeout=30)
