@@ -1,0 +1,102 @@
+"""The site's main electricity meter: every load of the plant summed into phase voltages,
+currents, powers, power factor, frequency, an import kWh register and a rolling demand."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass
+
+from drivers.sim.plant.noise import Disturbance
+from drivers.sim.scenario import SiteMeterSpec
+
+
+@dataclass(frozen=True)
+class Load:
+    """One consumer's mean power over a step."""
+
+    name: str
+    kw: float
+    power_factor: float
+
+    @property
+    def kvar(self) -> float:
+        return self.kw * math.tan(math.acos(self.power_factor))
+
+
+class RollingDemand:
+    """Mean power over the last `window` seconds, as a sliding-window demand meter shows it.
+    Before a full window has passed it averages over the time elapsed."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._steps: deque[tuple[float, float]] = deque()  # (dt, kWh)
+        self._seconds = 0.0
+        self._kwh = 0.0
+
+    def add(self, dt: float, kwh: float) -> None:
+        self._steps.append((dt, kwh))
+        self._seconds += dt
+        self._kwh += kwh
+        while self._steps and self._seconds - self._steps[0][0] >= self.window:
+            old_dt, old_kwh = self._steps.popleft()
+            self._seconds -= old_dt
+            self._kwh -= old_kwh
+
+    @property
+    def kw(self) -> float:
+        if self._seconds <= 0:
+            return 0.0
+        # The oldest step may straddle the window's start: count only its share inside.
+        seconds, kwh = self._seconds, self._kwh
+        if seconds > self.window and self._steps:
+            old_dt, old_kwh = self._steps[0]
+            outside = seconds - self.window
+            kwh -= old_kwh * outside / old_dt
+            seconds = self.window
+        return max(0.0, kwh / (seconds / 3600.0))
+
+
+class SiteMeter:
+    def __init__(self, spec: SiteMeterSpec, rng: random.Random) -> None:
+        self.spec = spec
+        self.import_kwh = spec.initial_import_kwh
+        self.demand = RollingDemand(spec.demand_window)
+        self.max_demand_kw = 0.0
+        self._voltage_noise = [Disturbance(rng, spec.voltage_noise, tau=300.0) for _ in range(3)]
+        self._frequency_noise = Disturbance(rng, spec.frequency_noise_hz, tau=60.0)
+        self.active_kw = 0.0
+        self.reactive_kvar = 0.0
+        self.apparent_kva = 0.0
+        self.power_factor = 1.0
+        self.frequency_hz = spec.frequency_hz
+        self.phase_kw = [0.0, 0.0, 0.0]
+        self.phase_kvar = [0.0, 0.0, 0.0]
+        self.voltage_v = [spec.nominal_voltage_v] * 3
+        self.current_a = [0.0, 0.0, 0.0]
+
+    def step(self, dt: float, loads: list[Load]) -> float:
+        """Integrate the loads over the step; returns the kWh imported."""
+        spec = self.spec
+        active = sum(load.kw for load in loads)
+        reactive = sum(load.kvar for load in loads)
+        kwh = active * dt / 3600.0
+        self.import_kwh += kwh
+        self.demand.add(dt, kwh)
+        self.max_demand_kw = max(self.max_demand_kw, self.demand.kw)
+        self.active_kw = active
+        self.reactive_kvar = reactive
+        self.apparent_kva = math.hypot(active, reactive)
+        self.power_factor = active / self.apparent_kva if self.apparent_kva > 0 else 1.0
+        self.frequency_hz = spec.frequency_hz + self._frequency_noise.step(dt)
+        for i, share in enumerate(spec.phase_shares):
+            p, q = active * share, reactive * share
+            source = spec.nominal_voltage_v * (1.0 + self._voltage_noise[i].step(dt))
+            current = math.hypot(p, q) * 1000.0 / source
+            # Drop across the source impedance, treated as resistive (worst case for voltage).
+            self.voltage_v[i] = source - current * spec.source_impedance_ohm
+            self.current_a[i] = math.hypot(p, q) * 1000.0 / self.voltage_v[i]
+            self.phase_kw[i] = p
+            self.phase_kvar[i] = q
+        return kwh

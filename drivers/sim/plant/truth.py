@@ -1,0 +1,50 @@
+"""What really happened in the simulated plant, for scoring a controller: energy per component,
+water per use, true leak starts, cost. It never goes over a protocol: only to a file."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class LeakTruth:
+    name: str
+    kind: str
+    configured_start: str  # local time the scenario names
+    started_s: float | None = None  # simulated seconds when it first flowed
+    volume_m3: float = 0.0  # water m3, or free air m3
+
+
+@dataclass
+class GroundTruth:
+    scenario: str
+    seed: int
+    start: str
+    elapsed_s: float = 0.0
+    site_import_kwh: float = 0.0
+    energy_kwh: dict[str, float] = field(default_factory=dict)  # by component
+    water_m3: dict[str, float] = field(default_factory=dict)  # by use
+    air_m3: dict[str, float] = field(default_factory=dict)  # free air by use
+    leaks: list[LeakTruth] = field(default_factory=list)
+    energy_cost: float = 0.0
+    energy_cost_by_period: dict[str, float] = field(default_factory=dict)
+    max_demand_kw: float = 0.0
+    demand_charge_prorated: float = 0.0
+    water_cost: float = 0.0
+    seconds_process_above_limit: float = 0.0
+    seconds_far_end_below_critical: float = 0.0
+    seconds_rinse_above_limit: float = 0.0
+    plc_fallbacks: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_ground_truth(truth: GroundTruth, path: Path) -> None:
+    """Write the ground truth as JSON (atomically: a reader never sees half a file)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(truth.as_dict(), indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,525 @@
+"""The simulated cell's scenario: every plant parameter and every protocol face, from YAML.
+
+A scenario is validated by pydantic (unknown keys are errors) and may name a `base:` scenario
+whose values it overrides key by key, so `leak.yaml` says only what differs from a normal day.
+docs/simulator.md gives the public source of each default number.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
+
+from controller.configtypes import Duration, Name, PositiveDuration, StrictModel
+from drivers.modbus.config import REGISTERS, ByteOrder, DataType, Table
+
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "sim"
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WORKDAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+
+
+def _parse_clock(value: Any) -> time | Any:
+    """'06:00' -> 06:00; '24:00' is the end of the day (stored as 23:59:59.999999)."""
+    if isinstance(value, str):
+        match = _CLOCK.match(value.strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not a time of day: write HH:MM such as '06:00'")
+        hour, minute = int(match.group(1)), int(match.group(2))
+        if hour == 24:
+            if minute:
+                raise ValueError(f"{value!r} is past the end of the day")
+            return time.max
+        return time(hour, minute)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 06:00 as the sexagesimal integer 360.
+        raise ValueError(  # noqa: TRY004  (pydantic reports ValueError, not TypeError)
+            f"write times of day in quotes ('06:00'), YAML read {value!r} as a number"
+        )
+    return value
+
+
+ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
+
+
+def seconds_of_day(t: time) -> float:
+    return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+
+
+# --- production -------------------------------------------------------------------------------
+
+
+class Shift(StrictModel):
+    name: Name
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
+    start: ClockTime
+    end: ClockTime
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Shift:
+        if self.end <= self.start:
+            raise ValueError("a shift ends after it starts on the same day (split night shifts)")
+        return self
+
+
+class Pause(StrictModel):
+    """A break or an idle period (changeover, cleaning, a machine waiting for material) during
+    which machines stay on but do not produce."""
+
+    name: str
+    start: ClockTime
+    duration: PositiveDuration
+    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS))
+
+
+class ScheduleSpec(StrictModel):
+    shifts: list[Shift] = Field(min_length=1)
+    breaks: list[Pause] = Field(default_factory=list)
+    idle: list[Pause] = Field(default_factory=list)
+    # Minutes before a shift during which machines warm up (idle) and site services start.
+    warmup: Duration = 1800.0
+
+
+class MachinePower(StrictModel):
+    off: float = Field(0.0, ge=0)
+    standby: float = Field(ge=0)
+    idle: float = Field(ge=0)
+    producing: float = Field(gt=0)
+
+
+class MachineAir(StrictModel):
+    """Compressed air use in free air delivered (m3/min at inlet conditions)."""
+
+    idle: float = Field(0.0, ge=0)
+    producing: float = Field(0.0, ge=0)
+
+
+class MachineSpec(StrictModel):
+    name: Name
+    power_kw: MachinePower
+    power_factor: float = Field(0.85, gt=0, le=1)
+    air_m3_min: MachineAir = MachineAir()
+    # Share of the electrical power that ends up in the chilled water (motor and process heat).
+    heat_to_chilled_water: float = Field(0.0, ge=0, le=1)
+    # Fraction of producing power that varies from one cycle to the next (1 sigma).
+    variability: float = Field(0.08, ge=0, le=0.5)
+    # Days with no shift: off (breakers open) or standby (controls powered).
+    weekend_state: Literal["off", "standby"] = "off"
+
+
+# --- site and weather -------------------------------------------------------------------------
+
+
+class AmbientSpec(StrictModel):
+    """Daily dry-bulb curve: a cosine between `min_c` (at sunrise-ish, peak_hour - 12 h) and
+    `max_c` at `peak_hour`, plus slow weather noise; relative humidity gives the wet bulb."""
+
+    min_c: float = 14.0
+    max_c: float = 26.0
+    peak_hour: float = Field(15.0, ge=0, lt=24)
+    relative_humidity: float = Field(0.55, gt=0, le=1)
+    noise_c: float = Field(0.4, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AmbientSpec:
+        if self.min_c > self.max_c:
+            raise ValueError("min_c is above max_c")
+        return self
+
+
+class BaseLoadSpec(StrictModel):
+    """Lighting, offices, HVAC, IT: what the site draws that is not modelled one by one."""
+
+    kw: float = Field(ge=0)
+    occupied_kw: float = Field(ge=0)
+    power_factor: float = Field(0.92, gt=0, le=1)
+
+
+class DomesticWaterSpec(StrictModel):
+    m3_h: float = Field(ge=0)
+    occupied_m3_h: float = Field(ge=0)
+
+
+class SiteMeterSpec(StrictModel):
+    nominal_voltage_v: float = Field(230.0, gt=0)  # line to neutral
+    frequency_hz: float = Field(50.0, gt=0)
+    phase_shares: tuple[float, float, float] = (0.34, 0.335, 0.325)
+    source_impedance_ohm: float = Field(0.004, ge=0)  # transformer + cable, per phase
+    voltage_noise: float = Field(0.003, ge=0)  # fraction of nominal, 1 sigma
+    frequency_noise_hz: float = Field(0.015, ge=0)
+    demand_window: PositiveDuration = 900.0
+    initial_import_kwh: float = Field(250_000.0, ge=0)
+
+    @model_validator(mode="after")
+    def _shares_sum_to_one(self) -> SiteMeterSpec:
+        if abs(sum(self.phase_shares) - 1.0) > 1e-6:
+            raise ValueError(f"phase_shares add up to {sum(self.phase_shares)}, not 1")
+        return self
+
+
+class SiteSpec(StrictModel):
+    meter: SiteMeterSpec = SiteMeterSpec()
+    base_load: BaseLoadSpec
+    domestic_water: DomesticWaterSpec
+    initial_water_m3: float = Field(18_000.0, ge=0)
+    # Power factor of pumps and fans on variable-speed drives.
+    drive_power_factor: float = Field(0.95, gt=0, le=1)
+
+
+# --- utilities --------------------------------------------------------------------------------
+
+
+class LimitedSetpoint(StrictModel):
+    """A setpoint held by a PLC: its local default and the limits the PLC enforces."""
+
+    default: float
+    min: float
+    max: float
+
+    @model_validator(mode="after")
+    def _default_within(self) -> LimitedSetpoint:
+        if not self.min <= self.default <= self.max:
+            raise ValueError(f"default {self.default} is outside {self.min}..{self.max}")
+        return self
+
+
+class CompressedAirSpec(StrictModel):
+    rated_flow_m3_min: float = Field(gt=0)  # free air delivery at full load
+    full_load_kw: float = Field(gt=0)  # package input power at rated pressure
+    rated_pressure_bar: float = Field(gt=0)  # gauge
+    # DOE: ~1 % more power per 2 psi (0.138 bar) more discharge pressure.
+    power_increase_per_bar: float = Field(0.0725, ge=0)
+    unloaded_fraction: float = Field(0.25, ge=0, le=1)
+    pressure_band_bar: float = Field(0.7, gt=0)  # unload at setpoint, load at setpoint - band
+    setpoint_bar: LimitedSetpoint
+    receiver_m3: float = Field(gt=0)
+    # Leaks as a share of rated flow at rated pressure; they flow like an orifice (~ p_abs).
+    leak_fraction: float = Field(0.10, ge=0, lt=1)
+    # Treatment + piping drop at rated flow to the far end; it grows with flow squared.
+    distribution_drop_bar: float = Field(0.5, ge=0)
+    critical_min_bar: float = Field(6.0, gt=0)  # what the far-end machine needs
+    power_factor: float = Field(0.86, gt=0, le=1)
+
+
+class ChilledWaterSpec(StrictModel):
+    capacity_kw: float = Field(gt=0)
+    carnot_fraction: float = Field(0.55, gt=0, lt=1)
+    evaporator_approach_k: float = Field(2.0, ge=0)
+    condenser_approach_k: float = Field(2.0, ge=0)
+    condenser_range_k: float = Field(5.0, gt=0)
+    max_cop: float = Field(9.0, gt=0)
+    standby_kw: float = Field(1.0, ge=0)
+    supply_setpoint_c: LimitedSetpoint
+    loop_flow_m3_h: float = Field(gt=0)
+    loop_volume_m3: float = Field(gt=0)
+    ambient_gain_kw_per_k: float = Field(1.2, ge=0)  # pipes and process spaces above ambient
+    process_limit_c: float  # warmest water the process may get (return temperature)
+    pump_kw: float = Field(ge=0)
+    power_factor: float = Field(0.9, gt=0, le=1)
+
+
+class CoolingTowerSpec(StrictModel):
+    design_heat_kw: float = Field(gt=0)
+    approach_k: float = Field(4.0, ge=0)  # leaving water above wet bulb
+    latent_fraction: float = Field(0.85, gt=0, le=1)  # share of heat leaving as evaporation
+    latent_heat_kj_kg: float = Field(2430.0, gt=0)  # of water near 30 degC
+    drift_fraction: float = Field(0.00002, ge=0)  # of the circulating flow
+    fan_kw: float = Field(ge=0)  # at design heat; fan on a VFD follows the cube law
+    condenser_pump_kw: float = Field(ge=0)
+    range_k: float = Field(5.0, gt=0)  # condenser water temperature drop across the tower
+    system_volume_m3: float = Field(gt=0)
+    makeup_conductivity_us_cm: float = Field(gt=0)
+    initial_conductivity_us_cm: float = Field(gt=0)
+    blowdown_max_m3_h: float = Field(gt=0)
+    # The PLC's own blowdown control: open above `setpoint`, close below setpoint - hysteresis.
+    local_conductivity_setpoint_us_cm: float = Field(gt=0)
+    local_hysteresis_us_cm: float = Field(100.0, gt=0)
+
+
+class RinseSpec(StrictModel):
+    tank_m3: float = Field(gt=0)
+    fresh_max_m3_h: float = Field(gt=0)
+    fresh_valve_pct: LimitedSetpoint
+    recirc_max_m3_h: float = Field(gt=0)
+    recirc_valve_pct: LimitedSetpoint
+    # Ion-exchange / filter on the recirculation loop: share of dissolved solids removed per pass.
+    recirc_removal: float = Field(0.9, ge=0, le=1)
+    recirc_pump_kw: float = Field(ge=0)
+    fresh_conductivity_us_cm: float = Field(ge=0)
+    initial_conductivity_us_cm: float = Field(ge=0)
+    # Process bath carried into the rinse by parts while producing.
+    dragout_l_h: float = Field(ge=0)
+    bath_conductivity_us_cm: float = Field(ge=0)
+    quality_limit_us_cm: float = Field(gt=0)
+    machine: Name  # the machine whose production drives drag-out
+
+
+class PlcSpec(StrictModel):
+    """A PLC's watchdog: when its heartbeat point stops changing for `heartbeat_timeout`, the
+    PLC drops remote setpoints and goes back to its local defaults."""
+
+    heartbeat_timeout: PositiveDuration | None = 30.0  # None: no watchdog
+
+
+class PlcsSpec(StrictModel):
+    compressor: PlcSpec = PlcSpec()
+    chiller: PlcSpec = PlcSpec()
+    water: PlcSpec = PlcSpec()
+
+
+# --- tariff -----------------------------------------------------------------------------------
+
+
+class TariffPeriod(StrictModel):
+    name: Name
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
+    start: ClockTime
+    end: ClockTime
+    price_per_kwh: float = Field(ge=0)
+
+
+class TariffSpec(StrictModel):
+    currency: str = "EUR"
+    default_price_per_kwh: float = Field(ge=0)
+    periods: list[TariffPeriod] = Field(default_factory=list)
+    # Charged on the month's highest demand_window average, prorated per day in ground truth.
+    demand_charge_per_kw_month: float = Field(0.0, ge=0)
+    water_price_per_m3: float = Field(0.0, ge=0)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class EventTime(StrictModel):
+    day: int = Field(0, ge=0)  # days after the scenario start
+    at: ClockTime
+
+    def seconds_after(self, start: datetime) -> float:
+        start_of_day = seconds_of_day(start.time())
+        return self.day * 86400.0 + seconds_of_day(self.at) - start_of_day
+
+
+class AirLeak(StrictModel):
+    kind: Literal["air"]
+    name: Name
+    start: EventTime
+    orifice_mm: float = Field(gt=0)
+    discharge_coefficient: float = Field(0.61, gt=0, le=1)
+
+
+class WaterLeak(StrictModel):
+    kind: Literal["water"]
+    name: Name
+    start: EventTime
+    m3_h: float = Field(gt=0)
+    # main: a pipe behind the main meter; cooling_tower: the basin (seen in the makeup).
+    location: Literal["main", "cooling_tower"] = "main"
+
+
+Leak = Annotated[AirLeak | WaterLeak, Field(discriminator="kind")]
+
+
+class ExtraLoad(StrictModel):
+    """A load outside the normal schedule (a furnace start, a test run, everything at once)."""
+
+    name: Name
+    start: EventTime
+    duration: PositiveDuration
+    kw: float = Field(gt=0)
+    power_factor: float = Field(0.85, gt=0, le=1)
+
+
+class EventsSpec(StrictModel):
+    leaks: list[Leak] = Field(default_factory=list)
+    loads: list[ExtraLoad] = Field(default_factory=list)
+
+
+# --- protocol faces ---------------------------------------------------------------------------
+
+
+class RegisterSpec(StrictModel):
+    """One plant point at one place in a Modbus device: `register value = point * scale`."""
+
+    point: str
+    table: Table = Table.HOLDING
+    address: int = Field(ge=0, le=65535)
+    type: DataType = DataType.FLOAT32
+    scale: float = 1.0
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _fits(self) -> RegisterSpec:
+        if self.table.is_bits != (self.type is DataType.BOOL):
+            raise ValueError("coils and discrete inputs hold type bool, registers the others")
+        if self.type in (DataType.STRING, DataType.BIT):
+            raise ValueError(f"type {self.type.value} is not served by the simulator")
+        if self.scale == 0:
+            raise ValueError("scale 0 would hide the value")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        return 1 if self.type is DataType.BOOL else REGISTERS[self.type]
+
+
+class ModbusDeviceSpec(StrictModel):
+    name: Name
+    unit_id: int = Field(1, ge=1, le=247)
+    port: int = Field(5020, ge=0, le=65535)  # 0: any free port
+    word_order: ByteOrder = ByteOrder.ABCD
+    resembles: str = ""  # the real product whose register map this one follows
+    registers: list[RegisterSpec] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _no_overlap(self) -> ModbusDeviceSpec:
+        used: dict[tuple[Table, int], str] = {}
+        for reg in self.registers:
+            for address in range(reg.address, reg.address + reg.register_count):
+                key = (reg.table, address)
+                if key in used:
+                    raise ValueError(
+                        f"{reg.point!r} overlaps {used[key]!r} at {reg.table.value} {address}"
+                    )
+                used[key] = reg.point
+        return self
+
+
+OpcUaType = Literal[
+    "Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
+    "Float", "Double",
+]  # fmt: skip
+
+
+class OpcUaPointSpec(StrictModel):
+    """One plant point as a variable node; `node` is its dotted browse path below Objects
+    (`Compressor.Pressure`). The same shape as drivers/sim/opcua_server.py's SimPoint."""
+
+    node: str = Field(pattern=r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+$")
+    writable: bool = False
+    type: OpcUaType = "Double"
+    unit: str | None = None
+    eu_range: tuple[float, float] | None = None
+
+
+class OpcUaObjectSpec(StrictModel):
+    """One PLC object under Objects and its points (plant point name -> node)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    points: dict[str, OpcUaPointSpec] = Field(min_length=1)
+
+
+class OpcUaDeviceSpec(StrictModel):
+    """One OPC UA server of the cell. `namespace` and `objects` are handed to SimOpcUaServer."""
+
+    name: Name
+    port: int = Field(4840, ge=0, le=65535)  # 0: any free port
+    namespace: str = "urn:edgecell:sim"
+    objects: list[OpcUaObjectSpec] = Field(min_length=1)
+
+
+# --- the scenario -----------------------------------------------------------------------------
+
+
+class Scenario(StrictModel):
+    name: str
+    description: str = ""
+    seed: int = 1
+    start: datetime  # local time on site; a naive timestamp
+    duration: PositiveDuration = 86400.0  # how long a batch run (co-simulation, tests) lasts
+    schedule: ScheduleSpec
+    machines: list[MachineSpec] = Field(min_length=1)
+    ambient: AmbientSpec = AmbientSpec()
+    site: SiteSpec
+    compressed_air: CompressedAirSpec
+    chilled_water: ChilledWaterSpec
+    cooling_tower: CoolingTowerSpec
+    rinse: RinseSpec
+    plcs: PlcsSpec = PlcsSpec()
+    tariff: TariffSpec
+    events: EventsSpec = EventsSpec()
+    modbus_devices: list[ModbusDeviceSpec] = Field(default_factory=list)
+    opcua_devices: list[OpcUaDeviceSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> Scenario:
+        machines = [m.name for m in self.machines]
+        if len(set(machines)) != len(machines):
+            raise ValueError("machine names repeat")
+        if self.rinse.machine not in machines:
+            raise ValueError(f"rinse.machine {self.rinse.machine!r} is not a machine")
+        devices = [d.name for d in self.modbus_devices] + [d.name for d in self.opcua_devices]
+        if len(set(devices)) != len(devices):
+            raise ValueError("device names repeat")
+        leaks = [leak.name for leak in self.events.leaks]
+        if len(set(leaks)) != len(leaks):
+            raise ValueError("leak names repeat")
+        return self
+
+
+class ScenarioError(Exception):
+    """A scenario that cannot be loaded; the message names the file and every problem."""
+
+
+def scenario_path(name_or_path: str | Path) -> Path:
+    """A name such as `normal-day` means configs/sim/normal-day.yaml; anything else is a path."""
+    text = str(name_or_path)
+    if "/" not in text and not text.endswith((".yaml", ".yml")):
+        return SCENARIO_DIR / f"{text}.yaml"
+    return Path(text)
+
+
+def scenario_names() -> list[str]:
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """Mappings merge key by key; anything else (lists too) is replaced by the override."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return override
+
+
+def _read_data(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    if path in seen:
+        raise ScenarioError(f"{path}: base scenarios form a loop: {' -> '.join(map(str, seen))}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        names = ", ".join(scenario_names())
+        raise ScenarioError(f"{path}: cannot read the scenario ({exc}); known: {names}") from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a mapping")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = scenario_path(base)
+    if not base_path.is_absolute() and "/" in str(base):
+        base_path = path.parent / base_path
+    return dict(_merge(_read_data(base_path, (*seen, path)), data))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load and validate a scenario by name (configs/sim/NAME.yaml) or path."""
+    path = scenario_path(name_or_path)
+    data = _read_data(path, ())
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{path}: {'.'.join(str(p) for p in error['loc'])}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        raise ScenarioError("\n".join(problems)) from None

@@ -1,0 +1,61 @@
+"""SimCell: the plant and its Modbus faces on free ports, in lock-step and in real time."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pymodbus.client import AsyncModbusTcpClient
+
+from drivers.modbus.codec import decode
+from drivers.modbus.config import ByteOrder, DataType
+from drivers.sim.cell import SimCell, SimCellError
+from drivers.sim.scenario import Scenario
+
+
+async def _read_energy(endpoint: tuple[str, int, int]) -> float:
+    host, port, unit = endpoint
+    client = AsyncModbusTcpClient(host, port=port, timeout=2, retries=0)
+    assert await asyncio.wait_for(client.connect(), 5)
+    try:
+        reply = await client.read_input_registers(72, count=2, device_id=unit)
+    finally:
+        client.close()
+    value = decode(reply.registers, DataType.FLOAT32, ByteOrder.ABCD)
+    assert isinstance(value, float)
+    return value
+
+
+async def test_every_modbus_device_gets_an_endpoint_on_a_free_port(normal_day: Scenario) -> None:
+    async with SimCell(normal_day, speed=None, ports=0) as cell:
+        endpoints = dict(cell.modbus_endpoints)
+    assert set(endpoints) == {d.name for d in normal_day.modbus_devices}
+    ports = [port for _, port, _ in endpoints.values()]
+    assert len(set(ports)) == len(ports)
+    assert all(host == "127.0.0.1" and port > 0 for host, port, _ in endpoints.values())
+
+
+async def test_lock_step_moves_plant_time_and_registers_together(normal_day: Scenario) -> None:
+    async with SimCell(normal_day, speed=None, ports=0) as cell:
+        before = await _read_energy(cell.modbus_endpoints["site-meter"])
+        await cell.step(3600.0)
+        after = await _read_energy(cell.modbus_endpoints["site-meter"])
+        assert cell.plant.time_s == 3600.0
+        assert after == pytest.approx(
+            float(cell.plant.read_point("site_meter.import_energy_kwh")), rel=1e-7
+        )
+    assert after > before
+
+
+async def test_real_time_cell_advances_at_its_speed(normal_day: Scenario) -> None:
+    async with SimCell(normal_day, speed=600.0, ports=0, tick=0.05) as cell:
+        await asyncio.sleep(0.5)
+        simulated = cell.plant.time_s
+    # At 600x, half a second of real time is about 300 simulated seconds (loose: shared CPU).
+    assert 60.0 < simulated < 1200.0
+
+
+async def test_step_is_refused_on_a_real_time_cell(normal_day: Scenario) -> None:
+    async with SimCell(normal_day, speed=1.0, ports=0) as cell:
+        with pytest.raises(SimCellError, match="lock-step"):
+            await cell.step(1.0)
