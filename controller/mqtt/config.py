@@ -1,13 +1,43 @@
-"""The `mqtt:` section of the config: broker, session, TLS, credentials and what is published."""
+"""The `mqtt:` section of the config: broker, session, TLS, credentials, what is published and
+how the store-and-forward buffer keeps messages while the broker is away."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from controller.configtypes import PositiveDuration, StrictModel
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_UNIT_BYTES = {
+    None: 1,
+    "B": 1,
+    "kB": 1000,
+    "KB": 1000,
+    "KiB": 1024,
+    "MB": 1000**2,
+    "MiB": 1024**2,
+    "GB": 1000**3,
+    "GiB": 1024**3,
+}
+
+
+def parse_size(value: Any) -> int:
+    """`64MiB`, `500MB`, `1GiB`, `4096` (bytes) -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or (match := _SIZE.match(value)) is None:
+        raise ValueError(
+            f"{value!r} is not a size: write bytes or a number and one of kB, MB, GB, KiB, MiB, GiB"
+        )
+    return int(float(match.group(1)) * _UNIT_BYTES[match.group(2)])
+
+
+# Bytes, written in YAML as `64MiB` or a bare number of bytes.
+ByteSize = Annotated[int, BeforeValidator(parse_size), Field(gt=0)]
 
 
 class TlsConfig(StrictModel):
@@ -16,12 +46,31 @@ class TlsConfig(StrictModel):
     key_file: Path | None = None
     insecure: bool = False  # skip hostname check; for test brokers with self-signed certs only
 
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> TlsConfig:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file (the client certificate)")
+        return self
+
+
+class BufferConfig(StrictModel):
+    """The store-and-forward buffer (docs/mqtt-topics.md, "Delivery")."""
+
+    # always: every message is on disk (commits every 100 ms) before it counts as accepted.
+    # outage: messages stay in memory while the broker acknowledges them and go to disk when it
+    # is unreachable, when memory passes memory_high_water, and on shutdown (less flash wear).
+    durability: Literal["always", "outage"] = "outage"
+    max_bytes: ByteSize = 256 * 1024**2
+    max_age: PositiveDuration = 7 * 86400.0
+    drain_rate: float = Field(default=500.0, gt=0, description="backlog messages per second")
+    memory_high_water: ByteSize = 16 * 1024**2
+
 
 class MqttConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
-    client_id: str | None = None
+    client_id: str | None = None  # default edgecell-{gateway.id}
     base_topic: str | None = None  # default edgecell/{gateway.id}
     qos: Literal[0, 1, 2] = 1
     keepalive: PositiveDuration = 30.0
@@ -33,6 +82,7 @@ class MqttConfig(StrictModel):
     health_interval: PositiveDuration = 10.0
     reconnect_min: PositiveDuration = 0.5
     reconnect_max: PositiveDuration = 30.0
+    buffer: BufferConfig = BufferConfig()
 
     @field_validator("base_topic")
     @classmethod
@@ -47,7 +97,17 @@ class MqttConfig(StrictModel):
             raise ValueError("give password (as ${ENV_VAR}) or password_file, not both")
         return self
 
+    @model_validator(mode="after")
+    def _backoff_is_ordered(self) -> MqttConfig:
+        if self.reconnect_min > self.reconnect_max:
+            raise ValueError("reconnect_min is greater than reconnect_max")
+        return self
+
     def resolve_password(self) -> str | None:
         if self.password_file is not None:
             return self.password_file.read_text(encoding="utf-8").strip()
         return self.password
+
+    def resolve_client_id(self, gateway_id: str) -> str:
+        """The configured client id, else `edgecell-{gateway.id}`."""
+        return self.client_id or f"edgecell-{gateway_id}"

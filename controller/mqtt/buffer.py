@@ -1,0 +1,668 @@
+"""Store-and-forward for telemetry and events ("Nothing lost"): a message accepted here leaves
+only when the broker has acknowledged it, and SQLite (WAL) keeps it across outages and restarts.
+
+Two streams come out: *live* (accepted during the current broker session) and *backlog*
+(everything older: what waited through an outage, or on disk from a previous run). The backlog
+drains oldest first at `drain_rate` beside the live stream, so fresh data is never starved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import sqlite3
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import structlog
+
+from controller.clock import Clock
+from controller.mqtt.config import BufferConfig
+
+log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
+
+BUFFER_FILE = "mqtt-buffer.sqlite3"
+SCHEMA_VERSION = 1
+COMMIT_INTERVAL = 0.1  # seconds between batched commits (and bound checks)
+COUNTER_INTERVAL = 5.0  # how often counters (seq) are saved when nothing else is written
+PAGE_ROWS = 256  # backlog rows read from disk at once
+DISK_RETRY_INTERVAL = 1.0  # after a failed write (disk full), try again this often
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    accepted_ms INTEGER NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class BufferWriteError(Exception):
+    """The buffer could not write to its file (disk full, I/O error); messages stay in memory."""
+
+
+class BufferClosedError(Exception):
+    """The buffer was used before `__aenter__` or after `__aexit__`."""
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One accepted message. `done` once acknowledged or dropped; `evicted` once its payload
+    was let go from memory (it is then read back from disk when its turn comes)."""
+
+    id: int
+    topic: str
+    payload: bytes
+    accepted_ms: int
+    size: int
+    on_disk: bool = False
+    done: bool = False
+    evicted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BufferStats:
+    depth: int  # messages accepted and not yet acknowledged
+    bytes: int  # their size (topic + payload)
+    oldest_age_s: float | None  # age of the oldest of them
+    dropped: int  # messages dropped since start (bounds, disk full)
+    memory_bytes: int  # part of `bytes` held in memory
+    disk_ok: bool  # False while the buffer file cannot be written
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    db: sqlite3.Connection
+    count: int
+    size: int
+    last_id: int
+    oldest_ms: int | None
+    counters: dict[str, int]
+
+
+class MessageBuffer:
+    """The buffer file `path` (created with its directory when missing).
+
+    Synchronous and O(1): `accept`, `take_live`, `ack`, `set_counter`. Everything that touches
+    the file runs in a worker thread under one lock, batched every `COMMIT_INTERVAL`.
+    `max_file_bytes` caps the SQLite file (default: twice `max_bytes` plus 4 MiB); past it
+    writes fail as they would on a full disk.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        config: BufferConfig,
+        clock: Clock,
+        *,
+        max_file_bytes: int | None = None,
+    ) -> None:
+        self._path = path
+        self._config = config
+        self._clock = clock
+        self._max_file_bytes = max_file_bytes or 2 * config.max_bytes + 4 * 1024**2
+        self._db: sqlite3.Connection | None = None
+        self._db_lock = asyncio.Lock()
+        # One worker thread: a file operation whose awaiting task was cancelled still finishes
+        # before the next one starts, so the connection never sees two at once.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-buffer")
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._maintainer: asyncio.Task[None] | None = None
+        # accepted, not acknowledged, payload in memory; ids only grow, so dict order is age
+        self._ram: dict[int, Entry] = {}
+        self._unwritten: list[Entry] = []
+        self._live: deque[Entry] = deque()
+        self._backlog_ram: deque[Entry] = deque()
+        self._page: deque[Entry] = deque()
+        self._page_gen = 0
+        self._disk_cursor = 0
+        self._disk_exhausted = True
+        self._inflight: dict[int, Entry] = {}
+        self._to_delete: set[int] = set()
+        self._last_id = 0
+        self._count = 0
+        self._bytes = 0
+        self._ram_bytes = 0
+        self._disk_oldest_ms: int | None = None
+        self._dropped = 0
+        self._online = False
+        self._unthrottled = False
+        self._tokens = 1.0
+        self._refilled_at = 0.0
+        self._counters: dict[str, int] = {}
+        self._dirty_counters: set[str] = set()
+        self._counters_saved_at = 0.0
+        self._disk_ok = True
+        self._disk_retry_at = 0.0
+        self._write_error: str | None = None
+        self._persist_target = 0
+        self._persisted_through = 0
+        self._tick_done = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def _in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+
+    async def __aenter__(self) -> Self:
+        opened = await self._in_thread(self._open)
+        self._db = opened.db
+        self._count, self._bytes = opened.count, opened.size
+        self._last_id = self._persisted_through = opened.last_id
+        self._disk_oldest_ms = opened.oldest_ms
+        self._counters = opened.counters
+        self._disk_exhausted = opened.count == 0
+        self._refilled_at = self._clock.monotonic()
+        self._counters_saved_at = self._clock.monotonic()
+        if opened.count:
+            log.info("buffer_backlog_found", path=str(self._path), messages=opened.count,
+                     bytes=opened.size)
+        async with contextlib.AsyncExitStack() as stack:
+            stack.push_async_callback(self._close)
+            # The commit loop runs in a TaskGroup entered here and left in __aexit__: a bug in it
+            # cancels the owner instead of silently ending durability.
+            task_group = await stack.enter_async_context(asyncio.TaskGroup())
+            self._maintainer = task_group.create_task(self._maintain(), name="mqtt-buffer-commits")
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None:
+            return
+        if self._maintainer is not None:
+            self._maintainer.cancel()
+        await stack.__aexit__(exc_type, exc, tb)
+
+    async def _close(self) -> None:
+        db = self._db
+        if db is None:
+            return
+        try:
+            # On shutdown everything not acknowledged goes to disk, whatever the durability.
+            await self._tick(closing=True)
+        finally:
+            self._db = None
+            await self._in_thread(db.close)
+            self._executor.shutdown(wait=False)
+        log.info("buffer_closed", messages=self._count, bytes=self._bytes, dropped=self._dropped)
+
+    def _open(self) -> _Opened:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._open_file(str(self._path))
+        except sqlite3.DatabaseError as exc:
+            error = str(exc)
+        moved = self._move_aside()
+        log.error("buffer_file_unreadable", path=str(self._path), error=error,
+                  moved_to=str(moved) if moved else None)
+        try:
+            return self._open_file(str(self._path))
+        except sqlite3.DatabaseError as exc:
+            error = str(exc)
+        # Not even a new file: keep going in memory rather than not start at all.
+        log.error("buffer_file_unusable", path=str(self._path), error=error, fallback="memory")
+        return self._open_file(":memory:")
+
+    def _move_aside(self) -> Path | None:
+        """Rename the unreadable file (and its WAL) to `*.corrupt-<epoch ms>`; None if even
+        that failed, in which case it is removed."""
+        moved = self._path.with_name(f"{self._path.name}.corrupt-{self._clock.wall_ms()}")
+        try:
+            self._path.rename(moved)
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            for suffix in ("-wal", "-shm"):
+                with contextlib.suppress(OSError):
+                    self._path.with_name(self._path.name + suffix).unlink()
+            return None
+        with contextlib.suppress(OSError):
+            self._path.with_name(self._path.name + "-wal").rename(
+                moved.with_name(moved.name + "-wal")
+            )
+        with contextlib.suppress(OSError):
+            self._path.with_name(self._path.name + "-shm").unlink()
+        return moved
+
+    def _open_file(self, where: str) -> _Opened:
+        db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL").fetchone()
+            full = self._config.durability == "always"
+            db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            _ensure_schema(db)
+            page_size = db.execute("PRAGMA page_size").fetchone()[0]
+            db.execute(f"PRAGMA max_page_count={max(16, self._max_file_bytes // page_size)}")
+            count, size, last_id = db.execute(
+                "SELECT count(*), coalesce(sum(size), 0), coalesce(max(id), 0) FROM messages"
+            ).fetchone()
+            oldest = db.execute("SELECT accepted_ms FROM messages ORDER BY id LIMIT 1").fetchone()
+            counters = dict(db.execute("SELECT name, value FROM counters").fetchall())
+        except BaseException:
+            db.close()
+            raise
+        return _Opened(db, count, size, last_id, oldest[0] if oldest else None, counters)
+
+    # --- accepting ---------------------------------------------------------------------------
+
+    def accept(self, topic: str, payload: bytes) -> None:
+        """Take a message; it leaves only when acknowledged (or dropped by a bound)."""
+        if self._db is None:
+            raise BufferClosedError("the buffer is not open")
+        self._last_id += 1
+        size = len(topic) + len(payload)
+        entry = Entry(self._last_id, topic, payload, self._clock.wall_ms(), size)
+        self._ram[entry.id] = entry
+        self._unwritten.append(entry)
+        self._live.append(entry)
+        self._count += 1
+        self._bytes += size
+        self._ram_bytes += size
+
+    def counter(self, name: str) -> int:
+        """A value saved with the buffer (the data topics' seq), 0 when never set."""
+        return self._counters.get(name, 0)
+
+    def set_counter(self, name: str, value: int) -> None:
+        """Saved with the next write of messages, else within `COUNTER_INTERVAL`."""
+        self._counters[name] = value
+        self._dirty_counters.add(name)
+
+    async def persisted(self) -> None:
+        """Return when everything accepted so far is on disk or acknowledged.
+
+        Raises `BufferWriteError` when the file cannot be written.
+        """
+        target = self._last_id
+        self._persist_target = max(self._persist_target, target)
+        while self._persisted_through < target:
+            if self._write_error is not None:
+                raise BufferWriteError(self._write_error)
+            await self._tick_done.wait()
+
+    # --- sending -----------------------------------------------------------------------------
+
+    def session_started(self) -> None:
+        """The broker is reachable: whatever was not acknowledged becomes backlog, in order."""
+        self._online = True
+        self._inflight.clear()
+        self._live.clear()
+        self._backlog_ram = deque(self._ram.values())
+        self._reset_paging(from_id=0)
+
+    def session_lost(self) -> None:
+        """The broker is gone: what was in flight will be sent again in the next session."""
+        self._online = False
+        self._inflight.clear()
+
+    def unthrottle(self) -> None:
+        """Send the backlog as fast as the broker takes it (used to flush on shutdown)."""
+        self._unthrottled = True
+
+    def take_live(self) -> Entry | None:
+        """The oldest message of this session not yet sent, or None."""
+        while self._live:
+            entry = self._live.popleft()
+            if not (entry.done or entry.evicted or entry.id in self._inflight):
+                self._inflight[entry.id] = entry
+                return entry
+        return None
+
+    async def take_backlog(self) -> Entry | float:
+        """The oldest backlog message when the drain rate allows one now; else the seconds until
+        it will (`math.inf` when the backlog is empty)."""
+        while True:
+            if not self._page and not self._disk_exhausted:
+                await self._load_page()
+                continue
+            while self._backlog_ram and self._stale(self._backlog_ram[0]):
+                self._backlog_ram.popleft()
+            while self._page and self._stale(self._page[0]):
+                self._page.popleft()
+            ram_head = self._backlog_ram[0] if self._backlog_ram else None
+            page_head = self._page[0] if self._page else None
+            if page_head is None and not self._disk_exhausted:
+                continue
+            if ram_head is None and page_head is None:
+                return math.inf
+            if not self._unthrottled:
+                wait = self._take_token()
+                if wait > 0:
+                    return wait
+            if page_head is not None and (ram_head is None or page_head.id < ram_head.id):
+                entry = self._page.popleft()
+            else:
+                entry = self._backlog_ram.popleft()
+            self._inflight[entry.id] = entry
+            return entry
+
+    def ack(self, entry: Entry) -> None:
+        """The broker has the message."""
+        self._inflight.pop(entry.id, None)
+        if entry.done:
+            return
+        self._forget(entry)
+        if entry.on_disk:
+            self._to_delete.add(entry.id)
+
+    @property
+    def depth(self) -> int:
+        """Messages accepted and not yet acknowledged."""
+        return self._count
+
+    def stats(self) -> BufferStats:
+        oldest = self._oldest_ms()
+        age = None if oldest is None else max(0.0, (self._clock.wall_ms() - oldest) / 1000)
+        return BufferStats(
+            depth=self._count,
+            bytes=self._bytes,
+            oldest_age_s=age,
+            dropped=self._dropped,
+            memory_bytes=self._ram_bytes,
+            disk_ok=self._disk_ok,
+        )
+
+    def _stale(self, entry: Entry) -> bool:
+        return entry.done or entry.evicted or entry.id in self._inflight
+
+    def _take_token(self) -> float:
+        rate = self._config.drain_rate
+        now = self._clock.monotonic()
+        burst = max(1.0, rate / 10)
+        self._tokens = min(burst, self._tokens + (now - self._refilled_at) * rate)
+        self._refilled_at = now
+        if self._tokens < 1.0:
+            return (1.0 - self._tokens) / rate
+        self._tokens -= 1.0
+        return 0.0
+
+    def _forget(self, entry: Entry) -> None:
+        entry.done = True
+        if self._ram.pop(entry.id, None) is not None:
+            self._ram_bytes -= entry.size
+        self._count -= 1
+        self._bytes -= entry.size
+        entry.payload = b""
+
+    def _oldest_ms(self) -> int | None:
+        candidates = [self._disk_oldest_ms] if self._disk_oldest_ms is not None else []
+        if self._ram:
+            candidates.append(next(iter(self._ram.values())).accepted_ms)
+        return min(candidates) if candidates and self._count else None
+
+    def _reset_paging(self, from_id: int) -> None:
+        self._page.clear()
+        self._disk_cursor = min(self._disk_cursor, from_id)
+        self._disk_exhausted = False
+        self._page_gen += 1
+
+    async def _load_page(self) -> None:
+        async with self._db_lock:
+            db, gen, cursor = self._db, self._page_gen, self._disk_cursor
+            if db is None:
+                raise BufferClosedError("the buffer is not open")
+            try:
+                rows = await self._in_thread(_read_page, db, cursor)
+            except sqlite3.DatabaseError as exc:
+                rows = None
+                error = str(exc)
+        if rows is None:
+            # The rest of the backlog on disk is given up for this session, not the messages.
+            log.error("buffer_read_failed", path=str(self._path), error=error)
+            self._disk_exhausted = True
+            return
+        if gen != self._page_gen:
+            return  # paging was reset meanwhile: read again from the new cursor
+        if len(rows) < PAGE_ROWS:
+            self._disk_exhausted = True
+        if rows:
+            self._disk_cursor = rows[-1][0]
+        for row_id, topic, payload, accepted_ms, size in rows:
+            if row_id in self._ram or row_id in self._inflight or row_id in self._to_delete:
+                continue
+            self._page.append(Entry(row_id, topic, payload, accepted_ms, size, on_disk=True))
+
+    # --- the commit loop ---------------------------------------------------------------------
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(COMMIT_INTERVAL)
+            await self._tick(closing=False)
+
+    def _should_write(self, now: float, closing: bool) -> bool:
+        if not self._unwritten:
+            return False
+        if not self._disk_ok and now < self._disk_retry_at and not closing:
+            return False
+        return (
+            closing
+            or self._config.durability == "always"
+            or not self._online
+            or self._ram_bytes > self._config.memory_high_water
+            or self._persist_target > self._persisted_through
+        )
+
+    async def _tick(self, *, closing: bool) -> None:
+        async with self._db_lock:
+            try:
+                await self._write_and_delete(closing)
+                self._evict_or_drop_for_memory()
+                await self._enforce_bounds()
+            finally:
+                done, self._tick_done = self._tick_done, asyncio.Event()
+                done.set()
+
+    async def _write_and_delete(self, closing: bool) -> None:
+        db = self._db
+        if db is None:
+            return
+        now = self._clock.monotonic()
+        through = self._last_id
+        # Acknowledged before their write came: never written at all.
+        self._unwritten = [entry for entry in self._unwritten if not entry.done]
+        batch: list[Entry] = []
+        if self._should_write(now, closing):
+            batch, self._unwritten = self._unwritten, []
+        deletes, self._to_delete = self._to_delete, set()
+        save_counters = bool(self._dirty_counters) and (
+            bool(batch) or closing or now - self._counters_saved_at >= COUNTER_INTERVAL
+        )
+        counters = {name: self._counters[name] for name in self._dirty_counters}
+        if not save_counters:
+            counters = {}
+        if batch or deletes or counters:
+            rows = [(e.id, e.topic, e.payload, e.accepted_ms, e.size) for e in batch]
+            try:
+                oldest = await self._in_thread(_write, db, rows, deletes, counters)
+            except sqlite3.DatabaseError as exc:
+                self._unwritten = batch + self._unwritten
+                self._to_delete |= deletes
+                self._disk_failed(now, exc)
+                return
+            if not self._disk_ok:
+                self._disk_ok = True
+                self._write_error = None
+                log.info("buffer_disk_recovered", path=str(self._path))
+            self._disk_oldest_ms = oldest
+            if counters:
+                self._dirty_counters -= counters.keys()
+                self._counters_saved_at = now
+            for entry in batch:
+                entry.on_disk = True
+                if entry.done:  # acknowledged while it was being written
+                    self._to_delete.add(entry.id)
+        if not self._unwritten or self._unwritten[0].id > through:
+            self._persisted_through = max(self._persisted_through, through)
+
+    def _disk_failed(self, now: float, exc: sqlite3.DatabaseError) -> None:
+        self._disk_retry_at = now + DISK_RETRY_INTERVAL
+        self._write_error = str(exc)
+        if self._disk_ok:
+            self._disk_ok = False
+            log.error("buffer_write_failed", path=str(self._path), error=str(exc),
+                      effect="messages kept in memory up to memory_high_water, then dropped")
+
+    def _evict_or_drop_for_memory(self) -> None:
+        high_water = self._config.memory_high_water
+        if self._ram_bytes <= high_water:
+            return
+        target = high_water // 2
+        evicted_from = 0
+        dropped = 0
+        for entry in list(self._ram.values()):
+            if self._ram_bytes <= target:
+                break
+            if entry.on_disk:
+                del self._ram[entry.id]
+                self._ram_bytes -= entry.size
+                entry.evicted = True
+                entry.payload = b""
+                evicted_from = evicted_from or entry.id
+            elif not self._disk_ok:
+                self._forget(entry)
+                self._dropped += 1
+                dropped += 1
+        if evicted_from:
+            self._reset_paging(from_id=evicted_from - 1)
+        if dropped:
+            log.warning("buffer_dropped", reason="memory_high_water_without_disk",
+                        messages=dropped, dropped_total=self._dropped)
+
+    async def _enforce_bounds(self) -> None:
+        excess = self._bytes - self._config.max_bytes
+        cutoff = self._clock.wall_ms() - int(self._config.max_age * 1000)
+        oldest = self._oldest_ms()
+        if excess <= 0 and (oldest is None or oldest >= cutoff):
+            return
+        before = self._dropped
+        db = self._db
+        if db is not None and self._disk_oldest_ms is not None:
+            try:
+                removed, oldest_left = await self._in_thread(
+                    _drop_oldest, db, excess, cutoff, frozenset(self._to_delete)
+                )
+            except sqlite3.DatabaseError as exc:
+                self._disk_failed(self._clock.monotonic(), exc)
+            else:
+                self._disk_oldest_ms = oldest_left
+                excess -= self._reconcile_disk_drops(removed)
+        for entry in list(self._ram.values()):
+            if excess <= 0 and entry.accepted_ms >= cutoff:
+                break
+            excess -= entry.size
+            self._forget(entry)
+            self._dropped += 1
+        if self._dropped > before:
+            log.warning("buffer_dropped", reason="max_bytes_or_max_age",
+                        messages=self._dropped - before, dropped_total=self._dropped)
+
+    def _reconcile_disk_drops(self, removed: list[tuple[int, int]]) -> int:
+        """Account for rows deleted by a bound; returns the bytes freed."""
+        if not removed:
+            return 0
+        last = removed[-1][0]
+        paged = {entry.id: entry for entry in self._page}
+        self._page = deque(entry for entry in self._page if entry.id > last)
+        freed = 0
+        for row_id, size in removed:
+            entry = self._ram.get(row_id) or self._inflight.get(row_id) or paged.get(row_id)
+            if entry is not None:
+                if entry.done:
+                    continue
+                self._forget(entry)
+            elif row_id in self._to_delete:
+                self._to_delete.discard(row_id)
+                continue
+            else:
+                self._count -= 1
+                self._bytes -= size
+            self._dropped += 1
+            freed += size
+        return freed
+
+
+# --- worker-thread side (one call at a time, under the buffer's lock) -------------------------
+
+
+def _ensure_schema(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        db.executescript(_SCHEMA)
+        db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    elif version != SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"unknown buffer schema version {version}")
+
+
+def _read_page(db: sqlite3.Connection, after_id: int) -> list[tuple[int, str, bytes, int, int]]:
+    return db.execute(
+        "SELECT id, topic, payload, accepted_ms, size FROM messages "
+        "WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id, PAGE_ROWS),
+    ).fetchall()
+
+
+def _write(
+    db: sqlite3.Connection,
+    rows: list[tuple[int, str, bytes, int, int]],
+    deletes: Iterable[int],
+    counters: dict[str, int],
+) -> int | None:
+    db.execute("BEGIN")
+    try:
+        if rows:
+            db.executemany(
+                "INSERT OR REPLACE INTO messages (id, topic, payload, accepted_ms, size) "
+                "VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        if deletes:
+            db.executemany("DELETE FROM messages WHERE id = ?", ((i,) for i in deletes))
+        if counters:
+            db.executemany(
+                "INSERT INTO counters (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                counters.items(),
+            )
+        db.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    oldest = db.execute("SELECT accepted_ms FROM messages ORDER BY id LIMIT 1").fetchone()
+    return oldest[0] if oldest else None
+
+
+def _drop_oldest(
+    db: sqlite3.Connection, excess: int, cutoff_ms: int, acknowledged: frozenset[int]
+) -> tuple[list[tuple[int, int]], int | None]:
+    """Delete the oldest rows until `excess` bytes are freed and none is older than the cutoff."""
+    removed: list[tuple[int, int]] = []
+    freed = 0
+    for row_id, size, accepted_ms in db.execute(
+        "SELECT id, size, accepted_ms FROM messages ORDER BY id"
+    ):
+        if freed >= excess and accepted_ms >= cutoff_ms:
+            break
+        removed.append((row_id, size))
+        if row_id not in acknowledged:
+            freed += size
+    if removed:
+        db.execute("DELETE FROM messages WHERE id <= ?", (removed[-1][0],))
+    oldest = db.execute("SELECT accepted_ms FROM messages ORDER BY id LIMIT 1").fetchone()
+    return removed, (oldest[0] if oldest else None)

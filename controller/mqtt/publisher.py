@@ -1,0 +1,514 @@
+"""The one MQTT connection of the gateway: birth and Last Will, telemetry through the
+store-and-forward buffer, retained state re-published after every reconnect, commands in.
+
+Drivers and rules call the synchronous `publish_*` methods, which never block and never fail
+because of the broker; the loops of this module do the network work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import ssl
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from controller.clock import Clock
+from controller.model import DeviceStatus, Sample
+from controller.mqtt import topics
+from controller.mqtt.buffer import BUFFER_FILE, Entry, MessageBuffer
+from controller.mqtt.config import MqttConfig, TlsConfig
+
+log = structlog.get_logger(__name__)
+
+# Called for each message on {base}/cmd/#: (topic, payload, MQTT 5 properties or None).
+CommandHandler = Callable[[str, bytes, Properties | None], Awaitable[None]]
+
+WINDOW = 32  # QoS 1/2 messages in flight at once (ordering is kept: one connection, FIFO)
+PUBLISH_TIMEOUT = 10.0  # no PUBACK within this: the connection is taken as broken
+CONNECT_TIMEOUT = 10.0
+FLUSH_TIMEOUT = 2.0  # on clean stop, time to send what is buffered ...
+OFFLINE_TIMEOUT = 1.0  # ... and then to publish the offline status: 3 s at most together
+STOP_TIMEOUT = FLUSH_TIMEOUT + OFFLINE_TIMEOUT + 0.5
+
+
+class PublisherNotRunningError(Exception):
+    """A publish method was called before `__aenter__` or after `__aexit__`."""
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherStats:
+    """What the health topic reports about MQTT."""
+
+    connected: bool
+    reconnects: int
+    buffer_depth: int
+    buffer_bytes: int
+    buffer_oldest_age_s: float | None
+    buffer_dropped: int
+    buffer_memory_bytes: int
+    buffer_disk_ok: bool
+    health_skipped: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    retain: bool = False
+    properties: Properties | None = None
+    entry: Entry | None = None  # set for buffered messages: acknowledged in the buffer
+
+
+class _ConnectionLostError(Exception):
+    """The session ended (broker gone, PUBACK timeout); the connection loop reconnects."""
+
+
+class MqttPublisher:
+    """`async with MqttPublisher(...) as publisher:` connects in the background and keeps
+    reconnecting until the block is left; leaving it flushes for at most 3 s, publishes the
+    retained offline status and keeps what was not sent in the buffer file for the next start.
+
+    `birth` is the online status (`topics.birth(...)`), published retained on every connect.
+    """
+
+    def __init__(
+        self,
+        config: MqttConfig,
+        *,
+        base_topic: str,
+        client_id: str,
+        state_dir: Path,
+        clock: Clock,
+        birth: Mapping[str, Any],
+    ) -> None:
+        self._config = config
+        self._base = base_topic
+        self._client_id = client_id
+        self._buffer_path = state_dir / BUFFER_FILE
+        self._clock = clock
+        self._birth = topics.encode(birth)
+        self._buffer: MessageBuffer | None = None  # kept after exit, for stats()
+        self._running = False
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._connection_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._reconnects = 0
+        self._sessions = 0
+        self._retained: dict[str, bytes] = {}
+        self._retained_dirty: dict[str, None] = {}  # an ordered set
+        self._control: deque[_Outgoing] = deque(maxlen=1000)
+        self._health: bytes | None = None
+        self._health_skipped = 0
+        self._command_handler: CommandHandler | None = None
+        self._client: aiomqtt.Client | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            buffer = MessageBuffer(self._buffer_path, self._config.buffer, self._clock)
+            self._buffer = await stack.enter_async_context(buffer)
+            self._running = True
+            stack.callback(setattr, self, "_running", False)
+            task_group = await stack.enter_async_context(asyncio.TaskGroup())
+            self._connection_task = task_group.create_task(
+                self._connection_loop(), name="mqtt-connection"
+            )
+            self._exit_stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._exit_stack = self._exit_stack, None
+        if stack is None:
+            return
+        self._stopping.set()
+        self._wakeup.set()
+        task = self._connection_task
+        try:
+            if task is not None:
+                # asyncio.wait neither raises on timeout nor cancels: the bound is ours.
+                done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
+                if not done:
+                    log.warning("mqtt_stop_timeout", seconds=STOP_TIMEOUT)
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+            await stack.__aexit__(exc_type, exc, tb)
+
+    async def connected(self) -> None:
+        """Return once a session with the broker is up (at once if it is)."""
+        await self._connected.wait()
+
+    @property
+    def base_topic(self) -> str:
+        return self._base
+
+    # --- the API of the runtime (synchronous, never blocks) ----------------------------------
+
+    def publish_samples(self, device: str, samples: Sequence[Sample]) -> int | None:
+        """Buffer one batch of changed samples of `device` on `{base}/data/{device}`; returns its
+        seq (None when `samples` is empty). Also updates the retained tag topics when
+        `retain_tags` is set."""
+        if not samples:
+            return None
+        buffer = self._running_buffer()
+        key = f"seq/{device}"
+        seq = buffer.counter(key) + 1
+        buffer.set_counter(key, seq)
+        payload = topics.data_batch(samples, seq=seq, ts=self._clock.wall_ms())
+        buffer.accept(topics.data(self._base, device), payload)
+        if self._config.retain_tags:
+            for sample in samples:
+                self.publish_retained(
+                    topics.tag(self._base, device, sample.tag), topics.tag_value(sample)
+                )
+        self._wakeup.set()
+        return seq
+
+    def publish_device_status(self, status: DeviceStatus) -> None:
+        """Retained `{base}/devices/{device}/status`."""
+        self.publish_retained(
+            topics.device_status(self._base, status.device),
+            topics.device_status_payload(status, ts=self._clock.wall_ms()),
+        )
+
+    def publish_retained(self, topic: str, payload: bytes) -> None:
+        """State, not history: only the latest payload per topic is kept, and all of them are
+        published again after each reconnect. An empty payload clears the retained message."""
+        self._running_buffer()
+        self._retained[topic] = payload
+        self._retained_dirty[topic] = None
+        self._wakeup.set()
+
+    def publish_event(self, topic: str, payload: bytes) -> None:
+        """Buffered like telemetry: delivered in order, kept through outages and restarts."""
+        self._running_buffer().accept(topic, payload)
+        self._wakeup.set()
+
+    def publish_health(self, payload: Mapping[str, Any] | bytes) -> None:
+        """Live only: sent when connected (a newer one replaces one not yet sent), else skipped."""
+        self._running_buffer()
+        if not self._connected.is_set():
+            self._health_skipped += 1
+            return
+        if not isinstance(payload, bytes):
+            payload = topics.health_payload(payload, ts=self._clock.wall_ms())
+        self._health = payload
+        self._wakeup.set()
+
+    def subscribe_commands(self, handler: CommandHandler) -> None:
+        """Call `handler` for every message on `{base}/cmd/#` (subscribed on every connect;
+        takes effect at the next connect when already connected)."""
+        self._command_handler = handler
+
+    def respond(
+        self,
+        request_properties: Properties | None,
+        payload: bytes,
+        fallback_topic: str | None = None,
+    ) -> None:
+        """Answer a command: on its MQTT 5 ResponseTopic with its CorrelationData, else on
+        `fallback_topic` (default `{base}/cmd/response`). Not buffered."""
+        self._running_buffer()
+        response_topic = getattr(request_properties, "ResponseTopic", None)
+        properties: Properties | None = None
+        if response_topic and self._config.protocol == "5":
+            topic = str(response_topic)
+            correlation = getattr(request_properties, "CorrelationData", None)
+            if correlation is not None:
+                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                properties.CorrelationData = correlation
+        else:
+            topic = fallback_topic or topics.command_response(self._base)
+        self._control.append(_Outgoing(topic, payload, properties=properties))
+        self._wakeup.set()
+
+    def stats(self) -> PublisherStats:
+        """Also valid after the publisher stopped (what it left in the buffer)."""
+        if self._buffer is None:
+            raise PublisherNotRunningError("stats() needs a publisher that was started")
+        buffer = self._buffer.stats()
+        return PublisherStats(
+            connected=self._connected.is_set(),
+            reconnects=self._reconnects,
+            buffer_depth=buffer.depth,
+            buffer_bytes=buffer.bytes,
+            buffer_oldest_age_s=buffer.oldest_age_s,
+            buffer_dropped=buffer.dropped,
+            buffer_memory_bytes=buffer.memory_bytes,
+            buffer_disk_ok=buffer.disk_ok,
+            health_skipped=self._health_skipped,
+        )
+
+    async def persisted(self) -> None:
+        """Return when every message accepted so far is on disk or acknowledged."""
+        await self._running_buffer().persisted()
+
+    def _open_buffer(self) -> MessageBuffer:
+        if self._buffer is None:
+            raise PublisherNotRunningError("the publisher was never started")
+        return self._buffer
+
+    def _running_buffer(self) -> MessageBuffer:
+        if self._buffer is None or not self._running:
+            raise PublisherNotRunningError("use the publisher inside `async with`")
+        return self._buffer
+
+    # --- connection --------------------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        attempt = 0
+        lost_at: float | None = None
+        while not self._stopping.is_set():
+            try:
+                client = await self._make_client()
+                async with client:
+                    attempt = 0
+                    if lost_at is not None:
+                        log.info("mqtt_reconnected", host=self._config.host,
+                                 port=self._config.port,
+                                 outage_s=round(self._clock.monotonic() - lost_at, 3))
+                    else:
+                        log.info("mqtt_connected", host=self._config.host, port=self._config.port,
+                                 client_id=self._client_id)
+                    lost_at = None
+                    await self._session(client)
+                    return  # only a clean stop ends a session without raising
+            except (aiomqtt.MqttError, _ConnectionLostError, OSError, ssl.SSLError) as exc:
+                self._session_ended()
+                if lost_at is None:
+                    lost_at = self._clock.monotonic()
+                    log.warning("mqtt_unavailable", host=self._config.host,
+                                port=self._config.port, error=str(exc) or type(exc).__name__)
+                else:
+                    log.debug("mqtt_connect_failed", error=str(exc) or type(exc).__name__)
+            delay = self._backoff(attempt)
+            attempt += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    def _backoff(self, attempt: int) -> float:
+        """Capped, fully random: uniform(0, min(max, min * 2**attempt)), at least 10 ms."""
+        cap = min(self._config.reconnect_max, self._config.reconnect_min * 2 ** min(attempt, 30))
+        return max(0.01, random.uniform(0, cap))
+
+    async def _make_client(self) -> aiomqtt.Client:
+        # Credentials and certificates are read on every attempt: rotated files are picked up.
+        password, tls_context = await asyncio.to_thread(self._read_secrets)
+        v5 = self._config.protocol == "5"
+        will = aiomqtt.Will(
+            topics.status(self._base),
+            topics.death(ts=self._clock.wall_ms(), clean=False),
+            qos=max(1, self._config.qos),
+            retain=True,
+        )
+        return aiomqtt.Client(
+            self._config.host,
+            self._config.port,
+            username=self._config.username,
+            password=password,
+            identifier=self._client_id,
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            will=will,
+            clean_session=None if v5 else True,
+            timeout=CONNECT_TIMEOUT,
+            keepalive=max(1, round(self._config.keepalive)),
+            max_inflight_messages=WINDOW,
+            tls_context=tls_context,
+        )
+
+    def _read_secrets(self) -> tuple[str | None, ssl.SSLContext | None]:
+        tls = self._config.tls
+        return self._config.resolve_password(), (_tls_context(tls) if tls is not None else None)
+
+    def _session_ended(self) -> None:
+        self._client = None
+        if self._connected.is_set():
+            self._connected.clear()
+            self._reconnects += 1
+        if self._buffer is not None:
+            self._buffer.session_lost()
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        buffer = self._open_buffer()
+        client.pending_calls_threshold = WINDOW + 16  # aiomqtt warns above this many in flight
+        await client.publish(
+            topics.status(self._base), self._birth, qos=max(1, self._config.qos), retain=True,
+            timeout=PUBLISH_TIMEOUT,
+        )
+        if self._command_handler is not None:
+            await self._subscribe_commands(client)
+        self._sessions += 1
+        buffer.session_started()
+        # Retained state is state, not history: all of it again, the latest of each topic.
+        for topic in self._retained:
+            self._retained_dirty[topic] = None
+        self._client = client
+        self._connected.set()
+        self._wakeup.set()
+        try:
+            async with asyncio.TaskGroup() as task_group:
+                sender = task_group.create_task(self._send_loop(client, task_group))
+                receiver = task_group.create_task(self._receive_loop(client))
+                await self._stopping.wait()
+                await self._flush()
+                sender.cancel()
+                receiver.cancel()
+        except BaseExceptionGroup as group:
+            lost, bugs = group.split((aiomqtt.MqttError, _ConnectionLostError))
+            if bugs is not None or lost is None:
+                raise
+            raise _ConnectionLostError(str(lost.exceptions[0])) from None
+        # Clean stop: the offline status replaces the birth (the broker drops the Will).
+        self._connected.clear()
+        try:
+            await client.publish(
+                topics.status(self._base),
+                topics.death(ts=self._clock.wall_ms(), clean=True),
+                qos=max(1, self._config.qos),
+                retain=True,
+                timeout=OFFLINE_TIMEOUT,
+            )
+        except aiomqtt.MqttError as exc:
+            log.warning("mqtt_offline_not_published", error=str(exc))
+        buffer.session_lost()
+        log.info("mqtt_stopped", unsent=buffer.depth)
+
+    async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
+        topic = topics.commands(self._base)
+        if self._config.protocol == "5":
+            # no_local: our own answers on {base}/cmd/response do not come back to us.
+            # (paho takes the QoS from the options then, and refuses both.)
+            options = SubscribeOptions(qos=1, noLocal=True)
+            await client.subscribe(topic, options=options, timeout=PUBLISH_TIMEOUT)
+        else:
+            await client.subscribe(topic, qos=1, timeout=PUBLISH_TIMEOUT)
+
+    async def _flush(self) -> None:
+        """On stop: send the backlog unthrottled for at most FLUSH_TIMEOUT."""
+        buffer = self._open_buffer()
+        buffer.unthrottle()
+        self._wakeup.set()
+        deadline = self._clock.monotonic() + FLUSH_TIMEOUT
+        while buffer.depth > 0 or self._retained_dirty or self._control:
+            if self._clock.monotonic() >= deadline:
+                log.warning("mqtt_flush_incomplete", unsent=buffer.depth)
+                return
+            await asyncio.sleep(0.02)
+
+    # --- sending and receiving ---------------------------------------------------------------
+
+    async def _send_loop(self, client: aiomqtt.Client, task_group: asyncio.TaskGroup) -> None:
+        window = asyncio.Semaphore(WINDOW)
+        while True:
+            await window.acquire()
+            try:
+                item = await self._next_outgoing()
+            except BaseException:
+                window.release()
+                raise
+            # Tasks start in creation order and paho writes each PUBLISH when called, so the
+            # broker receives messages in the order they were taken.
+            task_group.create_task(self._send(client, item, window))
+
+    async def _send(
+        self, client: aiomqtt.Client, item: _Outgoing, window: asyncio.Semaphore
+    ) -> None:
+        try:
+            await client.publish(
+                item.topic,
+                item.payload,
+                qos=self._config.qos,
+                retain=item.retain,
+                properties=item.properties,
+                timeout=PUBLISH_TIMEOUT,
+            )
+        finally:
+            window.release()
+        if item.entry is not None:
+            if self._buffer is not None:
+                self._buffer.ack(item.entry)
+        elif item.retain and not item.payload and self._retained.get(item.topic) == b"":
+            del self._retained[item.topic]  # a cleared retained topic is not re-published
+
+    async def _next_outgoing(self) -> _Outgoing:
+        buffer = self._open_buffer()
+        while True:
+            self._wakeup.clear()
+            if self._control:
+                return self._control.popleft()
+            if self._health is not None:
+                health, self._health = self._health, None
+                return _Outgoing(topics.health(self._base), health)
+            if self._retained_dirty:
+                topic = next(iter(self._retained_dirty))
+                del self._retained_dirty[topic]
+                if topic in self._retained:
+                    return _Outgoing(topic, self._retained[topic], retain=True)
+                continue
+            # The backlog takes its turns at drain_rate; live data goes whenever it is there.
+            backlog = await buffer.take_backlog()
+            if isinstance(backlog, Entry):
+                return _Outgoing(backlog.topic, backlog.payload, entry=backlog)
+            live = buffer.take_live()
+            if live is not None:
+                return _Outgoing(live.topic, live.payload, entry=live)
+            timeout = None if backlog == math.inf else backlog
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=timeout)
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        response_topic = topics.command_response(self._base)
+        async for message in client.messages:
+            topic = message.topic.value
+            handler = self._command_handler
+            if handler is None or topic == response_topic:
+                continue
+            try:
+                await handler(topic, _payload_bytes(message.payload), message.properties)
+            except Exception:
+                log.exception("command_handler_failed", topic=topic)
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(tls.ca_file) if tls.ca_file is not None else None
+    )
+    if tls.cert_file is not None:
+        context.load_cert_chain(
+            str(tls.cert_file), str(tls.key_file) if tls.key_file is not None else None
+        )
+    if tls.insecure:
+        context.check_hostname = False
+    return context

@@ -1,0 +1,147 @@
+"""The MQTT topic contract of DESIGN.md as functions, and the JSON payloads of the topics this
+package publishes itself. docs/mqtt-topics.md documents every schema; keep the two together.
+
+Payloads are UTF-8 JSON with epoch-millisecond timestamps. NaN and infinities become null.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from controller.model import DeviceStatus, Quality, Sample
+
+
+class TopicLevelError(ValueError):
+    """A name that cannot be one topic level (empty, or holding '/', '+', '#' or NUL)."""
+
+
+def _level(kind: str, name: str) -> str:
+    if not name or any(char in name for char in "/+#\x00"):
+        raise TopicLevelError(f"{kind} name {name!r} cannot be an MQTT topic level")
+    return name
+
+
+# --- topics ----------------------------------------------------------------------------------
+
+
+def status(base: str) -> str:
+    """Retained birth / death of the gateway; also its Last Will."""
+    return f"{base}/status"
+
+
+def data(base: str, device: str) -> str:
+    """Batches of changed samples of one device."""
+    return f"{base}/data/{_level('device', device)}"
+
+
+def tag(base: str, device: str, tag_name: str) -> str:
+    """Retained latest value of one tag (optional, `retain_tags: true`)."""
+    return f"{base}/tags/{_level('device', device)}/{_level('tag', tag_name)}"
+
+
+def device_status(base: str, device: str) -> str:
+    """Retained connection state of one device."""
+    return f"{base}/devices/{_level('device', device)}/status"
+
+
+def health(base: str) -> str:
+    """Periodic health of the gateway; not retained, not buffered."""
+    return f"{base}/health"
+
+
+def rule_state(base: str, rule: str) -> str:
+    """Retained mode and outputs of one rule."""
+    return f"{base}/rules/{_level('rule', rule)}/state"
+
+
+def write_events(base: str) -> str:
+    """Every write attempt, by a rule or a command, with its outcome."""
+    return f"{base}/events/writes"
+
+
+def alarm(base: str, alarm_name: str) -> str:
+    """Retained state of one alarm."""
+    return f"{base}/alarms/{_level('alarm', alarm_name)}"
+
+
+def commands(base: str) -> str:
+    """The filter the gateway subscribes to for commands."""
+    return f"{base}/cmd/#"
+
+
+def command_response(base: str) -> str:
+    """Where answers go when the request carried no MQTT 5 ResponseTopic."""
+    return f"{base}/cmd/response"
+
+
+# --- payloads --------------------------------------------------------------------------------
+
+
+def encode(payload: Mapping[str, Any]) -> bytes:
+    """JSON, UTF-8, compact. orjson writes NaN and infinities as null (stdlib json writes
+    `NaN`, which is not JSON)."""
+    return orjson.dumps(payload)
+
+
+def decode(payload: bytes | str) -> Any:
+    """The inverse of `encode`, for consumers and tests."""
+    return orjson.loads(payload)
+
+
+def sample_value(sample: Sample) -> dict[str, Any]:
+    """`{v, q, ts}` of one sample, with `r` (reason) when its quality is not good."""
+    value: dict[str, Any] = {"v": sample.value, "q": sample.quality.value, "ts": sample.source_ts}
+    if sample.quality is not Quality.GOOD:
+        value["r"] = sample.reason
+    return value
+
+
+def data_batch(samples: Iterable[Sample], *, seq: int, ts: int) -> bytes:
+    """`{ts, seq, values: {tag: {v, q, ts[, r]}}}`; a tag that appears twice keeps its last."""
+    return orjson.dumps(
+        {"ts": ts, "seq": seq, "values": {sample.tag: sample_value(sample) for sample in samples}}
+    )
+
+
+def tag_value(sample: Sample) -> bytes:
+    """Payload of `{base}/tags/{device}/{tag}`."""
+    return orjson.dumps(sample_value(sample))
+
+
+def device_status_payload(device_status_: DeviceStatus, *, ts: int) -> bytes:
+    """Payload of `{base}/devices/{device}/status`."""
+    return orjson.dumps(
+        {
+            "ts": ts,
+            "device": device_status_.device,
+            "state": device_status_.state.value,
+            "since": device_status_.since_ms,
+            "last_error": device_status_.last_error,
+            "consecutive_failures": device_status_.consecutive_failures,
+            "reconnects": device_status_.reconnects,
+            "polls": device_status_.polls,
+            "skipped_cycles": device_status_.skipped_cycles,
+            "latency_ms": device_status_.latency_ms,
+            "extra": device_status_.extra,
+        }
+    )
+
+
+def birth(*, version: str, config_hash: str, started: int) -> dict[str, Any]:
+    """The retained `online` message, published on every (re)connect."""
+    return {"state": "online", "version": version, "config_hash": config_hash, "started": started}
+
+
+def death(*, ts: int, clean: bool) -> bytes:
+    """The retained `offline` message. As Last Will (`clean: false`) the broker sends what was
+    set at connect time, so `ts` is then when that connection began; on a clean stop it is the
+    time of the stop."""
+    return orjson.dumps({"state": "offline", "ts": ts, "clean": clean})
+
+
+def health_payload(values: Mapping[str, Any], *, ts: int) -> bytes:
+    """Payload of `{base}/health`: `ts` and whatever the runtime measures."""
+    return orjson.dumps({"ts": ts, **values})
