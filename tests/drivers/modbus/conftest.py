@@ -50,6 +50,10 @@ class Trace:
     events: list[tuple[float, str, int, int]] = field(default_factory=list)
     silent_units: frozenset[int] = frozenset()
     on_rx: Callable[[int, int], None] | None = None
+    connections: int = 0
+
+    def connection(self, connected: bool) -> None:
+        self.connections += connected
 
     def __call__(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
         self.events.append(
@@ -104,6 +108,7 @@ async def modbus_server() -> AsyncIterator[ServerFactory]:
             framer=framer,
             address=("127.0.0.1", port),
             trace_pdu=trace,
+            trace_connect=trace.connection,
         )
         await server.serve_forever(background=True)
         bound = server.transport.sockets[0].getsockname()[1]
