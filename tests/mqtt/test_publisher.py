@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 import pytest
@@ -20,50 +17,18 @@ from cryptography.x509.oid import NameOID
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from controller.clock import SYSTEM_CLOCK
-from controller.model import Quality, Sample
 from controller.mqtt import topics
 from controller.mqtt.buffer import BUFFER_FILE
-from controller.mqtt.config import MqttConfig
-from controller.mqtt.publisher import MqttPublisher
-
-CHILD = Path(__file__).with_name("publisher_child.py")
-
-
-def mqtt_config(broker: Any, **settings: Any) -> MqttConfig:
-    return MqttConfig.model_validate(
-        {
-            "host": broker.host,
-            "port": broker.port,
-            "reconnect_min": "50ms",
-            "reconnect_max": "500ms",
-            **settings,
-        }
-    )
-
-
-def make_publisher(config: MqttConfig, names: Any, state_dir: Path) -> MqttPublisher:
-    return MqttPublisher(
-        config,
-        base_topic=names.topic("gw"),
-        client_id=names.client_id("gw"),
-        state_dir=state_dir,
-        clock=SYSTEM_CLOCK,
-        birth=topics.birth(version="1.2.3", config_hash="cafe", started=1_700_000_000_000),
-    )
 
 
 def last_state(messages: list[aiomqtt.Message]) -> str | None:
     return topics.decode(messages[-1].payload)["state"] if messages else None
 
 
-def power(value: float, quality: Quality = Quality.GOOD, reason: str = "") -> Sample:
-    now = SYSTEM_CLOCK.wall_ms()
-    return Sample("press", "power_kw", value, quality, now, now, reason)
-
-
-async def test_birth_is_published_retained_on_connect(mosquitto, mqtt_names, mqtt_collect, tmp_path):
-    async with make_publisher(mqtt_config(mosquitto), mqtt_names, tmp_path) as publisher:
+async def test_birth_is_published_retained_on_connect(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
+):
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
         await asyncio.wait_for(publisher.connected(), 10)
         # A subscriber that comes later still gets it: it is retained.
         status = await mqtt_collect(mosquitto, topics.status(mqtt_names.topic("gw")))
@@ -77,8 +42,10 @@ async def test_birth_is_published_retained_on_connect(mosquitto, mqtt_names, mqt
     }
 
 
-async def test_clean_stop_publishes_offline_retained(mosquitto, mqtt_names, mqtt_collect, tmp_path):
-    async with make_publisher(mqtt_config(mosquitto), mqtt_names, tmp_path) as publisher:
+async def test_clean_stop_publishes_offline_retained(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
+):
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
         await asyncio.wait_for(publisher.connected(), 10)
     status = await mqtt_collect(mosquitto, topics.status(mqtt_names.topic("gw")))
     await status.wait_count(1)
@@ -87,36 +54,31 @@ async def test_clean_stop_publishes_offline_retained(mosquitto, mqtt_names, mqtt
     assert status.payloads()[0]["clean"] is True
 
 
-async def test_killed_process_leaves_offline_last_will(mosquitto, mqtt_names, mqtt_collect, tmp_path):
-    base = mqtt_names.topic("gw")
-    child = subprocess.Popen(
-        [sys.executable, str(CHILD), mosquitto.host, str(mosquitto.port), base,
-         mqtt_names.client_id("child"), str(tmp_path), "outage"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    try:
-        line = await asyncio.wait_for(asyncio.to_thread(child.stdout.readline), 20)
-        assert line.strip() == b"connected"
-        status = await mqtt_collect(mosquitto, topics.status(base))
-        await status.wait_for(lambda messages: last_state(messages) == "online")
-        child.kill()
-        await status.wait_for(lambda messages: last_state(messages) == "offline")
-    finally:
-        child.kill()
-        child.wait(timeout=5)
+async def test_killed_process_leaves_offline_last_will(
+    mosquitto, mqtt_names, mqtt_collect, spawn_gateway, tmp_path
+):
+    child = await spawn_gateway(mosquitto, tmp_path)
+    assert await child.read_line() == "connected"
+    status = await mqtt_collect(mosquitto, topics.status(mqtt_names.topic("gw")))
+    await status.wait_for(lambda messages: last_state(messages) == "online")
+    await child.kill()
+    await status.wait_for(lambda messages: last_state(messages) == "offline")
     assert status.payloads()[-1]["clean"] is False
+    later = await mqtt_collect(mosquitto, topics.status(mqtt_names.topic("gw")))
+    await later.wait_count(1)
+    assert later.messages[0].retain
+    assert later.payloads()[0]["state"] == "offline"
 
 
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_data_batches_arrive_with_increasing_seq(
-    protocol, mosquitto, mqtt_names, mqtt_collect, tmp_path
+    protocol, mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher, power_sample
 ):
     base = mqtt_names.topic("gw")
     data = await mqtt_collect(mosquitto, topics.data(base, "press"), protocol=protocol)
-    async with make_publisher(mqtt_config(mosquitto, protocol=protocol), mqtt_names, tmp_path) as publisher:
+    async with make_publisher(mqtt_config(mosquitto, protocol=protocol)) as publisher:
         for value in range(5):
-            publisher.publish_samples("press", [power(float(value))])
+            publisher.publish_samples("press", [power_sample(float(value))])
         await data.wait_count(5)
     payloads = data.payloads()
     assert [p["seq"] for p in payloads] == [1, 2, 3, 4, 5]
@@ -124,22 +86,23 @@ async def test_data_batches_arrive_with_increasing_seq(
     assert all(p["values"]["power_kw"]["q"] == "good" for p in payloads)
 
 
-async def test_seq_continues_after_restart(mosquitto, mqtt_names, mqtt_collect, tmp_path):
+async def test_seq_continues_after_restart(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher, power_sample
+):
     data = await mqtt_collect(mosquitto, topics.data(mqtt_names.topic("gw"), "press"))
     for _ in range(2):
-        async with make_publisher(mqtt_config(mosquitto), mqtt_names, tmp_path) as publisher:
-            publisher.publish_samples("press", [power(1.0)])
-            publisher.publish_samples("press", [power(2.0)])
+        async with make_publisher(mqtt_config(mosquitto)) as publisher:
+            publisher.publish_samples("press", [power_sample(1.0)])
+            publisher.publish_samples("press", [power_sample(2.0)])
             await asyncio.wait_for(publisher.connected(), 10)
     await data.wait_count(4)
     assert [p["seq"] for p in data.payloads()] == [1, 2, 3, 4]
 
 
-async def test_username_and_password_connect(mosquitto_factory, mqtt_names, mqtt_collect, tmp_path):
-    password_file = tmp_path / "passwd"
-    subprocess.run(
-        ["mosquitto_passwd", "-c", "-b", str(password_file), "gateway", "s3cret"], check=True
-    )
+async def test_username_and_password_connect(
+    mosquitto_factory, password_file, mqtt_names, mqtt_collect, tmp_path, mqtt_config,
+    make_publisher, power_sample,
+):
     broker = mosquitto_factory(
         global_options=[f"password_file {password_file}"], allow_anonymous=False
     )
@@ -150,8 +113,8 @@ async def test_username_and_password_connect(mosquitto_factory, mqtt_names, mqtt
         broker, topics.data(base, "press"), username="gateway", password="s3cret"
     )
     config = mqtt_config(broker, username="gateway", password_file=str(secret))
-    async with make_publisher(config, mqtt_names, tmp_path / "state") as publisher:
-        publisher.publish_samples("press", [power(1.0)])
+    async with make_publisher(config) as publisher:
+        publisher.publish_samples("press", [power_sample(1.0)])
         await data.wait_count(1)
 
 
@@ -199,7 +162,9 @@ def _write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
-async def test_tls_connects_with_the_configured_ca(mosquitto_factory, mqtt_names, mqtt_collect, tmp_path):
+async def test_tls_connects_with_the_configured_ca(
+    mosquitto_factory, mqtt_names, mqtt_collect, tmp_path, mqtt_config, make_publisher, power_sample
+):
     import ssl  # noqa: PLC0415
 
     ca, cert, key = _write_tls_material(tmp_path)
@@ -211,18 +176,18 @@ async def test_tls_connects_with_the_configured_ca(mosquitto_factory, mqtt_names
         broker, topics.data(base, "press"), tls_context=ssl.create_default_context(cafile=str(ca))
     )
     config = mqtt_config(broker, tls={"ca_file": str(ca)})
-    async with make_publisher(config, mqtt_names, tmp_path / "state") as publisher:
-        publisher.publish_samples("press", [power(1.0)])
+    async with make_publisher(config) as publisher:
+        publisher.publish_samples("press", [power_sample(1.0)])
         await data.wait_count(1)
     assert data.payloads()[0]["seq"] == 1
 
 
 async def test_retained_state_is_republished_after_reconnect(
-    mosquitto, mqtt_names, mqtt_collect, tmp_path
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
 ):
     base = mqtt_names.topic("gw")
     rule_topic = topics.rule_state(base, "chiller")
-    async with make_publisher(mqtt_config(mosquitto), mqtt_names, tmp_path) as publisher:
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
         publisher.publish_retained(rule_topic, b'{"mode":"auto"}')
         first = await mqtt_collect(mosquitto, rule_topic)
         await first.wait_count(1)
@@ -230,7 +195,8 @@ async def test_retained_state_is_republished_after_reconnect(
             # The broker forgets the retained state ...
             await operator.publish(rule_topic, b"", qos=1, retain=True)
         # ... and the gateway's session is taken over, so it reconnects.
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier=mqtt_names.client_id("gw")):
+        gateway_id = mqtt_names.client_id("gw")
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier=gateway_id):
             pass
         await first.wait_count(3)  # the clearing, then the state again
         later = await mqtt_collect(mosquitto, rule_topic)
@@ -240,9 +206,11 @@ async def test_retained_state_is_republished_after_reconnect(
     assert publisher.stats().reconnects == 1
 
 
-async def test_command_is_answered_on_its_response_topic(mosquitto, mqtt_names, mqtt_collect, tmp_path):
+async def test_command_is_answered_on_its_response_topic(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
+):
     base = mqtt_names.topic("gw")
-    async with make_publisher(mqtt_config(mosquitto), mqtt_names, tmp_path) as publisher:
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
         async def on_command(topic: str, payload: bytes, properties: Properties | None) -> None:
             publisher.respond(properties, b'{"ok":true,"echo":' + payload + b"}")
 
@@ -262,11 +230,11 @@ async def test_command_is_answered_on_its_response_topic(mosquitto, mqtt_names, 
 
 
 async def test_command_without_response_topic_is_answered_on_cmd_response(
-    mosquitto, mqtt_names, mqtt_collect, tmp_path
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
 ):
     base = mqtt_names.topic("gw")
     config = mqtt_config(mosquitto, protocol="3.1.1")
-    async with make_publisher(config, mqtt_names, tmp_path) as publisher:
+    async with make_publisher(config) as publisher:
         async def on_command(topic: str, payload: bytes, properties: Properties | None) -> None:
             publisher.respond(properties, b'{"topic":"' + topic.encode() + b'"}')
 
@@ -281,13 +249,15 @@ async def test_command_without_response_topic_is_answered_on_cmd_response(
 
 
 async def test_corrupt_buffer_file_is_moved_aside_and_publisher_starts(
-    mosquitto, mqtt_names, mqtt_collect, tmp_path
+    mosquitto, mqtt_names, mqtt_collect, tmp_path, mqtt_config, make_publisher, power_sample
 ):
-    (tmp_path / BUFFER_FILE).write_bytes(b"this is not an SQLite database" * 100)
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / BUFFER_FILE).write_bytes(b"this is not an SQLite database" * 100)
     data = await mqtt_collect(mosquitto, topics.data(mqtt_names.topic("gw"), "press"))
-    async with make_publisher(mqtt_config(mosquitto), mqtt_names, tmp_path) as publisher:
-        publisher.publish_samples("press", [power(1.0)])
+    async with make_publisher(mqtt_config(mosquitto), state) as publisher:
+        publisher.publish_samples("press", [power_sample(1.0)])
         await data.wait_count(1)
-    moved = list(tmp_path.glob(f"{BUFFER_FILE}.corrupt-*"))
+    moved = list(state.glob(f"{BUFFER_FILE}.corrupt-*"))
     assert len(moved) == 1
     assert moved[0].read_bytes().startswith(b"this is not an SQLite database")
