@@ -5,6 +5,7 @@ period is active at a wall time, and when the next one starts (to pre-wake machi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from itertools import pairwise
@@ -184,7 +185,21 @@ class Schedule:
 
     def next_change(self, t_ms: int) -> PeriodChange | None:
         """The first instant after `t_ms` where the active period differs from the one at
-        `t_ms`; None when the schedule never changes (one period all week, or within a year)."""
+        `t_ms`; None when it does not change within a year (one period all week)."""
+        return next(self._changes(t_ms), None)
+
+    def next_start(self, t_ms: int, period: str) -> int | None:
+        """When `period` next becomes active after `t_ms` (epoch ms), to pre-wake machines ahead
+        of it. If it is active at `t_ms` this is its next start after the present stretch ends.
+        None when it does not start within a year."""
+        if period not in self.config.period_names:
+            raise UnknownPeriodError(
+                f"schedule has no period {period!r}; it has {sorted(self.config.period_names)}"
+            )
+        return next((c.at_ms for c in self._changes(t_ms) if c.period == period), None)
+
+    def _changes(self, t_ms: int) -> Iterator[PeriodChange]:
+        """Every change of period after `t_ms`, in order, for up to a year."""
         current = self.period_at(t_ms)
         day = datetime.fromtimestamp(t_ms // 1000, self.zone).date() - timedelta(days=1)
         lower = t_ms
@@ -198,27 +213,10 @@ class Schedule:
             for at in sorted(c for c in candidates if lower < c < upper):
                 period = self.period_at(at)
                 if period != current:
-                    return PeriodChange(at_ms=at, period=period)
+                    yield PeriodChange(at_ms=at, period=period)
+                    current = period
             lower = max(lower, upper - 1)
             day += timedelta(days=_CHUNK_DAYS - 1)
-        return None
-
-    def next_start(self, t_ms: int, period: str) -> int | None:
-        """When `period` next becomes active after `t_ms` (epoch ms), to pre-wake machines ahead
-        of it. If it is active at `t_ms` this is its next start after the present stretch ends.
-        None when it never starts again within a year."""
-        if period not in self.config.period_names:
-            raise UnknownPeriodError(
-                f"schedule has no period {period!r}; it has {sorted(self.config.period_names)}"
-            )
-        at = t_ms
-        while (change := self.next_change(at)) is not None:
-            if change.period == period:
-                return change.at_ms
-            if change.at_ms - t_ms > _HORIZON_DAYS * _DAY_S * 1000:
-                break
-            at = change.at_ms
-        return None
 
     def _weekday(self, day: date) -> int:
         if day in self._holidays:
@@ -239,8 +237,8 @@ class Schedule:
     def _offset_changes(self, low: int, high: int) -> list[int]:
         """Epoch ms of every UTC offset change (a daylight-saving jump) in epoch seconds
         (low, high]. The local clock jumps there, possibly into or out of a period."""
-        # Zones change offset months apart, never twice within half an hour.
-        step = 1800
+        # Zones change offset weeks or months apart, never twice within six hours.
+        step = 6 * 3600
         out: list[int] = []
         previous = low
         offset = self._offset(low)

@@ -400,3 +400,21 @@ def test_next_change_is_the_first_instant_the_period_differs(
         data.draw(st.integers(min_value=t_ms, max_value=change.at_ms - 1)) for _ in range(10)
     ]
     assert all(schedule_.period_at(p) == current for p in probes)
+
+
+@settings(suppress_health_check=[HealthCheck.filter_too_much])
+@given(data=st.data(), zone=st.sampled_from(ZONES), periods=rules())
+def test_next_start_is_an_instant_the_period_begins(
+    data: st.DataObject, zone: str, periods: list[dict[str, Any]]
+) -> None:
+    config = {"timezone": zone, "default": "default", "periods": periods}
+    assume(valid(config))
+    schedule_ = schedule(**config)
+    t_ms = data.draw(instants(zone))
+    period = data.draw(st.sampled_from(sorted(ScheduleConfig.model_validate(config).period_names)))
+    start = schedule_.next_start(t_ms, period)
+    if start is None:
+        return
+    assert start > t_ms
+    assert schedule_.period_at(start) == period
+    assert schedule_.period_at(start - 1) != period
