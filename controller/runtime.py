@@ -118,11 +118,9 @@ class Runtime:
             config_hash=self.loaded.digest,
             devices=len(config.devices),
         )
-        birth = {
-            "version": __version__,
-            "config_hash": self.loaded.digest,
-            "started": self._started_ms,
-        }
+        birth = topics.birth(
+            version=__version__, config_hash=self.loaded.digest, started=self._started_ms
+        )
         async with MqttPublisher(
             config.mqtt,
             base_topic=config.base_topic,
@@ -259,10 +257,7 @@ class Runtime:
 
     def _publish_status(self, status: DeviceStatus) -> None:
         if self._publisher is not None:
-            self._publisher.publish_retained(
-                topics.device_status_topic(self.config.base_topic, status.device),
-                topics.device_status_payload(status, self.clock.wall_ms()),
-            )
+            self._publisher.publish_device_status(status)
 
     # --- reload ----------------------------------------------------------------------------------
 
@@ -324,12 +319,14 @@ class Runtime:
         if self._publisher is not None:
             self._publisher.publish_event(
                 f"{self.config.base_topic}/events/config",
-                {
-                    "ts": self.clock.wall_ms(),
-                    "ok": ok,
-                    "config_hash": self.loaded.digest,
-                    "problems": problems,
-                },
+                topics.encode(
+                    {
+                        "ts": self.clock.wall_ms(),
+                        "ok": ok,
+                        "config_hash": self.loaded.digest,
+                        "problems": problems,
+                    }
+                ),
             )
 
     # --- health ------------------------------------------------------------------------------------
@@ -368,7 +365,7 @@ class Runtime:
                 "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             }
             if self._publisher is not None:
-                payload["mqtt"] = self._publisher.stats()
+                payload["mqtt"] = self._publisher.stats().as_dict()
                 self._publisher.publish_health(payload)
                 for status in self._status.values():
                     self._publish_status(status)
@@ -386,11 +383,13 @@ class Runtime:
 
     def _status_line(self) -> str:
         counts = self._device_counts()
-        stats = self._publisher.stats() if self._publisher is not None else {}
+        if self._publisher is None:
+            return f"{counts['connected']}/{counts['total']} devices up"
+        stats = self._publisher.stats()
         return (
             f"{counts['connected']}/{counts['total']} devices up, "
-            f"broker {'connected' if stats.get('connected') else 'away'}, "
-            f"buffer {stats.get('depth', 0)}"
+            f"broker {'connected' if stats.connected else 'away'}, "
+            f"buffer {stats.buffer_depth}"
         )
 
 
