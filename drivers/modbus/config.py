@@ -167,6 +167,12 @@ class ModbusDevice(StrictModel):
             if tag.name in seen:
                 raise ValueError(f"tags[{j}].name: duplicate tag name {tag.name!r}")
             seen.add(tag.name)
+            if not tag.table.is_bits and tag.register_count > self.max_registers_per_request:
+                raise ValueError(
+                    f"tags[{j}]: {tag.name!r} spans {tag.register_count} registers, more than "
+                    f"one read may take (max_registers_per_request: "
+                    f"{self.max_registers_per_request})"
+                )
         for i, a in enumerate(self.tags):
             for j in range(i + 1, len(self.tags)):
                 b = self.tags[j]
