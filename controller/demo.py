@@ -61,7 +61,7 @@ async def run_demo(
             print(problem, file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="edgecell-demo-") as state:
-        async with SimCell(load_scenario(scenario), speed=speed) as cell:
+        async with SimCell(load_scenario(scenario), speed=speed, ports=0) as cell:
             config = _point_at_cell(loaded.config, _cell_endpoints(cell), Path(state))
             if use_config_broker:
                 return await _run_for(loaded, config, duration)
