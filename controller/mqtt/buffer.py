@@ -24,6 +24,7 @@ import structlog
 
 from controller.clock import Clock
 from controller.mqtt.config import BufferConfig
+from controller.mqtt.taskgroup import task_group_exit_args
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -187,7 +188,7 @@ class MessageBuffer:
             return
         if self._maintainer is not None:
             self._maintainer.cancel()
-        await stack.__aexit__(exc_type, exc, tb)
+        await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
 
     async def _close(self) -> None:
         db = self._db

@@ -30,6 +30,7 @@ from controller.model import DeviceStatus, Sample
 from controller.mqtt import topics
 from controller.mqtt.buffer import BUFFER_FILE, Entry, MessageBuffer
 from controller.mqtt.config import MqttConfig, TlsConfig
+from controller.mqtt.taskgroup import task_group_exit_args
 
 log = structlog.get_logger(__name__)
 
@@ -156,7 +157,7 @@ class MqttPublisher:
         finally:
             if task is not None and not task.done():
                 task.cancel()
-            await stack.__aexit__(exc_type, exc, tb)
+            await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
 
     async def connected(self) -> None:
         """Return once a session with the broker is up (at once if it is)."""
