@@ -207,17 +207,18 @@ class ModbusLink:
         # pymodbus's own retries and reconnect loop are off (retries=0, reconnect_delay=0):
         # retries are ours, reconnection is ours (with backoff), and every wait is bounded by
         # our asyncio.timeout, which fires before the library's generous internal one.
-        internal_timeout = time_limit + 5.0
+        created: list[Any] = []
         common: dict[str, Any] = {
             "retries": 0,
             "reconnect_delay": 0,
             "reconnect_delay_max": 0,
-            "timeout": internal_timeout,
-            "trace_connect": self._on_connection_change,
+            "timeout": time_limit + 5.0,
+            "trace_connect": lambda up: self._on_connection_change(created, up),
         }
         config = self.config
+        client: Any
         if isinstance(config, SerialLink):
-            return AsyncModbusSerialClient(
+            client = AsyncModbusSerialClient(
                 config.port,
                 framer=FramerType.RTU,
                 baudrate=config.baudrate,
@@ -226,13 +227,16 @@ class ModbusLink:
                 stopbits=config.stopbits,
                 **common,
             )
-        framer = FramerType.RTU if config.transport == "rtu_over_tcp" else FramerType.SOCKET
-        return AsyncModbusTcpClient(config.host, port=config.port, framer=framer, **common)
+        else:
+            framer = FramerType.RTU if config.transport == "rtu_over_tcp" else FramerType.SOCKET
+            client = AsyncModbusTcpClient(config.host, port=config.port, framer=framer, **common)
+        created.append(client)
+        return client
 
-    def _on_connection_change(self, up: bool) -> None:
+    def _on_connection_change(self, created: list[Any], up: bool) -> None:
         """pymodbus reports a lost connection here; fail the waiting request at once instead of
-        letting it wait out its timeout."""
-        if up or not self._in_flight or self._client is None:
+        letting it wait out its timeout (only for the link's current client)."""
+        if up or not self._in_flight or not created or created[0] is not self._client:
             return
         waiting = self._client.ctx.response_future
         if not waiting.done():
@@ -265,10 +269,12 @@ class ModbusLink:
                 log.warning("modbus link connect failed", link=self.key, error=reason)
             self._last_connect_error = reason
             raise ConnectError(reason)
-        if self._connect_failures or self._connects:
+        # Devices log their own state changes; the link speaks up only when it recovers from
+        # failed attempts (routine reopenings, e.g. after timeouts, stay at debug).
+        if self._connect_failures:
             log.info("modbus link reconnected", link=self.key, attempts=self._connect_failures + 1)
         else:
-            log.info("modbus link connected", link=self.key)
+            log.debug("modbus link connected", link=self.key, connects=self._connects + 1)
         self._client = client
         self._connects += 1
         self._connect_failures = 0
@@ -296,7 +302,7 @@ class ModbusLink:
                 isinstance(self.config, TcpLink)
                 and self._timeouts_in_row >= TCP_TIMEOUTS_BEFORE_DROP
             ):
-                log.info("modbus link dropped after timeouts", link=self.key)
+                log.debug("modbus link dropped after timeouts", link=self.key)
                 self.close()
             raise RequestTimeoutError(f"timeout after {format_ms(time_limit)}") from None
         except ConnectionLostError:
