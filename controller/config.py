@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from controller.configtypes import Name, PositiveDuration, StrictModel
+from controller.configtypes import Name, StrictModel
 from controller.mqtt.config import MqttConfig
 from drivers.modbus.config import ModbusDevice
 from drivers.opcua.config import OpcUaDevice
@@ -98,19 +98,19 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        assert isinstance(node, yaml.ScalarNode)  # noqa: S101  (yaml's three node kinds)
+        assert isinstance(node, yaml.ScalarNode)
         value = _scalar(node)
-        if path and path[-1] == "password" and value is not None:
-            # Secrets never in YAML: only a reference to the environment (or password_file:).
-            if not (isinstance(value, str) and _SECRET_REF.fullmatch(value)):
-                self.problems.append(
-                    (
-                        node.start_mark.line + 1,
-                        _dotted(path),
-                        "a literal password is refused: use password_file: or '${ENV_VAR}'",
-                    )
+        # Secrets never in YAML: only a reference to the environment (or password_file:).
+        is_reference = isinstance(value, str) and _SECRET_REF.fullmatch(value) is not None
+        if path and path[-1] == "password" and value is not None and not is_reference:
+            self.problems.append(
+                (
+                    node.start_mark.line + 1,
+                    _dotted(path),
+                    "a literal password is refused: use password_file: or '${ENV_VAR}'",
                 )
-                return None
+            )
+            return None
         if isinstance(value, str):
             value = self._expand_env(value, node, path)
         return value
@@ -120,7 +120,11 @@ class _Located:
             name = match.group(1)
             if name not in os.environ:
                 self.problems.append(
-                    (node.start_mark.line + 1, _dotted(path), f"environment variable {name} is not set")
+                    (
+                        node.start_mark.line + 1,
+                        _dotted(path),
+                        f"environment variable {name} is not set",
+                    )
                 )
                 return ""
             return os.environ[name]
@@ -156,10 +160,9 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> Path_:
     path: list[str | int] = []
     current = data
     for part in loc:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+        in_mapping = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if in_mapping or in_list:
             current = current[part]
             path.append(part)
     return tuple(path)
@@ -224,13 +227,17 @@ def parse_config(text: str, filename: str) -> Config:
 def _missing_files(config: Config, located: _Located, filename: str) -> list[str]:
     """Files a config names must exist when it is loaded, not when a reconnect first needs them."""
     problems: list[str] = []
-    checks: list[tuple[Path_, Path | None]] = [(("mqtt", "password_file"), config.mqtt.password_file)]
+    checks: list[tuple[Path_, Path | None]] = [
+        (("mqtt", "password_file"), config.mqtt.password_file)
+    ]
     if config.mqtt.tls is not None:
         for key in ("ca_file", "cert_file", "key_file"):
             checks.append((("mqtt", "tls", key), getattr(config.mqtt.tls, key)))
     for path, file in checks:
         if file is not None and not file.is_file():
-            problems.append(f"{filename}:{located.line_of(path)}: {_dotted(path)}: file not found: {file}")
+            problems.append(
+                f"{filename}:{located.line_of(path)}: {_dotted(path)}: file not found: {file}"
+            )
     return problems
 
 

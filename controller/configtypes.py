@@ -13,9 +13,10 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(value: Any) -> float:
-    """`250ms`, `5s`, `15min`, `1h`, `1d` -> seconds. Bare numbers are refused: units are explicit."""
+    """`250ms`, `5s`, `15min`, `1h`, `1d` -> seconds. Bare numbers are refused: units are
+    explicit. (ValueError, not TypeError: pydantic reports ValueErrors as validation errors.)"""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(
+        raise ValueError(  # noqa: TRY004
             f"a duration is a string with a unit such as '500ms', '5s' or '15min', not {value!r}"
         )
     match = _DURATION.match(value)

@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from controller.config import Config, ConfigError, LoadedConfig, load_config
+from controller.config import Config, ConfigError, DeviceConfig, LoadedConfig, load_config
 from controller.localbroker import LocalMosquitto
 from controller.runtime import Runtime
 
@@ -23,16 +23,17 @@ log = structlog.get_logger(__name__)
 
 def _point_at_cell(config: Config, endpoints: dict[str, Any], state_dir: Path) -> Config:
     """Devices named like a simulated device get that device's address; the rest are kept."""
-    devices = []
+    devices: list[DeviceConfig] = []
     for device in config.devices:
         endpoint = endpoints.get(device.name)
         if endpoint is not None and device.driver == "modbus":
             host, port, unit_id = endpoint
             link = device.link.model_copy(update={"host": host, "port": port})
-            device = device.model_copy(update={"link": link, "unit_id": unit_id})
+            devices.append(device.model_copy(update={"link": link, "unit_id": unit_id}))
         elif endpoint is not None and device.driver == "opcua":
-            device = device.model_copy(update={"endpoint": endpoint})
-        devices.append(device)
+            devices.append(device.model_copy(update={"endpoint": endpoint}))
+        else:
+            devices.append(device)
     gateway = config.gateway.model_copy(update={"state_dir": state_dir})
     return config.model_copy(update={"devices": devices, "gateway": gateway})
 
@@ -74,9 +75,10 @@ async def run_demo(
 async def _run_for(loaded: LoadedConfig, config: Config, duration: float | None) -> int:
     runtime = Runtime(LoadedConfig(config=config, path=loaded.path, digest=loaded.digest))
     runtime.install_signal_handlers()
+    mqtt = config.mqtt
     print(
         "edgecell demo is running. Watch it with:\n"
-        f"  mosquitto_sub -h {config.mqtt.host} -p {config.mqtt.port} -t '{config.base_topic}/#' -v\n"
+        f"  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -t '{config.base_topic}/#' -v\n"
         + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C."),
         flush=True,
     )

@@ -75,7 +75,9 @@ class LocalMosquitto:
             except (OSError, TimeoutError):
                 if self._process.returncode is not None or loop.time() > deadline:
                     await self.__aexit__(None, None, None)
-                    raise RuntimeError(f"mosquitto did not start on {self.host}:{self.port}") from None
+                    raise RuntimeError(
+                        f"mosquitto did not start on {self.host}:{self.port}"
+                    ) from None
                 await asyncio.sleep(0.05)
 
     async def __aexit__(

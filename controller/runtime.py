@@ -138,7 +138,8 @@ class Runtime:
                     tg.create_task(self._lag_monitor(), name="loop-lag"),
                     # systemd's watchdog runs in real time, whatever clock the controller follows.
                     tg.create_task(
-                        watchdog_loop(self.notifier, SYSTEM_CLOCK, WATCHDOG_MAX_LAG), name="watchdog"
+                        watchdog_loop(self.notifier, SYSTEM_CLOCK, WATCHDOG_MAX_LAG),
+                        name="watchdog",
                     ),
                 ]
                 self.notifier.ready()
@@ -178,7 +179,7 @@ class Runtime:
         )
 
     def _start_groups(self, devices: Sequence[Any]) -> None:
-        assert self._tg is not None  # noqa: S101  (only called inside run())
+        assert self._tg is not None
         grouped: dict[str, list[Any]] = {}
         for device in devices:
             grouped.setdefault(share_key(device), []).append(device)
@@ -210,7 +211,7 @@ class Runtime:
                     for driver in group.drivers:
                         tg.create_task(driver.run(), name=f"driver:{driver.name}")
                 return
-            except Exception as exc:  # noqa: BLE001  (isolation boundary: log, restart)
+            except Exception as exc:
                 self._counters.driver_restarts += 1
                 log.exception("driver_crashed", group=group.key, error=repr(exc), retry_in=backoff)
                 for driver in group.drivers:
@@ -259,7 +260,7 @@ class Runtime:
         if self._publisher is not None:
             self._publisher.publish_device_status(status)
 
-    # --- reload ----------------------------------------------------------------------------------
+    # --- reload -------------------------------------------------------------------------------
 
     async def reload(self) -> bool:
         """Load the config file again. An invalid file is refused and the running config stays;
@@ -269,7 +270,7 @@ class Runtime:
             try:
                 loaded = await asyncio.to_thread(load_config, self.loaded.path)
             except ConfigError as exc:
-                log.error("reload_refused", config=str(self.loaded.path), problems=exc.problems)
+                log.exception("reload_refused", config=str(self.loaded.path), problems=exc.problems)
                 self._publish_config_event(ok=False, problems=exc.problems)
                 return False
             await self._apply(loaded)
@@ -329,10 +330,10 @@ class Runtime:
                 ),
             )
 
-    # --- health ------------------------------------------------------------------------------------
+    # --- health -------------------------------------------------------------------------------
 
     async def _lag_monitor(self, period: float = 0.25) -> None:
-        """Measure how late the loop wakes us: the best single number for "is the daemon healthy"."""
+        """Measure how late the loop wakes us: the best single sign of a healthy daemon."""
         loop = asyncio.get_running_loop()
         while True:
             expected = loop.time() + period
