@@ -229,6 +229,9 @@ class ChilledWaterSpec(StrictModel):
 class CoolingTowerSpec(StrictModel):
     design_heat_kw: float = Field(gt=0)
     approach_k: float = Field(4.0, ge=0)  # leaving water above wet bulb
+    # The fan control holds the water at least this warm: chillers need a minimum entering
+    # condenser water temperature.
+    min_supply_c: float = 18.0
     latent_fraction: float = Field(0.85, gt=0, le=1)  # share of heat leaving as evaporation
     latent_heat_kj_kg: float = Field(2430.0, gt=0)  # of water near 30 degC
     drift_fraction: float = Field(0.00002, ge=0)  # of the circulating flow

@@ -17,7 +17,7 @@ from drivers.sim.plant.noise import seeded
 from drivers.sim.plant.plc import Plc, Setpoint
 from drivers.sim.plant.schedule import Activity, ProductionSchedule
 from drivers.sim.plant.truth import GroundTruth, LeakTruth
-from drivers.sim.plant.water import CoolingTower, RinseLine, TowerStep
+from drivers.sim.plant.water import CoolingTower, RinseLine, TowerStep, condenser_water_c
 from drivers.sim.plant.weather import Ambient
 from drivers.sim.points import PointValue
 from drivers.sim.scenario import (
@@ -196,7 +196,7 @@ class Plant:
 
         if self._supply_sp.value is not None:
             self.chiller.setpoint_c = self._supply_sp.value
-        condenser_in = self.ambient.wet_bulb_c + sc.cooling_tower.approach_k
+        condenser_in = condenser_water_c(sc.cooling_tower, self.ambient.wet_bulb_c)
         heat = sum(m.heat_kw for m in self.machines)
         chill = self.chiller.step(dt, heat, self.ambient.dry_bulb_c, condenser_in, self.running)
         drive_pf = sc.site.drive_power_factor
@@ -316,11 +316,14 @@ class Plant:
         truth.water_cost += (
             tower.makeup_m3 + rinse_m3 + domestic_m3 + main_leak_m3
         ) * self.scenario.tariff.water_price_per_m3
-        if self.chiller.return_c > self.scenario.chilled_water.process_limit_c:
+        # Limits count only while the process they protect is running.
+        producing = any(m.activity is Activity.PRODUCING for m in self.machines)
+        if producing and self.chiller.return_c > self.scenario.chilled_water.process_limit_c:
             truth.seconds_process_above_limit += dt
-        if self.air.far_end_bar < self.scenario.compressed_air.critical_min_bar:
+        if producing and self.air.far_end_bar < self.scenario.compressed_air.critical_min_bar:
             truth.seconds_far_end_below_critical += dt
-        if self.rinse.conductivity > self.scenario.rinse.quality_limit_us_cm:
+        rinsing = self._by_name[self.scenario.rinse.machine].activity is Activity.PRODUCING
+        if rinsing and self.rinse.conductivity > self.scenario.rinse.quality_limit_us_cm:
             truth.seconds_rinse_above_limit += dt
 
     def _split_leaks(self, dt: float, air_leak_m3: float) -> None:

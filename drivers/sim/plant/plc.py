@@ -65,12 +65,15 @@ class Plc:
             return
         if now - self._last_beat > self.heartbeat_timeout:
             self.remote = False
-            self.fallbacks += 1
+            changed = [p for p, sp in self.setpoints.items() if sp.value != sp.default]
             for setpoint in self.setpoints.values():
                 setpoint.value = setpoint.default
-            log.warning(
+            if changed:
+                self.fallbacks += 1
+            # A PLC that never had a controller just stays local: worth a line, not a warning.
+            (log.warning if changed else log.info)(
                 "plc_heartbeat_lost",
                 plc=self.name,
                 silent_s=round(now - self._last_beat, 1),
-                action="setpoints back to local defaults",
+                reverted=changed,
             )

@@ -11,6 +11,12 @@ from drivers.sim.plant.plc import Setpoint
 from drivers.sim.scenario import CoolingTowerSpec, RinseSpec
 
 
+def condenser_water_c(spec: CoolingTowerSpec, wet_bulb_c: float) -> float:
+    """Water the tower sends to the chiller's condenser: wet bulb plus the approach, held at
+    or above the minimum the chiller accepts (the fan slows down on cool days)."""
+    return max(wet_bulb_c + spec.approach_k, spec.min_supply_c)
+
+
 @dataclass
 class TowerStep:
     evaporation_m3: float
@@ -57,7 +63,7 @@ class CoolingTower:
         spec = self.spec
         hours = dt / 3600.0
         self.heat_kw = heat_kw
-        self.supply_c = wet_bulb_c + spec.approach_k
+        self.supply_c = condenser_water_c(spec, wet_bulb_c)
         # Evaporation carries the latent share of the heat away (CTI / FEMP rule: ~0.1 % of the
         # circulation per degF of range, i.e. 85 % of the heat as latent heat).
         evaporation = spec.latent_fraction * heat_kw / spec.latent_heat_kj_kg * 3.6  # m3/h

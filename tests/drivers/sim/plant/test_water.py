@@ -1,0 +1,95 @@
+"""Water against its sources: the cooling tower's cycles of concentration, FEMP's evaporation
+rule, and the rinse line's dilution balance."""
+
+from __future__ import annotations
+
+import pytest
+
+from drivers.sim.plant.plc import Setpoint
+from drivers.sim.plant.water import CoolingTower, RinseLine
+from drivers.sim.scenario import Scenario
+
+
+def _settled_tower(scenario: Scenario, valve_pct: float, heat_kw: float) -> CoolingTower:
+    tower = CoolingTower(scenario.cooling_tower, Setpoint(default=valve_pct, min=0, max=100))
+    for _ in range(30 * 24 * 12):  # a month at 5 s: many times the volume turnover
+        tower.step(300.0, heat_kw=heat_kw, wet_bulb_c=20.0, running=True)
+    return tower
+
+
+def test_cycles_of_concentration_equal_makeup_over_blowdown(normal_day: Scenario) -> None:
+    tower = _settled_tower(normal_day, valve_pct=10.0, heat_kw=120.0)
+    spec = normal_day.cooling_tower
+    cycles = tower.conductivity / spec.makeup_conductivity_us_cm
+    out = tower.makeup_m3_h - tower.evaporation_m3_h  # blowdown + drift (+ leaks, none here)
+    assert cycles == pytest.approx(tower.makeup_m3_h / out, rel=1e-3)
+
+
+def test_more_cycles_need_less_makeup(normal_day: Scenario) -> None:
+    few = _settled_tower(normal_day, valve_pct=20.0, heat_kw=120.0)
+    many = _settled_tower(normal_day, valve_pct=5.0, heat_kw=120.0)
+    spec = normal_day.cooling_tower
+    assert (
+        many.conductivity / spec.makeup_conductivity_us_cm
+        > few.conductivity / spec.makeup_conductivity_us_cm
+    )
+    assert many.makeup_m3_h < few.makeup_m3_h
+    # makeup = E * C / (C - 1) for both
+    for tower in (few, many):
+        cycles = tower.conductivity / spec.makeup_conductivity_us_cm
+        assert tower.makeup_m3_h == pytest.approx(
+            tower.evaporation_m3_h * cycles / (cycles - 1), rel=1e-3
+        )
+
+
+def test_evaporation_follows_the_femp_rule(normal_day: Scenario) -> None:
+    # FEMP: evaporation (gpm) ~ 0.00085 x circulation (gpm) x range (degF).
+    tower = CoolingTower(normal_day.cooling_tower, Setpoint(default=0.0, min=0, max=100))
+    heat_kw, range_k = 150.0, 5.0
+    tower.step(60.0, heat_kw=heat_kw, wet_bulb_c=20.0, running=True)
+    circulation_m3_h = heat_kw / (4.186 * range_k) * 3.6
+    rule_m3_h = 0.00085 * circulation_m3_h * range_k * 1.8
+    assert tower.evaporation_m3_h == pytest.approx(rule_m3_h, rel=0.06)
+
+
+def test_local_blowdown_control_keeps_conductivity_near_its_setpoint(normal_day: Scenario) -> None:
+    spec = normal_day.cooling_tower
+    tower = CoolingTower(spec, Setpoint(default=None, min=0, max=100))
+    seen = []
+    for _ in range(14 * 24 * 60):  # two weeks at one minute
+        tower.step(60.0, heat_kw=120.0, wet_bulb_c=20.0, running=True)
+        seen.append(tower.conductivity)
+    late = seen[len(seen) // 2 :]
+    assert max(late) <= spec.local_conductivity_setpoint_us_cm + 20
+    assert min(late) >= spec.local_conductivity_setpoint_us_cm - spec.local_hysteresis_us_cm - 20
+
+
+def test_rinse_settles_where_drag_out_balances_dilution(normal_day: Scenario) -> None:
+    spec = normal_day.rinse
+    rinse = RinseLine(
+        spec, Setpoint(default=40.0, min=0, max=100), Setpoint(default=0.0, min=0, max=100)
+    )
+    for _ in range(2000):
+        rinse.step(30.0, producing=True)
+    fresh = 0.4 * spec.fresh_max_m3_h
+    expected = (
+        spec.dragout_l_h / 1000 * spec.bath_conductivity_us_cm
+        + fresh * spec.fresh_conductivity_us_cm
+    ) / fresh
+    assert rinse.conductivity == pytest.approx(expected, rel=1e-3)
+
+
+def test_recirculation_through_ion_exchange_lowers_rinse_conductivity(normal_day: Scenario) -> None:
+    spec = normal_day.rinse
+
+    def settled(recirc_pct: float) -> float:
+        rinse = RinseLine(
+            spec,
+            Setpoint(default=40.0, min=0, max=100),
+            Setpoint(default=recirc_pct, min=0, max=100),
+        )
+        for _ in range(2000):
+            rinse.step(30.0, producing=True)
+        return rinse.conductivity
+
+    assert settled(50.0) < settled(0.0)
