@@ -87,6 +87,9 @@ if [ -n "$destdir" ]; then
     destdir=$(cd "$destdir" && pwd)
     use_systemctl=no
 fi
+if [ -z "$destdir" ] && [ "$(id -u)" != 0 ]; then
+    die "writes to $prefix, /etc/edgecell and /etc/systemd/system: run it as root (sudo)" 2
+fi
 if [ "$use_systemctl" = yes ] && [ ! -d /run/systemd/system ]; then
     say "systemd is not running here: skipping systemctl (as with --no-systemctl)"
     use_systemctl=no
