@@ -54,7 +54,7 @@ start=yes
 unit_name=edgecell.service
 
 say() { printf 'install: %s\n' "$*"; }
-die() { printf 'install: error: %s\n' "$*" >&2; exit "${2:-1}"; }
+die() { printf 'install: error: %s\n' "$1" >&2; exit "${2:-1}"; }
 
 while [ $# -gt 0 ]; do
     arg=$1
