@@ -271,7 +271,9 @@ class MessageBuffer:
         entry = Entry(self._last_id, topic, payload, self._clock.wall_ms(), size)
         self._ram[entry.id] = entry
         self._unwritten.append(entry)
-        self._live.append(entry)
+        if self._online:
+            # Offline, the next session builds its backlog from memory and disk instead.
+            self._live.append(entry)
         self._count += 1
         self._bytes += size
         self._ram_bytes += size
@@ -311,6 +313,9 @@ class MessageBuffer:
         """The broker is gone: what was in flight will be sent again in the next session."""
         self._online = False
         self._inflight.clear()
+        self._live.clear()
+        self._backlog_ram.clear()
+        self._page.clear()
 
     def unthrottle(self) -> None:
         """Send the backlog as fast as the broker takes it (used to flush on shutdown)."""

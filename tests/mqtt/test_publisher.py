@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import ssl
 from pathlib import Path
 
 import aiomqtt
@@ -165,8 +166,6 @@ def _write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
 async def test_tls_connects_with_the_configured_ca(
     mosquitto_factory, mqtt_names, mqtt_collect, tmp_path, mqtt_config, make_publisher, power_sample
 ):
-    import ssl  # noqa: PLC0415
-
     ca, cert, key = _write_tls_material(tmp_path)
     broker = mosquitto_factory(
         listener_options=[f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
@@ -261,3 +260,35 @@ async def test_corrupt_buffer_file_is_moved_aside_and_publisher_starts(
     moved = list(state.glob(f"{BUFFER_FILE}.corrupt-*"))
     assert len(moved) == 1
     assert moved[0].read_bytes().startswith(b"this is not an SQLite database")
+
+
+async def test_health_is_published_live_when_connected(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
+):
+    health = await mqtt_collect(mosquitto, topics.health(mqtt_names.topic("gw")))
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
+        await asyncio.wait_for(publisher.connected(), 10)
+        publisher.publish_health({"loop_lag_ms": 1.5, **publisher.stats().as_dict()})
+        await health.wait_count(1)
+    payload = health.payloads()[0]
+    assert payload["loop_lag_ms"] == 1.5
+    assert payload["connected"] is True
+    assert payload["buffer_depth"] == 0
+    assert isinstance(payload["ts"], int)
+
+
+async def test_health_is_not_buffered_while_the_broker_is_away(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
+):
+    health = await mqtt_collect(
+        mosquitto, topics.health(mqtt_names.topic("gw")), persistent=True, protocol="3.1.1"
+    )
+    mosquitto.stop()
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
+        publisher.publish_health({"loop_lag_ms": 1.5})
+        assert publisher.stats().health_skipped == 1
+        mosquitto.start()
+        await asyncio.wait_for(publisher.connected(), 10)
+        publisher.publish_health({"loop_lag_ms": 2.5})
+        await health.wait_count(1)
+    assert [payload["loop_lag_ms"] for payload in health.payloads()] == [2.5]

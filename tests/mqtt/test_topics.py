@@ -1,0 +1,106 @@
+"""The topic contract and the payloads built from the shared model."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.model import DeviceStatus, LinkState, Quality, Sample
+from controller.mqtt import topics
+
+BASE = "edgecell/cell-7"
+
+
+def sample(tag: str, value: object, quality: Quality = Quality.GOOD, reason: str = "") -> Sample:
+    return Sample("press", tag, value, quality, 1_700_000_000_100, 1_700_000_000_120, reason)  # type: ignore[arg-type]
+
+
+def test_topics_follow_the_design_contract():
+    assert topics.status(BASE) == "edgecell/cell-7/status"
+    assert topics.data(BASE, "press") == "edgecell/cell-7/data/press"
+    assert topics.tag(BASE, "press", "power_kw") == "edgecell/cell-7/tags/press/power_kw"
+    assert topics.device_status(BASE, "press") == "edgecell/cell-7/devices/press/status"
+    assert topics.health(BASE) == "edgecell/cell-7/health"
+    assert topics.rule_state(BASE, "chiller") == "edgecell/cell-7/rules/chiller/state"
+    assert topics.write_events(BASE) == "edgecell/cell-7/events/writes"
+    assert topics.alarm(BASE, "leak") == "edgecell/cell-7/alarms/leak"
+    assert topics.commands(BASE) == "edgecell/cell-7/cmd/#"
+    assert topics.command_response(BASE) == "edgecell/cell-7/cmd/response"
+
+
+@pytest.mark.parametrize("name", ["", "a/b", "a+", "#", "nul\x00"])
+def test_a_name_that_is_not_one_topic_level_is_refused(name):
+    with pytest.raises(topics.TopicLevelError):
+        topics.data(BASE, name)
+
+
+def test_data_batch_carries_ts_seq_and_values_by_tag():
+    payload = topics.data_batch(
+        [sample("power_kw", 12.5), sample("running", True)], seq=42, ts=1_700_000_000_200
+    )
+    assert topics.decode(payload) == {
+        "ts": 1_700_000_000_200,
+        "seq": 42,
+        "values": {
+            "power_kw": {"v": 12.5, "q": "good", "ts": 1_700_000_000_100},
+            "running": {"v": True, "q": "good", "ts": 1_700_000_000_100},
+        },
+    }
+
+
+def test_data_batch_gives_the_reason_of_a_sample_that_is_not_good():
+    payload = topics.data_batch(
+        [sample("power_kw", None, Quality.BAD, "timeout after 500 ms")], seq=1, ts=0
+    )
+    assert topics.decode(payload)["values"]["power_kw"] == {
+        "v": None,
+        "q": "bad",
+        "ts": 1_700_000_000_100,
+        "r": "timeout after 500 ms",
+    }
+
+
+def test_nan_and_infinity_become_null():
+    samples = [sample("flow", float("nan")), sample("head", float("inf"))]
+    payload = topics.data_batch(samples, seq=1, ts=0)
+    assert b"NaN" not in payload
+    values = topics.decode(payload)["values"]
+    assert values["flow"]["v"] is None
+    assert values["head"]["v"] is None
+
+
+def test_payloads_are_utf8_json():
+    payload = topics.data_batch([sample("zustand", "Störung °C")], seq=1, ts=0)
+    assert "Störung °C".encode() in payload
+
+
+def test_device_status_payload_names_state_error_and_latency():
+    status = DeviceStatus(
+        "press", LinkState.RECONNECTING, last_error="connection refused", consecutive_failures=3,
+        reconnects=2, polls=100, latency_ms=12.5, since_ms=1_700_000_000_000,
+    )
+    assert topics.decode(topics.device_status_payload(status, ts=1_700_000_000_500)) == {
+        "ts": 1_700_000_000_500,
+        "device": "press",
+        "state": "reconnecting",
+        "since": 1_700_000_000_000,
+        "last_error": "connection refused",
+        "consecutive_failures": 3,
+        "reconnects": 2,
+        "polls": 100,
+        "skipped_cycles": 0,
+        "latency_ms": 12.5,
+        "extra": {},
+    }
+
+
+def test_birth_and_death_payloads():
+    assert topics.birth(version="0.1.0", config_hash="ab12", started=5) == {
+        "state": "online", "version": "0.1.0", "config_hash": "ab12", "started": 5,
+    }
+    death = topics.decode(topics.death(ts=9, clean=True))
+    assert death == {"state": "offline", "ts": 9, "clean": True}
+
+
+def test_health_payload_adds_ts_to_the_measurements():
+    payload = topics.health_payload({"loop_lag_ms": 1.5, "buffer_depth": 0}, ts=7)
+    assert topics.decode(payload) == {"ts": 7, "loop_lag_ms": 1.5, "buffer_depth": 0}
