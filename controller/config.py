@@ -43,10 +43,21 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _unique_device_names(self) -> Config:
         seen: set[str] = set()
+        links: dict[str, tuple[str, object]] = {}
         for i, device in enumerate(self.devices):
             if device.name in seen:
                 raise ValueError(f"devices[{i}].name: duplicate device name {device.name!r}")
             seen.add(device.name)
+            link = getattr(device, "link", None)
+            if link is None:
+                continue
+            first = links.setdefault(link.key, (device.name, link))
+            if first[1] != link:
+                # One connection serves them all, so it cannot have two sets of settings.
+                raise ValueError(
+                    f"devices[{i}].link: {device.name!r} shares {link.key} with {first[0]!r} "
+                    "but with other link settings; devices on one link must agree"
+                )
         return self
 
     @property

@@ -1,0 +1,76 @@
+"""The README's demo command: simulated cell + private mosquitto + controller, as a user runs it.
+
+A subscriber started from the printed `mosquitto_sub` hint sees data from every device of
+configs/demo.yaml, the online birth, and device statuses; the demo exits 0 after --duration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+
+import aiomqtt
+import orjson
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+HINT = re.compile(rb"mosquitto_sub -h (\S+) -p (\d+) -t '([^']+)'")
+
+
+async def test_demo_publishes_every_device_and_stops_by_itself() -> None:
+    devices = {d["name"] for d in yaml.safe_load((ROOT / "configs/demo.yaml").read_text())["devices"]}
+    demo = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "controller",
+        "--log-format",
+        "json",
+        "demo",
+        "--duration",
+        "12",
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert demo.stdout is not None
+    seen_data: set[str] = set()
+    seen_status: dict[str, str] = {}
+    birth = None
+    try:
+        async with asyncio.timeout(30):
+            match = None
+            while match is None:
+                line = await demo.stdout.readline()
+                assert line, "the demo ended without printing how to watch it"
+                match = HINT.search(line)
+        host, port = match.group(1).decode(), int(match.group(2))
+        topic_filter = match.group(3).decode()
+        assert host == "127.0.0.1"
+        async with aiomqtt.Client(host, port, identifier="test-demo-watcher", timeout=5) as client:
+            await client.subscribe(topic_filter, qos=1)
+            async with asyncio.timeout(20):
+                async for message in client.messages:
+                    levels = message.topic.value.split("/")
+                    payload = orjson.loads(message.payload)  # type: ignore[arg-type]
+                    if levels[2] == "data":
+                        seen_data.add(levels[3])
+                        assert all(v["q"] == "good" for v in payload["values"].values()), payload
+                    elif levels[2] == "devices":
+                        seen_status[levels[3]] = payload["state"]
+                    elif levels[2] == "status":
+                        birth = payload
+                    if seen_data >= devices and birth is not None:
+                        break
+        code = await asyncio.wait_for(demo.wait(), 30)
+    finally:
+        if demo.returncode is None:
+            demo.kill()
+            await demo.wait()
+    assert seen_data == devices
+    assert birth is not None and birth["state"] == "online"
+    assert set(seen_status.values()) == {"connected"}
+    assert code == 0
