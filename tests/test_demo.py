@@ -21,7 +21,9 @@ HINT = re.compile(rb"mosquitto_sub -h (\S+) -p (\d+) -t '([^']+)'")
 
 
 async def test_demo_publishes_every_device_and_stops_by_itself() -> None:
-    devices = {d["name"] for d in yaml.safe_load((ROOT / "configs/demo.yaml").read_text())["devices"]}
+    devices = {
+        d["name"] for d in yaml.safe_load((ROOT / "configs/demo.yaml").read_text())["devices"]
+    }
     demo = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -71,6 +73,7 @@ async def test_demo_publishes_every_device_and_stops_by_itself() -> None:
             demo.kill()
             await demo.wait()
     assert seen_data == devices
-    assert birth is not None and birth["state"] == "online"
+    assert birth is not None
+    assert birth["state"] == "online"
     assert set(seen_status.values()) == {"connected"}
     assert code == 0
