@@ -62,6 +62,11 @@ def write_events(base: str) -> str:
     return f"{base}/events/writes"
 
 
+def config_events(base: str) -> str:
+    """Every config reload, accepted or refused."""
+    return f"{base}/events/config"
+
+
 def alarm(base: str, alarm_name: str) -> str:
     """Retained state of one alarm."""
     return f"{base}/alarms/{_level('alarm', alarm_name)}"
