@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import math
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -96,6 +97,8 @@ class MessageBuffer:
 
     Synchronous and O(1): `accept`, `take_live`, `ack`, `set_counter`. Everything that touches
     the file runs in a worker thread under one lock, batched every `COMMIT_INTERVAL`.
+    Timestamps and `max_age` follow the injected clock; pacing (commits, drain rate, disk
+    retries) is about the real disk and network, so it runs in real time.
     `max_file_bytes` caps the SQLite file (default: twice `max_bytes` plus 4 MiB); past it
     writes fail as they would on a full disk.
     """
@@ -163,8 +166,8 @@ class MessageBuffer:
         self._disk_oldest_ms = opened.oldest_ms
         self._counters = opened.counters
         self._disk_exhausted = opened.count == 0
-        self._refilled_at = self._clock.monotonic()
-        self._counters_saved_at = self._clock.monotonic()
+        self._refilled_at = time.monotonic()
+        self._counters_saved_at = time.monotonic()
         if opened.count:
             log.info("buffer_backlog_found", path=str(self._path), messages=opened.count,
                      bytes=opened.size)
@@ -389,7 +392,7 @@ class MessageBuffer:
 
     def _take_token(self) -> float:
         rate = self._config.drain_rate
-        now = self._clock.monotonic()
+        now = time.monotonic()
         burst = max(1.0, rate / 10)
         self._tokens = min(burst, self._tokens + (now - self._refilled_at) * rate)
         self._refilled_at = now
@@ -413,6 +416,9 @@ class MessageBuffer:
         return min(candidates) if candidates and self._count else None
 
     def _reset_paging(self, from_id: int) -> None:
+        """Read the disk again from `from_id` on (and from the page's unsent part)."""
+        if self._page:
+            from_id = min(from_id, self._page[0].id - 1)
         self._page.clear()
         self._disk_cursor = min(self._disk_cursor, from_id)
         self._disk_exhausted = False
@@ -478,7 +484,7 @@ class MessageBuffer:
         db = self._db
         if db is None:
             return
-        now = self._clock.monotonic()
+        now = time.monotonic()
         through = self._last_id
         # Acknowledged before their write came: never written at all.
         self._unwritten = [entry for entry in self._unwritten if not entry.done]
@@ -564,7 +570,7 @@ class MessageBuffer:
                     _drop_oldest, db, excess, cutoff, frozenset(self._to_delete)
                 )
             except sqlite3.DatabaseError as exc:
-                self._disk_failed(self._clock.monotonic(), exc)
+                self._disk_failed(time.monotonic(), exc)
             else:
                 self._disk_oldest_ms = oldest_left
                 excess -= self._reconcile_disk_drops(removed)

@@ -2,7 +2,8 @@
 store-and-forward buffer, retained state re-published after every reconnect, commands in.
 
 Drivers and rules call the synchronous `publish_*` methods, which never block and never fail
-because of the broker; the loops of this module do the network work.
+because of the broker; the loops of this module do the network work. Timestamps come from the
+injected clock; network timeouts and backoff run in real time (the broker lives in it).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import math
 import random
 import ssl
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -291,7 +293,7 @@ class MqttPublisher:
                     if lost_at is not None:
                         log.info("mqtt_reconnected", host=self._config.host,
                                  port=self._config.port,
-                                 outage_s=round(self._clock.monotonic() - lost_at, 3))
+                                 outage_s=round(time.monotonic() - lost_at, 3))
                     else:
                         log.info("mqtt_connected", host=self._config.host, port=self._config.port,
                                  client_id=self._client_id)
@@ -301,7 +303,7 @@ class MqttPublisher:
             except (aiomqtt.MqttError, _ConnectionLostError, OSError, ssl.SSLError) as exc:
                 self._session_ended()
                 if lost_at is None:
-                    lost_at = self._clock.monotonic()
+                    lost_at = time.monotonic()
                     log.warning("mqtt_unavailable", host=self._config.host,
                                 port=self._config.port, error=str(exc) or type(exc).__name__)
                 else:
@@ -413,9 +415,9 @@ class MqttPublisher:
         buffer = self._open_buffer()
         buffer.unthrottle()
         self._wakeup.set()
-        deadline = self._clock.monotonic() + FLUSH_TIMEOUT
+        deadline = time.monotonic() + FLUSH_TIMEOUT
         while buffer.depth > 0 or self._retained_dirty or self._control:
-            if self._clock.monotonic() >= deadline:
+            if time.monotonic() >= deadline:
                 log.warning("mqtt_flush_incomplete", unsent=buffer.depth)
                 return
             await asyncio.sleep(0.02)

@@ -38,12 +38,15 @@ def message(number: int, size: int = 100) -> bytes:
     return f"{number:06d}".encode().ljust(size, b".")
 
 
-async def drain(buffer: MessageBuffer) -> list[int]:
-    """The numbers of the messages the buffer sends in one session, each acknowledged."""
-    buffer.session_started()
+async def drain(
+    buffer: MessageBuffer, *, new_session: bool = True, limit: int = 10**6
+) -> list[int]:
+    """The numbers of the messages the buffer sends (backlog first), each acknowledged."""
+    if new_session:
+        buffer.session_started()
     buffer.unthrottle()
-    sent = []
-    while True:
+    sent: list[int] = []
+    while len(sent) < limit:
         entry = await buffer.take_backlog()
         if not isinstance(entry, Entry):
             entry = buffer.take_live()
@@ -51,6 +54,7 @@ async def drain(buffer: MessageBuffer) -> list[int]:
             return sent
         sent.append(int(entry.payload[:6]))
         buffer.ack(entry)
+    return sent
 
 
 async def test_max_bytes_drops_the_oldest_and_counts_them(tmp_path):
@@ -129,6 +133,20 @@ async def test_backlog_comes_out_oldest_first_across_disk_and_memory(tmp_path):
             buffer.accept("t/data", message(number))
         assert (await drain(buffer)) == list(range(110))
         assert buffer.stats().depth == 0
+
+
+async def test_eviction_in_the_middle_of_a_drain_loses_and_repeats_nothing(tmp_path):
+    config = buffer_config(memory_high_water=3000)
+    async with MessageBuffer(tmp_path / BUFFER_FILE, config, SYSTEM_CLOCK) as buffer:
+        for number in range(100):
+            buffer.accept("t/data", message(number))
+        await buffer.persisted()
+        sent = await drain(buffer, limit=10)
+        for number in range(100, 150):  # live data past the high-water mark: evicted to disk
+            buffer.accept("t/data", message(number))
+        await buffer.persisted()
+        sent += await drain(buffer, new_session=False)
+        assert sent == list(range(150))
 
 
 async def test_live_data_is_sent_while_the_backlog_waits_for_its_drain_rate(tmp_path):
