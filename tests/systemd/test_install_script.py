@@ -170,7 +170,8 @@ def test_install_without_venv_from_builds_a_complete_venv_with_pip(
     tmp_path: Path, wheel: Path
 ) -> None:
     # The gateway's way: a fresh venv, dependencies from the package index (or pip's cache).
-    assert install(tmp_path, source=wheel, venv_from=False).returncode == 0
+    result = install(tmp_path, "--python", sys.executable, source=wheel, venv_from=False)
+    assert result.returncode == 0
     python = tmp_path / PREFIX / "current" / "bin" / "python"
     check = "import pymodbus, asyncua, aiomqtt, pydantic, structlog, yaml, controller.runtime"
     # From outside the checkout, so that nothing is imported from it.
