@@ -18,6 +18,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from controller.configtypes import Name, StrictModel
 from controller.mqtt.config import MqttConfig
+from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop
 from drivers.modbus.config import ModbusDevice
 from drivers.opcua.config import OpcUaDevice
 
@@ -39,6 +40,8 @@ class Config(StrictModel):
     gateway: GatewayConfig
     mqtt: MqttConfig = MqttConfig()
     devices: list[DeviceConfig] = Field(default_factory=list)
+    rules: list[RuleConfig] = Field(default_factory=list)
+    actuation: ActuationConfig = ActuationConfig()
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> Config:
@@ -58,6 +61,14 @@ class Config(StrictModel):
                     f"devices[{i}].link: {device.name!r} shares {link.key} with {first[0]!r} "
                     "but with other link settings; devices on one link must agree"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _rules_match_tags(self) -> Config:
+        # Rules and the actuator name tags that exist and write only tags declared writable.
+        problem = check_closed_loop(self.rules, self.actuation, self.devices)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property

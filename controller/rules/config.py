@@ -1,0 +1,299 @@
+"""The `rules:` and `actuation:` sections of the config: the generic rule kinds (threshold, pid,
+schedule), the write path's settings, and the check that every rule names tags that exist and
+writes only tags declared writable."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
+
+from controller.configtypes import (
+    Duration,
+    Name,
+    PositiveDuration,
+    StrictModel,
+    WriteLimits,
+    format_duration,
+)
+from controller.rules.pid import PIDConfig
+from controller.rules.schedule import ScheduleConfig
+
+_TAG_KEY = re.compile(r"^[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]{1,64}$")
+
+
+def check_tag_key(value: str) -> str:
+    if not _TAG_KEY.match(value):
+        raise ValueError(f"{value!r} is not a tag: write device.tag (e.g. compressor.pressure_bar)")
+    return value
+
+
+# A tag gateway-wide: `device.tag`.
+TagKey = Annotated[str, AfterValidator(check_tag_key)]
+# What a rule may write: a number or an on/off state. `bool` first: YAML `true` stays a bool.
+OutputValue = bool | float
+RuleMode = Literal["auto", "shadow", "off"]
+RULE_MODES: tuple[RuleMode, ...] = ("auto", "shadow", "off")
+
+
+class RuleCommon(StrictModel):
+    """What every rule has: its name, mode, priority and how fresh its inputs must be."""
+
+    name: Name
+    # auto: writes; shadow: computes, publishes and logs what it would write, writes nothing;
+    # off: does nothing (its outputs are released).
+    mode: RuleMode = "auto"
+    # Where two rules propose a value for one tag, the higher priority wins; on a tie the rule
+    # listed first wins.
+    priority: int = 0
+    # An input whose last reading is older than this is stale and the rule stops; null: only
+    # quality is checked (OPC UA tags subscribed on change, whose driver marks them bad when the
+    # subscription falls silent).
+    max_age: PositiveDuration | None = 10.0
+    # Uncertain-quality inputs stop the rule too unless this is set.
+    accept_uncertain: bool = False
+
+    def input_tags(self) -> list[tuple[str, str]]:
+        """(field path, tag) of every input, for the config check."""
+        return []
+
+    def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
+        """(field path, tag, fixed value or None) of every output, for the config check."""
+        return []
+
+
+class Condition(StrictModel):
+    """`tag` above (or below) a level; released with hysteresis at `release`."""
+
+    tag: TagKey
+    above: float | None = None
+    below: float | None = None
+    release: float
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> Condition:
+        if (self.above is None) == (self.below is None):
+            raise ValueError("give exactly one of above: or below:")
+        if self.above is not None and not self.release < self.above:
+            raise ValueError(
+                f"release ({self.release}) must be below above ({self.above}): "
+                "the gap is the hysteresis"
+            )
+        if self.below is not None and not self.release > self.below:
+            raise ValueError(
+                f"release ({self.release}) must be above below ({self.below}): "
+                "the gap is the hysteresis"
+            )
+        return self
+
+
+class ThresholdRuleConfig(RuleCommon):
+    """When `when` has held for `for`, propose `set`; when it has been released for
+    `release_after`, propose `otherwise` (or nothing: the outputs are released)."""
+
+    kind: Literal["threshold"]
+    when: Condition
+    hold: Duration = Field(default=0.0, alias="for")
+    release_after: Duration = 0.0
+    set: dict[TagKey, OutputValue] = Field(min_length=1)
+    otherwise: dict[TagKey, OutputValue] = Field(default_factory=dict)
+
+    def input_tags(self) -> list[tuple[str, str]]:
+        return [("when.tag", self.when.tag)]
+
+    def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
+        values: list[tuple[str, str, OutputValue | None]] = [
+            ("set", tag, value) for tag, value in self.set.items()
+        ]
+        return values + [("otherwise", tag, value) for tag, value in self.otherwise.items()]
+
+
+class PidRuleConfig(RuleCommon):
+    """Hold `measurement` at `setpoint` (a number or a tag) by writing `output`."""
+
+    kind: Literal["pid"]
+    measurement: TagKey
+    setpoint: float | TagKey
+    output: TagKey
+    pid: PIDConfig
+
+    def input_tags(self) -> list[tuple[str, str]]:
+        tags = [("measurement", self.measurement)]
+        if isinstance(self.setpoint, str):
+            tags.append(("setpoint", self.setpoint))
+        return tags
+
+    def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
+        return [("output", self.output, None)]
+
+
+class ScheduleRuleConfig(RuleCommon):
+    """Per period of `schedule`, the values to propose; a period not listed proposes nothing."""
+
+    kind: Literal["schedule"]
+    schedule: ScheduleConfig
+    set: dict[Name, dict[TagKey, OutputValue]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _periods_exist(self) -> ScheduleRuleConfig:
+        known = self.schedule.period_names
+        for period in self.set:
+            if period not in known:
+                raise ValueError(
+                    f"set.{period}: the schedule has no period {period!r}; it has {sorted(known)}"
+                )
+        return self
+
+    def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
+        return [
+            (f"set.{period}", tag, value)
+            for period, values in self.set.items()
+            for tag, value in values.items()
+        ]
+
+
+RuleConfig = Annotated[
+    ThresholdRuleConfig | PidRuleConfig | ScheduleRuleConfig, Field(discriminator="kind")
+]
+
+
+class HeartbeatConfig(StrictModel):
+    """A counter written to `tag` every `period`, so the PLC can tell the controller is alive
+    and fall back to local control when it stops changing."""
+
+    tag: TagKey
+    period: PositiveDuration = 1.0
+    # The counter wraps to 0 here; 32768 fits int16 and uint16 registers alike.
+    modulo: int = Field(default=32768, ge=2)
+
+
+def _heartbeats(value: Any) -> Any:
+    """`heartbeat:` takes one mapping, a list of them (one per PLC), or null."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [value]
+    return value
+
+
+class OutputConfig(StrictModel):
+    """Protection of one written tag beyond its WriteLimits: the minimum on and off times of
+    equipment switched by a boolean tag, and the read-back tolerance of a numeric one."""
+
+    min_on: Duration = 0.0
+    min_off: Duration = 0.0
+    max_starts_per_hour: int | None = Field(default=None, ge=1)
+    # Read-back may differ from the written value by this much (scaled integer registers round).
+    tolerance: float = Field(default=0.0, ge=0)
+
+    @property
+    def is_equipment(self) -> bool:
+        return self.min_on > 0 or self.min_off > 0 or self.max_starts_per_hour is not None
+
+
+class ActuationConfig(StrictModel):
+    """How the one writer of the gateway behaves (docs/rules.md, "Safety of writes")."""
+
+    cycle: PositiveDuration = 1.0
+    heartbeat: Annotated[list[HeartbeatConfig], BeforeValidator(_heartbeats)] = Field(
+        default_factory=list
+    )
+    # Operators may write tags over MQTT (cmd/write) only when this is true.
+    manual_writes: bool = False
+    # The longest override a manual write may ask for.
+    manual_max_ttl: PositiveDuration = 3600.0
+    # After a write, a sample of the tag must show the value within this time.
+    verify_timeout: PositiveDuration = 5.0
+    # Bound on one write to a device.
+    write_timeout: PositiveDuration = 5.0
+    outputs: dict[TagKey, OutputConfig] = Field(default_factory=dict)
+
+
+# --- the check against the devices ------------------------------------------------------------
+
+
+def tag_index(devices: Sequence[Any]) -> dict[str, WriteLimits]:
+    """Every tag of every device by `device.tag`, with its write limits."""
+    return {f"{device.name}.{tag.name}": tag for device in devices for tag in device.tags}
+
+
+def _unknown(tag: str, devices: Sequence[Any]) -> str:
+    device_name = tag.split(".", 1)[0]
+    if not any(device.name == device_name for device in devices):
+        return f"unknown tag {tag!r}: there is no device {device_name!r}"
+    return f"unknown tag {tag!r}: device {device_name!r} has no such tag"
+
+
+def _value_problem(tag: str, limits: WriteLimits, value: OutputValue) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if limits.min is not None and value < limits.min:
+        return f"{value:g} for {tag} is below its min {limits.min:g}"
+    if limits.max is not None and value > limits.max:
+        return f"{value:g} for {tag} is above its max {limits.max:g}"
+    return None
+
+
+def check_closed_loop(
+    rules: Sequence[RuleConfig], actuation: ActuationConfig, devices: Sequence[Any]
+) -> str | None:
+    """The first problem of the rules and actuation sections against the devices, as
+    `path: message` (the loader turns the path into the item's line), or None."""
+    tags = tag_index(devices)
+
+    def output_problem(path: str, tag: str) -> str | None:
+        limits = tags.get(tag)
+        if limits is None:
+            return f"{path}: {_unknown(tag, devices)}"
+        if not limits.writable:
+            return f"{path}: {tag} is not declared writable: add 'writable: true' to the tag"
+        return None
+
+    names: set[str] = set()
+    for i, rule in enumerate(rules):
+        if rule.name in names:
+            return f"rules[{i}].name: duplicate rule name {rule.name!r}"
+        names.add(rule.name)
+        for field, tag in rule.input_tags():
+            if tag not in tags:
+                return f"rules[{i}].{field}: {_unknown(tag, devices)}"
+        for field, tag, value in rule.output_values():
+            problem = output_problem(f"rules[{i}].{field}", tag)
+            if problem is None and value is not None:
+                value_problem = _value_problem(tag, tags[tag], value)
+                problem = f"rules[{i}].{field}: {value_problem}" if value_problem else None
+            if problem is not None:
+                return problem
+        if isinstance(rule, PidRuleConfig):
+            limits = tags[rule.output]
+            if limits.min is not None and rule.pid.out_min < limits.min:
+                return (
+                    f"rules[{i}].pid.out_min: {rule.pid.out_min:g} is below the min "
+                    f"{limits.min:g} of {rule.output}: keep out_min/out_max inside its limits"
+                )
+            if limits.max is not None and rule.pid.out_max > limits.max:
+                return (
+                    f"rules[{i}].pid.out_max: {rule.pid.out_max:g} is above the max "
+                    f"{limits.max:g} of {rule.output}: keep out_min/out_max inside its limits"
+                )
+    for j, heartbeat in enumerate(actuation.heartbeat):
+        problem = output_problem(f"actuation.heartbeat[{j}].tag", heartbeat.tag)
+        if problem is not None:
+            return problem
+    for tag in actuation.outputs:
+        problem = output_problem("actuation.outputs", tag)
+        if problem is not None:
+            return problem
+    written = {tag for rule in rules for _, tag, _ in rule.output_values()}
+    for device in devices:
+        interval = getattr(device, "poll_interval", None)
+        device_writes = any(tag.split(".", 1)[0] == device.name for tag in written)
+        if device_writes and interval is not None and actuation.verify_timeout <= interval:
+            return (
+                f"actuation.verify_timeout: {format_duration(actuation.verify_timeout)} is not "
+                f"longer than the poll_interval {format_duration(interval)} of device "
+                f"{device.name!r}: a write could never be read back in time"
+            )
+    return None
