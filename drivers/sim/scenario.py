@@ -40,9 +40,9 @@ def _parse_clock(value: Any) -> time | Any:
             return time.max
         return time(hour, minute)
     if isinstance(value, int) and not isinstance(value, bool):
-        # YAML 1.1 reads an unquoted 06:00 as the sexagesimal integer 360.
+        # YAML 1.1 reads an unquoted 10:30 as the sexagesimal integer 630.
         raise ValueError(  # noqa: TRY004  (pydantic reports ValueError, not TypeError)
-            f"write times of day in quotes ('06:00'), YAML read {value!r} as a number"
+            f"write times of day in quotes ('10:30'), YAML read {value!r} as a number"
         )
     return value
 
