@@ -239,8 +239,12 @@ class Runtime:
         self._counters.polls += 1
         self._counters.samples += len(samples)
         changed = self.table.update(samples)
-        if changed and self._publisher is not None:
-            self._counters.changes += len(changed)
+        self._counters.changes += len(changed)
+        if self._publisher is None:
+            return
+        if self.config.mqtt.publish == "every_poll":
+            self._publisher.publish_samples(samples[0].device, samples)
+        elif changed:
             self._publisher.publish_samples(changed[0].device, changed)
 
     def _on_status(self, status: DeviceStatus) -> None:

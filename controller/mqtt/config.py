@@ -79,6 +79,9 @@ class MqttConfig(StrictModel):
     password_file: Path | None = None
     tls: TlsConfig | None = None
     retain_tags: bool = False  # also publish {base}/tags/{device}/{tag} retained
+    # changes: report by exception (only samples whose value or quality changed);
+    # every_poll: every sample of every poll, as polling gateways without a tag table do.
+    publish: Literal["changes", "every_poll"] = "changes"
     health_interval: PositiveDuration = 10.0
     reconnect_min: PositiveDuration = 0.5
     reconnect_max: PositiveDuration = 30.0
