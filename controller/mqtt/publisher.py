@@ -122,6 +122,7 @@ class MqttPublisher:
         self._health_skipped = 0
         self._command_handler: CommandHandler | None = None
         self._client: aiomqtt.Client | None = None
+        self._receive_maximum = WINDOW
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -328,7 +329,7 @@ class MqttPublisher:
             qos=max(1, self._config.qos),
             retain=True,
         )
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             self._config.host,
             self._config.port,
             username=self._config.username,
@@ -342,6 +343,26 @@ class MqttPublisher:
             max_inflight_messages=WINDOW,
             tls_context=tls_context,
         )
+        self._watch_receive_maximum(client)
+        return client
+
+    def _watch_receive_maximum(self, client: aiomqtt.Client) -> None:
+        """Keep the broker's MQTT 5 Receive Maximum from CONNACK: more unacknowledged QoS 1/2
+        messages than that is a protocol error (some brokers allow 10). aiomqtt 2.x does not
+        expose CONNACK properties, so its paho client's callback is wrapped (pinned: <3)."""
+        paho = client._client
+        aiomqtt_on_connect = paho.on_connect
+        self._receive_maximum = WINDOW
+
+        def on_connect(*args: Any) -> None:
+            properties = args[4] if len(args) > 4 else None
+            maximum = getattr(properties, "ReceiveMaximum", None)
+            if isinstance(maximum, int) and maximum > 0:
+                self._receive_maximum = min(WINDOW, maximum)
+            if aiomqtt_on_connect is not None:
+                aiomqtt_on_connect(*args)
+
+        paho.on_connect = on_connect
 
     def _read_secrets(self) -> tuple[str | None, ssl.SSLContext | None]:
         tls = self._config.tls
@@ -425,7 +446,9 @@ class MqttPublisher:
     # --- sending and receiving ---------------------------------------------------------------
 
     async def _send_loop(self, client: aiomqtt.Client, task_group: asyncio.TaskGroup) -> None:
-        window = asyncio.Semaphore(WINDOW)
+        # Every QoS 1/2 message of a session goes through here (the birth was acknowledged
+        # before), so this semaphore bounds what is unacknowledged on the wire.
+        window = asyncio.Semaphore(self._receive_maximum)
         while True:
             await window.acquire()
             try:
