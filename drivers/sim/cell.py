@@ -203,9 +203,17 @@ class SimCell:
         while True:
             await asyncio.sleep(self.tick)
             now = time.monotonic()
-            self._advance((now - last) * self.speed)
+            try:
+                self._advance((now - last) * self.speed)
+                await self.refresh()
+            except Exception:
+                # The owner sees the exception when it leaves the cell; say so now as well,
+                # since the servers keep answering with frozen values until then.
+                log.exception(
+                    "sim_cell_failed", scenario=self.scenario.name, at_s=self.plant.time_s
+                )
+                raise
             last = now
-            await self.refresh()
 
     # --- ground truth -----------------------------------------------------------------------
 

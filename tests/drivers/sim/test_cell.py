@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus.codec import decode
+from drivers.modbus.codec import decode, encode
 from drivers.modbus.config import ByteOrder, DataType
 from drivers.sim.cell import SimCell, SimCellError
 from drivers.sim.scenario import Scenario
@@ -93,3 +93,26 @@ async def test_ground_truth_goes_to_a_file_not_to_the_protocols(
     assert truth["site_import_kwh"] > 0
     # Nothing a protocol can read says where a leak is or when it started.
     assert not any("leak" in point for point in points)
+
+
+async def test_plc_drops_a_modbus_written_setpoint_when_the_heartbeat_stops(
+    normal_day: Scenario,
+) -> None:
+    default = normal_day.chilled_water.supply_setpoint_c.default
+    async with SimCell(normal_day, speed=None, ports=0, opcua=False) as cell:
+        host, port, unit = cell.modbus_endpoints["process-plc"]
+        client = AsyncModbusTcpClient(host, port=port, timeout=2, retries=0)
+        assert await asyncio.wait_for(client.connect(), 5)
+        try:
+            await client.write_register(110, 1, device_id=unit)  # chiller heartbeat
+            await client.write_registers(
+                100, encode(11.0, DataType.FLOAT32, ByteOrder.ABCD), device_id=unit
+            )
+            await cell.step(20.0)
+            held = await client.read_holding_registers(100, count=2, device_id=unit)
+            await cell.step(60.0)  # past the 30 s watchdog with no new heartbeat
+            dropped = await client.read_holding_registers(100, count=2, device_id=unit)
+        finally:
+            client.close()
+    assert decode(held.registers, DataType.FLOAT32, ByteOrder.ABCD) == 11.0
+    assert decode(dropped.registers, DataType.FLOAT32, ByteOrder.ABCD) == default
