@@ -51,6 +51,10 @@ class PublisherNotRunningError(Exception):
     """A publish method was called before `__aenter__` or after `__aexit__`."""
 
 
+class PublisherReentryError(Exception):
+    """`async with` on a publisher that is already running (it is reusable, not reentrant)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PublisherStats:
     """What the health topic reports about MQTT."""
@@ -114,7 +118,6 @@ class MqttPublisher:
         self._wakeup = asyncio.Event()
         self._connected = asyncio.Event()
         self._reconnects = 0
-        self._sessions = 0
         self._retained: dict[str, bytes] = {}
         self._retained_dirty: dict[str, None] = {}  # an ordered set
         self._control: deque[_Outgoing] = deque(maxlen=1000)
@@ -127,6 +130,9 @@ class MqttPublisher:
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        if self._exit_stack is not None:
+            raise PublisherReentryError("the publisher is already running")
+        self._stopping.clear()
         async with contextlib.AsyncExitStack() as stack:
             buffer = MessageBuffer(self._buffer_path, self._config.buffer, self._clock)
             self._buffer = await stack.enter_async_context(buffer)
@@ -286,7 +292,8 @@ class MqttPublisher:
     async def _connection_loop(self) -> None:
         attempt = 0
         lost_at: float | None = None
-        while not self._stopping.is_set():
+        # At least one attempt even when stopped at once: a clean stop flushes if it can.
+        while True:
             try:
                 client = await self._make_client()
                 async with client:
@@ -309,6 +316,8 @@ class MqttPublisher:
                                 port=self._config.port, error=str(exc) or type(exc).__name__)
                 else:
                     log.debug("mqtt_connect_failed", error=str(exc) or type(exc).__name__)
+            if self._stopping.is_set():
+                return
             delay = self._backoff(attempt)
             attempt += 1
             with contextlib.suppress(TimeoutError):
@@ -385,7 +394,6 @@ class MqttPublisher:
         )
         if self._command_handler is not None:
             await self._subscribe_commands(client)
-        self._sessions += 1
         buffer.session_started()
         # Retained state is state, not history: all of it again, the latest of each topic.
         for topic in self._retained:

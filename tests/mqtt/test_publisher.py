@@ -20,6 +20,7 @@ from paho.mqtt.properties import Properties
 
 from controller.mqtt import topics
 from controller.mqtt.buffer import BUFFER_FILE
+from controller.mqtt.publisher import PublisherNotRunningError, PublisherReentryError
 
 
 def last_state(messages: list[aiomqtt.Message]) -> str | None:
@@ -292,3 +293,20 @@ async def test_health_is_not_buffered_while_the_broker_is_away(
         publisher.publish_health({"loop_lag_ms": 2.5})
         await health.wait_count(1)
     assert [payload["loop_lag_ms"] for payload in health.payloads()] == [2.5]
+
+
+async def test_publisher_is_reusable_but_not_reentrant(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher, power_sample
+):
+    data = await mqtt_collect(mosquitto, topics.data(mqtt_names.topic("gw"), "press"))
+    publisher = make_publisher(mqtt_config(mosquitto))
+    async with publisher:
+        with pytest.raises(PublisherReentryError):
+            await publisher.__aenter__()
+        publisher.publish_samples("press", [power_sample(1.0)])
+    with pytest.raises(PublisherNotRunningError):
+        publisher.publish_samples("press", [power_sample(2.0)])
+    async with publisher:
+        publisher.publish_samples("press", [power_sample(3.0)])
+    await data.wait_count(2)
+    assert [p["values"]["power_kw"]["v"] for p in data.payloads()] == [1.0, 3.0]
