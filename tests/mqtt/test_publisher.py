@@ -120,8 +120,36 @@ async def test_username_and_password_connect(
         await data.wait_count(1)
 
 
-def _write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it: (ca, cert, key) PEM files."""
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _signed(
+    subject: str, ca_name: x509.Name, ca_key: ec.EllipticCurvePrivateKey, *, server: bool
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    if server:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+    return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def _write_tls_material(directory: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, both signed by it."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgecell test CA")])
@@ -136,46 +164,66 @@ def _write_tls_material(directory: Path) -> tuple[Path, Path, Path]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
-    paths[0].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    server_cert, server_key = _signed("127.0.0.1", ca_name, ca_key, server=True)
+    client_cert, client_key = _signed("gateway", ca_name, ca_key, server=False)
+    files = {
+        "ca": ca_cert.public_bytes(serialization.Encoding.PEM),
+        "server_cert": server_cert.public_bytes(serialization.Encoding.PEM),
+        "server_key": _pem_key(server_key),
+        "client_cert": client_cert.public_bytes(serialization.Encoding.PEM),
+        "client_key": _pem_key(client_key),
+    }
+    paths = {}
+    for name, content in files.items():
+        paths[name] = directory / f"{name}.pem"
+        paths[name].write_bytes(content)
     return paths
 
 
 async def test_tls_connects_with_the_configured_ca(
     mosquitto_factory, mqtt_names, mqtt_collect, tmp_path, mqtt_config, make_publisher, power_sample
 ):
-    ca, cert, key = _write_tls_material(tmp_path)
+    tls = _write_tls_material(tmp_path)
     broker = mosquitto_factory(
-        listener_options=[f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
+        listener_options=[
+            f"cafile {tls['ca']}", f"certfile {tls['server_cert']}", f"keyfile {tls['server_key']}"
+        ]
     )
-    base = mqtt_names.topic("gw")
     data = await mqtt_collect(
-        broker, topics.data(base, "press"), tls_context=ssl.create_default_context(cafile=str(ca))
+        broker,
+        topics.data(mqtt_names.topic("gw"), "press"),
+        tls_context=ssl.create_default_context(cafile=str(tls["ca"])),
     )
-    config = mqtt_config(broker, tls={"ca_file": str(ca)})
+    config = mqtt_config(broker, tls={"ca_file": str(tls["ca"])})
+    async with make_publisher(config) as publisher:
+        publisher.publish_samples("press", [power_sample(1.0)])
+        await data.wait_count(1)
+    assert data.payloads()[0]["seq"] == 1
+
+
+async def test_tls_client_certificate_is_presented(
+    mosquitto_factory, mqtt_names, mqtt_collect, tmp_path, mqtt_config, make_publisher, power_sample
+):
+    tls = _write_tls_material(tmp_path)
+    broker = mosquitto_factory(
+        listener_options=[
+            f"cafile {tls['ca']}", f"certfile {tls['server_cert']}", f"keyfile {tls['server_key']}",
+            "require_certificate true",
+        ]
+    )
+    subscriber_tls = ssl.create_default_context(cafile=str(tls["ca"]))
+    subscriber_tls.load_cert_chain(tls["client_cert"], tls["client_key"])
+    data = await mqtt_collect(
+        broker, topics.data(mqtt_names.topic("gw"), "press"), tls_context=subscriber_tls
+    )
+    config = mqtt_config(
+        broker,
+        tls={
+            "ca_file": str(tls["ca"]),
+            "cert_file": str(tls["client_cert"]),
+            "key_file": str(tls["client_key"]),
+        },
+    )
     async with make_publisher(config) as publisher:
         publisher.publish_samples("press", [power_sample(1.0)])
         await data.wait_count(1)
