@@ -68,6 +68,9 @@ _ALWAYS_PUBLISHED = frozenset(
 )
 
 
+_ERRORS = frozenset({Outcome.REFUSED, Outcome.FAILED, Outcome.VERIFY_FAILED})
+
+
 class ActuationRefusedError(WriteError):
     """An operator's write refused before anything was written; the message says why."""
 
@@ -95,7 +98,7 @@ class WriteResult:
 
     tag: str
     outcome: Outcome
-    source: str  # rule | fallback | override | command | heartbeat
+    source: str  # rule:<name> | fallback:<name> | command:<operator> | heartbeat
     requested: OutputValue | None
     value: OutputValue | None  # written, would be written, or held
     old: Value | None
@@ -107,26 +110,33 @@ class WriteResult:
     overruled: tuple[Proposal, ...] = ()
     ts: int = 0
 
+    @property
+    def by_operator(self) -> bool:
+        return self.source.startswith("command:")
+
     def event(self) -> dict[str, Any]:
         """The payload of `{base}/events/writes` (docs/mqtt-topics.md)."""
-        return {
+        event: dict[str, Any] = {
             "ts": self.ts,
-            "tag": self.tag,
             "source": self.source,
+            "tag": self.tag,
+            "old": self.old,
+            "new": self.value,
+            "requested": self.requested,
+            "checks": [f"{check}: {result}" for check, result in self.checks.items()],
+            "outcome": self.outcome.value,
             "rule": self.rule,
             "mode": self.mode,
-            "old": self.old,
-            "requested": self.requested,
-            "new": self.value,
             "clamps": list(self.clamps),
-            "checks": dict(self.checks),
-            "outcome": self.outcome.value,
             "reason": self.reason,
             "overruled": [
                 {"rule": p.rule, "value": p.value, "priority": p.priority, "mode": p.mode}
                 for p in self.overruled
             ],
         }
+        if self.outcome in _ERRORS:
+            event["error"] = self.reason
+        return event
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +180,7 @@ class _TagState:
     last_time: float | None = None
     pending: _Pending | None = None
     equipment: MinOnOffTimes | None = None
-    holder: str | None = None  # "rule:<name>", "override", ... that held the tag last cycle
+    holder: str | None = None  # the source that held the tag last cycle
     last_event: tuple[Any, ...] | None = None
 
 
@@ -287,14 +297,9 @@ class Actuator:
             )
 
     def _output(self, tag: str) -> MinOnOffConfig | None:
+        """The equipment protection of a boolean tag, None when it has none."""
         output = self.config.outputs.get(tag)
-        if output is None or not output.is_equipment:
-            return None
-        return MinOnOffConfig(
-            min_on=output.min_on,
-            min_off=output.min_off,
-            max_starts_per_hour=output.max_starts_per_hour,
-        )
+        return output if output is not None and output.is_equipment else None
 
     def _writable(self, tag: str) -> bool:
         limits = self.limits.get(tag)
@@ -373,7 +378,7 @@ class Actuator:
                 WriteResult(
                     tag,
                     Outcome.CLEARED,
-                    "command",
+                    f"command:{by}",
                     override.value,
                     None,
                     self._present(self._table.snapshot(), tag),
@@ -434,20 +439,18 @@ class Actuator:
             override = None if shadow else self._overrides.get(tag)
             if override is not None:
                 losers = tuple(p for p in (decision.winner, *decision.losers) if p is not None)
-                source, rule, mode = "override", None, "auto"
+                source, rule, mode = f"command:{override.by}", None, "auto"
                 requested: OutputValue = override.value
                 reason = f"operator override by {override.by} until {override.expires_ms}"
-                holder = "override"
             else:
                 winner = decision.winner
                 assert winner is not None  # callers pass decided tags only
                 losers = decision.losers
-                source = "fallback" if winner.fallback else "rule"
+                source = f"{'fallback' if winner.fallback else 'rule'}:{winner.rule}"
                 rule, mode, requested = winner.rule, winner.mode, winner.value
                 reason = winner.reason
-                holder = f"rule:{winner.rule}"
             state = states.setdefault(tag, _TagState())
-            state.holder = holder
+            state.holder = source
             planned = self._plan(
                 tag, requested, snapshot, now, state, shadow=shadow, source=source, rule=rule,
                 mode=mode, reason=reason,
@@ -742,7 +745,8 @@ class Actuator:
             if pending is None:
                 continue
             sample = snapshot.get(tag)
-            fresh = sample is not None and sample.read_ts >= pending.written_ms
+            # Strictly later: a reading taken in the same millisecond may predate the write.
+            fresh = sample is not None and sample.read_ts > pending.written_ms
             if (
                 fresh
                 and sample is not None
@@ -789,7 +793,7 @@ class Actuator:
                     WriteResult(
                         tag,
                         Outcome.EXPIRED,
-                        "override",
+                        f"command:{override.by}",
                         override.value,
                         None,
                         self._present(snapshot, tag),
@@ -814,12 +818,12 @@ class Actuator:
                 WriteResult(
                     tag,
                     Outcome.RELEASED,
-                    "rule" if holder.startswith("rule:") else holder,
+                    holder,
                     None,
                     None,
                     self._present(snapshot, tag),
                     reason="no rule proposes a value: the tag is left to the PLC",
-                    rule=holder.removeprefix("rule:") if holder.startswith("rule:") else None,
+                    rule=holder.split(":", 1)[1] if not holder.startswith("command:") else None,
                     mode="shadow" if states is self._shadow_states else "auto",
                     ts=self._clock.wall_ms(),
                 ),

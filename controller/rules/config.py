@@ -18,6 +18,7 @@ from controller.configtypes import (
     WriteLimits,
     format_duration,
 )
+from controller.rules.cycling import MinOnOffConfig
 from controller.rules.pid import PIDConfig
 from controller.rules.schedule import ScheduleConfig
 
@@ -178,13 +179,11 @@ def _heartbeats(value: Any) -> Any:
     return value
 
 
-class OutputConfig(StrictModel):
-    """Protection of one written tag beyond its WriteLimits: the minimum on and off times of
-    equipment switched by a boolean tag, and the read-back tolerance of a numeric one."""
+class OutputConfig(MinOnOffConfig):
+    """Protection of one written tag beyond its WriteLimits: the minimum on and off times (and
+    starts per hour) of equipment switched by a boolean tag, the read-back tolerance of a
+    numeric one."""
 
-    min_on: Duration = 0.0
-    min_off: Duration = 0.0
-    max_starts_per_hour: int | None = Field(default=None, ge=1)
     # Read-back may differ from the written value by this much (scaled integer registers round).
     tolerance: float = Field(default=0.0, ge=0)
 

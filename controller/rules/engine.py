@@ -339,7 +339,7 @@ class RuleEngine:
             real, would = results.get(tag), shadow.get(tag)
             if rule.mode == "shadow" and would is not None and would.rule == rule.name:
                 mine: WriteResult | None = would
-            elif real is not None and real.rule == rule.name and real.source != "override":
+            elif real is not None and real.rule == rule.name and not real.by_operator:
                 mine = real
             else:
                 mine = None
@@ -359,7 +359,7 @@ class RuleEngine:
                     entry["reason"] = mine.reason
             else:
                 winner = real if real is not None else would
-                by = "operator" if winner is not None and winner.source == "override" else (
+                by = "operator" if winner is not None and winner.by_operator else (
                     winner.rule if winner is not None else None
                 )
                 entry.update(outcome=Outcome.OVERRULED.value, by=by)
@@ -393,7 +393,11 @@ class RuleEngine:
             "active": status.active,
             "inputs_ok": None if rule.mode == "off" else not status.problem,
             "reason": status.reason,
-            "outputs": status.outputs,
+            "outputs": {tag: entry["proposed"] for tag, entry in status.outputs.items()},
+            "results": {
+                tag: {k: v for k, v in entry.items() if k != "proposed"}
+                for tag, entry in status.outputs.items()
+            },
             "detail": rule.detail(),
         }
         if not significant and payload | {"ts": 0} == (status.payload or {}) | {"ts": 0}:

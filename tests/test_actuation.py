@@ -1,0 +1,365 @@
+"""The actuator against a real Modbus device: writable check, clamps, step and rate limits,
+shadow mode, operator overrides, read-back verification, equipment protection, heartbeat and
+the write events."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from closedloop import (
+    EventLog,
+    ModbusPlant,
+    SteppedClock,
+    coil_tag,
+    float_tag,
+    register_tag,
+    start_plant,
+)
+
+from controller.actuation import (
+    Actuator,
+    ManualWritesDisabledError,
+    NotWritableError,
+    Outcome,
+    OutOfRangeError,
+    TagDecision,
+    UnknownTagError,
+    WriteResult,
+)
+from controller.model import WriteError
+from controller.rules.rule import Proposal
+
+TAGS = [
+    float_tag("setpoint_bar", 0, writable=True, min=6.0, max=8.0, fallback=7.0),
+    float_tag("pressure_bar", 2),
+    float_tag("ramped_bar", 4, writable=True, min=0.0, max=10.0, max_step=0.5),
+    float_tag("slow_bar", 6, writable=True, min=0.0, max=10.0, max_rate=6.0),
+    coil_tag("run", 0, writable=True),
+    register_tag("heartbeat", 10, writable=True),
+]
+INITIAL = {"setpoint_bar": 7.0, "pressure_bar": 6.9, "ramped_bar": 5.0, "slow_bar": 5.0}
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+async def plant(clock: SteppedClock, tmp_path: Path) -> AsyncIterator[ModbusPlant]:
+    plant = await start_plant(TAGS, clock, tmp_path, initial=INITIAL)
+    yield plant
+    await plant.stop()
+
+
+@pytest.fixture
+def events() -> EventLog:
+    return EventLog()
+
+
+@pytest.fixture
+def make_actuator(
+    plant: ModbusPlant, clock: SteppedClock, events: EventLog
+) -> Callable[..., Actuator]:
+    def make(**settings: Any) -> Actuator:
+        return plant.actuator(clock, events, **settings)
+
+    return make
+
+
+def win(tag: str, value: float | bool, *, rule: str = "r1", mode: str = "auto") -> TagDecision:
+    proposal = Proposal(f"comp.{tag}", value, 0, "test", rule=rule, mode=mode)  # type: ignore[arg-type]
+    if mode == "shadow":
+        return TagDecision(proposal.tag, shadow=proposal)
+    return TagDecision(proposal.tag, winner=proposal)
+
+
+async def cycle(
+    actuator: Actuator, plant: ModbusPlant, clock: SteppedClock, *decisions: TagDecision
+) -> tuple[dict[str, WriteResult], dict[str, WriteResult]]:
+    return await actuator.apply(decisions, plant.table.snapshot(), clock.monotonic())
+
+
+async def test_value_above_max_is_clamped_to_max(plant, clock, make_actuator, events):
+    actuator = make_actuator()
+    results, _ = await cycle(actuator, plant, clock, win("setpoint_bar", 9.5))
+    assert results["comp.setpoint_bar"].outcome is Outcome.WRITTEN
+    assert await plant.value("setpoint_bar") == pytest.approx(8.0)
+    [event] = events.of("comp.setpoint_bar", "written")
+    assert (event["requested"], event["new"], event["old"]) == (9.5, 8.0, pytest.approx(7.0))
+    assert event["clamps"] == ["max 8"]
+    assert "range: clamped" in event["checks"]
+
+
+async def test_value_below_min_is_clamped_to_min(plant, clock, make_actuator):
+    actuator = make_actuator()
+    await cycle(actuator, plant, clock, win("setpoint_bar", 1.0))
+    assert await plant.value("setpoint_bar") == pytest.approx(6.0)
+
+
+async def test_proposal_for_tag_not_writable_is_refused_and_nothing_written(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator()
+    results, _ = await cycle(actuator, plant, clock, win("pressure_bar", 5.0))
+    assert results["comp.pressure_bar"].outcome is Outcome.REFUSED
+    assert await plant.value("pressure_bar") == pytest.approx(6.9)
+    [event] = events.of("comp.pressure_bar")
+    assert event["outcome"] == "refused"
+    assert event["error"] == "comp.pressure_bar is not declared writable"
+
+
+async def test_step_is_limited_to_max_step_per_write(plant, clock, make_actuator, events):
+    actuator = make_actuator()
+    await cycle(actuator, plant, clock, win("ramped_bar", 9.0))
+    assert await plant.value("ramped_bar") == pytest.approx(5.5)
+    assert events.of("comp.ramped_bar", "written")[0]["clamps"] == ["max_step 0.5"]
+
+
+async def test_ramp_continues_each_cycle_until_the_target(plant, clock, make_actuator):
+    actuator = make_actuator()
+    written = []
+    for _ in range(4):
+        await cycle(actuator, plant, clock, win("ramped_bar", 6.2))
+        written.append(round(await plant.value("ramped_bar"), 3))
+        clock.advance(1.0)
+        await plant.poll()
+    assert written == [5.5, 6.0, 6.2, 6.2]
+
+
+async def test_rate_is_limited_to_max_rate_per_minute(plant, clock, make_actuator, events):
+    actuator = make_actuator()  # slow_bar: max_rate 6 per minute = 0.1 per second
+    await cycle(actuator, plant, clock, win("slow_bar", 9.0))
+    clock.advance(3.0)
+    await plant.poll()
+    await cycle(actuator, plant, clock, win("slow_bar", 9.0))
+    written = [e["new"] for e in events.of("comp.slow_bar", "written")]
+    assert written == [pytest.approx(5.1), pytest.approx(5.4)]
+    assert events.of("comp.slow_bar", "written")[1]["clamps"] == ["max_rate 6/min"]
+
+
+async def test_value_already_in_place_is_not_written_again(plant, clock, make_actuator, events):
+    actuator = make_actuator()
+    results, _ = await cycle(actuator, plant, clock, win("setpoint_bar", 7.0))
+    assert results["comp.setpoint_bar"].outcome is Outcome.UNCHANGED
+    assert events.events == []
+
+
+async def test_step_limited_tag_without_a_good_reading_is_refused(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator()
+    await plant.server.shutdown()
+    await plant.poll()  # the device is gone: every sample is bad
+    results, _ = await cycle(actuator, plant, clock, win("ramped_bar", 6.0))
+    assert results["comp.ramped_bar"].outcome is Outcome.REFUSED
+    assert "present value of comp.ramped_bar is unknown" in results["comp.ramped_bar"].reason
+
+
+async def test_write_the_device_refuses_is_reported_failed(plant, clock, make_actuator, events):
+    actuator = make_actuator(write_timeout="2s")
+    await plant.server.shutdown()
+    results, _ = await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+    assert results["comp.setpoint_bar"].outcome is Outcome.FAILED
+    [event] = events.of("comp.setpoint_bar", "failed")
+    assert event["error"].startswith("comp.setpoint_bar: ")
+
+
+async def test_shadow_mode_writes_nothing_and_publishes_the_value_it_would_write(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator()
+    _, shadow = await cycle(actuator, plant, clock, win("setpoint_bar", 9.0, mode="shadow"))
+    assert shadow["comp.setpoint_bar"].outcome is Outcome.SHADOW
+    assert await plant.value("setpoint_bar") == pytest.approx(7.0)
+    [event] = events.of("comp.setpoint_bar")
+    assert (event["outcome"], event["mode"], event["new"]) == ("shadow", "shadow", 8.0)
+
+
+async def test_shadow_value_is_published_once_while_it_stays_the_same(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator()
+    for _ in range(3):
+        await cycle(actuator, plant, clock, win("setpoint_bar", 7.5, mode="shadow"))
+        clock.advance(1.0)
+    assert len(events.of("comp.setpoint_bar", "shadow")) == 1
+
+
+async def test_read_back_that_shows_the_value_raises_no_failure(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(verify_timeout="3s")
+    await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+    for _ in range(4):
+        clock.advance(1.0)
+        await plant.poll()
+        await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+    assert events.of("comp.setpoint_bar", "verify_failed") == []
+
+
+async def test_read_back_that_differs_is_reported_verify_failed(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(verify_timeout="3s")
+    await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+    await plant.set("setpoint_bar", 6.5)  # the PLC overwrites it at once
+    for _ in range(3):
+        clock.advance(1.0)
+        await plant.poll()
+        await actuator.apply([], plant.table.snapshot(), clock.monotonic())
+    [event] = events.of("comp.setpoint_bar", "verify_failed")
+    assert event["error"] == "wrote 7.5 but after 3s it reads 6.5"
+
+
+async def test_write_never_read_back_is_reported_verify_failed(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(verify_timeout="2s")
+    await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+    clock.advance(2.0)  # no poll in between
+    await actuator.apply([], plant.table.snapshot(), clock.monotonic())
+    [event] = events.of("comp.setpoint_bar", "verify_failed")
+    assert event["error"].endswith("no reading of the tag since the write")
+
+
+async def test_min_off_defers_switching_equipment_on(plant, clock, make_actuator, events):
+    actuator = make_actuator(outputs={"comp.run": {"min_off": "30s"}})
+    results, _ = await cycle(actuator, plant, clock, win("run", True))
+    assert results["comp.run"].outcome is Outcome.DEFERRED
+    assert results["comp.run"].reason == "min_off 30s: allowed in 30s (wanted True)"
+    assert await plant.value("run") is False
+
+
+async def test_deferred_switch_happens_once_min_off_has_passed(plant, clock, make_actuator):
+    actuator = make_actuator(outputs={"comp.run": {"min_off": "30s"}})
+    await cycle(actuator, plant, clock, win("run", True))
+    clock.advance(30.0)
+    await plant.poll()
+    results, _ = await cycle(actuator, plant, clock, win("run", True))
+    assert results["comp.run"].outcome is Outcome.WRITTEN
+    assert await plant.value("run") is True
+
+
+async def test_min_on_defers_switching_equipment_off(plant, clock, make_actuator):
+    actuator = make_actuator(outputs={"comp.run": {"min_on": "1min"}})
+    await plant.set("run", True)
+    await plant.poll()
+    results, _ = await cycle(actuator, plant, clock, win("run", False))
+    assert results["comp.run"].outcome is Outcome.DEFERRED
+    assert await plant.value("run") is True
+
+
+async def test_tag_no_rule_wants_any_more_is_released_once(plant, clock, make_actuator, events):
+    actuator = make_actuator()
+    await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+    for _ in range(3):
+        clock.advance(1.0)
+        await cycle(actuator, plant, clock)
+    [event] = events.of("comp.setpoint_bar", "released")
+    assert event["source"] == "rule:r1"
+    assert await plant.value("setpoint_bar") == pytest.approx(7.5)
+
+
+async def test_heartbeat_counter_is_written_every_period(plant, clock, make_actuator):
+    actuator = make_actuator(heartbeat={"tag": "comp.heartbeat", "period": "1s"})
+    seen = []
+    for _ in range(3):
+        await cycle(actuator, plant, clock)
+        seen.append(await plant.value("heartbeat"))
+        clock.advance(1.0)
+    assert seen == [1, 2, 3]
+
+
+async def test_heartbeat_with_a_longer_period_skips_cycles(plant, clock, make_actuator):
+    actuator = make_actuator(heartbeat={"tag": "comp.heartbeat", "period": "2s"})
+    seen = []
+    for _ in range(4):
+        await cycle(actuator, plant, clock)
+        seen.append(await plant.value("heartbeat"))
+        clock.advance(1.0)
+    assert seen == [1, 1, 2, 2]
+
+
+async def test_operator_override_wins_over_the_rule(plant, clock, make_actuator, events):
+    actuator = make_actuator(manual_writes=True)
+    await actuator.override("comp.setpoint_bar", 6.5, 60.0, by="alice")
+    results, _ = await cycle(actuator, plant, clock, win("setpoint_bar", 7.8))
+    assert await plant.value("setpoint_bar") == pytest.approx(6.5)
+    assert results["comp.setpoint_bar"].source == "command:alice"
+    assert [p.rule for p in results["comp.setpoint_bar"].overruled] == ["r1"]
+
+
+async def test_override_expires_and_the_rule_takes_the_tag_back(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(manual_writes=True)
+    await actuator.override("comp.setpoint_bar", 6.5, 10.0)
+    clock.advance(10.0)
+    await plant.poll()
+    await cycle(actuator, plant, clock, win("setpoint_bar", 7.8))
+    assert await plant.value("setpoint_bar") == pytest.approx(7.8)
+    assert [e["outcome"] for e in events.of("comp.setpoint_bar")] == [
+        "written",
+        "expired",
+        "written",
+    ]
+
+
+async def test_override_is_held_while_it_lasts_without_any_rule(plant, clock, make_actuator):
+    actuator = make_actuator(manual_writes=True)
+    await actuator.override("comp.setpoint_bar", 6.5, 10.0)
+    await plant.set("setpoint_bar", 7.0)  # someone at the panel
+    clock.advance(5.0)
+    await plant.poll()
+    await cycle(actuator, plant, clock)
+    assert await plant.value("setpoint_bar") == pytest.approx(6.5)
+
+
+async def test_cleared_override_is_gone_and_published(plant, clock, make_actuator, events):
+    actuator = make_actuator(manual_writes=True)
+    await actuator.override("comp.setpoint_bar", 6.5, 60.0)
+    assert await actuator.clear_override("comp.setpoint_bar", by="bob")
+    assert actuator.overrides() == {}
+    assert events.events[-1]["outcome"] == "cleared"
+
+
+async def test_manual_write_is_refused_unless_enabled(plant, make_actuator):
+    actuator = make_actuator()
+    with pytest.raises(ManualWritesDisabledError):
+        await actuator.override("comp.setpoint_bar", 6.5, 60.0)
+    assert await plant.value("setpoint_bar") == pytest.approx(7.0)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "ttl", "error"),
+    [
+        ("comp.nothing", 1.0, 60.0, UnknownTagError),
+        ("comp.pressure_bar", 1.0, 60.0, NotWritableError),
+        ("comp.setpoint_bar", 8.5, 60.0, OutOfRangeError),
+        ("comp.setpoint_bar", 7.0, 7200.0, OutOfRangeError),
+    ],
+    ids=["unknown-tag", "not-writable", "above-max", "ttl-too-long"],
+)
+async def test_manual_write_that_fails_a_check_is_refused_and_nothing_written(
+    plant, make_actuator, tag, value, ttl, error
+):
+    actuator = make_actuator(manual_writes=True)
+    with pytest.raises(error):
+        await actuator.override(tag, value, ttl)
+    assert await plant.value("setpoint_bar") == pytest.approx(7.0)
+    assert await plant.value("pressure_bar") == pytest.approx(6.9)
+    assert actuator.overrides() == {}
+
+
+async def test_manual_write_the_device_refuses_raises_and_ends_the_override(
+    plant, make_actuator
+):
+    actuator = make_actuator(manual_writes=True, write_timeout="2s")
+    await plant.server.shutdown()
+    with pytest.raises(WriteError):
+        await actuator.override("comp.setpoint_bar", 6.5, 60.0)
+    assert actuator.overrides() == {}

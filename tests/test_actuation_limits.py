@@ -1,0 +1,144 @@
+"""Properties of the write path, checked on what a real Modbus device received: no sequence of
+proposals ever makes the actuator write outside min/max, move a tag more than max_step in one
+write or faster than max_rate, or switch equipment sooner than its minimum on/off times."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from closedloop import ModbusPlant, SteppedClock, coil_tag, float_tag, start_plant
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.actuation import Actuator, TagDecision
+from controller.configtypes import WriteLimits
+from controller.rules.config import ActuationConfig
+from controller.rules.rule import Proposal
+
+# One fixture for all examples of a test: each example resets the device and builds a new
+# actuator, so nothing carries over but the server and its connection.
+EXAMPLES = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+CYCLE = 1.0
+
+
+@pytest.fixture
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+async def plant(clock: SteppedClock, tmp_path: Path) -> AsyncIterator[ModbusPlant]:
+    plant = await start_plant(
+        [float_tag("setpoint", 0, writable=True), coil_tag("run", 0, writable=True)],
+        clock,
+        tmp_path,
+    )
+    yield plant
+    await plant.stop()
+
+
+@st.composite
+def limits(draw: st.DrawFn) -> tuple[WriteLimits, float]:
+    """Write limits with at least a step or a rate limit, and a start value inside min/max."""
+    low = draw(st.floats(-500, 400, allow_nan=False))
+    high = low + draw(st.floats(1, 500))
+    step = draw(st.one_of(st.none(), st.floats(0.01, 50)))
+    rate = draw(st.floats(0.5, 600) if step is None else st.one_of(st.none(), st.floats(0.5, 600)))
+    start = draw(st.floats(low, high))
+    return WriteLimits(writable=True, min=low, max=high, max_step=step, max_rate=rate), start
+
+
+proposals = st.lists(
+    st.tuples(
+        st.sampled_from([0.2, 0.5, 1.0, 1.0, 1.0, 3.0, 30.0]),  # seconds to the next cycle
+        st.one_of(
+            st.floats(-1e6, 1e6, allow_nan=False),
+            st.sampled_from([math.inf, -math.inf, math.nan]),
+        ),
+    ),
+    min_size=1,
+    max_size=15,
+)
+
+
+def decision(tag: str, value: float | bool) -> TagDecision:
+    return TagDecision(tag, winner=Proposal(tag, value, 0, "property", rule="p"))
+
+
+def slack(value: float) -> float:
+    """float32 registers: the device keeps about 7 significant digits."""
+    return 1e-5 * max(1.0, abs(value))
+
+
+@EXAMPLES
+@given(limits=limits(), sequence=proposals)
+async def test_no_proposals_make_a_write_outside_min_max_or_too_fast(
+    plant, clock, limits, sequence
+):
+    tag_limits, start = limits
+    await plant.set("setpoint", start)
+    await plant.poll()
+    actuator = Actuator(
+        {"comp.setpoint": tag_limits},
+        ActuationConfig.model_validate({"cycle": "1s"}),
+        writers=plant.writers,
+        table=plant.table,
+        clock=clock,
+    )
+    held, held_at = await plant.value("setpoint"), clock.monotonic() - CYCLE
+    for seconds, value in sequence:
+        await actuator.apply([decision("comp.setpoint", value)], plant.table.snapshot(), clock.now)
+        now_value = await plant.value("setpoint")
+        if abs(now_value - held) > slack(held):  # a write happened
+            assert tag_limits.min - slack(tag_limits.min) <= now_value
+            assert now_value <= tag_limits.max + slack(tag_limits.max)
+            move = abs(now_value - held)
+            if tag_limits.max_step is not None:
+                assert move <= tag_limits.max_step + slack(held)
+            if tag_limits.max_rate is not None:
+                allowed = tag_limits.max_rate / 60 * (clock.now - held_at)
+                assert move <= allowed + slack(held)
+            held, held_at = now_value, clock.now
+        clock.advance(seconds)
+        await plant.poll()
+
+
+@EXAMPLES
+@given(
+    min_on=st.sampled_from([0, 5, 20, 60]),
+    min_off=st.sampled_from([0, 5, 20, 60]),
+    sequence=st.lists(
+        st.tuples(st.sampled_from([0.5, 1.0, 4.0, 15.0]), st.booleans()), min_size=1, max_size=25
+    ),
+)
+async def test_no_requests_switch_equipment_sooner_than_its_minimum_times(
+    plant, clock, min_on, min_off, sequence
+):
+    await plant.set("run", False)
+    await plant.poll()
+    actuator = Actuator(
+        {"comp.run": WriteLimits(writable=True)},
+        ActuationConfig.model_validate(
+            {"outputs": {"comp.run": {"min_on": f"{min_on}s", "min_off": f"{min_off}s"}}}
+        ),
+        writers=plant.writers,
+        table=plant.table,
+        clock=clock,
+    )
+    # Unknown how long it has been off: the protection runs from the actuator's first sight.
+    state, since = False, clock.now
+    for seconds, want in sequence:
+        await actuator.apply([decision("comp.run", want)], plant.table.snapshot(), clock.now)
+        now_state = await plant.value("run")
+        if now_state != state:
+            assert clock.now - since >= (min_on if state else min_off)
+            state, since = now_state, clock.now
+        clock.advance(seconds)
+        await plant.poll()
