@@ -45,6 +45,8 @@ EXCEPTION_NAMES: dict[int, str] = {
 # Timeouts in a row, on any unit, after which a TCP connection is presumed half-open and
 # dropped. A serial bus has no connection to drop; one silent unit must not cost the others.
 TCP_TIMEOUTS_BEFORE_DROP = 3
+# Appended to a timeout's reason when bytes came in that were not the answer.
+STRAY_BYTES = "what arrived was not the answer (wrong transaction id, unit or framing)"
 
 
 class Priority(IntEnum):
@@ -156,6 +158,9 @@ class ModbusLink:
         self._lock = _PriorityLock()
         self._client: Any = None
         self._in_flight = False
+        # Bytes came in during the request in flight that pymodbus did not take as its answer
+        # (wrong transaction id, unit id or framing): its timeout then says so.
+        self._stray_bytes = False
         self._connects = 0
         self._connect_failures = 0
         self._retry_at = 0.0
@@ -214,6 +219,7 @@ class ModbusLink:
             "reconnect_delay_max": 0,
             "timeout": time_limit + 5.0,
             "trace_connect": lambda up: self._on_connection_change(created, up),
+            "trace_packet": self._on_packet,
         }
         config = self.config
         client: Any
@@ -241,6 +247,11 @@ class ModbusLink:
         waiting = self._client.ctx.response_future
         if not waiting.done():
             waiting.set_exception(ConnectionLostError("connection lost"))
+
+    def _on_packet(self, sending: bool, data: bytes) -> bytes:
+        if not sending and self._in_flight and data:
+            self._stray_bytes = True
+        return data
 
     async def _connected_client(self, time_limit: float) -> Any:
         if self.connected:
@@ -285,6 +296,7 @@ class ModbusLink:
     async def _execute(self, call: Callable[[Any], Awaitable[Any]], time_limit: float) -> Any:
         client = await self._connected_client(time_limit)
         self._in_flight = True
+        self._stray_bytes = False
         try:
             async with asyncio.timeout(time_limit):
                 try:
@@ -304,7 +316,10 @@ class ModbusLink:
             ):
                 log.debug("modbus link dropped after timeouts", link=self.key)
                 self.close()
-            raise RequestTimeoutError(f"timeout after {format_ms(time_limit)}") from None
+            reason = f"timeout after {format_ms(time_limit)}"
+            if self._stray_bytes:
+                reason += f": {STRAY_BYTES}"
+            raise RequestTimeoutError(reason) from None
         except ConnectionLostError:
             self.close()
             raise
