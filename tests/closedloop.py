@@ -162,9 +162,11 @@ async def start_plant(
     *,
     name: str = "comp",
     initial: dict[str, Any] | None = None,
+    table: TagTable | None = None,
 ) -> ModbusPlant:
     """A pymodbus server on a free loopback port with 64 coils and 64 holding registers, the
-    device `name` with `tags` on it, its driver, and a TagTable the driver's polls feed."""
+    device `name` with `tags` on it, its driver, and a TagTable the driver's polls feed (a new
+    one, or `table` to share one between devices)."""
     unit = SimDevice(
         1,
         simdata=(
@@ -187,7 +189,7 @@ async def start_plant(
             "tags": list(tags),
         }
     )
-    table = TagTable()
+    table = TagTable() if table is None else table
 
     def on_samples(samples: Sequence[Sample]) -> None:
         table.update(samples)
@@ -202,3 +204,39 @@ async def start_plant(
         await plant.set(tag, value)
     await plant.poll()
     return plant
+
+
+class Cell:
+    """Several devices, each on its own server, sharing one TagTable: a meter can stop
+    answering while the compressor it steers still takes writes."""
+
+    def __init__(self, plants: Sequence[ModbusPlant]) -> None:
+        self.plants = {plant.name: plant for plant in plants}
+        self.table = plants[0].table
+
+    def __getitem__(self, device: str) -> ModbusPlant:
+        return self.plants[device]
+
+    def writers(self, device: str) -> ModbusDriver:
+        return self.plants[device].driver
+
+    async def poll(self) -> None:
+        for plant in self.plants.values():
+            await plant.poll()
+
+    def actuator(
+        self, clock: Any, events: Any = None, base_topic: str = "edgecell/test", **settings: Any
+    ) -> Actuator:
+        return Actuator(
+            write_limits([plant.device for plant in self.plants.values()]),
+            ActuationConfig.model_validate(settings),
+            writers=self.writers,
+            table=self.table,
+            clock=clock,
+            events=events,
+            base_topic=base_topic,
+        )
+
+    async def stop(self) -> None:
+        for plant in self.plants.values():
+            await plant.stop()
