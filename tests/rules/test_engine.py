@@ -38,6 +38,7 @@ class Constant(Rule):
         self.outputs = (tag,)
         self.restarts = 0
         self.applied: list[Mapping[str, Any]] = []
+        self.settled = asyncio.Event()
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         for tag in self.inputs:
@@ -49,6 +50,14 @@ class Constant(Rule):
 
     def settle(self, applied: Mapping[str, Any]) -> None:
         self.applied.append(dict(applied))
+        self.settled.set()
+
+    async def cycles_reach(self, count: int) -> None:
+        """Wait until this rule has been through `count` cycles."""
+        async with asyncio.timeout(10):
+            while len(self.applied) < count:
+                self.settled.clear()
+                await self.settled.wait()
 
 
 class Crashing(Constant):
@@ -299,23 +308,18 @@ async def test_rule_is_told_the_value_its_output_actually_got(cell, clock, make_
 # --- the schedule -------------------------------------------------------------------------------
 
 
-async def cycles_reach(engine: RuleEngine, count: int) -> None:
-    async with asyncio.timeout(10):
-        while engine.stats.cycles < count:
-            await asyncio.sleep(0.005)
-
-
 async def test_run_cycles_once_per_period_of_the_clock(cell, clock, make_engine):
-    engine = make_engine([Constant("saver", 6.4)])
+    rule = Constant("saver", 6.4)
+    engine = make_engine([rule])
     async with asyncio.TaskGroup() as group:
         task = group.create_task(engine.run())
-        await cycles_reach(engine, 1)
+        await rule.cycles_reach(1)
         clock.advance(0.9)
         await asyncio.sleep(0.05)
         assert engine.stats.cycles == 1  # not due yet
         for due in (2, 3, 4):
             clock.advance(0.1 if due == 2 else 1.0)
-            await cycles_reach(engine, due)
+            await rule.cycles_reach(due)
         task.cancel()
     assert engine.stats.cycles == 4
 
@@ -323,12 +327,13 @@ async def test_run_cycles_once_per_period_of_the_clock(cell, clock, make_engine)
 async def test_cycle_overrun_is_counted_and_missed_cycles_are_skipped_not_queued(
     cell, clock, make_engine
 ):
-    engine = make_engine([Slow("slow", 6.4, clock)])
+    rule = Slow("slow", 6.4, clock)
+    engine = make_engine([rule])
     async with asyncio.TaskGroup() as group:
         task = group.create_task(engine.run())
-        await cycles_reach(engine, 1)  # ran 0 s to 2.5 s: the slots at 1 s and 2 s are missed
+        await rule.cycles_reach(1)  # ran 0 s to 2.5 s: the slots at 1 s and 2 s are missed
         clock.advance(0.5)  # the next slot, 3 s
-        await cycles_reach(engine, 2)
+        await rule.cycles_reach(2)
         task.cancel()
     assert engine.stats.cycles == 2
     assert engine.stats.overruns == 2

@@ -47,7 +47,9 @@ async def cell(clock: SteppedClock, tmp_path: Path) -> AsyncIterator[Cell]:
 
 
 @pytest.fixture
-async def publisher(mosquitto: Any, mqtt_names: Any, tmp_path: Path) -> AsyncIterator[MqttPublisher]:
+async def publisher(
+    mosquitto: Any, mqtt_names: Any, tmp_path: Path
+) -> AsyncIterator[MqttPublisher]:
     config = MqttConfig.model_validate({"host": mosquitto.host, "port": mosquitto.port})
     async with MqttPublisher(
         config,
