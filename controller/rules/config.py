@@ -137,16 +137,6 @@ class ScheduleRuleConfig(RuleCommon):
     schedule: ScheduleConfig
     set: dict[Name, dict[TagKey, OutputValue]] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _periods_exist(self) -> ScheduleRuleConfig:
-        known = self.schedule.period_names
-        for period in self.set:
-            if period not in known:
-                raise ValueError(
-                    f"set.{period}: the schedule has no period {period!r}; it has {sorted(known)}"
-                )
-        return self
-
     def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
         return [
             (f"set.{period}", tag, value)
@@ -255,6 +245,14 @@ def check_closed_loop(
         if rule.name in names:
             return f"rules[{i}].name: duplicate rule name {rule.name!r}"
         names.add(rule.name)
+        if isinstance(rule, ScheduleRuleConfig):
+            known = rule.schedule.period_names
+            for period in rule.set:
+                if period not in known:
+                    return (
+                        f"rules[{i}].set: the schedule has no period {period!r}; "
+                        f"it has {sorted(known)}"
+                    )
         for field, tag in rule.input_tags():
             if tag not in tags:
                 return f"rules[{i}].{field}: {_unknown(tag, devices)}"
