@@ -1,0 +1,282 @@
+"""`python -m bench`: runs each gateway in turn against the same simulated devices and the same
+mosquitto, measures it from outside, prints the side-by-side table and writes the JSON.
+
+Every step is bounded in time: the simulator stops by itself, a gateway that publishes nothing
+within --startup-timeout is recorded as such and stopped, and everything runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import os
+import platform
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench import report
+from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, ROOT, Gateway, ensure_installed
+from bench.metrics import RunFigures, compute
+from bench.procstat import TreeSample, sample_tree
+from bench.subscriber import Subscriber, Tally
+from bench.workload import Workload
+
+RESULTS = ROOT / "bench" / "results"
+STOP_TIMEOUT = 10.0
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "ram_gib": round(mem_kib / 1024**2, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def _log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --- broker and simulator -------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def mosquitto(workdir: Path) -> Iterator[int]:
+    from controller.localbroker import find_mosquitto, free_port  # noqa: PLC0415
+
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "max_queued_messages 1000000\nmax_inflight_messages 0\n"
+        f"user {getpass.getuser()}\nlog_dest none\n"
+    )
+    process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        import socket  # noqa: PLC0415
+
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("mosquitto did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def simulator(workload: Workload, duration: float, out: Path) -> Iterator[tuple[list[int], Any]]:
+    """The simulated devices in their own process; yields (ports, process)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.simulator", "--devices", str(workload.devices),
+         "--registers", str(workload.registers), "--period", str(workload.period),
+         "--duration", str(duration), "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], 30)
+        line = process.stdout.readline() if ready else b""
+        if not line:
+            raise RuntimeError("the simulator did not start within 30 s")
+        yield orjson.loads(line)["ports"], process
+    finally:
+        _stop(process, timeout=60)
+
+
+def _stop(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT,
+          group: bool = False) -> int | None:
+    """SIGTERM (to the process group we created, when `group`), then SIGKILL."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            if group:
+                os.killpg(process.pid, signal.SIGTERM)
+            else:
+                process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                if group:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+            process.wait(timeout=5)
+    elif group:  # children may outlive their parent
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode
+
+
+# --- one gateway ----------------------------------------------------------------------------
+
+
+def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
+                broker_port: int, workdir: Path) -> RunFigures:
+    settle = max(3 * workload.period, 3.0)
+    grace = 2 * workload.period + 1.0
+    budget = args.startup_timeout + settle + args.duration + grace + 15
+    sim_out = workdir / "simulation.json"
+    tally = Tally(workload.devices, workload.registers, gateway.value_scale)
+    note = ""
+    with simulator(workload, budget, sim_out) as (ports, sim_process):
+        launch = gateway.prepare(workdir, broker_port, ports, workload)
+        with Subscriber(broker_port, gateway.topic_filter, gateway.parser, tally,
+                        answer_thingsboard=gateway.answer_thingsboard), \
+             open(workdir / "gateway.log", "wb") as log:
+            started = time.time()
+            process = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
+                                       stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
+            try:
+                while tally.first_arrival is None and process.poll() is None:
+                    if time.time() - started > args.startup_timeout:
+                        break
+                    time.sleep(0.1)
+                if process.poll() is not None:
+                    note = f"exited with {process.returncode} (see {workdir}/gateway.log)"
+                elif tally.first_arrival is None:
+                    note = f"published nothing within {args.startup_timeout:g} s"
+                first = tally.first_arrival or time.time()
+                _log(f"{gateway.key}: first data {first - started:.1f} s after start; "
+                     f"measuring {args.duration:g} s")
+                w0 = first + settle
+                time.sleep(max(0.0, w0 - time.time()))
+                before = sample_tree(process.pid)
+                w1 = w0 + args.duration
+                time.sleep(max(0.0, w1 - time.time()))
+                after = sample_tree(process.pid)
+                if process.poll() is not None and not note:
+                    note = f"exited with {process.returncode} during the measurement"
+                time.sleep(grace)
+            finally:
+                code = _stop(process, group=True)
+            _log(f"{gateway.key}: stopped (exit {code})")
+        _stop(sim_process, timeout=60)
+    simulation = orjson.loads(sim_out.read_bytes())
+    if tally.bad_messages:
+        _log(f"{gateway.key}: {tally.bad_messages} unreadable messages, last: {tally.last_error}")
+    return compute(key=gateway.key, label=gateway.label, mode=gateway.mode, workload=workload,
+                   window=(w0, w1), tally=tally, simulation=simulation, before=before,
+                   after=after if after.pids else TreeSample((), before.cpu_s, 0, 0), note=note)
+
+
+# --- the whole run --------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bash scripts/bench",
+        description="edgecell side by side with Node-RED and the ThingsBoard IoT Gateway: "
+        "the same simulated Modbus devices, the same mosquitto, measured from outside.",
+    )
+    parser.add_argument("--devices", type=int, default=20, help="simulated Modbus devices (20)")
+    parser.add_argument("--registers", type=int, default=500,
+                        help="holding registers (= tags) per device (500)")
+    parser.add_argument("--period", type=float, default=1.0, help="poll interval, seconds (1)")
+    parser.add_argument("--duration", type=float, default=30.0,
+                        help="measured seconds per gateway, after its start-up (30)")
+    parser.add_argument("--gateways", default=",".join(DEFAULT_GATEWAYS),
+                        help=f"comma-separated, from {', '.join(GATEWAYS)} "
+                        f"(default: {','.join(DEFAULT_GATEWAYS)})")
+    parser.add_argument("--startup-timeout", type=float, default=90.0,
+                        help="seconds a gateway may take to publish its first data (90)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON result file (default bench/results/<time>-<N>x<M>.json)")
+    parser.add_argument("--keep-workdir", action="store_true",
+                        help="keep each gateway's generated config and log")
+    parser.add_argument("--no-install", action="store_true",
+                        help="do not install missing peers (skip them instead)")
+    args = parser.parse_args(argv)
+    unknown = [g for g in args.gateways.split(",") if g not in GATEWAYS]
+    if unknown:
+        parser.error(f"unknown gateway(s) {', '.join(unknown)}; choose from {', '.join(GATEWAYS)}")
+    if args.devices < 1 or args.registers < 1 or args.duration <= 0 or args.period <= 0:
+        parser.error("devices, registers, duration and period must be positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    workload = Workload(args.devices, args.registers, args.period)
+    chosen = [GATEWAYS[key] for key in args.gateways.split(",")]
+    skipped: list[str] = []
+    for peer in sorted({g.peer for g in chosen if g.peer}):
+        if args.no_install:
+            continue
+        try:
+            ensure_installed(peer)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            _log(f"cannot install {peer}: {exc}; its rows are skipped")
+            skipped.append(peer)
+    chosen = [g for g in chosen if g.peer not in skipped]
+    started = time.strftime("%Y%m%dT%H%M%S")
+    out = args.out or RESULTS / f"{started}-{workload.devices}x{workload.registers}.json"
+    rows: list[dict[str, Any]] = []
+    scratch = Path(tempfile.mkdtemp(prefix="edgecell-bench-"))
+    _log(f"{workload.devices} devices x {workload.registers} registers = {workload.tags:,} tags "
+         f"every {workload.period:g} s; {args.duration:g} s per gateway; work in {scratch}")
+    try:
+        with mosquitto(scratch) as broker_port:
+            for gateway in chosen:
+                figures = run_gateway(gateway, workload, args, broker_port,
+                                      scratch / gateway.key)
+                rows.append(figures.as_dict())
+                _log(f"{gateway.key}: {figures.values_per_s:,.0f} values/s, "
+                     f"{figures.cpu_percent_of_core}% core, {figures.peak_rss_mb} MB")
+    finally:
+        if not args.keep_workdir:
+            shutil.rmtree(scratch, ignore_errors=True)
+    compared = report.comparisons(rows)
+    judged = report.targets(rows, workload)
+    result = {
+        "started": started,
+        "machine": machine(),
+        "workload": {"devices": workload.devices, "registers": workload.registers,
+                     "tags": workload.tags, "period_s": workload.period,
+                     "duration_s": args.duration, "change_fraction": 0.1},
+        "skipped_peers": skipped,
+        "results": rows,
+        "comparisons": compared,
+        "targets": judged,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(f"\n{workload.devices} devices x {workload.registers} registers = {workload.tags:,} "
+          f"tags every {workload.period:g} s, {args.duration:g} s measured per gateway "
+          f"({result['machine']['nproc']} x {result['machine']['cpu_model']})\n")
+    print(report.table(rows))
+    print("\nedgecell relative to each peer (edgecell / peer; below 1.00x is better):\n")
+    print(report.comparison_table(compared, rows))
+    print("\nTargets (issue 9):\n")
+    print(report.targets_text(judged))
+    print(f"\nJSON: {out}")
+    return 0
