@@ -1,0 +1,291 @@
+"""Operators' commands over a real mosquitto to the real publisher, engine and actuator, with a
+real Modbus device behind them: manual writes with a TTL, refusals (each with its reason and
+nothing written), rule modes, override clear, reload and rebirth, and where answers go."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import pytest
+from closedloop import ModbusPlant, SteppedClock, float_tag, start_plant
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from controller.actuation import Actuator
+from controller.mqtt import topics
+from controller.mqtt.commands import CommandHandler
+from controller.mqtt.publisher import MqttPublisher
+from controller.rules.config import ScheduleRuleConfig
+from controller.rules.engine import RuleEngine
+from controller.rules.kinds import ScheduleRule
+
+
+def write(value: float, ttl: str) -> str:
+    return f'{{"tag": "comp.setpoint_bar", "value": {value}, "ttl": "{ttl}"}}'
+
+
+def always(value: float) -> ScheduleRule:
+    """A rule that wants the compressor setpoint at `value` all week."""
+    return ScheduleRule(
+        ScheduleRuleConfig.model_validate(
+            {
+                "kind": "schedule",
+                "name": "base",
+                "schedule": {"timezone": "UTC", "default": "always"},
+                "set": {"always": {"comp.setpoint_bar": value}},
+            }
+        )
+    )
+
+
+@dataclass
+class Gateway:
+    """The pieces the runtime wires together, and what its callbacks were asked to do."""
+
+    plant: ModbusPlant
+    clock: SteppedClock
+    engine: RuleEngine
+    actuator: Actuator
+    publisher: MqttPublisher
+    broker: Any
+    names: Any
+    collect: Any
+    reload_ok: bool = True
+    calls: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str:
+        return self.publisher.base_topic
+
+    async def on_reload(self) -> bool:
+        self.calls.append("reload")
+        return self.reload_ok
+
+    async def on_rebirth(self) -> None:
+        self.calls.append("rebirth")
+
+    async def cycle(self, seconds: float = 0.0) -> None:
+        self.clock.advance(seconds)
+        await self.plant.poll()
+        await self.engine.cycle()
+
+    async def send(
+        self, command: str, payload: bytes | str, *, protocol: str = "5"
+    ) -> tuple[dict[str, Any], aiomqtt.Message]:
+        """Publish a command as an operator would and return the answer."""
+        v5 = protocol == "5"
+        reply_topic = self.names.topic("replies") if v5 else topics.command_response(self.base)
+        replies = await self.collect(self.broker, reply_topic, protocol=protocol)
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.ResponseTopic = reply_topic
+            properties.CorrelationData = b"req-42"
+        async with aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=self.names.client_id(f"operator-{len(self.calls)}-{protocol}"),
+            protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
+            timeout=5,
+        ) as client:
+            await client.publish(
+                f"{self.base}/cmd/{command}",
+                payload,
+                qos=1,
+                properties=properties,
+                timeout=5,
+            )
+        await replies.wait_count(1)
+        return replies.payloads()[0], replies.messages[0]
+
+
+@pytest.fixture
+async def gateway(
+    request, mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher, tmp_path: Path
+) -> AsyncIterator[Gateway]:
+    manual = getattr(request, "param", True)
+    clock = SteppedClock()
+    plant = await start_plant(
+        [
+            float_tag("setpoint_bar", 0, writable=True, min=6.0, max=8.0, fallback=7.0),
+            float_tag("header_bar", 2),
+        ],
+        clock,
+        tmp_path / "comp",
+        initial={"setpoint_bar": 7.0, "header_bar": 6.8},
+    )
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
+        actuator = plant.actuator(
+            clock, publisher, base_topic=publisher.base_topic, manual_writes=manual
+        )
+        engine = RuleEngine(
+            [always(7.5)],
+            plant.table,
+            actuator,
+            clock,
+            events=publisher,
+            base_topic=publisher.base_topic,
+        )
+        gateway = Gateway(
+            plant, clock, engine, actuator, publisher, mosquitto, mqtt_names, mqtt_collect
+        )
+        # Before the first connect: the publisher subscribes to {base}/cmd/# on connecting.
+        publisher.subscribe_commands(
+            CommandHandler(
+                engine=engine,
+                actuator=actuator,
+                responder=publisher,
+                base_topic=publisher.base_topic,
+                on_reload=gateway.on_reload,
+                on_rebirth=gateway.on_rebirth,
+            )
+        )
+        await publisher.connected()
+        await gateway.cycle()
+        yield gateway
+    await plant.stop()
+
+
+# --- manual writes ---------------------------------------------------------------------------
+
+
+async def test_manual_write_applies_at_once_and_is_answered_ok(gateway):
+    answer, _ = await gateway.send("write", write(6.5, "10s"))
+    assert answer["ok"] is True
+    assert (answer["tag"], answer["value"]) == ("comp.setpoint_bar", 6.5)
+    assert answer["outcome"] == "written"
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(6.5)
+
+
+async def test_manual_write_holds_over_the_rule_until_its_ttl_expires(gateway):
+    await gateway.send("write", write(6.5, "10s"))
+    await gateway.cycle(5.0)
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(6.5)
+    await gateway.cycle(5.0)
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(7.5)
+
+
+async def test_answer_goes_to_the_response_topic_with_the_correlation_data(gateway):
+    _, message = await gateway.send("write", write(6.5, "1min"))
+    assert message.properties.CorrelationData == b"req-42"
+
+
+async def test_answer_to_a_311_client_goes_to_cmd_response(gateway):
+    answer, message = await gateway.send(
+        "write", write(6.5, "1min"), protocol="3.1.1"
+    )
+    assert message.topic.value == topics.command_response(gateway.base)
+    assert answer["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (
+            '{"tag": "comp.header_bar", "value": 5.0, "ttl": "1min"}',
+            "comp.header_bar is not declared writable",
+        ),
+        (
+            '{"tag": "comp.setpoint_bar", "value": 9.5, "ttl": "1min"}',
+            "9.5 is above the max 8 of comp.setpoint_bar",
+        ),
+        (
+            '{"tag": "comp.nothing", "value": 7.0, "ttl": "1min"}',
+            "unknown tag 'comp.nothing'",
+        ),
+        ('{"tag": "comp.setpoint_bar", "value": 7.0', "malformed JSON: "),
+        (
+            '{"tag": "comp.setpoint_bar", "value": "7", "ttl": "1min"}',
+            "value: value must be a finite number or true/false, not '7'",
+        ),
+        (
+            '{"tag": "comp.setpoint_bar", "value": 7.0, "ttl": "1min", "force": true}',
+            "force: unknown key",
+        ),
+        ('{"tag": "comp.setpoint_bar", "value": 7.0}', "ttl: Field required"),
+    ],
+    ids=["not-writable", "out-of-range", "unknown-tag", "malformed-json", "text-value",
+         "unknown-key", "no-ttl"],
+)
+async def test_refused_write_is_answered_with_the_reason_and_nothing_is_written(
+    gateway, payload, error
+):
+    answer, _ = await gateway.send("write", payload)
+    assert answer["ok"] is False
+    assert answer["error"].startswith(error)
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(7.5)
+    assert await gateway.plant.value("header_bar") == pytest.approx(6.8)
+    assert gateway.actuator.overrides() == {}
+
+
+@pytest.mark.parametrize("gateway", [False], indirect=True)
+async def test_manual_write_is_refused_when_the_config_does_not_enable_it(gateway):
+    answer, _ = await gateway.send("write", write(6.5, "1min"))
+    assert answer == {
+        "ok": False,
+        "command": "write",
+        "error": "manual writes are disabled: set actuation.manual_writes: true to allow them",
+    }
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(7.5)
+
+
+async def test_cleared_override_gives_the_tag_back_to_the_rule(gateway):
+    await gateway.send("write", write(6.5, "1h"))
+    answer, _ = await gateway.send("override/clear", '{"tag": "comp.setpoint_bar"}')
+    assert answer["ok"] is True
+    await gateway.cycle(1.0)
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(7.5)
+
+
+async def test_clearing_a_tag_without_override_is_refused(gateway):
+    answer, _ = await gateway.send("override/clear", '{"tag": "comp.setpoint_bar"}')
+    assert answer["error"] == "comp.setpoint_bar has no override"
+
+
+# --- other commands ------------------------------------------------------------------------------
+
+
+async def test_unknown_command_is_refused_with_the_known_ones(gateway):
+    answer, _ = await gateway.send("explode", "{}")
+    assert answer["ok"] is False
+    assert answer["error"].startswith("unknown command 'explode': known are rules/<rule>/mode")
+
+
+async def test_mode_command_puts_the_rule_in_shadow_and_its_state_says_so(gateway):
+    answer, _ = await gateway.send("rules/base/mode", '{"mode": "shadow"}')
+    assert answer == {"ok": True, "command": "rules/base/mode", "rule": "base", "mode": "shadow"}
+    state = await gateway.collect(gateway.broker, topics.rule_state(gateway.base, "base"))
+    await gateway.cycle(1.0)
+    await state.wait_for(lambda messages: any(p["mode"] == "shadow" for p in state.payloads()))
+
+
+async def test_mode_of_an_unknown_rule_is_refused(gateway):
+    answer, _ = await gateway.send("rules/nope/mode", '{"mode": "off"}')
+    assert answer["error"] == "unknown rule 'nope'"
+
+
+async def test_mode_that_does_not_exist_is_refused(gateway):
+    answer, _ = await gateway.send("rules/base/mode", '{"mode": "turbo"}')
+    assert answer["error"] == "mode: Input should be 'auto', 'shadow' or 'off'"
+
+
+async def test_reload_command_asks_the_runtime_to_reload(gateway):
+    answer, _ = await gateway.send("reload", "")
+    assert answer == {"ok": True, "command": "reload"}
+    assert gateway.calls == ["reload"]
+
+
+async def test_refused_reload_is_answered_with_an_error(gateway):
+    gateway.reload_ok = False
+    answer, _ = await gateway.send("reload", "{}")
+    assert answer["error"].startswith("the config file was refused")
+
+
+async def test_rebirth_command_asks_the_runtime_for_a_rebirth(gateway):
+    answer, _ = await gateway.send("rebirth", "{}")
+    assert answer["ok"] is True
+    assert gateway.calls == ["rebirth"]
