@@ -197,21 +197,21 @@ class RuleEngine:
     # --- running -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Cycles on a fixed grid: the n-th is due at start + n * period. An overrun skips the
-        slots it missed (counted) and is logged when it starts and when it ends."""
+        """Cycles on a fixed grid, one every `period` seconds of the clock whatever a cycle
+        took. An overrun skips the slots it missed (counted in the stats) and is logged when
+        it starts and when it ends; `period` may change between cycles (a reload)."""
         clock = self._clock
-        start = clock.monotonic()
-        slot = 0
+        next_at = clock.monotonic()
         while True:
-            await clock.sleep_until(start + slot * self.period)
+            await clock.sleep_until(next_at)
             await self.cycle()
-            slot += 1
-            late = clock.monotonic() - (start + slot * self.period)
+            next_at += self.period
+            late = clock.monotonic() - next_at
             if late > 0:
                 missed = math.ceil(late / self.period)
                 self.stats.overruns += 1
                 self.stats.skipped_cycles += missed
-                slot += missed
+                next_at += missed * self.period
                 if not self._overrunning:
                     self._overrunning = True
                     log.warning(
@@ -409,6 +409,18 @@ class RuleEngine:
             self._events.publish_retained(
                 topics.rule_state(self._base, rule.name), topics.encode(payload)
             )
+
+    def health(self) -> dict[str, Any]:
+        """What `{base}/health` reports about the closed loop."""
+        actuator = self._actuator
+        return {
+            **self.stats.as_dict(),
+            "overrunning": self._overrunning,
+            "rules": len(self._rules),
+            "stopped": sorted(n for n, s in self._status.items() if s.problem),
+            "overrides": sorted(actuator.overrides()),
+            "writes": vars(actuator.stats).copy(),
+        }
 
     def states(self) -> dict[str, dict[str, Any]]:
         """The last published state of every rule (for tests and `edgecell watch`)."""
