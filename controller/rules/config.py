@@ -145,8 +145,13 @@ class ScheduleRuleConfig(RuleCommon):
         ]
 
 
+# The energy and water rule kinds build on RuleCommon above, hence the late import; the package's
+# __init__ imports this module first, so it always completes before theirs.
+from controller.rules.catalog import DomainRuleConfig  # noqa: E402
+
 RuleConfig = Annotated[
-    ThresholdRuleConfig | PidRuleConfig | ScheduleRuleConfig, Field(discriminator="kind")
+    ThresholdRuleConfig | PidRuleConfig | ScheduleRuleConfig | DomainRuleConfig,
+    Field(discriminator="kind"),
 ]
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from controller.configtypes import format_duration
 from controller.model import Sample
 from controller.rules.blocks import Hysteresis, HysteresisConfig
+from controller.rules.catalog import build_domain_rule
 from controller.rules.config import (
     OutputValue,
     PidRuleConfig,
@@ -194,7 +195,9 @@ def build_rule(config: RuleConfig) -> Rule:
         return ThresholdRule(config)
     if isinstance(config, PidRuleConfig):
         return PidRule(config)
-    return ScheduleRule(config)
+    if isinstance(config, ScheduleRuleConfig):
+        return ScheduleRule(config)
+    return build_domain_rule(config)
 
 
 def build_rules(configs: Sequence[RuleConfig]) -> list[Rule]:

@@ -87,7 +87,8 @@ def test_heartbeat_takes_a_list_of_tags():
 def test_unknown_rule_kind_is_refused():
     assert problems("- {kind: fuzzy, name: x}\n") == [
         "cell.yaml:13: rules[0]: Input tag 'fuzzy' found using 'kind' does not match any of "
-        "the expected tags: 'threshold', 'pid', 'schedule'"
+        "the expected tags: 'threshold', 'pid', 'schedule', 'peak_shaving', 'compressed_air', "
+        "'chiller_reset', 'idle_standby', 'water_leak', 'cooling_tower_blowdown', 'rinse_reuse'"
     ]
 
 
