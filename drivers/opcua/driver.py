@@ -68,10 +68,12 @@ class OpcUaDriver(Driver):
                 try:
                     session = await self._open()
                 except OpcUaSetupError as exc:
+                    _propagate_swallowed_cancel()
                     self._connect_failed(str(exc), setup=True)
                     await asyncio.sleep(self._delay(attempt_cap=True))
                     continue
                 except _CONNECT_FAULTS as exc:
+                    _propagate_swallowed_cancel()
                     self._connect_failed(describe_connect_error(exc))
                     await asyncio.sleep(self._delay(attempt))
                     attempt += 1
@@ -97,15 +99,17 @@ class OpcUaDriver(Driver):
         if session is not None and not session.alive:
             self._session = None
             await session.close()
-            self._session_lost(session.lost_reason or "connection lost")
+            self._session_lost(session.lost_reason or "connection closed")
             session = None
         if session is None:
             try:
                 session = await self._open()
             except OpcUaSetupError as exc:
+                _propagate_swallowed_cancel()
                 self._connect_failed(str(exc), setup=True)
                 return
             except _CONNECT_FAULTS as exc:
+                _propagate_swallowed_cancel()
                 self._connect_failed(describe_connect_error(exc))
                 return
             self._session = session
@@ -197,7 +201,8 @@ class OpcUaDriver(Driver):
         if unresolved:
             self._ctx.on_samples(unresolved)
 
-    def _session_lost(self, reason: str) -> None:
+    def _session_lost(self, detail: str) -> None:
+        reason = f"connection lost: {detail}"
         self._status.consecutive_failures = 1
         self._logged_error = reason
         self._set_state(LinkState.RECONNECTING, reason)
@@ -223,16 +228,20 @@ class OpcUaDriver(Driver):
     # --- one session --------------------------------------------------------------------------
 
     async def _serve(self, session: OpcUaSession) -> str:
-        """Run the session until it breaks; returns why it broke."""
-        self._connected(session)
+        """Run the session until it breaks; returns why it broke. The state turns `connected`
+        once the subscription is in place."""
         lost: list[str] = []
         try:
+            if self._subscribed:
+                await self._subscribe(session)
+            self._connected(session)
             async with asyncio.TaskGroup() as tg:
-                if self._subscribed:
-                    await self._subscribe(session)
                 if self._polled:
                     tg.create_task(self._poll_loop(session), name=f"opcua-poll:{self.name}")
-                tg.create_task(self._watch(session), name=f"opcua-watch:{self.name}")
+                # Watched in this task, not a child: on Python 3.11 a TaskGroup whose child
+                # fails while the parent waits in __aexit__ leaves the parent's cancel count
+                # raised (fixed in 3.12), which would hide a real cancellation later.
+                await self._watch(session)
         except* SessionLostError as group:
             lost.extend(str(exc) for exc in group.exceptions)
         return lost[0] if lost else "session ended"
@@ -274,7 +283,7 @@ class OpcUaDriver(Driver):
         async with session.client.subscribe_state() as changes:
             while True:
                 if session.client.uaclient.state is not UaClientState.CONNECTED:
-                    raise SessionLostError(session.lost_reason or "connection lost")
+                    raise SessionLostError(session.lost_reason or "connection closed")
                 if session.lost_reason:
                     raise SessionLostError(session.lost_reason)
                 info = session.subscription
@@ -311,6 +320,7 @@ class OpcUaDriver(Driver):
             async with asyncio.timeout(self.device.timeout * 2):
                 values = await session.read_tags(names)
         except Exception as exc:
+            _propagate_swallowed_cancel()
             if is_session_loss(exc):
                 raise SessionLostError(f"read failed: {describe_error(exc)}") from exc
             if not isinstance(exc, UaError):
@@ -338,9 +348,19 @@ class OpcUaDriver(Driver):
         self._ctx.on_status(self._status)
 
 
+def _propagate_swallowed_cancel() -> None:
+    """Raise CancelledError if this task was cancelled but a library swallowed it.
+
+    On Python 3.11, asyncio.wait_for (which asyncua uses to open the socket) returns the inner
+    result or error when cancellation and completion race (cpython #86296): a driver stopped
+    while a connect was being refused would then sleep and reconnect forever.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def describe_connect_error(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
     if isinstance(exc, TimeoutError):
         return "timeout while connecting"
     return describe_error(exc)

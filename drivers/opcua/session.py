@@ -137,6 +137,10 @@ def describe_error(exc: BaseException) -> str:
         return status.name
     if isinstance(exc, TimeoutError):
         return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ConnectionError):
+        return "connection closed"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -186,13 +190,31 @@ class OpcUaSession:
     async def _on_connection_lost(self, exc: Exception) -> None:
         """asyncua's own keep-alive watchdog (a ServerStatus read every keepalive_interval)
         or the socket noticed the loss."""
-        self.lost_reason = f"connection lost: {describe_error(exc)}"
+        self.lost_reason = describe_error(exc)
 
     async def close(self) -> None:
-        """Close the session (deleting its subscription) and the socket; never raises."""
+        """Close the session (deleting its subscription) and the socket, within about two
+        seconds; never raises, except the caller's own cancellation.
+
+        asyncua's disconnect awaits its background tasks in a way that swallows a cancellation
+        of its caller (`Client._cancel_task`), so it runs in a task of its own, awaited here.
+        """
+        teardown = asyncio.create_task(self._disconnect(), name=f"opcua-close:{self.device.name}")
         try:
-            async with asyncio.timeout(min(self.device.timeout, 2.0)):
-                await self.client.disconnect()
+            await asyncio.wait({teardown}, timeout=min(self.device.timeout, 2.0))
+        except asyncio.CancelledError:
+            teardown.cancel()
+            self.client.disconnect_socket()
+            await asyncio.wait({teardown}, timeout=1.0)
+            raise
+        if not teardown.done():
+            teardown.cancel()
+            self.client.disconnect_socket()
+            await asyncio.wait({teardown}, timeout=1.0)
+
+    async def _disconnect(self) -> None:
+        try:
+            await self.client.disconnect()
         except Exception as exc:  # teardown of a connection that may be dead
             log.debug("opcua_disconnect_failed", device=self.device.name, error=repr(exc))
             self.client.disconnect_socket()

@@ -169,6 +169,7 @@ class SimOpcUaServer:
         allow_anonymous: bool = True,
         cert_dir: Path | None = None,
         max_nodes_per_read: int | None = None,
+        server_clock: bool = True,
     ) -> None:
         self.plant = plant
         self.spec = spec or default_spec()
@@ -178,6 +179,9 @@ class SimOpcUaServer:
         self.users = dict(users or {})
         self.allow_anonymous = allow_anonymous
         self.max_nodes_per_read = max_nodes_per_read
+        # asyncua's ServerStatus.CurrentTime ticker; stopping it takes up to a second, which
+        # tests that start many servers skip.
+        self.server_clock = server_clock
         self._cert_dir = cert_dir
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
         self._server: Server | None = None
@@ -215,6 +219,7 @@ class SimOpcUaServer:
     async def start(self) -> None:
         server = Server(user_manager=_Users(self.users, allow_anonymous=self.allow_anonymous))
         await server.init()
+        server.disable_clock(not self.server_clock)
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}")
         server.set_server_name("edgecell simulated cell")
         await server.set_application_uri(APPLICATION_URI)
@@ -320,11 +325,22 @@ class SimOpcUaServer:
     def points(self) -> Iterable[str]:
         return self._nodes.keys()
 
+    def subscription_count(self) -> int:
+        """Subscriptions the server holds now, over all sessions (tests: no duplicates)."""
+        return len(self.server.iserver.subscription_service.subscriptions)
+
+    def monitored_item_count(self) -> int:
+        subscriptions = self.server.iserver.subscription_service.subscriptions.values()
+        # asyncua keeps no public count of a subscription's monitored items.
+        return sum(len(sub.monitored_item_srv._monitored_items) for sub in subscriptions)
+
     # --- plant <-> nodes ----------------------------------------------------------------------
 
-    async def refresh(self, at: dt.datetime | None = None) -> None:
-        """Copy the plant's points into the nodes (only the ones that changed), stamped `at`
-        (default now) as their SourceTimestamp."""
+    async def refresh(self, at: dt.datetime | None = None, *, force: bool = False) -> None:
+        """Copy the plant's points into the nodes (only the ones that changed, unless `force`),
+        stamped `at` (default now) as their SourceTimestamp."""
+        if force:
+            self._last.clear()
         await self._copy_points(self.server, self._nodes, at)
 
     async def _copy_points(

@@ -8,9 +8,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
+import pytest_asyncio
 
 from controller.clock import SYSTEM_CLOCK
 from controller.model import DeviceStatus, LinkState, Quality, Sample
@@ -28,7 +29,7 @@ class SmallCell:
     loads below its setpoint band and unloads above it; the chiller's supply temperature
     follows its setpoint. Stands in for drivers/sim/plant until that lands."""
 
-    SETPOINTS = {
+    SETPOINTS: ClassVar[dict[str, tuple[float, float]]] = {
         "compressor.pressure_setpoint_bar": (5.0, 10.0),
         "chiller.supply_setpoint_c": (4.0, 15.0),
     }
@@ -116,14 +117,14 @@ class Recorder:
     def status_of(self, device: str) -> DeviceStatus:
         return [s for s in self.statuses if s.device == device][-1]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
             while not predicate():
                 self._changed.clear()
                 await self._changed.wait()
 
     async def wait_sample(
-        self, device: str, tag: str, predicate: Callable[[Sample], bool], timeout: float = 10.0
+        self, device: str, tag: str, predicate: Callable[[Sample], bool], within: float = 10.0
     ) -> Sample:
         found: list[Sample] = []
 
@@ -131,14 +132,14 @@ class Recorder:
             found[:] = [s for s in self.of(device, tag) if predicate(s)]
             return bool(found)
 
-        await self.wait_for(match, timeout)
+        await self.wait_for(match, within)
         return found[-1]
 
-    async def wait_state(self, device: str, state: LinkState, timeout: float = 10.0) -> DeviceStatus:
+    async def wait_state(self, device: str, state: LinkState, within: float = 10.0) -> DeviceStatus:
         def reached() -> bool:
             return any(s.device == device and s.state is state for s in self.statuses)
 
-        await self.wait_for(reached, timeout)
+        await self.wait_for(reached, within)
         return [s for s in self.statuses if s.device == device and s.state is state][-1]
 
 
@@ -174,19 +175,37 @@ async def running(*drivers: OpcUaDriver) -> AsyncIterator[None]:
 
 
 @pytest.fixture
-def cell() -> SmallCell:
-    return SmallCell()
-
-
-@pytest.fixture
 def recorder(tmp_path: Path) -> Recorder:
     return Recorder(state_dir=tmp_path / "state")
 
 
-@pytest.fixture
-async def sim(cell: SmallCell, tmp_path: Path) -> AsyncIterator[SimOpcUaServer]:
-    async with SimOpcUaServer(cell, users=USERS, cert_dir=tmp_path / "sim-certs") as server:
+@pytest.fixture(scope="session")
+def sim_cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The simulated server's certificate, made once per test session (RSA keys are slow)."""
+    return tmp_path_factory.mktemp("sim-certs")
+
+
+def sim_server(cell: SmallCell, cert_dir: Path, **options: Any) -> SimOpcUaServer:
+    options.setdefault("users", USERS)
+    return SimOpcUaServer(cell, cert_dir=cert_dir, server_clock=False, **options)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def shared_sim(sim_cert_dir: Path) -> AsyncIterator[SimOpcUaServer]:
+    """One server per test module (starting one takes a second or two: asyncua builds the
+    whole standard address space); `sim` resets it for every test."""
+    async with sim_server(SmallCell(), sim_cert_dir) as server:
         yield server
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def sim(shared_sim: SimOpcUaServer) -> SimOpcUaServer:
+    """The module's server with the plant back at its starting values and no sessions."""
+    plant = shared_sim.plant
+    assert isinstance(plant, SmallCell)
+    plant.values = SmallCell().values
+    await shared_sim.refresh(force=True)
+    return shared_sim
 
 
 def good(sample: Sample) -> bool:

@@ -1,0 +1,88 @@
+"""Writes: the value reaches the server node (and the plant behind it) in the node's own data
+type; the server's refusals come back as WriteError naming its StatusCode."""
+
+from __future__ import annotations
+
+import pytest
+from asyncua import ua
+from conftest import Recorder, device, good, running
+
+from controller.model import LinkState, WriteError
+from drivers.opcua.driver import OpcUaDriver
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def _tags(sim):
+    return [
+        {
+            "name": "setpoint",
+            "node": sim.node_id("compressor.pressure_setpoint_bar"),
+            "writable": True,
+        },
+        {"name": "pressure", "node": sim.node_id("compressor.pressure_bar"), "writable": True},
+        {"name": "running", "node": sim.node_id("compressor.running")},
+    ]
+
+
+async def _connected(recorder: Recorder) -> None:
+    await recorder.wait_state("plc", LinkState.CONNECTED)
+
+
+async def test_write_changes_the_server_node_and_reaches_the_plant(sim, recorder: Recorder):
+    driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
+    async with running(driver):
+        await _connected(recorder)
+        await driver.write("setpoint", 8.25)
+        sample = await recorder.wait_sample("plc", "setpoint", lambda s: s.value == 8.25)
+    node = ua.NodeId.from_string(sim.node_id("compressor.pressure_setpoint_bar"))
+    assert sim.server.read_attribute_value(node).Value.Value == 8.25
+    assert sim.plant.values["compressor.pressure_setpoint_bar"] == 8.25
+    assert good(sample)
+
+
+async def test_write_is_converted_to_the_node_data_type(sim, recorder: Recorder):
+    driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
+    async with running(driver):
+        await _connected(recorder)
+        await driver.write("setpoint", 9)  # an int, to a Double node
+    node = ua.NodeId.from_string(sim.node_id("compressor.pressure_setpoint_bar"))
+    variant = sim.server.read_attribute_value(node).Value
+    assert (variant.VariantType, repr(variant.Value)) == (ua.VariantType.Double, "9.0")
+
+
+async def test_write_of_the_wrong_type_is_refused_with_the_server_status(sim, recorder: Recorder):
+    driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
+    async with running(driver):
+        await _connected(recorder)
+        with pytest.raises(WriteError, match="BadTypeMismatch") as refused:
+            await driver.write("setpoint", "high")
+    assert "plc.setpoint: the server refused the write of 'high'" in str(refused.value)
+
+
+async def test_write_to_a_read_only_node_is_refused_with_the_server_status(sim, recorder: Recorder):
+    # Declared writable in the config, but the PLC does not let anyone write a measurement.
+    driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
+    async with running(driver):
+        await _connected(recorder)
+        with pytest.raises(WriteError, match="BadUserAccessDenied"):
+            await driver.write("pressure", 3.0)
+    assert sim.plant.values["compressor.pressure_bar"] == 7.0
+
+
+async def test_write_to_a_tag_not_declared_writable_never_reaches_the_server(
+    sim, recorder: Recorder
+):
+    driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
+    async with running(driver):
+        await _connected(recorder)
+        with pytest.raises(WriteError, match=r"plc\.running is not declared writable"):
+            await driver.write("running", False)
+    assert sim.plant.values["compressor.running"] is True
+
+
+async def test_write_while_disconnected_is_refused(sim, recorder: Recorder):
+    tags = [{"name": "setpoint", "node": "ns=2;s=X", "writable": True}]
+    driver = OpcUaDriver(device(sim.endpoint, tags), recorder.context())  # never run
+    with pytest.raises(WriteError, match=r"plc\.setpoint: the device is not connected"):
+        await driver.write("setpoint", 8.0)
