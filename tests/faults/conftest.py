@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from tests.faults.counter_server import CounterServer
 
 ROOT = Path(__file__).resolve().parents[2]
 COUNTER_SERVER = Path(__file__).with_name("counter_server.py")
+TINY_DISK_BYTES = 256 * 1024
 
 
 def modbus_device(
@@ -73,9 +76,15 @@ def gateway_config(
 class Daemon:
     """`edgecell run` in its own process; its JSON log lines go to `log_path`."""
 
-    def __init__(self, config_path: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        config_path: Path,
+        log_path: Path,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> None:
         self.config_path = config_path
         self.log_path = log_path
+        self.preexec_fn = preexec_fn
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -91,6 +100,7 @@ class Daemon:
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=self.preexec_fn,  # noqa: PLW1509  (only setrlimit and signal)
             )
         return self
 
@@ -151,11 +161,19 @@ class Daemon:
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     """`daemon = start_daemon(config)`: writes config.yaml and runs the daemon on it (SIGKILLed
-    at the end of the test if still running). `start=False` only prepares it."""
+    at the end of the test if still running). `start=False` only prepares it; `preexec_fn`
+    runs in the daemon's process before it starts (resource limits)."""
     daemons: list[Daemon] = []
 
-    def start(config: dict[str, Any], *, start: bool = True) -> Daemon:
-        daemon = Daemon(tmp_path / "config.yaml", tmp_path / f"daemon-{len(daemons)}.log")
+    def start(
+        config: dict[str, Any],
+        *,
+        start: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> Daemon:
+        daemon = Daemon(
+            tmp_path / "config.yaml", tmp_path / f"daemon-{len(daemons)}.log", preexec_fn
+        )
         daemon.write_config(config)
         daemons.append(daemon)
         return daemon.start() if start else daemon
@@ -163,6 +181,47 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
     yield start
     for daemon in daemons:
         daemon.kill()
+
+
+@dataclass(frozen=True)
+class TinyDisk:
+    """Where a daemon's state goes to find the disk full after TINY_DISK_BYTES.
+
+    `tmpfs`: the directory is a tmpfs of that size (mounting needs root, which CI has).
+    `rlimit`: when mounting is refused, the daemon runs with RLIMIT_FSIZE at that size instead
+    (each file it writes stops growing there, with EFBIG as on a full disk; SIGXFSZ ignored).
+    """
+
+    path: Path
+    how: str
+
+    def limit_process(self) -> None:
+        """`preexec_fn` of the daemon's process."""
+        if self.how == "rlimit":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (TINY_DISK_BYTES, TINY_DISK_BYTES))
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[TinyDisk]:
+    """A state directory with room for TINY_DISK_BYTES (see TinyDisk); unmounted at the end
+    (lazily if a process still holds a file on it)."""
+    mount_point = tmp_path / "tiny"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TINY_DISK_BYTES // 1024}k", "tmpfs",
+         str(mount_point)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        yield TinyDisk(mount_point, "rlimit")
+        return
+    try:
+        yield TinyDisk(mount_point, "tmpfs")
+    finally:
+        if subprocess.run(["umount", str(mount_point)], check=False).returncode != 0:
+            subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 @pytest.fixture
