@@ -12,6 +12,7 @@ write, the next reading of the tag must show the value within `verify_timeout`.
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,7 +200,9 @@ class _Plan:
     clamps: tuple[str, ...]
     checks: dict[str, str]
     overruled: tuple[Proposal, ...] = ()
-    verify: bool = True
+    # The equipment protection as it was before this switch was granted: restored when the
+    # write fails, so a switch that did not happen neither counts as a start nor resets timers.
+    equipment_before: MinOnOffTimes | None = None
 
 
 @dataclass
@@ -481,9 +484,8 @@ class Actuator:
                 results[plan.tag] = self._result(plan, Outcome.WRITTEN)
             else:
                 self.stats.failures += 1
-                if state.equipment is not None and isinstance(plan.value, bool):
-                    # The switch did not happen: the block must not believe it did.
-                    state.equipment.observe(now, not plan.value)
+                if plan.equipment_before is not None:
+                    state.equipment = plan.equipment_before
                 results[plan.tag] = self._result(plan, Outcome.FAILED, error)
         for result in results.values():
             self._publish(result, states)
@@ -543,11 +545,14 @@ class Actuator:
             return stop(Outcome.REFUSED, f"{tag} is not declared writable", {"writable": "no"})
         checks["writable"] = "ok"
         equipment = self._output(tag)
+        before: MinOnOffTimes | None = None
         if isinstance(requested, bool):
             value: OutputValue = requested
             clamps: tuple[str, ...] = ()
             if equipment is not None:
-                held = self._equipment_check(tag, requested, old, state, now, shadow=shadow)
+                block = self._equipment(tag, requested, old, state, now)
+                before = copy.deepcopy(block)
+                held = self._equipment_check(block, requested, now, shadow=shadow)
                 if held:
                     checks["min_on_off"] = "deferred"
                     return stop(Outcome.DEFERRED, f"{held} (wanted {requested})", checks)
@@ -576,7 +581,10 @@ class Actuator:
             )
         if not shadow:
             checks["verify"] = "pending"
-        return _Plan(tag, value, requested, old, source, rule, mode, reason, clamps, checks)
+        return _Plan(
+            tag, value, requested, old, source, rule, mode, reason, clamps, checks,
+            equipment_before=before,
+        )
 
     def _limit(
         self,
@@ -656,17 +664,10 @@ class Actuator:
             return present, now - self.config.cycle
         return None
 
-    def _equipment_check(
-        self,
-        tag: str,
-        want: bool,
-        old: Value | None,
-        state: _TagState,
-        now: float,
-        *,
-        shadow: bool,
-    ) -> str:
-        """'' when equipment may be switched to `want` now, else what holds it and until when."""
+    def _equipment(
+        self, tag: str, want: bool, old: Value | None, state: _TagState, now: float
+    ) -> MinOnOffTimes:
+        """The tag's equipment protection, brought up to date with the state read back."""
         config = self._output(tag)
         assert config is not None  # called for equipment tags only
         present = old if isinstance(old, bool) else None
@@ -677,6 +678,12 @@ class Actuator:
             block = state.equipment = MinOnOffTimes(config, state=start, since=now)
         elif present is not None and state.pending is None and present != block.state:
             block.observe(now, present)  # switched by someone else (the PLC, the panel)
+        return block
+
+    @staticmethod
+    def _equipment_check(block: MinOnOffTimes, want: bool, now: float, *, shadow: bool) -> str:
+        """'' when equipment may be switched to `want` now, else what holds it and until when.
+        A granted switch is recorded in the block (not in shadow)."""
         if shadow:
             at, held_by = block.allowed_at(want)
             return "" if now >= at else f"{held_by}: allowed in {format_duration(at - now)}"

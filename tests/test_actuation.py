@@ -28,8 +28,10 @@ from controller.actuation import (
     TagDecision,
     UnknownTagError,
     WriteResult,
+    write_limits,
 )
 from controller.model import WriteError
+from controller.rules.config import ActuationConfig
 from controller.rules.rule import Proposal
 
 TAGS = [
@@ -250,6 +252,31 @@ async def test_min_on_defers_switching_equipment_off(plant, clock, make_actuator
     await plant.poll()
     results, _ = await cycle(actuator, plant, clock, win("run", False))
     assert results["comp.run"].outcome is Outcome.DEFERRED
+    assert await plant.value("run") is True
+
+
+async def test_switch_that_failed_does_not_count_as_a_start(plant, clock, events):
+    running = {"comp": False}  # the runtime has no driver for comp while its group restarts
+
+    def writers(device: str) -> Any:
+        if not running[device]:
+            raise KeyError(device)
+        return plant.driver
+
+    actuator = Actuator(
+        write_limits([plant.device]),
+        ActuationConfig.model_validate({"outputs": {"comp.run": {"max_starts_per_hour": 1}}}),
+        writers=writers,
+        table=plant.table,
+        clock=clock,
+        events=events,
+    )
+    failed, _ = await cycle(actuator, plant, clock, win("run", True))
+    assert failed["comp.run"].reason == "device comp is not running"
+    running["comp"] = True
+    clock.advance(1.0)
+    results, _ = await cycle(actuator, plant, clock, win("run", True))
+    assert results["comp.run"].outcome is Outcome.WRITTEN
     assert await plant.value("run") is True
 
 
