@@ -1,0 +1,101 @@
+"""Hot reload on SIGHUP. A broken config is refused: the running config stays (same devices,
+same connections, data flowing) and `{base}/events/config` says why, with file and line. A
+changed config is applied: a new device starts, a changed poll interval takes effect, and the
+devices that did not change keep their connection (their server sees no new one)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import statistics
+from pathlib import Path
+from typing import Any
+
+from tests.faults.conftest import gateway_config, modbus_device
+from tests.faults.delivery import values_by_device
+
+BASE = "edgecell/reload"
+
+
+def poll_interval_s(collector: Any, device: str, after_seq: int = 0) -> float:
+    """Median time between polls of `device` (its counter changes at every poll)."""
+    polls = values_by_device(collector, "counter")[device]
+    times = [entry["ts"] for seq, entry in polls if seq > after_seq]
+    return statistics.median((b - a) / 1000 for a, b in itertools.pairwise(times))
+
+
+def last_seq(collector: Any, device: str) -> int:
+    return max(seq for seq, _ in values_by_device(collector, "counter").get(device, [(0, None)]))
+
+
+async def test_a_broken_config_is_refused_with_file_and_line_and_the_old_one_keeps_running(
+    tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
+) -> None:
+    server = await counter_server()
+    data = await mqtt_collect(mosquitto, f"{BASE}/data/+")
+    events = await mqtt_collect(mosquitto, f"{BASE}/events/config")
+    config = gateway_config(
+        "reload", tmp_path / "state", mosquitto, [modbus_device("press", server.port)]
+    )
+    daemon = start_daemon(config)
+    await data.wait_count(5, 20)
+    connections = server.connections
+
+    broken = daemon.config_path.read_text().replace("poll_interval: 100ms", "poll_interval: fast")
+    daemon.config_path.write_text(broken)
+    line = 1 + broken.splitlines().index("  poll_interval: fast")
+    daemon.reload()
+    await events.wait_count(1, 10)
+    event = events.payloads()[0]
+    assert event["ok"] is False
+    assert event["problems"], event
+    assert event["problems"][0].startswith(f"{daemon.config_path}:{line}: "), event
+    assert "devices[0].poll_interval" in event["problems"][0]
+    print(f"\nrefused: {event['problems']}")
+    # Still polling with the old config, on the same connection.
+    seen = last_seq(data, "press")
+    await data.wait_for(lambda _: last_seq(data, "press") >= seen + 10, 10)
+    assert abs(poll_interval_s(data, "press", after_seq=seen) - 0.1) < 0.02
+    assert server.connections == connections
+    assert daemon.running
+    refused = [e for e in daemon.log_events() if e.get("event") == "reload_refused"]
+    assert len(refused) == 1
+    assert await daemon.stop() == 0, daemon.log_tail()
+
+
+async def test_a_changed_config_is_applied_and_unchanged_devices_keep_their_connection(
+    tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
+) -> None:
+    steady, retimed, added = [await counter_server() for _ in range(3)]
+    data = await mqtt_collect(mosquitto, f"{BASE}/data/+")
+    events = await mqtt_collect(mosquitto, f"{BASE}/events/config")
+    state = tmp_path / "state"
+    before = [
+        modbus_device("steady", steady.port, poll="100ms"),
+        modbus_device("retimed", retimed.port, poll="100ms"),
+    ]
+    daemon = start_daemon(gateway_config("reload", state, mosquitto, before))
+    await data.wait_for(lambda _: min(last_seq(data, d) for d in ("steady", "retimed")) >= 5, 20)
+    steady_connections = steady.connections
+    assert steady_connections == 1
+
+    after = [
+        modbus_device("steady", steady.port, poll="100ms"),
+        modbus_device("retimed", retimed.port, poll="300ms"),
+        modbus_device("added", added.port, poll="100ms"),
+    ]
+    daemon.write_config(gateway_config("reload", state, mosquitto, after))
+    daemon.reload()
+    await events.wait_count(1, 10)
+    assert events.payloads()[0]["ok"] is True, events.payloads()
+    assert events.payloads()[0]["problems"] == []
+    retimed_from = last_seq(data, "retimed") + 1  # polls after the reload, give or take one
+    await data.wait_for(lambda _: last_seq(data, "added") >= 5, 10)
+    await data.wait_for(lambda _: last_seq(data, "retimed") >= retimed_from + 6, 10)
+    await asyncio.sleep(0.5)
+
+    assert steady.connections == steady_connections, "an unchanged device was reconnected"
+    assert added.connections == 1
+    assert abs(poll_interval_s(data, "retimed", after_seq=retimed_from) - 0.3) < 0.03
+    assert abs(poll_interval_s(data, "steady") - 0.1) < 0.01
+    assert await daemon.stop() == 0, daemon.log_tail()
