@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from closedloop import Cell, EventLog, SteppedClock, float_tag, start_plant
+from closedloop import Cell, EventLog, SteppedClock, coil_tag, float_tag, start_plant
 
 from controller.model import Sample
+from controller.rules.config import ThresholdRuleConfig
 from controller.rules.engine import RuleEngine, UnknownRuleError, arbitrate
+from controller.rules.kinds import ThresholdRule
 from controller.rules.rule import Now, Proposal, Rule, number
 
 STATE = "edgecell/test/rules/{}/state"
@@ -91,11 +93,12 @@ async def cell(clock: SteppedClock, tmp_path: Path) -> AsyncIterator[Cell]:
         [
             float_tag("setpoint_bar", 0, writable=True, min=6.0, max=8.0, fallback=7.0),
             float_tag("valve_pct", 2, writable=True, min=0.0, max=100.0),
+            coil_tag("load", 0, writable=True),
         ],
         clock,
         tmp_path / "comp",
         name="comp",
-        initial={"setpoint_bar": 7.0, "valve_pct": 50.0},
+        initial={"setpoint_bar": 7.0, "valve_pct": 50.0, "load": True},
     )
     meter = await start_plant(
         [float_tag("power_kw", 0)],
@@ -303,6 +306,40 @@ async def test_rule_is_told_the_value_its_output_actually_got(cell, clock, make_
     engine = make_engine([rule])
     await engine.cycle()
     assert rule.applied == [{"comp.setpoint_bar": 8.0}]
+
+
+# --- a threshold rule switching a load ---------------------------------------------------------
+
+
+async def test_threshold_rule_sheds_a_load_with_hysteresis_and_its_minimum_off_time(
+    cell, clock, make_engine
+):
+    shed = ThresholdRule(
+        ThresholdRuleConfig.model_validate(
+            {
+                "kind": "threshold",
+                "name": "shed",
+                "when": {"tag": "meter.power_kw", "above": 90.0, "release": 80.0},
+                "for": "2s",
+                "set": {"comp.load": False},
+                "otherwise": {"comp.load": True},
+            }
+        )
+    )
+    engine = make_engine([shed], outputs={"comp.load": {"min_off": "20s"}})
+    meter, load = cell["meter"], []
+
+    async def second(power: float) -> None:
+        await meter.set("power_kw", power)
+        await step(engine, cell, clock)
+        load.append(await cell["comp"].value("load"))
+
+    for power in (95, 95, 95, 85, 70):  # shed after 2 s; 85 is inside the hysteresis band
+        await second(power)
+    assert load == [True, True, False, False, False]  # 70 is released, but min_off holds
+    for _ in range(18):
+        await second(70)
+    assert load[-3:] == [False, False, True]  # back on 20 s after it went off
 
 
 # --- the schedule -------------------------------------------------------------------------------
