@@ -238,11 +238,13 @@ def thingsboard_connector(ports: list[int], workload: Workload, per_tag: bool) -
             for a in range(workload.registers)
         ]
     else:
+        # One wide-range entry, split by the gateway into reads of 125 (entries must not
+        # share a tag name: the gateway files responses by tag, and two entries named
+        # "r${address}" decode each other's registers).
         timeseries = [
             {"tag": "r${address}", "type": "16uint", "functionCode": 3, "objectsCount": 1,
-             "address": f"{first}-{first + count - 1}", "maxRegistersPerRequest": 125,
+             "address": f"0-{workload.registers - 1}", "maxRegistersPerRequest": 125,
              "divider": divider}
-            for first, count in workload.reads()
         ]
     slaves = [
         {

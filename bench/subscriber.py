@@ -182,4 +182,4 @@ class Subscriber:
             self.tally.record(arrived, self.parser(topic, message.payload))
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             self.tally.bad_messages += 1
-            self.tally.last_error = f"{topic}: {exc!r}"
+            self.tally.last_error = f"{topic}: {exc!r} in {bytes(message.payload[:300])!r}"
