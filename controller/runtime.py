@@ -379,11 +379,16 @@ class Runtime:
             last_counts = _Counters(**vars(counts))
 
     def _device_counts(self) -> dict[str, int]:
-        states = [s.state for s in self._status.values()]
+        statuses = list(self._status.values())
+        states = [s.state for s in statuses]
         return {
             "total": len(self.config.devices),
             "connected": states.count(LinkState.CONNECTED),
             "failed": states.count(LinkState.FAILED) + states.count(LinkState.RECONNECTING),
+            # Summed over the devices' own counters (a device restarted by a reload starts
+            # from 0 again); the per-device figures are on {base}/devices/{device}/status.
+            "reconnects": sum(s.reconnects for s in statuses),
+            "skipped_cycles": sum(s.skipped_cycles for s in statuses),
         }
 
     def _status_line(self) -> str:
