@@ -1,14 +1,14 @@
 """Real OPC UA peers for the driver tests: the simulated cell's asyncua server on a free
-loopback port, serving a small compressor-and-chiller plant, and a recording DriverContext."""
+loopback port in front of the simulated plant, and a recording DriverContext."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -18,65 +18,23 @@ from controller.model import DeviceStatus, LinkState, Quality, Sample
 from drivers.base import DriverContext
 from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.driver import OpcUaDriver
-from drivers.sim.opcua_server import SimOpcUaServer
-from drivers.sim.points import PointValue
+from drivers.sim.opcua_server import SimOpcUaServer, SimOpcUaSpec
+from drivers.sim.plant.plant import Plant
+from drivers.sim.scenario import load_scenario
 
 USERS = {"operator": "correct horse"}
 
 
-class SmallCell:
-    """A compressor room and a chiller, with just enough physics to move: the compressor
-    loads below its setpoint band and unloads above it; the chiller's supply temperature
-    follows its setpoint. Stands in for drivers/sim/plant until that lands."""
+# The simulated cell's normal day and the OPC UA server it serves (the utility PLC:
+# compressor room and chiller). The plant stands still unless a test steps it.
+SCENARIO = load_scenario("normal-day")
+UTILITY_PLC = SimOpcUaSpec.model_validate(
+    SCENARIO.opcua_devices[0].model_dump(include={"namespace", "objects"})
+)
 
-    SETPOINTS: ClassVar[dict[str, tuple[float, float]]] = {
-        "compressor.pressure_setpoint_bar": (5.0, 10.0),
-        "chiller.supply_setpoint_c": (4.0, 15.0),
-    }
 
-    def __init__(self) -> None:
-        self.values: dict[str, PointValue] = {
-            "compressor.pressure_bar": 7.0,
-            "compressor.pressure_setpoint_bar": 7.5,
-            "compressor.motor_power_kw": 0.0,
-            "compressor.running": True,
-            "compressor.loaded": False,
-            "chiller.supply_temp_c": 9.0,
-            "chiller.supply_setpoint_c": 7.0,
-            "chiller.power_kw": 30.0,
-        }
-
-    def point_names(self) -> Iterable[str]:
-        return self.values.keys()
-
-    def read_point(self, name: str) -> PointValue:
-        return self.values[name]
-
-    def write_point(self, name: str, value: PointValue) -> None:
-        if name not in self.values:
-            raise KeyError(name)
-        if name not in self.SETPOINTS:
-            raise PermissionError(name)
-        low, high = self.SETPOINTS[name]
-        self.values[name] = min(high, max(low, float(value)))
-
-    def step(self, dt: float) -> None:
-        pressure = float(self.values["compressor.pressure_bar"])
-        setpoint = float(self.values["compressor.pressure_setpoint_bar"])
-        loaded = bool(self.values["compressor.loaded"])
-        if pressure < setpoint - 0.3:
-            loaded = True
-        elif pressure > setpoint + 0.3:
-            loaded = False
-        pressure += (0.4 if loaded else -0.25) * dt
-        self.values["compressor.loaded"] = loaded
-        self.values["compressor.pressure_bar"] = round(pressure, 3)
-        self.values["compressor.motor_power_kw"] = 55.0 if loaded else 18.0
-        supply = float(self.values["chiller.supply_temp_c"])
-        target = float(self.values["chiller.supply_setpoint_c"])
-        supply += (target - supply) * min(1.0, 0.2 * dt)
-        self.values["chiller.supply_temp_c"] = round(supply, 3)
-        self.values["chiller.power_kw"] = round(20.0 + 6.0 * max(0.0, supply - 4.0), 2)
+def new_plant() -> Plant:
+    return Plant(SCENARIO)
 
 
 @dataclass
@@ -185,25 +143,23 @@ def sim_cert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sim-certs")
 
 
-def sim_server(cell: SmallCell, cert_dir: Path, **options: Any) -> SimOpcUaServer:
+def sim_server(plant: Plant, cert_dir: Path, **options: Any) -> SimOpcUaServer:
     options.setdefault("users", USERS)
-    return SimOpcUaServer(cell, cert_dir=cert_dir, server_clock=False, **options)
+    return SimOpcUaServer(plant, UTILITY_PLC, cert_dir=cert_dir, server_clock=False, **options)
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def shared_sim(sim_cert_dir: Path) -> AsyncIterator[SimOpcUaServer]:
     """One server per test module (starting one takes a second or two: asyncua builds the
     whole standard address space); `sim` resets it for every test."""
-    async with sim_server(SmallCell(), sim_cert_dir) as server:
+    async with sim_server(new_plant(), sim_cert_dir) as server:
         yield server
 
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def sim(shared_sim: SimOpcUaServer) -> SimOpcUaServer:
-    """The module's server with the plant back at its starting values and no sessions."""
-    plant = shared_sim.plant
-    assert isinstance(plant, SmallCell)
-    plant.values = SmallCell().values
+    """The module's server in front of a fresh plant, every node showing it."""
+    shared_sim.plant = new_plant()
     await shared_sim.refresh(force=True)
     return shared_sim
 

@@ -7,7 +7,7 @@ import asyncio
 import socket
 
 import pytest
-from conftest import Recorder, SmallCell, device, good, running, sim_server
+from conftest import Recorder, device, good, new_plant, running, sim_server
 
 from controller.model import LinkState, Quality
 from drivers.opcua.driver import OpcUaDriver
@@ -29,7 +29,7 @@ def _tags(server):
 async def test_lost_server_turns_samples_bad_and_state_reconnecting(
     sim_cert_dir, recorder: Recorder
 ):
-    server = sim_server(SmallCell(), sim_cert_dir, security=("None",))
+    server = sim_server(new_plant(), sim_cert_dir, security=("None",))
     await server.start()
     try:
         driver = OpcUaDriver(device(server.endpoint, _tags(server)), recorder.context())
@@ -47,8 +47,8 @@ async def test_lost_server_turns_samples_bad_and_state_reconnecting(
 async def test_restarted_server_gets_one_new_subscription_and_data_resumes(
     sim_cert_dir, recorder: Recorder
 ):
-    cell = SmallCell()
-    first = sim_server(cell, sim_cert_dir, security=("None",))
+    plant = new_plant()
+    first = sim_server(plant, sim_cert_dir, security=("None",))
     await first.start()
     try:
         driver = OpcUaDriver(device(first.endpoint, _tags(first)), recorder.context())
@@ -57,7 +57,7 @@ async def test_restarted_server_gets_one_new_subscription_and_data_resumes(
             await first.stop()
             await recorder.wait_state("plc", LinkState.RECONNECTING)
             await asyncio.sleep(SERVER_DOWN)
-            second = sim_server(cell, sim_cert_dir, security=("None",), port=first.port)
+            second = sim_server(plant, sim_cert_dir, security=("None",), port=first.port)
             await second.start()
             try:
                 await recorder.wait_for(
@@ -93,7 +93,7 @@ async def test_cancelled_driver_stops_while_the_server_is_unreachable(recorder: 
     try:
         # Failed attempts with the same error are not reported again: look at the status.
         async with asyncio.timeout(10):
-            while driver.status().consecutive_failures < 3:
+            while driver.status().consecutive_failures < 3:  # noqa: ASYNC110  (a counter, not an event)
                 await asyncio.sleep(0.05)
     finally:
         task.cancel()

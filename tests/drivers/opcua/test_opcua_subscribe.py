@@ -98,16 +98,18 @@ async def test_absolute_deadband_suppresses_small_changes(sim, recorder: Recorde
         {"name": "every_change", "node": node},
         {"name": "banded", "node": node, "deadband": 0.5},
     ]
+    start = sim.plant.read_point("compressor.pressure_bar")
+    small, large = start + 0.2, start + 1.0
     driver = OpcUaDriver(device(sim.endpoint, tags), recorder.context())
     async with running(driver):
-        await recorder.wait_sample("plc", "banded", lambda s: s.value == 7.0)
-        await sim.set_value("compressor.pressure_bar", 7.2)
-        # The server published 7.2 (the tag without deadband has it) ...
-        await recorder.wait_sample("plc", "every_change", lambda s: s.value == 7.2)
-        await sim.set_value("compressor.pressure_bar", 8.0)
-        await recorder.wait_sample("plc", "banded", lambda s: s.value == 8.0)
+        await recorder.wait_sample("plc", "banded", lambda s: s.value == start)
+        await sim.set_value("compressor.pressure_bar", small)
+        # The server published the small change (the tag without deadband has it) ...
+        await recorder.wait_sample("plc", "every_change", lambda s: s.value == small)
+        await sim.set_value("compressor.pressure_bar", large)
+        await recorder.wait_sample("plc", "banded", lambda s: s.value == large)
     # ... but not to the monitored item with a 0.5 bar deadband.
-    assert [s.value for s in recorder.of("plc", "banded")] == [7.0, 8.0]
+    assert [s.value for s in recorder.of("plc", "banded")] == [start, large]
 
 
 async def test_percent_deadband_is_a_share_of_the_eu_range(sim, recorder: Recorder):
@@ -117,14 +119,16 @@ async def test_percent_deadband_is_a_share_of_the_eu_range(sim, recorder: Record
         {"name": "every_change", "node": node},
         {"name": "banded", "node": node, "deadband": "5%"},
     ]
+    start = sim.plant.read_point("compressor.pressure_bar")
+    small, large = start + 0.7, start + 1.6
     driver = OpcUaDriver(device(sim.endpoint, tags), recorder.context())
     async with running(driver):
-        await recorder.wait_sample("plc", "banded", lambda s: s.value == 7.0)
-        await sim.set_value("compressor.pressure_bar", 7.7)
-        await recorder.wait_sample("plc", "every_change", lambda s: s.value == 7.7)
-        await sim.set_value("compressor.pressure_bar", 8.6)
-        await recorder.wait_sample("plc", "banded", lambda s: s.value == 8.6)
-    assert [s.value for s in recorder.of("plc", "banded")] == [7.0, 8.6]
+        await recorder.wait_sample("plc", "banded", lambda s: s.value == start)
+        await sim.set_value("compressor.pressure_bar", small)
+        await recorder.wait_sample("plc", "every_change", lambda s: s.value == small)
+        await sim.set_value("compressor.pressure_bar", large)
+        await recorder.wait_sample("plc", "banded", lambda s: s.value == large)
+    assert [s.value for s in recorder.of("plc", "banded")] == [start, large]
 
 
 async def test_percent_deadband_without_eu_range_is_a_bad_tag(sim, recorder: Recorder):
@@ -150,7 +154,7 @@ async def test_unknown_browse_path_is_a_bad_tag_and_the_others_run(sim, recorder
         ghost = await recorder.wait_sample("plc", "ghost", lambda s: s.quality is Quality.BAD)
         pressure = await recorder.wait_sample("plc", "pressure", good)
     assert ghost.reason.startswith("BadNoMatch: browse path")
-    assert pressure.value == 7.0
+    assert pressure.value == sim.plant.read_point("compressor.pressure_bar")
 
 
 async def test_unknown_node_id_is_a_bad_tag_naming_the_status(sim, recorder: Recorder):

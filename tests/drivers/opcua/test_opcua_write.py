@@ -33,11 +33,11 @@ async def test_write_changes_the_server_node_and_reaches_the_plant(sim, recorder
     driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
     async with running(driver):
         await _connected(recorder)
-        await driver.write("setpoint", 8.25)
-        sample = await recorder.wait_sample("plc", "setpoint", lambda s: s.value == 8.25)
+        await driver.write("setpoint", 7.25)
+        sample = await recorder.wait_sample("plc", "setpoint", lambda s: s.value == 7.25)
     node = ua.NodeId.from_string(sim.node_id("compressor.pressure_setpoint_bar"))
-    assert sim.server.read_attribute_value(node).Value.Value == 8.25
-    assert sim.plant.values["compressor.pressure_setpoint_bar"] == 8.25
+    assert sim.server.read_attribute_value(node).Value.Value == 7.25
+    assert sim.plant.read_point("compressor.pressure_setpoint_bar") == 7.25
     assert good(sample)
 
 
@@ -45,10 +45,10 @@ async def test_write_is_converted_to_the_node_data_type(sim, recorder: Recorder)
     driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
     async with running(driver):
         await _connected(recorder)
-        await driver.write("setpoint", 9)  # an int, to a Double node
+        await driver.write("setpoint", 7)  # an int, to a Double node
     node = ua.NodeId.from_string(sim.node_id("compressor.pressure_setpoint_bar"))
     variant = sim.server.read_attribute_value(node).Value
-    assert (variant.VariantType, repr(variant.Value)) == (ua.VariantType.Double, "9.0")
+    assert (variant.VariantType, repr(variant.Value)) == (ua.VariantType.Double, "7.0")
 
 
 async def test_write_of_the_wrong_type_is_refused_with_the_server_status(sim, recorder: Recorder):
@@ -62,12 +62,13 @@ async def test_write_of_the_wrong_type_is_refused_with_the_server_status(sim, re
 
 async def test_write_to_a_read_only_node_is_refused_with_the_server_status(sim, recorder: Recorder):
     # Declared writable in the config, but the PLC does not let anyone write a measurement.
+    before = sim.plant.read_point("compressor.pressure_bar")
     driver = OpcUaDriver(device(sim.endpoint, _tags(sim)), recorder.context())
     async with running(driver):
         await _connected(recorder)
         with pytest.raises(WriteError, match="BadUserAccessDenied"):
             await driver.write("pressure", 3.0)
-    assert sim.plant.values["compressor.pressure_bar"] == 7.0
+    assert sim.plant.read_point("compressor.pressure_bar") == before
 
 
 async def test_write_to_a_tag_not_declared_writable_never_reaches_the_server(
@@ -78,7 +79,7 @@ async def test_write_to_a_tag_not_declared_writable_never_reaches_the_server(
         await _connected(recorder)
         with pytest.raises(WriteError, match=r"plc\.running is not declared writable"):
             await driver.write("running", False)
-    assert sim.plant.values["compressor.running"] is True
+    assert sim.plant.read_point("compressor.running") is True
 
 
 async def test_write_while_disconnected_is_refused(sim, recorder: Recorder):
