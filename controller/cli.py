@@ -74,11 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Commands that live with their driver (OPC UA browse and certs)."""
-    try:
-        from drivers.opcua import cli as opcua_cli  # noqa: PLC0415  (asyncua is heavy: lazy)
-    except ImportError:
-        return
-    opcua_cli.add_commands(sub)
+    # Only argparse and config models are imported here; asyncua loads when a command runs.
+    from drivers.opcua.cli import add_commands  # noqa: PLC0415
+
+    add_commands(sub)
 
 
 def _repo_file(relative: str) -> Path:

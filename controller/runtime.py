@@ -20,11 +20,15 @@ from typing import Any
 import structlog
 
 from controller import __version__
+from controller.actuation import Actuator, write_limits
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.config import Config, ConfigError, LoadedConfig, load_config
 from controller.model import DeviceStatus, LinkState, Sample
 from controller.mqtt import topics
+from controller.mqtt.commands import CommandHandler
 from controller.mqtt.publisher import MqttPublisher
+from controller.rules.engine import RuleEngine
+from controller.rules.kinds import build_rules
 from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
@@ -79,6 +83,8 @@ class Runtime:
         self._published_status: dict[str, tuple[LinkState, str]] = {}
         self._counters = _Counters()
         self._publisher: MqttPublisher | None = None
+        self._engine: RuleEngine | None = None
+        self._actuator: Actuator | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._started_ms = clock.wall_ms()
         self._lag_max = 0.0
@@ -130,9 +136,11 @@ class Runtime:
             birth=birth,
         ) as publisher:
             self._publisher = publisher
+            engine = self._build_closed_loop(publisher)
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self._start_groups(config.devices)
+                rules_task = tg.create_task(engine.run(), name="rules")
                 background = [
                     tg.create_task(self._health_loop(), name="health"),
                     tg.create_task(self._lag_monitor(), name="loop-lag"),
@@ -148,12 +156,61 @@ class Runtime:
                 await self._serve_until_stopped()
                 self.notifier.stopping()
                 log.info("stopping")
+                # Rules first: the heartbeat stops and the PLCs' own watchdogs take over; no
+                # fallback values are written on a clean stop (docs/rules.md).
+                rules_task.cancel()
+                await asyncio.wait({rules_task}, timeout=DRIVER_STOP_TIMEOUT)
                 await self._stop_groups(list(self._groups))
                 for task in background:
                     task.cancel()
             self._tg = None
         self._publisher = None
         log.info("stopped")
+
+    def _build_closed_loop(self, publisher: MqttPublisher) -> RuleEngine:
+        """The actuator (the only writer), the rule engine and the operator commands. The engine
+        always runs: it also writes the heartbeat and expires manual overrides."""
+        config = self.config
+        self._actuator = Actuator(
+            write_limits(config.devices),
+            config.actuation,
+            writers=self.driver,
+            table=self.table,
+            clock=self.clock,
+            events=publisher,
+            base_topic=config.base_topic,
+        )
+        self._engine = RuleEngine(
+            build_rules(config.rules),
+            self.table,
+            self._actuator,
+            self.clock,
+            period=config.actuation.cycle,
+            events=publisher,
+            base_topic=config.base_topic,
+        )
+        # Before any await: the publisher subscribes to cmd/# when it connects.
+        publisher.subscribe_commands(
+            CommandHandler(
+                engine=self._engine,
+                actuator=self._actuator,
+                responder=publisher,
+                base_topic=config.base_topic,
+                on_reload=self.reload,
+                on_rebirth=self._rebirth,
+            )
+        )
+        return self._engine
+
+    async def _rebirth(self) -> None:
+        if self._publisher is None:
+            return
+        if self._engine is not None:
+            self._engine.republish()
+        for status in self._status.values():
+            self._publisher.publish_device_status(status)
+        self._publisher.rebirth()
+        log.info("rebirth")
 
     async def _serve_until_stopped(self) -> None:
         stop = asyncio.ensure_future(self._stop.wait())
@@ -306,6 +363,10 @@ class Runtime:
         ]
         removed = {d.name for d in old.devices} - {d.name for d in new.devices}
         await self._stop_groups(stop)
+        if self._actuator is not None and self._engine is not None:
+            self._actuator.reconfigure(write_limits(new.devices), new.actuation)
+            self._engine.replace_rules(build_rules(new.rules))
+            self._engine.period = new.actuation.cycle
         for name in removed:
             self.table.forget_device(name)
             self._status.pop(name, None)
@@ -371,6 +432,8 @@ class Runtime:
             }
             if self._publisher is not None:
                 payload["mqtt"] = self._publisher.stats().as_dict()
+                if self._engine is not None:
+                    payload["rules"] = self._engine.health()
                 self._publisher.publish_health(payload)
                 for status in self._status.values():
                     self._publish_status(status)

@@ -213,6 +213,15 @@ class MqttPublisher:
         self._retained_dirty[topic] = None
         self._wakeup.set()
 
+    def rebirth(self) -> None:
+        """Publish the online status and every retained state topic again (the `cmd/rebirth`
+        command: a consumer that lost its retained view asks for it)."""
+        self._running_buffer()
+        self._retained[topics.status(self._base)] = self._birth
+        for topic in self._retained:
+            self._retained_dirty[topic] = None
+        self._wakeup.set()
+
     def publish_event(self, topic: str, payload: bytes) -> None:
         """Buffered like telemetry: delivered in order, kept through outages and restarts."""
         self._running_buffer().accept(topic, payload)
