@@ -1,7 +1,7 @@
 """`{base}/health` of a running daemon carries what an operator watches (loop lag, polls and
 samples per second, device reconnects and cycle overruns, buffer depth, bytes, oldest age and
-drops, RSS), has exactly the fields docs/mqtt-topics.md documents, and counts a device's
-reconnect after its server came back."""
+drops, RSS, the rule engine's cycles), has exactly the fields docs/mqtt-topics.md documents,
+and counts a device's reconnect after its server came back."""
 
 from __future__ import annotations
 
@@ -46,8 +46,9 @@ async def test_health_has_every_documented_field_and_counts_a_device_reconnect(
 
     documented = documented_health()
     assert set(report) == set(documented)
-    assert set(report["devices"]) == set(documented["devices"])
-    assert set(report["mqtt"]) == set(documented["mqtt"])
+    for part in ("devices", "mqtt", "rules"):
+        assert set(report[part]) == set(documented[part]), part
+    assert set(report["rules"]["writes"]) == set(documented["rules"]["writes"])
     print(f"\n{report}")
     devices_part = report["devices"]
     assert (devices_part["total"], devices_part["connected"], devices_part["failed"]) == (1, 1, 0)
