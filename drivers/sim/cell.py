@@ -174,6 +174,16 @@ class SimCell:
             await stack.aclose()
         log.info("sim_cell_stopped", scenario=self.scenario.name, simulated_s=self.plant.time_s)
 
+    async def stop_device(self, name: str) -> None:
+        """Stop serving one Modbus device (a meter that dies): its port stops answering, the
+        plant and the other devices go on. For fault tests and the co-simulation."""
+        for face in self._faces:
+            if isinstance(face, SimModbusServer) and any(u.spec.name == name for u in face.units):
+                await face.__aexit__(None, None, None)
+                self._faces.remove(face)
+                return
+        raise SimCellError(f"no Modbus device {name!r} in this cell")
+
     # --- clocks -----------------------------------------------------------------------------
 
     async def step(self, dt: float) -> None:
