@@ -32,6 +32,9 @@ from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
 
 _HOUR = 3600.0
 
+# The values of a rule's production tags: which machines are in which state.
+Mode = tuple[float, ...]
+
 # --- peak shaving ---------------------------------------------------------------------------
 
 
@@ -180,23 +183,31 @@ class PeakShaving(DomainRule):
         self._measured_kw = measured
         self._feed(snapshot, measured)
         t = now.monotonic
+        # The measurement saw the loads shed until now. In shadow mode nothing is really shed:
+        # the measurement is the uncontrolled load.
+        counted = self.shed_kw if self.mode == "auto" else 0.0
+        uncontrolled = measured + counted
         for shed in list(reversed(self._order)):
             limit = shed.load.max_shed
             if limit is not None and shed.since is not None and t - shed.since >= limit:
                 self._restore(shed, t)
-        # In shadow mode nothing is really shed: the measurement is the uncontrolled load.
-        counted = self.shed_kw if self.mode == "auto" else 0.0
-        uncontrolled = measured + counted
         self._uncontrolled_kw = uncontrolled
         try:
             reading = self.window.reading(now.wall_ms, power_kw=uncontrolled)
         except NoSampleError:
             return self._proposals("waiting for a second energy reading")
         self._reading = reading
-        # The constant load the rest of the window may draw is (target * W - E) / T; what the
-        # uncontrolled load draws beyond it must be shed.
+        # The window ends at the target when E + (P_u - S) * R + target * U = target * W, with E
+        # the energy over the covered time C, R the time left and U = W - C - R the past the
+        # data does not cover (a controller started mid-window), taken at the target itself:
+        # filled with the measured (controlled) average, it would feed the sheds back into the
+        # prediction and make them chatter. So the shed S needed is:
         remaining = max(reading.remaining_s, 1.0)
-        needed = (reading.predicted_kw - cfg.target_kw) * cfg.window / remaining
+        needed = (
+            uncontrolled
+            - cfg.target_kw
+            + (reading.energy_kwh * _HOUR - cfg.target_kw * reading.covered_s) / remaining
+        )
         self._needed_kw = needed
         if needed > self.shed_kw:
             for shed in self._loads:
@@ -462,8 +473,10 @@ class CompressedAir(DomainRule):
         self.config = config
         self.reset = TrimRespond(config.reset)
         self.cycles = LoadUnloadCycles()
-        # Duty of whole windows of earlier cycles, per state (True: production).
-        self._rise_history: dict[bool, deque[float]] = {True: deque(), False: deque()}
+        # Per production mode (the values of the production tags: which machines are in which
+        # state): the setpoint trim and respond reached in it, and the duty of whole windows.
+        self._mode_setpoints: dict[Mode, float] = {}
+        self._rise_history: dict[Mode, deque[float]] = {}
         self._leak: dict[str, Any] | None = None
         self._rise: dict[str, Any] | None = None
         self._test_alarm = False
@@ -473,6 +486,7 @@ class CompressedAir(DomainRule):
     def _restart_state(self) -> None:
         """Timers and the cycle record restart (a gap in the inputs breaks cycles); what was
         learned and the alarms' latches are kept."""
+        self._mode: Mode | None = None
         self._producing: bool | None = None
         self._state_since = 0.0
         self._violated_since: float | None = None
@@ -487,19 +501,36 @@ class CompressedAir(DomainRule):
         self._restart_state()
         self.reset.reset(now.monotonic, present_number(snapshot, self.config.setpoint))
 
+    def _mode_of(self, snapshot: Mapping[str, Sample]) -> Mode:
+        signal = self.config.production
+        if signal is None:
+            return ()
+        return tuple(round(number(snapshot, tag), 3) for tag in signal.tags)
+
+    def _change_mode(self, mode: Mode, producing: bool, t: float) -> None:
+        """Another production mode: the setpoint goes to the one reached in that mode before
+        (a mode never seen starts from `reset.initial`, else max: the safe end), and timers
+        restart, held for `reset.delay` while the pressure settles."""
+        reset = self.reset
+        if self._mode is not None and self._producing and reset.started:
+            self._mode_setpoints[self._mode] = reset.value
+        if producing:
+            known = self._mode_setpoints.get(mode)
+            start = known if known is not None else self.config.reset.initial
+            reset.reset(t, start if start is not None else self.config.reset.max)
+        self._mode = mode
+        self._producing = producing
+        self._state_since = t
+        self._rise_window_start = None
+        self._rise_since = None
+
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         t = now.monotonic
         producing = True if cfg.production is None else cfg.production.on(snapshot)
-        if producing != self._producing:
-            if producing and self.reset.started:
-                # Back to production: hold the last production setpoint while the pressure
-                # comes back up, so the start-up dip is not answered as a request.
-                self.reset.reset(t, self.reset.value)
-            self._producing = producing
-            self._state_since = t
-            self._rise_window_start = None
-            self._rise_since = None
+        mode = self._mode_of(snapshot)
+        if mode != self._mode:
+            self._change_mode(mode, producing, t)
         requests = _requests(cfg.critical, snapshot)
         worst = min(number(snapshot, req.tag) for req in cfg.critical)
         self._worst = worst
@@ -577,7 +608,7 @@ class CompressedAir(DomainRule):
                 # under it, whatever happens in production in between.
                 self._test_alarm = self._leak["leak_fraction"] >= test.alarm_above
         if test.rise_above is not None and done is not None:
-            self._watch_rise(test, test.rise_above, producing, t)
+            self._watch_rise(test, test.rise_above, t)
         if self._test_alarm and self._leak is not None:
             leak = self._leak
             self.set_alarm(
@@ -592,7 +623,7 @@ class CompressedAir(DomainRule):
             self.set_alarm(
                 "air_leak",
                 True,
-                f"air use {rise['rise']:.0%} of capacity above earlier {rise['state']} windows"
+                f"air use {rise['rise']:.0%} of capacity above earlier windows in the same mode"
                 f" for over {format_duration(test.rise_for)}: about {rise['kw_lost']:.1f} kW lost",
                 rise,
             )
@@ -623,19 +654,18 @@ class CompressedAir(DomainRule):
             estimate["leak_m3_min"] = round(fraction * test.rated_flow_m3_min, 3)
         return estimate
 
-    def _watch_rise(
-        self, test: LeakTestConfig, rise_above: float, producing: bool, t: float
-    ) -> None:
+    def _watch_rise(self, test: LeakTestConfig, rise_above: float, t: float) -> None:
         """Duty over the whole cycles of the last `rise_window` against the median of earlier
-        whole windows in the same state (production or not). Windows are learned only while
-        no leak is suspected, so a leak is never learned as normal."""
+        whole windows in the same production mode. Windows are learned only while no leak is
+        suspected, so a leak is never learned as normal."""
         begin = self._state_since + test.settle
         if t < begin:
             return
         if self._rise_window_start is None:
             self._rise_window_start = t
         recent = self.cycles.since(max(t - test.rise_window, begin))
-        history = self._rise_history[producing]
+        mode = self._mode if self._mode is not None else ()
+        history = self._rise_history.setdefault(mode, deque())
         full = sum(c.total_s for c in recent) >= 0.8 * test.rise_window
         if recent and full and len(history) >= test.rise_min_history:
             duty = leak_fraction(recent)
@@ -644,7 +674,8 @@ class CompressedAir(DomainRule):
             loaded_kw = self._loaded_kw(test, recent)
             self._rise = {
                 "method": "air_use_rise",
-                "state": "production" if producing else "no-production",
+                "state": "production" if self._producing else "no-production",
+                "mode": list(mode),
                 "duty": round(duty, 4),
                 "baseline_duty": round(baseline, 4),
                 "rise": round(rise, 4),
@@ -680,10 +711,15 @@ class CompressedAir(DomainRule):
             "producing": self._producing,
             "leak_test": self._leak,
             "air_use": self._rise,
-            "learned_duty": {
-                "production": [round(d, 4) for d in self._rise_history[True]],
-                "no_production": [round(d, 4) for d in self._rise_history[False]],
-            },
+            "mode": None if self._mode is None else list(self._mode),
+            "learned": [
+                {
+                    "mode": list(mode),
+                    "setpoint_bar": rounded(self._mode_setpoints.get(mode)),
+                    "duty": [round(d, 4) for d in history],
+                }
+                for mode, history in self._rise_history.items()
+            ],
         }
 
 

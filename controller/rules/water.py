@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 from controller.configtypes import Duration, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
 from controller.rules.average import MovingAverage, MovingAverageConfig
-from controller.rules.blocks import Hysteresis, HysteresisConfig
+from controller.rules.blocks import Hysteresis, HysteresisConfig, NoSampleError
 from controller.rules.config import OutputValue, RuleCommon, TagKey
 from controller.rules.cycling import MinOnOffConfig, MinOnOffTimes
 from controller.rules.domain import (
@@ -66,7 +66,7 @@ class WaterLeakConfig(RuleCommon):
     watch: Literal["idle", "always"] = "idle"
     learn_window: PositiveDuration = 3600.0  # the "rolling hour" whose minimum is learned
     percentile: float = Field(default=20.0, ge=0, le=100)
-    history: int = Field(default=14, ge=1)  # windows (of each state) kept
+    history: int = Field(default=14, ge=1)  # windows kept per production mode
     watch_window: PositiveDuration = 900.0
     threshold_m3_h: float = Field(gt=0)
     duration: Duration = 900.0
@@ -94,48 +94,81 @@ class WaterLeakConfig(RuleCommon):
         ]
 
 
-class _Episode:
-    """One stretch of one state (idle or production) and what it has shown."""
+# The values of the production tags: which machines are in which state.
+Mode = tuple[float, ...]
 
-    def __init__(self, producing: bool, start: float, config: WaterLeakConfig) -> None:
+
+class _Resampled:
+    """A moving average fed with one-minute-scale means instead of every cycle's reading: the
+    block's cost grows with its samples, and a one-hour window at a 1 s cycle would hold 3600.
+    Readings are averaged over `window / 60` (time-weighted) and each mean is added once."""
+
+    def __init__(self, window: float) -> None:
+        self.average = MovingAverage(MovingAverageConfig(window=format_duration(window)))
+        self.step = window / 60
+        self._start: float | None = None
+        self._last: tuple[float, float] | None = None
+        self._sum = 0.0
+
+    def update(self, t: float, value: float) -> float | None:
+        """Add a reading; the average over the window, None until a first mean is in."""
+        if self._start is None or self._last is None:
+            self._start, self._last, self._sum = t, (t, value), 0.0
+        else:
+            last_t, last_value = self._last
+            self._sum += last_value * (t - last_t)
+            self._last = (t, value)
+            if t - self._start >= self.step:
+                self.average.add(t, self._sum / (t - self._start))
+                self._start, self._sum = t, 0.0
+        try:
+            return self.average.value(t)
+        except NoSampleError:
+            return None
+
+
+class _Episode:
+    """One stretch of one production mode and what it has shown."""
+
+    def __init__(self, mode: Mode, producing: bool, start: float, config: WaterLeakConfig) -> None:
+        self.mode = mode
         self.producing = producing
         self.start = start
-        self.learn = MovingAverage(MovingAverageConfig(window=config.learn_window))
-        self.watch = MovingAverage(MovingAverageConfig(window=config.watch_window))
+        self.learn = _Resampled(config.learn_window)
+        self.watch = _Resampled(config.watch_window)
         self.minimum: float | None = None
         self.suspect = False  # a leak was suspected during it: not learned
 
 
 class WaterLeak(DomainRule):
     """Minimum night flow: the baseline is the `percentile` of the minimum rolling-hour flow of
-    earlier idle windows; flow staying `threshold_m3_h` above it for `duration` is a leak."""
+    earlier windows of the same production mode (the machines in the same states); flow
+    staying `threshold_m3_h` above it for `duration` is a leak."""
 
     config: WaterLeakConfig
 
     def __init__(self, config: WaterLeakConfig) -> None:
         super().__init__(config, "water_leak")
         self.config = config
-        self.minima: dict[bool, deque[float]] = {True: deque(), False: deque()}
+        self.minima: dict[Mode, deque[float]] = {}
         self._episode: _Episode | None = None
         self._above_since: float | None = None
         self._alarm = False
         self._flow: float | None = None
         self._watched: float | None = None
         self._excess: float | None = None
+        self._baseline: float | None = None
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # A gap in the flow breaks the window: it is not learned; the alarm stays latched.
         self._episode = None
         self._above_since = None
 
-    def baseline(self, producing: bool) -> float | None:
-        minima = self.minima[producing]
+    def baseline(self, mode: Mode, producing: bool) -> float | None:
+        minima = self.minima.get(mode)
         if minima:
             return percentile(list(minima), self.config.percentile)
         return None if producing else self.config.initial_baseline_m3_h
-
-    def _watched_state(self, producing: bool) -> bool:
-        return self.config.watch == "always" or not producing
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
@@ -143,21 +176,24 @@ class WaterLeak(DomainRule):
         flow = number(snapshot, cfg.flow) - sum(number(snapshot, tag) for tag in cfg.submeters)
         self._flow = flow
         producing = cfg.production.on(snapshot)
+        mode = tuple(round(number(snapshot, tag), 3) for tag in cfg.production.tags)
         episode = self._episode
-        if episode is None or episode.producing != producing:
+        if episode is None or episode.mode != mode:
             if episode is not None:
                 self._learn(episode)
-            episode = self._episode = _Episode(producing, t, cfg)
+            episode = self._episode = _Episode(mode, producing, t, cfg)
             self._above_since = None
             self._excess = None
         learned = episode.learn.update(t, flow)
         watched = self._watched = episode.watch.update(t, flow)
-        if t - episode.start >= cfg.learn_window:
+        if learned is not None and t - episode.start >= cfg.learn_window:
             episode.minimum = learned if episode.minimum is None else min(episode.minimum, learned)
-        baseline = self.baseline(producing)
+        baseline = self._baseline = self.baseline(mode, producing)
+        watching = cfg.watch == "always" or not producing
         if (
-            self._watched_state(producing)
+            watching
             and baseline is not None
+            and watched is not None
             and t - episode.start >= cfg.watch_window
         ):
             self._excess = excess = watched - baseline
@@ -177,15 +213,15 @@ class WaterLeak(DomainRule):
                 "leak_m3_h": rounded(self._excess),
                 "flow_m3_h": rounded(watched),
                 "baseline_m3_h": rounded(baseline),
-                "state": "production" if producing else "idle",
+                "mode": list(mode),
                 "basis": f"{cfg.percentile:g}th percentile of the minimum rolling"
-                f" {format_duration(cfg.learn_window)} of earlier windows",
+                f" {format_duration(cfg.learn_window)} of earlier windows in this mode",
             }
             self.set_alarm(
                 "leak",
                 True,
-                f"water flow {watched:.2f} m3/h, {self._excess or 0.0:.2f} m3/h above the"
-                f" learned {'production' if producing else 'idle'} baseline: probable leak",
+                f"water flow {watched or 0.0:.2f} m3/h, {self._excess or 0.0:.2f} m3/h above the"
+                f" learned baseline {baseline or 0.0:.2f} m3/h: probable leak",
                 estimate,
             )
         else:
@@ -195,7 +231,7 @@ class WaterLeak(DomainRule):
     def _learn(self, episode: _Episode) -> None:
         if episode.minimum is None or episode.suspect:
             return
-        minima = self.minima[episode.producing]
+        minima = self.minima.setdefault(episode.mode, deque())
         minima.append(episode.minimum)
         while len(minima) > self.config.history:
             minima.popleft()
@@ -213,13 +249,15 @@ class WaterLeak(DomainRule):
         return {
             "flow_m3_h": rounded(self._flow),
             "watched_m3_h": rounded(self._watched),
-            "state": None if episode is None else ("production" if episode.producing else "idle"),
-            "baseline_idle_m3_h": rounded(self.baseline(False)),
-            "baseline_production_m3_h": rounded(self.baseline(True)),
+            "mode": None if episode is None else list(episode.mode),
+            "producing": None if episode is None else episode.producing,
+            "baseline_m3_h": rounded(self._baseline),
             "excess_m3_h": rounded(self._excess),
-            "learned_minima_idle": [round(m, 4) for m in self.minima[False]],
-            "learned_minima_production": [round(m, 4) for m in self.minima[True]],
             "episode_minimum_m3_h": rounded(None if episode is None else episode.minimum),
+            "learned_minima": [
+                {"mode": list(mode), "minima": [round(m, 4) for m in minima]}
+                for mode, minima in self.minima.items()
+            ],
             "leak": self._alarm,
         }
 
@@ -261,6 +299,7 @@ class BlowdownConfig(RuleCommon):
     max_open: PositiveDuration  # bleed time limit: open longer than this is a fault
     makeup_us_cm: float | None = Field(default=None, gt=0)  # for the cycles estimate
     makeup_flow: TagKey | None = None  # m3/h, for the evaporation and blowdown estimates
+    blowdown_flow: TagKey | None = None  # m3/h: evaporation = makeup - blowdown when given
 
     @model_validator(mode="after")
     def _band(self) -> BlowdownConfig:
@@ -280,6 +319,8 @@ class BlowdownConfig(RuleCommon):
         tags = [("conductivity", self.conductivity)]
         if self.makeup_flow is not None:
             tags.append(("makeup_flow", self.makeup_flow))
+        if self.blowdown_flow is not None:
+            tags.append(("blowdown_flow", self.blowdown_flow))
         return tags
 
     def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
@@ -306,10 +347,14 @@ class CoolingTowerBlowdown(DomainRule):
         self.valve = MinOnOffTimes(self._cycling(), state=False, since=0.0)
         self._conductivity: float | None = None
         self._makeup: float | None = None
+        self._blowdown: float | None = None
         self._t = 0.0
 
     def _cycling(self) -> MinOnOffConfig:
-        return MinOnOffConfig(min_on=self.config.min_open, min_off=self.config.min_closed)
+        return MinOnOffConfig(
+            min_on=format_duration(self.config.min_open),
+            min_off=format_duration(self.config.min_closed),
+        )
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         present = present_number(snapshot, self.config.valve)
@@ -324,6 +369,8 @@ class CoolingTowerBlowdown(DomainRule):
         conductivity = self._conductivity = number(snapshot, cfg.conductivity)
         if cfg.makeup_flow is not None:
             self._makeup = number(snapshot, cfg.makeup_flow)
+        if cfg.blowdown_flow is not None:
+            self._blowdown = number(snapshot, cfg.blowdown_flow)
         want = self._band.update(conductivity)
         decision = self.valve.request(t, want)
         reason = f"conductivity {conductivity:.0f} uS/cm, band {cfg.close_at:g}-{cfg.open_at:g}" + (
@@ -360,8 +407,12 @@ class CoolingTowerBlowdown(DomainRule):
         cycles = cycles_of_concentration(self._conductivity, cfg.makeup_us_cm)
         out: dict[str, float | None] = {"cycles": round(cycles, 3)}
         if self._makeup is not None and cycles > 1:
-            # At steady state blowdown + drift = makeup / C, the rest evaporates.
-            evaporation = self._makeup * (1 - 1 / cycles)
+            # Makeup = evaporation + blowdown (+ drift, leaks); without a blowdown meter, at
+            # steady state blowdown + drift = makeup / C and the rest evaporates.
+            if self._blowdown is not None:
+                evaporation = max(0.0, self._makeup - self._blowdown)
+            else:
+                evaporation = self._makeup * (1 - 1 / cycles)
             out["evaporation_m3_h"] = round(evaporation, 4)
             out["blowdown_m3_h"] = round(blowdown_for_cycles(evaporation, cycles), 4)
             limit_cycles = cycles_of_concentration(cfg.open_at, cfg.makeup_us_cm)

@@ -1,0 +1,283 @@
+"""Compressed air: pressure reset against the far end, the lower setpoint outside production,
+the load/unload leak estimate (DOE/CAC) from a known duty and from the plant's physics, the
+air-use rise in production, and the pressure alarm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from plantloop import Driven, PlantLoop, scenario
+from pydantic import ValidationError
+
+from controller.rules.energy import (
+    CompressedAir,
+    CompressedAirConfig,
+    LoadUnloadCycles,
+    leak_fraction,
+)
+from drivers.sim.plant.air import P_ATM_BAR
+from drivers.sim.plant.plant import Plant
+
+MACHINES = ["press-1", "cnc-1", "cnc-2", "washer-1"]
+POINTS = {
+    "compressor.pressure_setpoint_bar": "compressor.pressure_setpoint_bar",
+    "compressor.far_end_pressure_bar": "air.far_end_pressure_bar",
+    "compressor.loaded": "compressor.loaded",
+    "compressor.motor_power_kw": "compressor.motor_power_kw",
+    **{f"plc.{m}_state": f"{m}.state" for m in MACHINES},
+}
+
+
+def config(**changes: Any) -> CompressedAirConfig:
+    settings: dict[str, Any] = {
+        "name": "air",
+        "kind": "compressed_air",
+        "setpoint": "compressor.pressure_setpoint_bar",
+        "critical": [{"tag": "compressor.far_end_pressure_bar", "min": 6.2, "margin": 0.1}],
+        "reset": {
+            "min": 6.0,
+            "max": 8.0,
+            "initial": 7.5,
+            "period": "2min",
+            "delay": "2min",
+            "trim": -0.02,
+            "respond": 0.05,
+            "max_response": 0.15,
+        },
+        "production": {"tags": [f"plc.{m}_state" for m in MACHINES], "at_least": 2},
+        "outside_production": {"setpoint_bar": 6.0},
+        "leak_test": {
+            "loaded": "compressor.loaded",
+            "power": "compressor.motor_power_kw",
+            "rated_flow_m3_min": 5.2,
+        },
+    }
+    settings.update(changes)
+    return CompressedAirConfig.model_validate(settings)
+
+
+def states(value: float) -> dict[str, float]:
+    return {f"plc.{m}_state": value for m in MACHINES}
+
+
+def duty_cycle(loaded_s: int, unloaded_s: int, cycles: int) -> list[tuple[bool, float]]:
+    """(loaded, power kW) for each second of `cycles` load/unload cycles."""
+    one = [(True, 34.0)] * loaded_s + [(False, 8.5)] * unloaded_s
+    return one * cycles
+
+
+# --- leak estimate ---------------------------------------------------------------------------
+
+
+def test_leak_fraction_is_loaded_over_loaded_plus_unloaded_time() -> None:
+    cycles = LoadUnloadCycles()
+    cycles.add(-1.0, False, 8.5)  # so that the first load is seen starting
+    for t, (loaded, kw) in enumerate(duty_cycle(20, 80, 5)):
+        cycles.add(float(t), loaded, kw)
+    cycles.add(500.0, True, 34.0)
+    assert len(cycles.cycles) == 5
+    assert leak_fraction(list(cycles.cycles)) == pytest.approx(0.2)
+
+
+def test_a_partial_cycle_is_not_counted() -> None:
+    cycles = LoadUnloadCycles()
+    for t, (loaded, kw) in enumerate([(False, 8.5)] * 30 + duty_cycle(20, 80, 2)):
+        cycles.add(float(t), loaded, kw)
+    # the unloaded start and the last cycle (not closed by a load) are not whole cycles
+    assert len(cycles.cycles) == 1
+    assert cycles.cycles[0].loaded_s == 20
+
+
+def test_known_duty_gives_the_leak_estimate_and_the_kw_lost() -> None:
+    rule = CompressedAir(config(leak_test={"loaded": "c.loaded", "power": "c.kw", "settle": "0s"}))
+    driven = Driven(rule)
+    for loaded, kw in duty_cycle(25, 75, 6):
+        driven.step({"c.loaded": loaded, "c.kw": kw, **states(1), **far_end(6.5)})
+    leak = rule.detail()["leak_test"]
+    assert leak["leak_fraction"] == pytest.approx(0.25)
+    assert leak["loaded_kw"] == pytest.approx(34.0)
+    assert leak["kw_lost"] == pytest.approx(8.5)
+
+
+def far_end(bar: float) -> dict[str, float]:
+    return {"compressor.far_end_pressure_bar": bar}
+
+
+@pytest.mark.parametrize(("duty", "alarmed"), [(20, False), (30, True)])
+def test_leak_alarm_raises_over_its_threshold(duty: int, alarmed: bool) -> None:
+    test = {"loaded": "c.loaded", "full_load_kw": 34.0, "settle": "0s", "alarm_above": 0.25}
+    rule = CompressedAir(config(leak_test=test))
+    driven = Driven(rule)
+    for loaded, _ in duty_cycle(duty, 100 - duty, 6):
+        driven.step({"c.loaded": loaded, **states(1), **far_end(6.5)})
+    (condition,) = [c for c in rule.alarm_conditions() if c.name == "air.air_leak"]
+    assert condition.active is alarmed
+    if alarmed:
+        assert condition.estimate["kw_lost"] == pytest.approx(0.3 * 34.0)
+
+
+def test_no_leak_test_while_producing() -> None:
+    rule = CompressedAir(config(leak_test={"loaded": "c.loaded", "full_load_kw": 34.0}))
+    driven = Driven(rule)
+    for loaded, _ in duty_cycle(70, 30, 6):
+        driven.step({"c.loaded": loaded, **states(3), **far_end(6.5)})
+    assert rule.detail()["leak_test"] is None
+
+
+def night_loop(name: str = "normal-day") -> PlantLoop:
+    return PlantLoop(CompressedAir(config()), POINTS, plant=Plant(scenario(name)))
+
+
+def test_leak_test_on_the_plant_matches_its_true_leak_flow() -> None:
+    loop = night_loop()
+    air = loop.plant.air
+    true: list[float] = []
+
+    def record(loop: PlantLoop) -> None:
+        true.append(air.leak_m3_min(air.pressure_bar) / air.spec.rated_flow_m3_min)
+
+    loop.run(3600, record)
+    leak = loop.rule.detail()["leak_test"]
+    assert leak["cycles"] >= 10
+    # every loaded second makes up for leaks: the estimate is the mean true leak flow
+    assert leak["leak_fraction"] == pytest.approx(sum(true) / len(true), rel=0.03)
+
+
+def test_leak_test_sees_the_extra_orifice_of_the_leak_scenario() -> None:
+    quiet, leaking = night_loop("normal-day"), night_loop("leak")
+    leak = scenario("leak").events.leaks[0]
+    # start the leak at midnight instead of 10:30
+    leaking.plant._leak_starts[leak.name] = 0.0
+    quiet.run(3600)
+    leaking.run(3600)
+    extra = leaking.plant.air.extra_leak_k * (6.0 - 0.35 + P_ATM_BAR) / 5.2
+    rise = leaking.rule.detail()["leak_test"]["leak_fraction"] - quiet.rule.detail()[
+        "leak_test"
+    ]["leak_fraction"]
+    assert rise == pytest.approx(extra, rel=0.1)
+
+
+# --- pressure reset --------------------------------------------------------------------------
+
+
+def test_production_pressure_is_trimmed_and_the_far_end_kept() -> None:
+    loop = night_loop()
+    loop.advance(6 * 3600)  # 06:00: the early shift starts
+    loop.run(3 * 3600)
+    setpoint = loop.rule.detail()["setpoint_bar"]
+    assert setpoint < 7.5
+    assert loop.plant.truth.seconds_far_end_below_critical == 0
+
+
+def test_outside_production_the_lower_setpoint_is_proposed() -> None:
+    driven = Driven(CompressedAir(config()))
+    idle = {"compressor.loaded": False, "compressor.motor_power_kw": 8.5}
+    values = driven.step({**states(1), **far_end(5.5), **idle})
+    assert values["compressor.pressure_setpoint_bar"] == 6.0
+
+
+def test_a_request_raises_the_setpoint_by_the_response() -> None:
+    rule = CompressedAir(config())
+    driven = Driven(rule)
+    low = {**states(3), **far_end(6.25), "compressor.loaded": True, "compressor.motor_power_kw": 34}
+    for _ in range(240):  # the 2 min delay, then one period with the far end within its margin
+        values = driven.step(low)
+    assert values["compressor.pressure_setpoint_bar"] == pytest.approx(7.55)
+
+
+def test_back_in_a_known_mode_the_setpoint_it_reached_there_returns() -> None:
+    rule = CompressedAir(config())
+    driven = Driven(rule)
+    ok = {**far_end(6.8), "compressor.loaded": True, "compressor.motor_power_kw": 34}
+    for _ in range(1800):
+        driven.step({**states(3), **ok})
+    reached = rule.reset.value
+    assert reached < 7.5
+    for _ in range(3600):  # a mode never seen starts from `initial` and trims down from it
+        driven.step({**states(2), **ok})
+    assert rule.reset.value < reached
+    values = driven.step({**states(3), **ok})
+    assert values["compressor.pressure_setpoint_bar"] == pytest.approx(reached)
+
+
+def test_stop_outside_production_switches_the_compressor() -> None:
+    outside = {"stop": "compressor.run", "stop_value": False, "run_value": True}
+    rule = CompressedAir(config(outside_production=outside, leak_test=None))
+    driven = Driven(rule)
+    assert driven.step({**states(1), **far_end(5.0)})["compressor.run"] is False
+    assert driven.step({**states(3), **far_end(6.5)})["compressor.run"] is True
+
+
+# --- alarms ----------------------------------------------------------------------------------
+
+
+def test_far_end_under_its_minimum_raises_pressure_low_after_the_delay() -> None:
+    rule = CompressedAir(config(pressure_alarm_after="5min", leak_test=None))
+    driven = Driven(rule)
+    for second in range(299):
+        driven.step({**states(3), **far_end(6.0 if second % 60 < 10 else 6.4)})
+    assert not any(c.active for c in rule.alarm_conditions())
+    for _ in range(10):
+        driven.step({**states(3), **far_end(6.0)})
+    (alarm,) = [c for c in rule.alarm_conditions() if c.active]
+    assert alarm.name == "air.pressure_low"
+    assert alarm.estimate["min_bar"] == 6.2
+
+
+def test_pressure_low_clears_after_a_whole_period_above_the_minimum() -> None:
+    rule = CompressedAir(config(pressure_alarm_after="1min", leak_test=None))
+    driven = Driven(rule)
+    for _ in range(90):
+        driven.step({**states(3), **far_end(6.0)})
+    for _ in range(121):
+        driven.step({**states(3), **far_end(6.5)})
+    assert not any(c.active for c in rule.alarm_conditions())
+
+
+def test_air_use_rise_in_production_raises_a_leak_alarm() -> None:
+    test = {
+        "loaded": "c.loaded",
+        "full_load_kw": 34.0,
+        "rated_flow_m3_min": 5.2,
+        "settle": "0s",
+        "rise_window": "10min",
+        "rise_for": "5min",
+    }
+    rule = CompressedAir(config(leak_test=test))
+    driven = Driven(rule)
+    for loaded, _ in duty_cycle(50, 50, 60):  # 100 min at 50 %: windows learned
+        driven.step({"c.loaded": loaded, **states(3), **far_end(6.6)})
+    assert not any(c.active for c in rule.alarm_conditions())
+    for loaded, _ in duty_cycle(60, 40, 30):  # a leak: 10 % of capacity more
+        driven.step({"c.loaded": loaded, **states(3), **far_end(6.6)})
+    (alarm,) = [c for c in rule.alarm_conditions() if c.active]
+    assert alarm.name == "air.air_leak"
+    assert alarm.estimate["rise"] == pytest.approx(0.1, abs=0.01)
+    assert alarm.estimate["leak_m3_min"] == pytest.approx(0.52, abs=0.06)
+
+
+# --- config ----------------------------------------------------------------------------------
+
+
+def test_a_positive_trim_is_refused() -> None:
+    reset = dict(config().reset.model_dump(), trim=0.02, respond=-0.05, max_response=-0.1)
+    reset.update(period="2min", delay="0s")
+    with pytest.raises(ValidationError, match="negative"):
+        config(reset=reset)
+
+
+def test_critical_pressure_must_be_a_minimum() -> None:
+    with pytest.raises(ValidationError, match="minimums"):
+        config(critical=[{"tag": "compressor.far_end_pressure_bar", "max": 7.0}])
+
+
+def test_inputs_are_the_far_end_production_and_leak_test_tags() -> None:
+    rule = CompressedAir(config())
+    assert set(rule.inputs) == {
+        "compressor.far_end_pressure_bar",
+        "compressor.loaded",
+        "compressor.motor_power_kw",
+        *(f"plc.{m}_state" for m in MACHINES),
+    }
+    assert rule.outputs == ("compressor.pressure_setpoint_bar",)
