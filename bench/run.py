@@ -136,6 +136,24 @@ def _stop(process: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT,
     return process.returncode
 
 
+def _start_profiler(gateway: Gateway, pid: int,
+                    args: argparse.Namespace) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling a Python gateway over the window (collapsed stacks, for bench.profile)."""
+    if args.profile is None or not gateway.key.startswith(("edgecell", "thingsboard")):
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        _log("--profile needs py-spy: .venv/bin/pip install py-spy")
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [py_spy, "record", "--pid", str(pid), "--duration", str(round(args.duration)),
+         "--rate", "200", "--nonblocking", "--format", "raw",
+         "--output", str(args.profile / f"{gateway.key}.txt")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
 # --- one gateway ----------------------------------------------------------------------------
 
 
@@ -172,8 +190,11 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
                 time.sleep(max(0.0, w0 - time.time()))
                 before = sample_tree(process.pid)
                 w1 = w0 + args.duration
+                profiler = _start_profiler(gateway, process.pid, args)
                 time.sleep(max(0.0, w1 - time.time()))
                 after = sample_tree(process.pid)
+                if profiler is not None:
+                    _stop(profiler, timeout=30)
                 if process.poll() is not None and not note:
                     note = f"exited with {process.returncode} during the measurement"
                 time.sleep(grace)
@@ -213,6 +234,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="JSON result file (default bench/results/<time>-<N>x<M>.json)")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep each gateway's generated config and log")
+    parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                        help="sample the Python gateways with py-spy over the window and write "
+                        "collapsed stacks to DIR (python -m bench.profile DIR/edgecell.txt)")
     parser.add_argument("--no-install", action="store_true",
                         help="do not install missing peers (skip them instead)")
     args = parser.parse_args(argv)

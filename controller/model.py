@@ -6,8 +6,10 @@ them into `Sample`s, and everything after them speaks only this module's types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 # A tag's value once decoded. Lists hold OPC UA arrays.
 Value = bool | int | float | str | list[bool] | list[int] | list[float] | list[str]
@@ -43,6 +45,43 @@ class Sample:
     def key(self) -> str:
         """The gateway-wide tag id `device.tag` that rules and commands use."""
         return f"{self.device}.{self.tag}"
+
+
+# The slot descriptors of Sample's fields, in order: setting them directly skips the frozen
+# dataclass's per-field object.__setattr__ (see samples_of).
+_SAMPLE_SLOTS: tuple[Any, ...] = tuple(Sample.__dict__[f.name].__set__ for f in fields(Sample))
+_new_object = object.__new__
+
+
+def samples_of(
+    device: str,
+    tags: Sequence[str],
+    values: Sequence[Value | None],
+    *,
+    quality: Quality,
+    source_ts: int,
+    read_ts: int,
+    reason: str = "",
+) -> list[Sample]:
+    """`[Sample(device, tag, value, quality, source_ts, read_ts, reason) ...]` for each
+    (tag, value): the same objects, built in about half the time. A driver emits one sample per
+    tag per poll, and the frozen dataclass's __init__ was the largest single cost of a
+    10,000-tag poll (bench/README.md)."""
+    set_device, set_tag, set_value, set_quality, set_source, set_read, set_reason = _SAMPLE_SLOTS
+    new = _new_object
+    samples: list[Sample] = []
+    append = samples.append
+    for tag, value in zip(tags, values, strict=True):
+        sample = new(Sample)
+        set_device(sample, device)
+        set_tag(sample, tag)
+        set_value(sample, value)
+        set_quality(sample, quality)
+        set_source(sample, source_ts)
+        set_read(sample, read_ts)
+        set_reason(sample, reason)
+        append(sample)
+    return samples
 
 
 class LinkState(StrEnum):

@@ -25,8 +25,15 @@ class TagTable:
         """Store samples; return those whose value or quality differs from the previous one."""
         changed: list[Sample] = []
         latest = self._latest
+        # A batch is usually one device's: its "device." prefix is built once, not per sample
+        # (this loop runs for every tag of every poll).
+        device: str | None = None
+        prefix = ""
         for sample in samples:
-            key = sample.key
+            if sample.device is not device:
+                device = sample.device
+                prefix = device + "."
+            key = prefix + sample.tag
             previous = latest.get(key)
             latest[key] = sample
             if (

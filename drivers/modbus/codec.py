@@ -311,8 +311,15 @@ class BlockDecoder:
         self._runs = self._compile_runs()
         numeric = {i for run in self._runs for i in run.indexes}
         self._others = tuple(i for i in range(len(self.fields)) if i not in numeric)
-        self._scaled = tuple(
-            i for i, spec in enumerate(self.fields) if spec.scale != 1 or spec.offset != 0
+        # (index, scale, offset) of the fields in engineering units, applied in one loop.
+        self._scaling = tuple(
+            (i, spec.scale, spec.offset)
+            for i, spec in enumerate(self.fields)
+            if spec.scale != 1 or spec.offset != 0
+        )
+        # Only text (bad UTF-8) and bits (a word out of range) can fail one field alone.
+        self.may_fail = any(
+            spec.dtype in (DataType.STRING, DataType.BIT) for spec in self.fields
         )
 
     def _compile_runs(self) -> tuple[_StructRun, ...]:
@@ -392,9 +399,10 @@ class BlockDecoder:
                     out[i] = bool(words[spec.position])
             except DecodeError as exc:
                 out[i] = exc
-        for i in self._scaled:
+        for i, scale, offset in self._scaling:
             raw = out[i]
-            if not isinstance(raw, DecodeError):
-                spec = self.fields[i]
-                out[i] = apply_scale(raw, spec.scale, spec.offset)
+            # apply_scale inline (this runs for every scaled tag of every poll): numbers only,
+            # so bools, text and DecodeErrors pass through.
+            if raw.__class__ is int or raw.__class__ is float:
+                out[i] = raw * scale + offset
         return out

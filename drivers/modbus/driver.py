@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
+from typing import cast
 
 import structlog
 
@@ -20,6 +21,7 @@ from controller.model import (
     Sample,
     Value,
     WriteError,
+    samples_of,
 )
 from drivers.base import Driver, DriverContext
 from drivers.modbus.codec import (
@@ -176,6 +178,15 @@ class ModbusDriver(Driver):
                 self._bad(outcome, read, f"decode error: {exc}", now_ms)
                 continue
             device = self.name
+            if not read.decoder.may_fail:  # every field decoded: one batch, no per-tag checks
+                good = cast("list[Value]", values)
+                outcome.samples.extend(
+                    samples_of(
+                        device, read.names, good, quality=Quality.GOOD, source_ts=now_ms,
+                        read_ts=now_ms,
+                    )
+                )
+                continue
             for name, value in zip(read.names, values, strict=True):
                 if isinstance(value, DecodeError):
                     reason = f"decode error: {value}"
