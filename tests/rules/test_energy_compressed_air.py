@@ -152,9 +152,10 @@ def test_leak_test_sees_the_extra_orifice_of_the_leak_scenario() -> None:
     quiet.run(3600)
     leaking.run(3600)
     extra = leaking.plant.air.extra_leak_k * (6.0 - 0.35 + P_ATM_BAR) / 5.2
-    rise = leaking.rule.detail()["leak_test"]["leak_fraction"] - quiet.rule.detail()[
-        "leak_test"
-    ]["leak_fraction"]
+    rise = (
+        leaking.rule.detail()["leak_test"]["leak_fraction"]
+        - quiet.rule.detail()["leak_test"]["leak_fraction"]
+    )
     assert rise == pytest.approx(extra, rel=0.1)
 
 

@@ -47,7 +47,9 @@ class Site:
 
     @property
     def measured_kw(self) -> float:
-        shed = sum(kw for tag, kw in self.kw.items() if self.state.get(tag) == self.shed_values[tag])
+        shed = sum(
+            kw for tag, kw in self.kw.items() if self.state.get(tag) == self.shed_values[tag]
+        )
         return self.load_kw - shed
 
     def run(self, seconds: int) -> None:
