@@ -256,8 +256,10 @@ class OpcUaDriver(Driver):
             )
 
         def on_status_change(status: ua.StatusCode) -> None:
-            if not status.is_good():
-                session.lost_reason = f"subscription ended by the server: {status.name}"
+            # Sent by the server (BadTimeout: the subscription expired) or, after asyncua's
+            # watchdog noticed a loss, by asyncua itself (BadShutdown): the first reason stays.
+            if not status.is_good() and not session.lost_reason:
+                session.lost_reason = f"subscription status {status.name}"
 
         try:
             info = await session.subscribe(PublishCallbacks(on_data, on_status_change))

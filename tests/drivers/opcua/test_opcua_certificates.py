@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from cryptography import x509
 
-from drivers.opcua.security import certificate_application_uri, generate_client_certificate
+from drivers.opcua.security import (
+    certificate_application_uri,
+    fingerprint,
+    generate_client_certificate,
+)
 
 
 def test_client_certificate_is_generated_once_and_reused(tmp_path: Path):
@@ -32,3 +38,20 @@ def test_generated_certificate_names_the_application_uri(tmp_path: Path):
         x509.ExtendedKeyUsage
     )
     assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usage.value
+
+
+def test_certs_command_creates_and_shows_the_certificate(tmp_path: Path):
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-m", "controller", "certs", "--state-dir", str(tmp_path)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    cert = tmp_path / "opcua" / "client-cert.der"
+    assert f"certificate:      {cert}" in done.stdout
+    assert f"SHA-256:          {fingerprint(cert.read_bytes())}" in done.stdout
+    assert "application URI:  urn:edgecell:client" in done.stdout

@@ -4,7 +4,13 @@ one new session with exactly one subscription, and data flows again."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 import socket
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import Recorder, device, good, new_plant, running, sim_server
@@ -13,6 +19,34 @@ from controller.model import LinkState, Quality
 from drivers.opcua.driver import OpcUaDriver
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+REPO = Path(__file__).resolve().parents[3]
+# The simulated PLC in a process of its own, so that the test can freeze it (SIGSTOP): the
+# socket stays open and nothing answers, as with a PLC whose CPU hangs.
+SEPARATE_SERVER = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import structlog
+    from drivers.sim.opcua_server import SimOpcUaServer, SimOpcUaSpec
+    from drivers.sim.plant.plant import Plant
+    from drivers.sim.scenario import load_scenario
+
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+
+    async def main():
+        scenario = load_scenario("normal-day")
+        spec = SimOpcUaSpec.model_validate(
+            scenario.opcua_devices[0].model_dump(include={"namespace", "objects"})
+        )
+        plant = Plant(scenario)
+        async with SimOpcUaServer(plant, spec, security=("None",), server_clock=False) as server:
+            node = server.node_id("compressor.pressure_bar")
+            print(json.dumps({"endpoint": server.endpoint, "node": node}), flush=True)
+            await asyncio.Event().wait()
+
+    asyncio.run(main())
+    """
+)
 
 # Long enough for several failed reconnect attempts (reconnect_min 200 ms, max 1 s).
 SERVER_DOWN = 2.0
@@ -102,3 +136,41 @@ async def test_cancelled_driver_stops_while_the_server_is_unreachable(recorder: 
     assert task.cancelled()
     assert driver.status().state is LinkState.STOPPED
     assert driver.status().last_error == "connection refused"
+
+
+async def test_frozen_server_is_detected_by_keepalive_and_reconnected(recorder: Recorder):
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SEPARATE_SERVER,
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert server.stdout is not None
+        async with asyncio.timeout(60):
+            hello = json.loads(await server.stdout.readline())
+        tags = [{"name": "pressure", "node": hello["node"]}]
+        config = device(hello["endpoint"], tags, keepalive_interval="1s", timeout="1s")
+        driver = OpcUaDriver(config, recorder.context())
+        async with running(driver):
+            await recorder.wait_sample("plc", "pressure", good)
+            os.kill(server.pid, signal.SIGSTOP)
+            lost = await recorder.wait_state("plc", LinkState.RECONNECTING)
+            os.kill(server.pid, signal.SIGCONT)
+            await recorder.wait_for(
+                lambda: (
+                    driver.status().reconnects == 1 and driver.status().state is LinkState.CONNECTED
+                ),
+                within=30,
+            )
+    finally:
+        if server.returncode is None:
+            os.kill(server.pid, signal.SIGCONT)
+            server.terminate()
+        await server.wait()
+    # asyncua's ServerStatus probe or the subscription's own keep-alive, whichever is first.
+    assert lost.last_error == "connection lost: timeout" or lost.last_error.startswith(
+        "connection lost: no publish response or keep-alive for"
+    )
