@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from controller.clock import ScaledClock
 from controller.config import Config, ConfigError, DeviceConfig, LoadedConfig, load_config
 from controller.localbroker import LocalMosquitto
 from controller.runtime import Runtime
@@ -61,19 +63,28 @@ async def run_demo(
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+    cell_scenario = load_scenario(scenario)
+    # The controller follows the cell's time (its date, at its speed), so that schedules,
+    # demand windows and the PLCs' heartbeat timeouts agree with the plant's.
+    start = cell_scenario.start.replace(tzinfo=UTC)
+    clock = ScaledClock(speed, start_wall_ms=int(start.timestamp() * 1000))
     with tempfile.TemporaryDirectory(prefix="edgecell-demo-") as state:
-        async with SimCell(load_scenario(scenario), speed=speed, ports=0) as cell:
+        async with SimCell(cell_scenario, speed=speed, ports=0) as cell:
             config = _point_at_cell(loaded.config, _cell_endpoints(cell), Path(state))
             if use_config_broker:
-                return await _run_for(loaded, config, duration)
+                return await _run_for(loaded, config, duration, clock)
             async with LocalMosquitto() as broker:
                 mqtt = config.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
                 config = config.model_copy(update={"mqtt": mqtt})
-                return await _run_for(loaded, config, duration)
+                return await _run_for(loaded, config, duration, clock)
 
 
-async def _run_for(loaded: LoadedConfig, config: Config, duration: float | None) -> int:
-    runtime = Runtime(LoadedConfig(config=config, path=loaded.path, digest=loaded.digest))
+async def _run_for(
+    loaded: LoadedConfig, config: Config, duration: float | None, clock: ScaledClock
+) -> int:
+    runtime = Runtime(
+        LoadedConfig(config=config, path=loaded.path, digest=loaded.digest), clock=clock
+    )
     runtime.install_signal_handlers()
     mqtt = config.mqtt
     print(

@@ -32,7 +32,9 @@ async def test_demo_publishes_every_device_and_stops_by_itself() -> None:
         "json",
         "demo",
         "--duration",
-        "12",
+        "15",
+        "--speed",
+        "5",  # five simulated seconds per second: the control loop moves within the test
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -41,6 +43,8 @@ async def test_demo_publishes_every_device_and_stops_by_itself() -> None:
     assert demo.stdout is not None
     seen_data: set[str] = set()
     seen_status: dict[str, str] = {}
+    rule_states: list[dict[str, object]] = []
+    writes: list[dict[str, object]] = []
     birth = None
     try:
         async with asyncio.timeout(30):
@@ -65,7 +69,11 @@ async def test_demo_publishes_every_device_and_stops_by_itself() -> None:
                         seen_status[levels[3]] = payload["state"]
                     elif levels[2] == "status":
                         birth = payload
-                    if seen_data >= devices and birth is not None:
+                    elif levels[2] == "rules":
+                        rule_states.append(payload)
+                    elif levels[2:4] == ["events", "writes"] and payload["outcome"] == "written":
+                        writes.append(payload)
+                    if seen_data >= devices and birth is not None and writes and rule_states:
                         break
         code = await asyncio.wait_for(demo.wait(), 30)
     finally:
@@ -76,4 +84,9 @@ async def test_demo_publishes_every_device_and_stops_by_itself() -> None:
     assert birth is not None
     assert birth["state"] == "online"
     assert set(seen_status.values()) == {"connected"}
+    # The closed loop runs in auto mode: its state is published and it writes the compressor.
+    assert any(s["mode"] == "auto" for s in rule_states)
+    assert any(
+        w["tag"] == "compressor.pressure_setpoint_bar" and w["outcome"] == "written" for w in writes
+    )
     assert code == 0
