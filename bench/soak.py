@@ -187,7 +187,7 @@ class Subscriber:
                         await client.subscribe(f"{BASE}/health", qos=0)
                     subscribed.set()
                     async for message in client.messages:
-                        self._take(message.topic.value, bytes(message.payload))  # type: ignore[arg-type]
+                        self._take(message.topic.value, bytes(message.payload))
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.2)
 
@@ -206,7 +206,9 @@ class Subscriber:
 
 def daemon_config(cell: Cell, broker: Broker, state_dir: Path) -> dict[str, Any]:
     """configs/demo.yaml pointed at the cell and the broker."""
-    config = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text(encoding="utf-8"))
+    config: dict[str, Any] = yaml.safe_load(
+        (ROOT / "configs" / "demo.yaml").read_text(encoding="utf-8")
+    )
     config["gateway"].update({"id": GATEWAY, "state_dir": str(state_dir)})
     config["mqtt"].update(
         {"host": HOST, "port": broker.port, "health_interval": "5s", "reconnect_max": "5s"}
@@ -335,7 +337,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     await cell.kill()
 
     produced, unsent = produced_and_unsent(state_dir)
-    per_device = {}
+    per_device: dict[str, dict[str, Any]] = {}
     for device, last in sorted(produced.items()):
         seen = subscriber.seen.get(device, set())
         left = unsent.get(device, set())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any, cast
 
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
@@ -66,13 +67,14 @@ class CounterServer:
         )
         await server.serve_forever(background=True)
         self._server = server
-        self.port = int(server.transport.sockets[0].getsockname()[1])
+        listening: Any = server.transport  # an asyncio.Server
+        self.port = int(listening.sockets[0].getsockname()[1])
         return self
 
     async def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            await server.shutdown()
+            await cast(Any, server).shutdown()
 
 
 async def _serve(port: int) -> None:

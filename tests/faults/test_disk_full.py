@@ -20,7 +20,7 @@ async def wait_for_log(daemon: Any, event: str, within: float) -> dict[str, Any]
         while True:
             found = [e for e in daemon.log_events() if e.get("event") == event]
             if found:
-                return found[0]
+                return dict(found[0])
             assert daemon.running, daemon.log_tail()
             await asyncio.sleep(0.2)
 

@@ -21,7 +21,7 @@ def poll_interval_s(collector: Any, device: str, after_seq: int = 0) -> float:
     """Median time between polls of `device` (its counter changes at every poll)."""
     polls = values_by_device(collector, "counter")[device]
     times = [entry["ts"] for seq, entry in polls if seq > after_seq]
-    return statistics.median((b - a) / 1000 for a, b in itertools.pairwise(times))
+    return float(statistics.median((b - a) / 1000 for a, b in itertools.pairwise(times)))
 
 
 def last_seq(collector: Any, device: str) -> int:
