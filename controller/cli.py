@@ -68,6 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="serve devices on consecutive ports from this one (default: the scenario's ports)",
     )
+    report = sub.add_parser(
+        "report",
+        help="savings on the simulated cell: baseline vs rules, same scenario and seed",
+    )
+    report.add_argument("--scenario", default="normal-day", help="a name in configs/sim/ or a path")
+    report.add_argument("--config", type=Path, default=_repo_file("configs/cosim.yaml"))
+    report.add_argument("--seed", type=int, default=None)
+    report.add_argument("--hours", type=float, default=None, help="default: the scenario's")
+    report.add_argument("--cycle", type=float, default=5.0, help="controller cycle, seconds")
+    report.add_argument("--out", type=Path, default=Path("report"))
+    report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     _add_optional_commands(sub)
     return parser
 
@@ -125,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 base_port=args.base_port,
             )
         )
+    if command == "report":
+        configure_logging("warning", json=json_logs)
+        return cmd_report(args)
     handler = getattr(args, "handler", None)
     if handler is not None:
         configure_logging("info", json=json_logs)
@@ -147,6 +161,28 @@ def cmd_validate(paths: Sequence[Path]) -> int:
                 f"{tags} tags, base topic {config.base_topic})"
             )
     return worst
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from controller.report import markdown, run_pair, write_report  # noqa: PLC0415
+    from drivers.sim.scenario import ScenarioError, load_scenario  # noqa: PLC0415
+
+    loaded = _load_or_report(args.config)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    try:
+        scenario = load_scenario(args.scenario)
+    except ScenarioError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    baseline, edgecell = asyncio.run(
+        run_pair(scenario, loaded.config, hours=args.hours, cycle=args.cycle, seed=args.seed)
+    )
+    report = write_report(baseline, edgecell, scenario, args.out, plots=not args.no_plots)
+    print(markdown(report))
+    plots = ", PNG plots" if report["plots"] else ""
+    print(f"written to {args.out}/: report.json, report.md{plots}")
+    return EXIT_OK
 
 
 def _load_or_report(path: Path) -> LoadedConfig | None:

@@ -42,6 +42,7 @@ class RecordedEvents:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.retained: dict[str, dict[str, Any]] = {}
+        self.retained_history: list[tuple[str, dict[str, Any]]] = []
         self.counts: Counter[str] = Counter()
 
     def publish_event(self, topic: str, payload: bytes) -> None:
@@ -51,6 +52,8 @@ class RecordedEvents:
     def publish_retained(self, topic: str, payload: bytes) -> None:
         if payload:
             self.retained[topic] = orjson.loads(payload)
+            if "/alarms/" in topic:  # every alarm change, for scoring detection times
+                self.retained_history.append((topic, self.retained[topic]))
         else:
             self.retained.pop(topic, None)
 

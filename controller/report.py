@@ -1,0 +1,347 @@
+"""`edgecell report`: what the rules save, measured on the simulated cell.
+
+The same scenario and seed run twice in lock-step co-simulation through the real Modbus and
+OPC UA stacks: once as the baseline (no controller: every PLC on its local defaults) and once
+with the configured rules. The plant's ground truth (never seen by the controller) gives the
+energy, water, cost and constraint figures; the controller's own alarms are scored against the
+scenario's true leak starts. Writes report.json, report.md and PNG plots.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.config import Config
+from controller.cosim import CoSimulation
+from drivers.sim.scenario import Scenario
+
+log = structlog.get_logger(__name__)
+
+# Series sampled from the plant every cycle for the plots (plant point -> label).
+SERIES: dict[str, str] = {
+    "site_meter.active_power_kw": "site power (kW)",
+    "site_meter.demand_kw": "15-min demand (kW)",
+    "compressor.pressure_bar": "header pressure (bar)",
+    "air.far_end_pressure_bar": "far-end pressure (bar)",
+    "water_meter.flow_m3_h": "main water flow (m3/h)",
+    "tower.conductivity_us_cm": "tower conductivity (uS/cm)",
+    "rinse.conductivity_us_cm": "rinse conductivity (uS/cm)",
+    "chiller.supply_temp_c": "chilled water supply (degC)",
+}
+# Equipment whose starts are counted (plant point that is true/non-zero while running).
+STARTS = ("compressor.running",)
+MACHINE_STATES = ("press-1.state", "cnc-1.state", "cnc-2.state", "washer-1.state")
+STANDBY_STATE = 1  # drivers/sim/plant: 0 off, 1 standby, 2 idle, 3 producing
+
+
+@dataclass
+class RunResult:
+    """One co-simulated run: the ground truth, the series, and what the controller said."""
+
+    label: str
+    truth: dict[str, Any]
+    hours: float
+    series: dict[str, list[float]] = field(default_factory=dict)
+    times_h: list[float] = field(default_factory=list)
+    writes: int = 0
+    starts: int = 0
+    alarms: list[dict[str, Any]] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def _progress(label: str, done: int, total: int, started: float) -> None:
+    """A bar on a terminal; a line every 10 % otherwise (CI logs, pipes)."""
+    if not sys.stderr.isatty():
+        if done * 10 // total != (done - 1) * 10 // total:
+            elapsed = time.perf_counter() - started
+            sys.stderr.write(f"{label}: {done / total:4.0%} ({elapsed:.0f} s)\n")
+        return
+    width = 30
+    filled = int(width * done / total)
+    elapsed = time.perf_counter() - started
+    sys.stderr.write(
+        f"\r{label:>9} [{'#' * filled}{'.' * (width - filled)}] {done / total:4.0%} {elapsed:5.0f}s"
+    )
+    if done == total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+async def run_once(
+    scenario: Scenario,
+    config: Config,
+    *,
+    rules: bool,
+    hours: float,
+    cycle: float,
+    seed: int | None,
+    progress: bool = True,
+) -> RunResult:
+    """One co-simulated run of `hours`, baseline (`rules=False`) or with the rules."""
+    label = "edgecell" if rules else "baseline"
+    result = RunResult(label=label, truth={}, hours=hours)
+    result.series = {point: [] for point in SERIES}
+    cycles = max(1, round(hours * 3600 / cycle))
+    started = time.perf_counter()
+    previous_running: dict[str, bool] = {}
+    async with CoSimulation(scenario, config, cycle=cycle, seed=seed, rules=rules) as sim:
+        plant = sim.plant
+        for i in range(cycles):
+            await sim.step()
+            result.times_h.append(plant.time_s / 3600)
+            for point, values in result.series.items():
+                values.append(float(plant.read_point(point)))
+            for point in (*STARTS, *MACHINE_STATES):
+                value = plant.read_point(point)
+                running = bool(value) if point in STARTS else value > STANDBY_STATE
+                if previous_running.get(point) is False and running:
+                    result.starts += 1
+                previous_running[point] = running
+            if progress and ((i + 1) % max(1, cycles // 100) == 0 or i + 1 == cycles):
+                _progress(label, i + 1, cycles, started)
+        result.truth = plant.ground_truth().as_dict()
+        result.writes = sum(1 for w in sim.events.writes() if w.get("outcome") == "written")
+        # Every episode of every alarm: the first publication of each (alarm, raised_count).
+        episodes: dict[tuple[str, int], dict[str, Any]] = {}
+        for topic, payload in sim.events.retained_history:
+            key = (topic, int(payload.get("raised_count", 1)))
+            episodes.setdefault(key, {"topic": topic, **payload})
+        result.alarms = list(episodes.values())
+    result.wall_s = time.perf_counter() - started
+    return result
+
+
+def _pct(baseline: float, value: float) -> float | None:
+    return None if baseline == 0 else round(100.0 * (baseline - value) / baseline, 1)
+
+
+# What the site draws from the mains (the others are parts of these: tower makeup =
+# evaporation + drift + blowdown + tower leaks).
+DRAWN_WATER = ("tower_makeup", "rinse_fresh", "domestic", "main_leak")
+
+
+def _totals(run: RunResult) -> dict[str, Any]:
+    truth = run.truth
+    water = sum(truth["water_m3"].get(use, 0.0) for use in DRAWN_WATER)
+    return {
+        "energy_kwh": round(truth["site_import_kwh"], 2),
+        "peak_demand_kw": round(truth["max_demand_kw"], 2),
+        "energy_cost": round(truth["energy_cost"], 2),
+        "demand_charge": round(truth["demand_charge_prorated"], 2),
+        "water_m3": round(water, 3),
+        "water_cost": round(truth["water_cost"], 2),
+        "energy_kwh_by_component": {k: round(v, 2) for k, v in truth["energy_kwh"].items()},
+        "water_m3_by_use": {k: round(v, 3) for k, v in truth["water_m3"].items()},
+        "violations_s": {
+            "far_end_pressure_below_minimum": truth["seconds_far_end_below_critical"],
+            "process_temperature_above_limit": truth["seconds_process_above_limit"],
+            "rinse_conductivity_above_limit": truth["seconds_rinse_above_limit"],
+        },
+        "writes_per_hour": round(run.writes / run.hours, 1),
+        "equipment_starts_per_hour": round(run.starts / run.hours, 2),
+        "plc_fallbacks": truth["plc_fallbacks"],
+        "wall_s": round(run.wall_s, 1),
+    }
+
+
+# Words in an alarm's name, rule or message that say which kind of leak it is about.
+_LEAK_WORDS = {"water": {"water", "flow"}, "air": {"air", "compressed", "compressor"}}
+
+
+def _leak_scores(run: RunResult) -> tuple[list[dict[str, Any]], int]:
+    """Each true leak with the delay until an alarm of its kind was raised; false alarms."""
+    # The co-simulation's clock reads the scenario's local start as UTC (controller/cosim.py).
+    start = datetime.fromisoformat(run.truth["start"]).replace(tzinfo=UTC)
+    start_ms = start.timestamp() * 1000
+    scored: list[dict[str, Any]] = []
+    matched: set[str] = set()
+    for leak in run.truth["leaks"]:
+        entry: dict[str, Any] = {
+            "leak": leak["name"],
+            "kind": leak["kind"],
+            "true_start_s": leak["started_s"],
+            "alarm": None,
+            "detected_after_min": None,
+        }
+        for alarm in run.alarms:
+            first = alarm.get("first")
+            about = f"{alarm['topic']} {alarm.get('rule', '')} {alarm.get('message', '')}".lower()
+            kind_matches = _LEAK_WORDS[leak["kind"]] & set(re.split(r"[^a-z]+", about))
+            if kind_matches and leak["started_s"] is not None and first is not None:
+                delay_s = (first - start_ms) / 1000 - leak["started_s"]
+                if delay_s >= 0:
+                    entry["alarm"] = alarm["topic"].rsplit("/", 1)[-1]
+                    entry["detected_after_min"] = round(delay_s / 60, 1)
+                    matched.add(alarm["topic"])
+                    break
+        scored.append(entry)
+    false_alarms = sum(1 for a in run.alarms if a["topic"] not in matched)
+    return scored, false_alarms
+
+
+def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dict[str, Any]:
+    base, ours = _totals(baseline), _totals(edgecell)
+    leaks, false_alarms = _leak_scores(edgecell)
+    savings = {
+        key: _pct(base[key], ours[key])
+        for key in ("energy_kwh", "peak_demand_kw", "energy_cost", "water_m3")
+    }
+    by_component = {
+        name: _pct(base["energy_kwh_by_component"][name], kwh)
+        for name, kwh in ours["energy_kwh_by_component"].items()
+        if name in base["energy_kwh_by_component"]
+    }
+    by_use = {
+        name: _pct(base["water_m3_by_use"][name], m3)
+        for name, m3 in ours["water_m3_by_use"].items()
+        if name in base["water_m3_by_use"]
+    }
+    return {
+        "scenario": scenario.name,
+        "seed": baseline.truth["seed"],
+        "hours": baseline.hours,
+        "baseline": base,
+        "edgecell": ours,
+        "savings_pct": savings,
+        "energy_savings_pct_by_component": by_component,
+        "water_savings_pct_by_use": by_use,
+        "constraint_violations_s": sum(ours["violations_s"].values()),
+        "leaks": leaks,
+        "false_alarms": false_alarms,
+        "alarms": edgecell.alarms,
+        "targets": {
+            "peak_demand_15pct_lower": (savings["peak_demand_kw"] or 0) >= 15,
+            "energy_10pct_lower": (savings["energy_kwh"] or 0) >= 10,
+            "water_30pct_lower": (savings["water_m3"] or 0) >= 30,
+            "zero_constraint_violations": sum(ours["violations_s"].values()) == 0,
+            "no_false_alarm": false_alarms == 0,
+            "leaks_alarmed_within_30_min": all(
+                leak["detected_after_min"] is not None and leak["detected_after_min"] <= 30
+                for leak in leaks
+            ),
+        },
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    base, ours, pct = report["baseline"], report["edgecell"], report["savings_pct"]
+    currency = report.get("currency", "")
+
+    def row(label: str, key: str, unit: str = "") -> str:
+        saving = pct.get(key)
+        shown = "" if saving is None else f"{saving:+.1f} %"
+        return f"| {label} | {base[key]:,.2f} {unit} | {ours[key]:,.2f} {unit} | {shown} |"
+
+    lines = [
+        f"# edgecell savings report: {report['scenario']} (seed {report['seed']}, "
+        f"{report['hours']:g} h)",
+        "",
+        "| | baseline | edgecell | saved |",
+        "|---|---:|---:|---:|",
+        row("energy", "energy_kwh", "kWh"),
+        row("peak 15-min demand", "peak_demand_kw", "kW"),
+        row("energy cost", "energy_cost", currency),
+        f"| demand charge (prorated) | {base['demand_charge']:,.2f} | "
+        f"{ours['demand_charge']:,.2f} | |",
+        row("water", "water_m3", "m3"),
+        f"| constraint violations | {sum(base['violations_s'].values()):,.0f} s | "
+        f"{sum(ours['violations_s'].values()):,.0f} s | |",
+        f"| writes per hour | {base['writes_per_hour']} | {ours['writes_per_hour']} | |",
+        f"| equipment starts per hour | {base['equipment_starts_per_hour']} | "
+        f"{ours['equipment_starts_per_hour']} | |",
+        "",
+        "Energy saved by component: "
+        + ", ".join(
+            f"{k} {v:+.1f} %"
+            for k, v in report["energy_savings_pct_by_component"].items()
+            if v is not None
+        ),
+        "",
+        "Water saved by use: "
+        + ", ".join(
+            f"{k} {v:+.1f} %"
+            for k, v in report["water_savings_pct_by_use"].items()
+            if v is not None
+        ),
+        "",
+        "Leaks: "
+        + (
+            ", ".join(
+                f"{leak['leak']} ({leak['kind']}): "
+                + (
+                    f"alarmed after {leak['detected_after_min']} min"
+                    if leak["detected_after_min"] is not None
+                    else "not alarmed"
+                )
+                for leak in report["leaks"]
+            )
+            or "none in this scenario"
+        )
+        + f"; false alarms: {report['false_alarms']}",
+        "",
+        "Targets: "
+        + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in report["targets"].items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(baseline: RunResult, edgecell: RunResult, out: Path) -> list[Path]:
+    """One PNG per series, baseline beside edgecell. Needs matplotlib (the `report` extra)."""
+    import matplotlib  # noqa: PLC0415  (optional dependency)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    written: list[Path] = []
+    for point, label in SERIES.items():
+        fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
+        ax.plot(baseline.times_h, baseline.series[point], label="baseline", lw=0.8, alpha=0.8)
+        ax.plot(edgecell.times_h, edgecell.series[point], label="edgecell", lw=0.8, alpha=0.8)
+        ax.set_xlabel("simulated hours")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right")
+        fig.tight_layout()
+        path = out / f"{point.replace('.', '_')}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+async def run_pair(
+    scenario: Scenario,
+    config: Config,
+    *,
+    hours: float | None = None,
+    cycle: float = 5.0,
+    seed: int | None = None,
+) -> tuple[RunResult, RunResult]:
+    """The baseline and the edgecell run of the same scenario and seed."""
+    hours = hours if hours is not None else scenario.duration / 3600
+    baseline = await run_once(scenario, config, rules=False, hours=hours, cycle=cycle, seed=seed)
+    edgecell = await run_once(scenario, config, rules=True, hours=hours, cycle=cycle, seed=seed)
+    return baseline, edgecell
+
+
+def write_report(
+    baseline: RunResult, edgecell: RunResult, scenario: Scenario, out: Path, *, plots: bool = True
+) -> dict[str, Any]:
+    """Compare the two runs; write report.json, report.md and (with matplotlib) the plots."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = compare(baseline, edgecell, scenario)
+    report["currency"] = scenario.tariff.currency
+    report["wall_s"] = round(baseline.wall_s + edgecell.wall_s, 1)
+    report["plots"] = [p.name for p in plot(baseline, edgecell, out)] if plots else []
+    (out / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    return report
