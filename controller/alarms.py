@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import structlog
 from pydantic import Field
 
+from controller.clock import SYSTEM_CLOCK, Clock
 from controller.configtypes import StrictModel
 from controller.mqtt import topics
 
@@ -130,9 +131,16 @@ class AlarmBoard:
     it starts a new episode with a new `first`.
     """
 
-    def __init__(self, sink: AlarmSink | None = None, *, base_topic: str = "edgecell") -> None:
+    def __init__(
+        self,
+        sink: AlarmSink | None = None,
+        *,
+        base_topic: str = "edgecell",
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self._sink = sink
         self._base = base_topic
+        self._clock = clock
         self._alarms: dict[str, Alarm] = {}
 
     def __getitem__(self, name: str) -> Alarm:
@@ -173,11 +181,13 @@ class AlarmBoard:
                 continue
             self.observe(rule.alarm_conditions(), now_ms)
 
-    def acknowledge(self, name: str, by: str, now_ms: int) -> Alarm:
-        """An operator has seen the alarm. Acknowledging twice is harmless; a cleared alarm
-        can be acknowledged too (it stays cleared). `UnknownAlarmError` for a name never
-        raised."""
+    def acknowledge(self, name: str, by: str, now_ms: int | None = None) -> Alarm:
+        """An operator has seen the alarm (at `now_ms`, else now by the board's clock).
+        Acknowledging twice is harmless; a cleared alarm can be acknowledged too (it stays
+        cleared). `UnknownAlarmError` for a name never raised."""
         alarm = self[name]
+        if now_ms is None:
+            now_ms = self._clock.wall_ms()
         if alarm.acknowledged:
             return alarm
         alarm.acknowledged = True

@@ -10,8 +10,10 @@ from typing import Any
 
 import orjson
 import pytest
+from closedloop import SteppedClock
 from pydantic import ValidationError
 
+from controller.actuation import Actuator
 from controller.alarms import (
     ESTIMATE_INTERVAL_MS,
     AcknowledgeCommand,
@@ -20,6 +22,10 @@ from controller.alarms import (
     AlarmState,
     UnknownAlarmError,
 )
+from controller.mqtt.commands import CommandHandler
+from controller.rules.config import ActuationConfig
+from controller.rules.engine import RuleEngine
+from controller.tagtable import TagTable
 
 LEAK = "water.leak"
 TOPIC = "edgecell/cell-1/alarms/water.leak"
@@ -192,3 +198,66 @@ def test_documented_example_has_the_fields_of_the_payload() -> None:
     alarms, sink = board()
     alarms.observe([condition(True)], 1000)
     assert set(orjson.loads(example.group(1))) == set(sink.last)
+
+
+# --- the operator's command -------------------------------------------------------------------
+
+
+class Answers:
+    """A Responder that keeps the answers, decoded."""
+
+    def __init__(self) -> None:
+        self.answers: list[dict[str, Any]] = []
+
+    def respond(self, request_properties: Any, payload: bytes, fallback_topic: Any = None) -> None:
+        self.answers.append(orjson.loads(payload))
+
+
+def no_driver(device: str) -> Any:
+    raise KeyError(device)
+
+
+async def nothing() -> None:
+    return None
+
+
+async def accepted() -> bool:
+    return True
+
+
+def command_handler(alarms: AlarmBoard, answers: Answers) -> CommandHandler:
+    clock = SteppedClock()
+    table = TagTable()
+    actuator = Actuator({}, ActuationConfig(), writers=no_driver, table=table, clock=clock)
+    return CommandHandler(
+        engine=RuleEngine([], table, actuator, clock),
+        actuator=actuator,
+        responder=answers,
+        base_topic="edgecell/cell-1",
+        on_reload=accepted,
+        on_rebirth=nothing,
+        alarms=alarms,
+    )
+
+
+async def test_ack_command_acknowledges_the_alarm_and_answers() -> None:
+    alarms, sink = board()
+    alarms.observe([condition(True)], 1000)
+    answers = Answers()
+    await command_handler(alarms, answers)(
+        "edgecell/cell-1/cmd/alarms/ack", b'{"alarm": "water.leak", "by": "anna"}', None
+    )
+    assert answers.answers == [
+        {"ok": True, "command": "alarms/ack", "alarm": LEAK, "state": "acknowledged", "by": "anna"}
+    ]
+    assert sink.last["state"] == "acknowledged"
+
+
+async def test_ack_command_for_an_unknown_alarm_is_refused() -> None:
+    alarms, _ = board()
+    answers = Answers()
+    await command_handler(alarms, answers)(
+        "edgecell/cell-1/cmd/alarms/ack", b'{"alarm": "x"}', None
+    )
+    assert answers.answers[0]["ok"] is False
+    assert answers.answers[0]["error"] == "unknown alarm 'x'"

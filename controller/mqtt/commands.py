@@ -16,6 +16,7 @@ from paho.mqtt.properties import Properties
 from pydantic import Field, ValidationError, field_validator
 
 from controller.actuation import Actuator, Outcome
+from controller.alarms import AcknowledgeCommand, AlarmBoard, UnknownAlarmError
 from controller.configtypes import PositiveDuration, StrictModel
 from controller.model import WriteError
 from controller.mqtt import topics
@@ -102,7 +103,9 @@ class CommandHandler:
         base_topic: str,
         on_reload: Callable[[], Awaitable[bool]],
         on_rebirth: Callable[[], Awaitable[None]],
+        alarms: AlarmBoard | None = None,
     ) -> None:
+        self._alarms = alarms
         self._engine = engine
         self._actuator = actuator
         self._responder = responder
@@ -146,10 +149,19 @@ class CommandHandler:
             _parse(EmptyCommand, payload)
             await self._on_rebirth()
             return {}
+        if command == "alarms/ack" and self._alarms is not None:
+            return self._acknowledge(self._alarms, _parse(AcknowledgeCommand, payload))
         raise CommandRefusedError(
             f"unknown command {command!r}: known are rules/<rule>/mode, write, override/clear, "
-            "reload, rebirth"
+            "reload, rebirth, alarms/ack"
         )
+
+    def _acknowledge(self, alarms: AlarmBoard, command: AcknowledgeCommand) -> dict[str, Any]:
+        try:
+            alarm = alarms.acknowledge(command.alarm, command.by)
+        except UnknownAlarmError as exc:
+            raise CommandRefusedError(str(exc)) from None
+        return {"alarm": alarm.name, "state": alarm.state.value, "by": alarm.acked_by}
 
     def _set_mode(self, rule: str, command: ModeCommand) -> dict[str, Any]:
         try:

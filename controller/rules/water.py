@@ -66,7 +66,7 @@ class WaterLeakConfig(RuleCommon):
     watch: Literal["idle", "always"] = "idle"
     learn_window: PositiveDuration = 3600.0  # the "rolling hour" whose minimum is learned
     percentile: float = Field(default=20.0, ge=0, le=100)
-    history: int = Field(default=14, ge=1)  # windows kept per production mode
+    history: int = Field(default=7, ge=1)  # windows kept per production mode (UKWIR: 7 days)
     watch_window: PositiveDuration = 900.0
     threshold_m3_h: float = Field(gt=0)
     duration: Duration = 900.0
