@@ -13,6 +13,10 @@ from typing import Any
 import structlog
 
 _NOISY = ("pymodbus", "asyncua", "aiomqtt", "paho")
+# pymodbus logs an ERROR for every frame it skips (a device answering garbage or with the wrong
+# transaction id: thousands of lines an hour); the Modbus driver reports the same fault once,
+# as a device state change with its reason. Its lines come back with log_level: debug.
+_REPORTED_BY_DRIVERS = ("pymodbus",)
 
 
 def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
@@ -55,7 +59,8 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(numeric)
     for name in _NOISY:
-        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else logging.WARNING)
+        quiet = logging.CRITICAL if name in _REPORTED_BY_DRIVERS else logging.WARNING
+        logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else quiet)
 
 
 def _identity(_logger: Any, _name: str, event_dict: Any) -> Any:
