@@ -1,7 +1,8 @@
 """Devices that accept TCP and then misbehave (silence, random bytes, answers carrying another
 request's transaction id), served by plain asyncio servers: each gives bad-quality samples with
-a reason a person can act on and a device status saying so, the daemon keeps running, a healthy
-device beside them keeps publishing good data, and the daemon's memory does not grow."""
+a reason a person can act on and a device status saying so, logged once, the daemon keeps
+running, a healthy device beside them keeps publishing good data, and the daemon's memory does
+not grow."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _latest(collector: Any, suffix: str) -> dict[str, Any] | None:
     return found[-1] if found else None
 
 
-async def test_misbehaving_devices_give_bad_quality_with_a_reason_and_a_status(
+async def test_misbehaving_devices_give_bad_quality_a_reason_a_status_and_one_log_line(
     tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
 ) -> None:
     good = await counter_server()
@@ -83,6 +84,9 @@ async def test_misbehaving_devices_give_bad_quality_with_a_reason_and_a_status(
         await data.wait_for(lambda _: _latest(data, "/data/healthy")["seq"] > before["seq"] + 5)  # type: ignore[index]
         assert daemon.running, daemon.log_tail()
         assert await daemon.stop() == 0, daemon.log_tail()
+    # Each fault is logged once, as a state change, not at every poll or reconnect.
+    complaints = [e for e in daemon.log_events() if e.get("level") in {"warning", "error"}]
+    assert sorted(e.get("device", e["event"]) for e in complaints) == sorted(BAD), complaints
 
 
 async def test_misbehaving_devices_do_not_grow_the_daemons_memory(
