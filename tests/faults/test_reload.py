@@ -1,7 +1,8 @@
 """Hot reload on SIGHUP. A broken config is refused: the running config stays (same devices,
 same connections, data flowing) and `{base}/events/config` says why, with file and line. A
 changed config is applied: a new device starts, a changed poll interval takes effect, and the
-devices that did not change keep their connection (their server sees no new one)."""
+devices that did not change keep their connection (their server sees no new one). The
+`cmd/reload` command does the same as SIGHUP and answers."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import itertools
 import statistics
 from pathlib import Path
 from typing import Any
+
+import aiomqtt
 
 from tests.faults.conftest import gateway_config, modbus_device
 from tests.faults.delivery import values_by_device
@@ -98,4 +101,31 @@ async def test_a_changed_config_is_applied_and_unchanged_devices_keep_their_conn
     assert added.connections == 1
     assert abs(poll_interval_s(data, "retimed", after_seq=retimed_from) - 0.3) < 0.03
     assert abs(poll_interval_s(data, "steady") - 0.1) < 0.01
+    assert await daemon.stop() == 0, daemon.log_tail()
+
+
+async def test_the_reload_command_applies_a_changed_config_and_answers(
+    tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
+) -> None:
+    server = await counter_server()
+    data = await mqtt_collect(mosquitto, f"{BASE}/data/+")
+    events = await mqtt_collect(mosquitto, f"{BASE}/events/config")
+    answers = await mqtt_collect(mosquitto, f"{BASE}/cmd/response")
+    state = tmp_path / "state"
+    device = modbus_device("press", server.port, poll="100ms")
+    daemon = start_daemon(gateway_config("reload", state, mosquitto, [device]))
+    await data.wait_for(lambda _: last_seq(data, "press") >= 5, 20)
+
+    daemon.write_config(
+        gateway_config("reload", state, mosquitto, [{**device, "poll_interval": "250ms"}])
+    )
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, timeout=5) as operator:
+        await operator.publish(f"{BASE}/cmd/reload", b"{}", qos=1)
+    await answers.wait_count(1, 10)
+    assert answers.payloads()[0] == {"ok": True, "command": "reload"}
+    await events.wait_count(1, 10)
+    assert events.payloads()[0]["ok"] is True
+    retimed_from = last_seq(data, "press") + 1
+    await data.wait_for(lambda _: last_seq(data, "press") >= retimed_from + 6, 10)
+    assert abs(poll_interval_s(data, "press", after_seq=retimed_from) - 0.25) < 0.025
     assert await daemon.stop() == 0, daemon.log_tail()
