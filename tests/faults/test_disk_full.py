@@ -27,11 +27,11 @@ async def wait_for_log(daemon: Any, event: str, within: float) -> dict[str, Any]
 
 async def test_disk_full_drops_are_counted_and_the_daemon_keeps_delivering_live_data(
     tmp_path: Path,
+    tiny_disk: Any,  # before start_daemon: unmounted after the daemon is gone
     mosquitto: Any,
     mqtt_collect: Any,
     counter_server: Any,
     start_daemon: Any,
-    tiny_disk: Any,
 ) -> None:
     servers = [await counter_server() for _ in range(2)]
     data = await mqtt_collect(mosquitto, f"{BASE}/data/+")
