@@ -44,6 +44,12 @@ class RunFigures:
     poll_jitter_p99_ms: float | None
     poll_jitter_max_ms: float | None
     bad_messages: int
+    # The load beside the gateway, over the same window (percent of one core; the machine's
+    # figure is over all its cores: 200 = both cores busy on a 2-core box).
+    simulator_cpu_percent: float = 0.0
+    broker_cpu_percent: float = 0.0
+    harness_cpu_percent: float = 0.0
+    machine_busy_percent: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -28,7 +28,7 @@ import orjson
 from bench import report
 from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, ROOT, Gateway, ensure_installed
 from bench.metrics import RunFigures, compute
-from bench.procstat import TreeSample, sample_tree
+from bench.procstat import CLOCK_TICKS, TreeSample, cpu_seconds, sample_tree
 from bench.subscriber import Subscriber, Tally
 from bench.workload import Workload
 
@@ -63,7 +63,8 @@ def _log(message: str) -> None:
 
 
 @contextlib.contextmanager
-def mosquitto(workdir: Path) -> Iterator[int]:
+def mosquitto(workdir: Path) -> Iterator[tuple[int, int]]:
+    """A private mosquitto on a free loopback port; yields (port, pid)."""
     from controller.localbroker import find_mosquitto, free_port  # noqa: PLC0415
 
     port = free_port()
@@ -87,7 +88,7 @@ def mosquitto(workdir: Path) -> Iterator[int]:
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("mosquitto did not start") from None
                 time.sleep(0.05)
-        yield port
+        yield port, process.pid
     finally:
         _stop(process)
 
@@ -158,7 +159,8 @@ def _start_profiler(gateway: Gateway, pid: int,
 
 
 def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
-                broker_port: int, workdir: Path) -> RunFigures:
+                broker: tuple[int, int], workdir: Path) -> RunFigures:
+    broker_port, broker_pid = broker
     settle = max(3 * workload.period, 3.0)
     grace = 2 * workload.period + 1.0
     budget = args.startup_timeout + settle + args.duration + grace + 15
@@ -189,10 +191,14 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
                 w0 = first + settle
                 time.sleep(max(0.0, w0 - time.time()))
                 before = sample_tree(process.pid)
+                observers_before = _observers_cpu(sim_process.pid, broker_pid)
                 w1 = w0 + args.duration
                 profiler = _start_profiler(gateway, process.pid, args)
                 time.sleep(max(0.0, w1 - time.time()))
                 after = sample_tree(process.pid)
+                observers = [b - a for a, b in zip(observers_before,
+                                                    _observers_cpu(sim_process.pid, broker_pid),
+                                                    strict=True)]
                 if profiler is not None:
                     _stop(profiler, timeout=30)
                 if process.poll() is not None and not note:
@@ -205,9 +211,29 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
     simulation = orjson.loads(sim_out.read_bytes())
     if tally.bad_messages:
         _log(f"{gateway.key}: {tally.bad_messages} unreadable messages, last: {tally.last_error}")
-    return compute(key=gateway.key, label=gateway.label, mode=gateway.mode, workload=workload,
-                   window=(w0, w1), tally=tally, simulation=simulation, before=before,
-                   after=after if after.pids else TreeSample((), before.cpu_s, 0, 0), note=note)
+    figures = compute(key=gateway.key, label=gateway.label, mode=gateway.mode,
+                      workload=workload, window=(w0, w1), tally=tally, simulation=simulation,
+                      before=before,
+                      after=after if after.pids else TreeSample((), before.cpu_s, 0, 0),
+                      note=note)
+    span = max(w1 - w0, 1e-9)
+    figures.simulator_cpu_percent = round(observers[0] / span * 100, 1)
+    figures.broker_cpu_percent = round(observers[1] / span * 100, 1)
+    figures.harness_cpu_percent = round(observers[2] / span * 100, 1)
+    figures.machine_busy_percent = round(observers[3] / span * 100, 1)
+    return figures
+
+
+def _observers_cpu(simulator_pid: int, broker_pid: int) -> tuple[float, float, float, float]:
+    """CPU seconds so far of the simulator, the broker, this process alone (the subscriber)
+    and the whole machine (all cores, /proc/stat): the load beside the gateway under test."""
+    total = 0.0
+    with contextlib.suppress(OSError, ValueError):
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        busy = [int(v) for i, v in enumerate(fields) if i not in (3, 4)]  # not idle, iowait
+        total = sum(busy) / CLOCK_TICKS
+    return (sample_tree(simulator_pid).cpu_s, cpu_seconds(broker_pid), cpu_seconds(os.getpid()),
+            total)
 
 
 # --- the whole run --------------------------------------------------------------------------
@@ -269,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     _log(f"{workload.devices} devices x {workload.registers} registers = {workload.tags:,} tags "
          f"every {workload.period:g} s; {args.duration:g} s per gateway; work in {scratch}")
     try:
-        with mosquitto(scratch) as broker_port:
+        with mosquitto(scratch) as broker:
             for gateway in chosen:
-                figures = run_gateway(gateway, workload, args, broker_port,
+                figures = run_gateway(gateway, workload, args, broker,
                                       scratch / gateway.key)
                 rows.append(figures.as_dict())
                 _log(f"{gateway.key}: {figures.values_per_s:,.0f} values/s, "

@@ -8,7 +8,6 @@ request, which a ThingsBoard server would answer, so that the gateway starts pub
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +20,6 @@ import paho.mqtt.client as mqtt
 # (device index, register address, value as published)
 Triple = tuple[int, int, Any]
 Parser = Callable[[str, bytes], Iterator[Triple]]
-
-_DIGITS = re.compile(r"(\d+)$")
 
 # ThingsBoard device API (tb_device_mqtt.py): the gateway asks `getSessionLimits` over
 # client-side RPC and waits for the answer before it sends telemetry.
@@ -38,32 +35,37 @@ TB_SESSION_LIMITS = {
 
 
 def _number(name: str) -> int:
-    match = _DIGITS.search(name)
-    if match is None:
-        raise ValueError(f"no number at the end of {name!r}")
-    return int(match.group(1))
+    """The index in a device or tag name (`d007` -> 7, `r0125` or `r125` -> 125): every name
+    the benchmark generates is one letter and digits (a slice, not a regex: this runs for every
+    value received)."""
+    return int(name[1:])
+
+
+def _device(topic: str) -> int:
+    """The device index of a topic ending in its name (`.../d007`)."""
+    return int(topic[topic.rindex("/") + 2 :])
 
 
 def parse_edgecell(topic: str, payload: bytes) -> Iterator[Triple]:
     """`.../data/d007` with `{ts, seq, values: {r0001: {v, q, ts}}}`."""
-    device = _number(topic)
+    device = _device(topic)
     for tag, item in orjson.loads(payload)["values"].items():
-        yield device, _number(tag), item["v"]
+        yield device, int(tag[1:]), item["v"]
 
 
 def parse_raw_array(topic: str, payload: bytes) -> Iterator[Triple]:
     """`.../d007/125` (device, first address) with a JSON array of register values."""
     head, start = topic.rsplit("/", 1)
-    device, first = _number(head), int(start)
+    device, first = _device(head), int(start)
     for offset, value in enumerate(orjson.loads(payload)):
         yield device, first + offset, value
 
 
 def parse_named_values(topic: str, payload: bytes) -> Iterator[Triple]:
     """`.../d007` with `{ts, values: {r0001: value}}`."""
-    device = _number(topic)
+    device = _device(topic)
     for tag, value in orjson.loads(payload)["values"].items():
-        yield device, _number(tag), value
+        yield device, int(tag[1:]), value
 
 
 def parse_thingsboard(topic: str, payload: bytes) -> Iterator[Triple]:
@@ -75,7 +77,7 @@ def parse_thingsboard(topic: str, payload: bytes) -> Iterator[Triple]:
             values = item.get("values", item) if isinstance(item, dict) else {}
             for key, value in values.items():
                 if key != "ts":
-                    yield device, _number(key), value
+                    yield device, int(key[1:]), value
 
 
 @dataclass

@@ -23,6 +23,7 @@ from controller import __version__
 from controller.actuation import Actuator, write_limits
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.config import Config, ConfigError, LoadedConfig, load_config
+from controller.gcpolicy import tune_for_daemon
 from controller.model import DeviceStatus, LinkState, Sample
 from controller.mqtt import topics
 from controller.mqtt.commands import CommandHandler
@@ -116,6 +117,7 @@ class Runtime:
     async def run(self) -> None:
         """Run until `request_stop()`; then stop drivers, publish offline, flush, return."""
         config = self.config
+        tune_for_daemon()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log.info(
             "starting",
