@@ -898,6 +898,8 @@ class IdleStandby(DomainRule):
         self.config = config
         self.schedule = Schedule(config.schedule)
         self._machines: list[_Machine] = []
+        self._next_start: int | None = None
+        self._last_wall_ms = 0
         self._t = 0.0
         self._restart(0.0)
 
@@ -926,10 +928,16 @@ class IdleStandby(DomainRule):
     def next_start_ms(self, wall_ms: int) -> int | None:
         """When the next production period starts (now, when one is active)."""
         if self.schedule.period_at(wall_ms) in self.config.production_periods:
+            self._next_start = None
             return wall_ms
+        cached, last = self._next_start, self._last_wall_ms
+        self._last_wall_ms = wall_ms
+        if cached is not None and last <= wall_ms < cached:
+            return cached  # nothing starts before it (unless the clock was set back)
         starts = [self.schedule.next_start(wall_ms, p) for p in self.config.production_periods]
         known = [s for s in starts if s is not None]
-        return min(known) if known else None
+        self._next_start = min(known) if known else None
+        return self._next_start
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         t = self._t = now.monotonic
