@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.faults.conftest import gateway_config, modbus_device
+from tests.faults.daemon import gateway_config, modbus_device
 from tests.faults.delivery import assert_every_seq_in_order, complete, seqs_by_device
 
 BASE = "edgecell/outage"

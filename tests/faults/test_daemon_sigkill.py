@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from controller.mqtt.buffer import BUFFER_FILE
-from tests.faults.conftest import gateway_config, modbus_device
+from tests.faults.daemon import gateway_config, modbus_device
 from tests.faults.delivery import assert_every_seq_in_order, complete, seqs_by_device
 
 BASE = "edgecell/sigkill"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.faults.conftest import gateway_config, modbus_device
+from tests.faults.daemon import gateway_config, modbus_device
 
 BASE = "edgecell/diskfull"
 

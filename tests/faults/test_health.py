@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from tests.faults.conftest import ROOT, gateway_config, modbus_device
+from tests.faults.daemon import ROOT, gateway_config, modbus_device
 
 BASE = "edgecell/health"
 DOC = ROOT / "docs" / "mqtt-topics.md"

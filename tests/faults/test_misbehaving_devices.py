@@ -13,7 +13,7 @@ from typing import Any
 
 from drivers.modbus.link import STRAY_BYTES
 from tests.faults.bad_peers import BadPeer, never_answers, random_bytes, wrong_transaction
-from tests.faults.conftest import gateway_config, modbus_device
+from tests.faults.daemon import gateway_config, modbus_device
 
 BASE = "edgecell/misbehaving"
 BAD = {"silent": never_answers, "garbage": random_bytes, "mixed_up": wrong_transaction}

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiomqtt
 
-from tests.faults.conftest import gateway_config, modbus_device
+from tests.faults.daemon import gateway_config, modbus_device
 from tests.faults.delivery import values_by_device
 
 BASE = "edgecell/reload"
