@@ -21,6 +21,7 @@ import orjson
 import structlog
 
 from controller.actuation import Actuator, write_limits
+from controller.alarms import AlarmBoard
 from controller.clock import SteppedClock
 from controller.config import Config, DeviceConfig
 from controller.model import DeviceStatus, Sample
@@ -141,6 +142,7 @@ class CoSimulation:
                 events=self.events,
                 base_topic=config.base_topic,
             )
+            self.alarms = AlarmBoard(self.events, base_topic=config.base_topic, clock=self.clock)
             self.engine = RuleEngine(
                 build_rules(config.rules) if self.rules_enabled else [],
                 self.table,
@@ -149,6 +151,7 @@ class CoSimulation:
                 period=self.cycle,
                 events=self.events,
                 base_topic=config.base_topic,
+                alarms=self.alarms,
             )
             await self._poll_all()
         except BaseException:

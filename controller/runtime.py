@@ -21,6 +21,7 @@ import structlog
 
 from controller import __version__
 from controller.actuation import Actuator, write_limits
+from controller.alarms import AlarmBoard
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.config import Config, ConfigError, LoadedConfig, load_config
 from controller.gcpolicy import tune_for_daemon
@@ -86,6 +87,7 @@ class Runtime:
         self._publisher: MqttPublisher | None = None
         self._engine: RuleEngine | None = None
         self._actuator: Actuator | None = None
+        self._alarms: AlarmBoard | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._started_ms = clock.wall_ms()
         self._lag_max = 0.0
@@ -182,6 +184,7 @@ class Runtime:
             events=publisher,
             base_topic=config.base_topic,
         )
+        self._alarms = AlarmBoard(publisher, base_topic=config.base_topic, clock=self.clock)
         self._engine = RuleEngine(
             build_rules(config.rules),
             self.table,
@@ -190,6 +193,7 @@ class Runtime:
             period=config.actuation.cycle,
             events=publisher,
             base_topic=config.base_topic,
+            alarms=self._alarms,
         )
         # Before any await: the publisher subscribes to cmd/# when it connects.
         publisher.subscribe_commands(
@@ -200,6 +204,7 @@ class Runtime:
                 base_topic=config.base_topic,
                 on_reload=self.reload,
                 on_rebirth=self._rebirth,
+                alarms=self._alarms,
             )
         )
         return self._engine
@@ -209,6 +214,8 @@ class Runtime:
             return
         if self._engine is not None:
             self._engine.republish()
+        if self._alarms is not None:
+            self._alarms.republish(self.clock.wall_ms())
         for status in self._status.values():
             self._publisher.publish_device_status(status)
         self._publisher.rebirth()

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from controller.actuation import Actuator, EventSink, Outcome, TagDecision, WriteResult
+from controller.alarms import AlarmBoard
 from controller.clock import Clock
 from controller.configtypes import format_duration
 from controller.model import Quality, Sample
@@ -119,8 +120,10 @@ class RuleEngine:
         period: float = 1.0,
         events: EventSink | None = None,
         base_topic: str = "edgecell",
+        alarms: AlarmBoard | None = None,
     ) -> None:
         self._table = table
+        self.alarms = alarms
         self._actuator = actuator
         self._clock = clock
         self.period = period
@@ -241,6 +244,9 @@ class RuleEngine:
         results, shadow = await self._actuator.apply(decisions, snapshot, now.monotonic)
         for rule in self._rules:
             self._settle(rule, proposals, results, shadow, now)
+        if self.alarms is not None:
+            # The rules' alarm conditions after this cycle: raised, still active, or cleared.
+            self.alarms.observe_rules(self._rules, now.wall_ms)
         duration = time.perf_counter() - started
         stats = self.stats
         stats.cycles += 1
