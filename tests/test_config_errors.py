@@ -7,6 +7,7 @@ and save it as expected.err.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,10 @@ SHIPPED = sorted(
 def test_shipped_config_validates(
     config: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # Shipped gateway configs read the MQTT password from systemd's credentials directory.
-    (tmp_path / "mqtt-password").write_text("x\n", encoding="utf-8")
+    # Shipped gateway configs read passwords from systemd's credentials directory.
+    text = (ROOT / config).read_text(encoding="utf-8")
+    for name in re.findall(r"\$\{CREDENTIALS_DIRECTORY\}/([\w.-]+)", text):
+        (tmp_path / name).write_text("x\n", encoding="utf-8")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
     monkeypatch.chdir(ROOT)
     assert main(["validate", config]) == EXIT_OK, capsys.readouterr().err
