@@ -67,7 +67,7 @@ GATEWAYS: dict[str, Gateway] = {
         Gateway("nodered-raw", "Node-RED, raw arrays", "every_poll",
                 "bench/nodered-raw/#", subscriber.parse_raw_array, 1.0, peer="nodered"),
         Gateway("nodered-decode", "Node-RED, function node decoding", "every_poll",
-                "bench/nodered-decode/#", subscriber.parse_named_values, SCALE, peer="nodered"),
+                "bench/nodered-decode/#", subscriber.parse_edgecell, SCALE, peer="nodered"),
         Gateway("thingsboard", "ThingsBoard gateway, range reads", "every_poll",
                 "v1/gateway/telemetry", subscriber.parse_thingsboard, SCALE,
                 peer="thingsboard", answer_thingsboard=True),
@@ -129,18 +129,22 @@ def _prepare_edgecell(gateway: Gateway, workdir: Path, broker_port: int, ports: 
 
 # --- Node-RED -------------------------------------------------------------------------------
 
-# What a Node-RED user writes to get named values in engineering units out of a read: the
-# device and first address come in the topic the read node sets.
+# What a Node-RED user writes to publish what edgecell publishes: named values in engineering
+# units, each with its quality and timestamp, from a table of names and scales (NAMES and
+# SCALES are filled in per workload); the device and first address come in the read's topic.
 DECODE_FUNCTION = """\
+const NAMES = %(names)s;
+const SCALES = %(scales)s;
 const parts = msg.topic.split('/');
 const first = Number(parts[3]);
 const regs = msg.payload;
+const now = Date.now();
 const values = {};
 for (let i = 0; i < regs.length; i++) {
-    values['r' + String(first + i).padStart(4, '0')] = regs[i] * SCALE;
+    values[NAMES[first + i]] = {v: regs[i] * SCALES[first + i], q: 'good', ts: now};
 }
 msg.topic = 'bench/nodered-decode/' + parts[2];
-msg.payload = {ts: Date.now(), values: values};
+msg.payload = {ts: now, values: values};
 return msg;
 """
 
@@ -162,7 +166,11 @@ def nodered_flows(broker_port: int, ports: list[int], workload: Workload,
     if decode:
         function = {
             "id": "bench-decode", "type": "function", "z": tab["id"], "name": "decode",
-            "func": DECODE_FUNCTION.replace("SCALE", repr(SCALE)), "outputs": 1,
+            "func": DECODE_FUNCTION % {
+                "names": json.dumps([tag_name(a) for a in range(workload.registers)]),
+                "scales": json.dumps([SCALE] * workload.registers),
+            },
+            "outputs": 1,
             "wires": [[out["id"]]],
         }
         nodes.append(function)

@@ -47,7 +47,8 @@ def _device(topic: str) -> int:
 
 
 def parse_edgecell(topic: str, payload: bytes) -> Iterator[Triple]:
-    """`.../data/d007` with `{ts, seq, values: {r0001: {v, q, ts}}}`."""
+    """`.../d007` with `{ts, [seq,] values: {r0001: {v, q, ts}}}` (edgecell's data topic, and
+    the Node-RED decoding flow, which publishes the same)."""
     device = _device(topic)
     for tag, item in orjson.loads(payload)["values"].items():
         yield device, int(tag[1:]), item["v"]
@@ -59,13 +60,6 @@ def parse_raw_array(topic: str, payload: bytes) -> Iterator[Triple]:
     device, first = _device(head), int(start)
     for offset, value in enumerate(orjson.loads(payload)):
         yield device, first + offset, value
-
-
-def parse_named_values(topic: str, payload: bytes) -> Iterator[Triple]:
-    """`.../d007` with `{ts, values: {r0001: value}}`."""
-    device = _device(topic)
-    for tag, value in orjson.loads(payload)["values"].items():
-        yield device, int(tag[1:]), value
 
 
 def parse_thingsboard(topic: str, payload: bytes) -> Iterator[Triple]:
