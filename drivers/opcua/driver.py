@@ -55,6 +55,8 @@ class OpcUaDriver(Driver):
         self._logged_error = ""
         self._read_error = ""
         self._ever_connected = False
+        # Cancel requests the task running run() had before it started (see _check_cancelled).
+        self._cancel_base = 0
 
     # --- the Driver contract ------------------------------------------------------------------
 
@@ -63,17 +65,18 @@ class OpcUaDriver(Driver):
 
     async def run(self) -> None:
         attempt = 0
+        self._cancel_base = _cancel_requests()
         try:
             while True:
                 try:
                     session = await self._open()
                 except OpcUaSetupError as exc:
-                    _propagate_swallowed_cancel()
+                    self._check_cancelled()
                     self._connect_failed(str(exc), setup=True)
                     await asyncio.sleep(self._delay(attempt_cap=True))
                     continue
                 except _CONNECT_FAULTS as exc:
-                    _propagate_swallowed_cancel()
+                    self._check_cancelled()
                     self._connect_failed(describe_connect_error(exc))
                     await asyncio.sleep(self._delay(attempt))
                     attempt += 1
@@ -85,6 +88,7 @@ class OpcUaDriver(Driver):
                 finally:
                     self._session = None
                     await session.close()
+                self._check_cancelled()
                 self._session_lost(reason)
                 # A session that broke at once counts as a failed attempt, so a server that
                 # accepts and then drops every session is not hammered.
@@ -102,14 +106,15 @@ class OpcUaDriver(Driver):
             self._session_lost(session.lost_reason or "connection closed")
             session = None
         if session is None:
+            cancels = _cancel_requests()
             try:
                 session = await self._open()
             except OpcUaSetupError as exc:
-                _propagate_swallowed_cancel()
+                _propagate_swallowed_cancel(cancels)
                 self._connect_failed(str(exc), setup=True)
                 return
             except _CONNECT_FAULTS as exc:
-                _propagate_swallowed_cancel()
+                _propagate_swallowed_cancel(cancels)
                 self._connect_failed(describe_connect_error(exc))
                 return
             self._session = session
@@ -153,6 +158,16 @@ class OpcUaDriver(Driver):
         )
         async with asyncio.timeout(self.device.connect_timeout):
             return await OpcUaSession.open(self.device, self._ctx.state_dir)
+
+    def _check_cancelled(self) -> None:
+        """Raise CancelledError if run()'s task was asked to stop but the request was lost.
+
+        Python 3.11's asyncio.wait_for (asyncua opens sockets with it; asyncua's state waits
+        use it) returns the inner result when cancellation and completion race (cpython
+        #86296), dropping the CancelledError: a driver stopped at that moment would go on
+        reconnecting or watching forever. The task's count of cancel requests still shows it.
+        """
+        _propagate_swallowed_cancel(self._cancel_base)
 
     def _delay(self, attempt: int = 0, *, attempt_cap: bool = False) -> float:
         """Exponential from reconnect_min to reconnect_max, with jitter so that many
@@ -284,6 +299,7 @@ class OpcUaDriver(Driver):
         period = min(0.5, self.device.keepalive_interval / 2)
         async with session.client.subscribe_state() as changes:
             while True:
+                self._check_cancelled()
                 if session.client.uaclient.state is not UaClientState.CONNECTED:
                     raise SessionLostError(session.lost_reason or "connection closed")
                 if session.lost_reason:
@@ -318,11 +334,12 @@ class OpcUaDriver(Driver):
         """One batched read of `names`; SessionLostError when the session is gone."""
         clock = self._ctx.clock
         started = time.perf_counter()
+        cancels = _cancel_requests()
         try:
             async with asyncio.timeout(self.device.timeout * 2):
                 values = await session.read_tags(names)
         except Exception as exc:
-            _propagate_swallowed_cancel()
+            _propagate_swallowed_cancel(cancels)
             if is_session_loss(exc):
                 raise SessionLostError(f"read failed: {describe_error(exc)}") from exc
             if not isinstance(exc, UaError):
@@ -350,15 +367,15 @@ class OpcUaDriver(Driver):
         self._ctx.on_status(self._status)
 
 
-def _propagate_swallowed_cancel() -> None:
-    """Raise CancelledError if this task was cancelled but a library swallowed it.
-
-    On Python 3.11, asyncio.wait_for (which asyncua uses to open the socket) returns the inner
-    result or error when cancellation and completion race (cpython #86296): a driver stopped
-    while a connect was being refused would then sleep and reconnect forever.
-    """
+def _cancel_requests() -> int:
     task = asyncio.current_task()
-    if task is not None and task.cancelling():
+    return task.cancelling() if task is not None else 0
+
+
+def _propagate_swallowed_cancel(before: int) -> None:
+    """Raise CancelledError if this task got a cancel request since `before` (its
+    `_cancel_requests()` then) that a library swallowed (see OpcUaDriver._check_cancelled)."""
+    if _cancel_requests() > before:
         raise asyncio.CancelledError
 
 

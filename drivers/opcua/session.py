@@ -301,10 +301,11 @@ class OpcUaSession:
     async def read_tags(self, names: Sequence[str]) -> list[tuple[str, ua.DataValue | str]]:
         """Current values of the named tags, in batched Reads; an unresolved tag gives its
         reason instead of a DataValue."""
-        readable = [name for name in names if self.tags[name].node_id is not None]
-        node_ids = [self.tags[name].node_id for name in readable]
-        values = await self._read(node_ids, AttributeIds.Value)  # type: ignore[arg-type]
-        by_name: dict[str, ua.DataValue | str] = dict(zip(readable, values, strict=True))
+        readable = [(n, node) for n in names if (node := self.tags[n].node_id) is not None]
+        values = await self._read([node for _, node in readable], AttributeIds.Value)
+        by_name: dict[str, ua.DataValue | str] = {
+            name: value for (name, _), value in zip(readable, values, strict=True)
+        }
         return [(name, by_name.get(name, self.tags[name].error)) for name in names]
 
     # --- the subscription ---------------------------------------------------------------------
