@@ -16,28 +16,11 @@ from typing import Any
 import structlog
 
 from controller.clock import ScaledClock
-from controller.config import Config, ConfigError, DeviceConfig, LoadedConfig, load_config
+from controller.config import Config, ConfigError, LoadedConfig, load_config
 from controller.localbroker import LocalMosquitto
 from controller.runtime import Runtime
 
 log = structlog.get_logger(__name__)
-
-
-def _point_at_cell(config: Config, endpoints: dict[str, Any], state_dir: Path) -> Config:
-    """Devices named like a simulated device get that device's address; the rest are kept."""
-    devices: list[DeviceConfig] = []
-    for device in config.devices:
-        endpoint = endpoints.get(device.name)
-        if endpoint is not None and device.driver == "modbus":
-            host, port, unit_id = endpoint
-            link = device.link.model_copy(update={"host": host, "port": port})
-            devices.append(device.model_copy(update={"link": link, "unit_id": unit_id}))
-        elif endpoint is not None and device.driver == "opcua":
-            devices.append(device.model_copy(update={"endpoint": endpoint}))
-        else:
-            devices.append(device)
-    gateway = config.gateway.model_copy(update={"state_dir": state_dir})
-    return config.model_copy(update={"devices": devices, "gateway": gateway})
 
 
 def _cell_endpoints(cell: Any) -> dict[str, Any]:
@@ -54,6 +37,7 @@ async def run_demo(
     duration: float | None,
     use_config_broker: bool,
 ) -> int:
+    from controller.cosim import point_config_at_cell  # noqa: PLC0415
     from drivers.sim.cell import SimCell  # noqa: PLC0415
     from drivers.sim.scenario import load_scenario  # noqa: PLC0415
 
@@ -70,7 +54,7 @@ async def run_demo(
     clock = ScaledClock(speed, start_wall_ms=int(start.timestamp() * 1000))
     with tempfile.TemporaryDirectory(prefix="edgecell-demo-") as state:
         async with SimCell(cell_scenario, speed=speed, ports=0) as cell:
-            config = _point_at_cell(loaded.config, _cell_endpoints(cell), Path(state))
+            config = point_config_at_cell(loaded.config, cell, Path(state))
             if use_config_broker:
                 return await _run_for(loaded, config, duration, clock)
             async with LocalMosquitto() as broker:
