@@ -148,15 +148,16 @@ def sim_server(plant: Plant, cert_dir: Path, **options: Any) -> SimOpcUaServer:
     return SimOpcUaServer(plant, UTILITY_PLC, cert_dir=cert_dir, server_clock=False, **options)
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
+@pytest_asyncio.fixture(loop_scope="session", scope="session")
 async def shared_sim(sim_cert_dir: Path) -> AsyncIterator[SimOpcUaServer]:
-    """One server per test module (starting one takes a second or two: asyncua builds the
-    whole standard address space); `sim` resets it for every test."""
+    """One server for all OPC UA tests (starting one takes seconds: asyncua builds the whole
+    standard address space); `sim` resets it for every test. Tests that use it run in the
+    session's event loop (`pytest.mark.asyncio(loop_scope="session")`)."""
     async with sim_server(new_plant(), sim_cert_dir) as server:
         yield server
 
 
-@pytest_asyncio.fixture(loop_scope="module")
+@pytest_asyncio.fixture(loop_scope="session")
 async def sim(shared_sim: SimOpcUaServer) -> SimOpcUaServer:
     """The module's server in front of a fresh plant, every node showing it."""
     shared_sim.plant = new_plant()

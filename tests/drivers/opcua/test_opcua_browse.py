@@ -15,7 +15,7 @@ from controller.config import parse_config
 from drivers.opcua.browse import browse, format_tree, format_yaml
 from drivers.opcua.config import OpcUaDevice
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -9,7 +9,7 @@ from conftest import Recorder, device, good, new_plant, running, sim_server
 from controller.model import LinkState, Quality
 from drivers.opcua.driver import OpcUaDriver
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 POINTS = [
     "compressor.pressure_bar",

@@ -18,7 +18,7 @@ from conftest import Recorder, device, good, new_plant, running, sim_server
 from controller.model import LinkState, Quality
 from drivers.opcua.driver import OpcUaDriver
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 REPO = Path(__file__).resolve().parents[3]
 # The simulated PLC in a process of its own, so that the test can freeze it (SIGSTOP): the

@@ -19,7 +19,7 @@ from controller.model import LinkState
 from drivers.opcua.driver import OpcUaDriver
 from drivers.opcua.security import TRUSTED_SERVER_CERT_FILE, fingerprint
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SECURE = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt"}
 

@@ -3,7 +3,9 @@ the server publishes them; deadbands; tags whose node is missing."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import pytest
 from asyncua import ua
@@ -13,7 +15,7 @@ from controller.model import Quality
 from drivers.opcua.driver import OpcUaDriver
 from drivers.sim.opcua_server import SimOpcUaServer
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 TYPED_VALUES: dict[str, tuple[object, ua.VariantType, object]] = {
     # node name: (value on the server, its type, the Sample value expected)
@@ -34,26 +36,32 @@ TYPED_VALUES: dict[str, tuple[object, ua.VariantType, object]] = {
 }
 
 
-async def _add_typed_nodes(sim: SimOpcUaServer) -> dict[str, str]:
+@contextlib.asynccontextmanager
+async def _typed_nodes(sim: SimOpcUaServer) -> AsyncIterator[dict[str, str]]:
+    """A Types object with one variable per TYPED_VALUES entry, removed afterwards (the
+    server is shared with other tests)."""
     idx = sim.namespace_index
     folder = await sim.server.nodes.objects.add_object(f"ns={idx};s=Types", f"{idx}:Types")
-    node_ids = {}
-    for name, (value, vtype, _expected) in TYPED_VALUES.items():
-        node = await folder.add_variable(
-            f"ns={idx};s=Types.{name}", f"{idx}:{name}", ua.Variant(value, vtype)
-        )
-        node_ids[name] = node.nodeid.to_string()
-    return node_ids
+    try:
+        node_ids = {}
+        for name, (value, vtype, _expected) in TYPED_VALUES.items():
+            node = await folder.add_variable(
+                f"ns={idx};s=Types.{name}", f"{idx}:{name}", ua.Variant(value, vtype)
+            )
+            node_ids[name] = node.nodeid.to_string()
+        yield node_ids
+    finally:
+        await sim.server.delete_nodes([folder], recursive=True)
 
 
 async def test_subscribed_values_arrive_with_their_types(sim, recorder: Recorder):
-    node_ids = await _add_typed_nodes(sim)
-    tags = [{"name": name.lower(), "node": node_id} for name, node_id in node_ids.items()]
-    driver = OpcUaDriver(device(sim.endpoint, tags), recorder.context())
-    async with running(driver):
-        for name, (_value, _vtype, expected) in TYPED_VALUES.items():
-            sample = await recorder.wait_sample("plc", name.lower(), good)
-            assert (sample.value, type(sample.value)) == (expected, type(expected)), name
+    async with _typed_nodes(sim) as node_ids:
+        tags = [{"name": name.lower(), "node": node_id} for name, node_id in node_ids.items()]
+        driver = OpcUaDriver(device(sim.endpoint, tags), recorder.context())
+        async with running(driver):
+            for name, (_value, _vtype, expected) in TYPED_VALUES.items():
+                sample = await recorder.wait_sample("plc", name.lower(), good)
+                assert (sample.value, type(sample.value)) == (expected, type(expected)), name
 
 
 async def test_subscribed_change_carries_the_server_source_timestamp(sim, recorder: Recorder):

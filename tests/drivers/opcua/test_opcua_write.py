@@ -10,7 +10,7 @@ from conftest import Recorder, device, good, running
 from controller.model import LinkState, WriteError
 from drivers.opcua.driver import OpcUaDriver
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
 def _tags(sim):

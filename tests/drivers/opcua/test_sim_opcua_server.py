@@ -10,10 +10,10 @@ from asyncua import Client, ua
 
 from drivers.sim.opcua_server import SimOpcUaSpec, default_spec
 
-in_module_loop = pytest.mark.asyncio(loop_scope="module")  # the server is shared by the module
+in_session_loop = pytest.mark.asyncio(loop_scope="session")  # where the shared server runs
 
 
-@in_module_loop
+@in_session_loop
 async def test_setpoint_write_reaches_the_plant_which_clamps_it(sim):
     async with Client(sim.endpoint, timeout=5) as client:
         node = client.get_node(sim.node_id("compressor.pressure_setpoint_bar"))
@@ -24,7 +24,7 @@ async def test_setpoint_write_reaches_the_plant_which_clamps_it(sim):
     assert shown == 8.0
 
 
-@in_module_loop
+@in_session_loop
 async def test_refresh_copies_plant_points_with_their_source_time(sim):
     before = sim.plant.read_point("chiller.supply_temp_c")
     sim.plant.step(600.0)
@@ -37,7 +37,7 @@ async def test_refresh_copies_plant_points_with_their_source_time(sim):
     assert value.SourceTimestamp.replace(tzinfo=dt.UTC) == stamp
 
 
-@in_module_loop
+@in_session_loop
 async def test_measurements_are_read_only_for_clients(sim):
     before = sim.plant.read_point("compressor.pressure_bar")
     async with Client(sim.endpoint, timeout=5) as client:
