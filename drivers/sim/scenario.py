@@ -7,6 +7,7 @@ docs/simulator.md gives the public source of each default number.
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import datetime, time
 from pathlib import Path
@@ -86,6 +87,10 @@ class ScheduleSpec(StrictModel):
     idle: list[Pause] = Field(default_factory=list)
     # Minutes before a shift during which machines warm up (idle) and site services start.
     warmup: Duration = 1800.0
+    # What machines do between shifts on a working day when nobody tells them otherwise: stay
+    # idle (the baseline: a cell run without edgecell leaves them on) or go to standby by their
+    # own program. A standby request from the controller overrides either.
+    between_shifts: Literal["idle", "standby"] = "idle"
 
 
 class MachinePower(StrictModel):
@@ -113,6 +118,16 @@ class MachineSpec(StrictModel):
     variability: float = Field(0.08, ge=0, le=0.5)
     # Days with no shift: off (breakers open) or standby (controls powered).
     weekend_state: Literal["off", "standby"] = "off"
+    # Leaving standby (PROFIenergy End_Pause): `wake_up` seconds before the machine can produce
+    # (Time_to_operate), during which it draws `restart_kwh` on top of its idle power.
+    wake_up: Duration = 0.0
+    restart_kwh: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _restart_takes_time(self) -> MachineSpec:
+        if self.restart_kwh > 0 and self.wake_up <= 0:
+            raise ValueError("restart_kwh is drawn during wake_up: give wake_up a duration")
+        return self
 
 
 # --- site and weather -------------------------------------------------------------------------
@@ -241,6 +256,8 @@ class CoolingTowerSpec(StrictModel):
     system_volume_m3: float = Field(gt=0)
     makeup_conductivity_us_cm: float = Field(gt=0)
     initial_conductivity_us_cm: float = Field(gt=0)
+    # The water chemistry's limit (scale and corrosion): ground truth counts time above it.
+    max_conductivity_us_cm: float = Field(gt=0)
     blowdown_max_m3_h: float = Field(gt=0)
     # The PLC's own blowdown control: open above `setpoint`, close below setpoint - hysteresis.
     local_conductivity_setpoint_us_cm: float = Field(gt=0)
@@ -265,6 +282,78 @@ class RinseSpec(StrictModel):
     machine: Name  # the machine whose production drives drag-out
 
 
+# --- deferrable loads ---------------------------------------------------------------------------
+
+
+class TankDraw(StrictModel):
+    """Heat the process takes out of a heated tank (kW) while its machine is idle or producing;
+    in standby or off only the tank's own losses remain."""
+
+    idle: float = Field(0.0, ge=0)
+    producing: float = Field(0.0, ge=0)
+
+
+class HeatedTankSpec(StrictModel):
+    """A tank of process water held hot by an electric heater on a thermostat. The water is
+    thermal storage: the heater may be disabled for a while (its energy is deferred, not lost)
+    as long as the water stays above `min_c`; enabled again, it recovers."""
+
+    name: Name
+    machine: Name  # the machine that draws heat from it
+    volume_m3: float = Field(gt=0)
+    heater_kw: float = Field(gt=0)
+    power_factor: float = Field(0.99, gt=0, le=1)  # resistive elements
+    setpoint_c: float  # the thermostat switches the heater off here...
+    differential_k: float = Field(3.0, gt=0)  # ...and on again this far below
+    min_c: float  # the process needs the water at least this hot
+    initial_c: float
+    draw_kw: TankDraw
+    loss_kw_per_k: float = Field(ge=0)  # insulated tank and pipes to the room (UA)
+    room_c: float = 20.0
+
+    @model_validator(mode="after")
+    def _thermostat_above_minimum(self) -> HeatedTankSpec:
+        if self.min_c > self.setpoint_c - self.differential_k:
+            raise ValueError("min_c is above the thermostat's switch-on temperature")
+        if self.room_c >= self.setpoint_c:
+            raise ValueError("room_c is not below setpoint_c: nothing to heat")
+        return self
+
+
+class ChargingSession(StrictModel):
+    """A car plugged in on the given days from `arrive`, wanting `kwh` before it leaves."""
+
+    arrive: ClockTime
+    depart: ClockTime
+    kwh: float = Field(gt=0)
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
+
+    @model_validator(mode="after")
+    def _leaves_after_arriving(self) -> ChargingSession:
+        if self.depart <= self.arrive:
+            raise ValueError("a car departs after it arrives on the same day")
+        return self
+
+
+class EvChargerSpec(StrictModel):
+    """An AC charging point (IEC 61851-1 mode 3): it charges at `kw` while a car wants energy
+    and the charger is enabled; disabled, its control pilot pauses the car."""
+
+    name: Name
+    kw: float = Field(gt=0)
+    power_factor: float = Field(0.99, gt=0, le=1)
+    sessions: list[ChargingSession] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_car_at_a_time(self) -> EvChargerSpec:
+        for day in WEEKDAYS:
+            today = sorted((s.arrive, s.depart) for s in self.sessions if day in s.days)
+            for (_, depart), (arrive, _) in itertools.pairwise(today):
+                if arrive < depart:
+                    raise ValueError(f"sessions overlap on {day}: one car at a time")
+        return self
+
+
 class PlcSpec(StrictModel):
     """A PLC's watchdog: when its heartbeat point stops changing for `heartbeat_timeout`, the
     PLC drops remote setpoints and goes back to its local defaults."""
@@ -276,6 +365,8 @@ class PlcsSpec(StrictModel):
     compressor: PlcSpec = PlcSpec()
     chiller: PlcSpec = PlcSpec()
     water: PlcSpec = PlcSpec()
+    # Machine standby requests and the enables of deferrable loads.
+    process: PlcSpec = PlcSpec()
 
 
 # --- tariff -----------------------------------------------------------------------------------
@@ -445,6 +536,8 @@ class Scenario(StrictModel):
     chilled_water: ChilledWaterSpec
     cooling_tower: CoolingTowerSpec
     rinse: RinseSpec
+    heated_tanks: list[HeatedTankSpec] = Field(default_factory=list)
+    ev_chargers: list[EvChargerSpec] = Field(default_factory=list)
     plcs: PlcsSpec = PlcsSpec()
     tariff: TariffSpec
     events: EventsSpec = EventsSpec()
@@ -458,6 +551,15 @@ class Scenario(StrictModel):
             raise ValueError("machine names repeat")
         if self.rinse.machine not in machines:
             raise ValueError(f"rinse.machine {self.rinse.machine!r} is not a machine")
+        for tank in self.heated_tanks:
+            if tank.machine not in machines:
+                raise ValueError(f"heated tank {tank.name!r}: {tank.machine!r} is not a machine")
+        # Machines, tanks and chargers name their points: `<name>.state`, `<name>.enable`.
+        equipment = (
+            machines + [t.name for t in self.heated_tanks] + [c.name for c in self.ev_chargers]
+        )
+        if len(set(equipment)) != len(equipment):
+            raise ValueError("machine, heated tank and charger names repeat")
         devices = [d.name for d in self.modbus_devices] + [d.name for d in self.opcua_devices]
         if len(set(devices)) != len(devices):
             raise ValueError("device names repeat")

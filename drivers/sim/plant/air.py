@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from drivers.sim.plant.relaxation import advance, time_to_reach
 from drivers.sim.scenario import CompressedAirSpec
 
 P_ATM_BAR = 1.01325
@@ -96,10 +97,10 @@ class CompressedAir:
             inflow = spec.rated_flow_m3_min if self.loaded else 0.0
             a = g * (inflow - demand_m3_min - self.leak_k * P_ATM_BAR)
             target = unload_at if self.loaded else load_at
-            t_switch = _time_to_reach(p, a, b, target)
+            t_switch = time_to_reach(p, a, b, target)
             switches = t_switch is not None and t_switch <= remaining
             h = t_switch if switches and t_switch is not None else remaining
-            p_end = target if switches else _advance(p, a, b, h)
+            p_end = target if switches else advance(p, a, b, h)
             leak += _leak_integral(p, a, b, h, self.leak_k)
             if self.loaded:
                 energy_kws += self.loaded_power_kw((p + p_end) / 2) * h
@@ -122,27 +123,6 @@ class CompressedAir:
             demand_m3=demand_m3_min * dt / 60.0,
             leak_m3=leak,
         )
-
-
-def _advance(p: float, a: float, b: float, h: float) -> float:
-    """p after h seconds of dp/dt = a - b p."""
-    if b == 0:
-        return p + a * h
-    p_inf = a / b
-    return p_inf + (p - p_inf) * math.exp(-b * h)
-
-
-def _time_to_reach(p: float, a: float, b: float, target: float) -> float | None:
-    """Seconds until dp/dt = a - b p takes p to target, or None if it never does."""
-    if b == 0:
-        if a == 0:
-            return None
-        t = (target - p) / a
-        return t if t >= 0 else None
-    p_inf = a / b
-    if (target - p_inf) * (p - p_inf) <= 0 or abs(p - p_inf) < abs(target - p_inf):
-        return None  # the target is beyond the asymptote or behind us
-    return max(0.0, -math.log((target - p_inf) / (p - p_inf)) / b)
 
 
 def _leak_integral(p: float, a: float, b: float, h: float, k: float) -> float:

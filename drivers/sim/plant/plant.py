@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from drivers.sim.plant.air import CompressedAir, orifice_free_air_m3_min_per_bar_abs
+from drivers.sim.plant.charging import EvCharger
 from drivers.sim.plant.chiller import ChilledWater
 from drivers.sim.plant.electricity import Load, SiteMeter
 from drivers.sim.plant.machines import Machine
 from drivers.sim.plant.noise import seeded
 from drivers.sim.plant.plc import Plc, Setpoint
 from drivers.sim.plant.schedule import Activity, ProductionSchedule
+from drivers.sim.plant.tank import HeatedTank
 from drivers.sim.plant.truth import GroundTruth, LeakTruth
 from drivers.sim.plant.water import CoolingTower, RinseLine, TowerStep, condenser_water_c
 from drivers.sim.plant.weather import Ambient
@@ -65,6 +67,19 @@ def _machine_state(machine: Machine) -> int:
     return int(machine.activity)
 
 
+def _command_state(setpoint: Setpoint) -> int:
+    """A PLC's 0/1 command register as it reads back."""
+    return 1 if setpoint.value is not None and setpoint.value >= 0.5 else 0
+
+
+def _on_off() -> Setpoint:
+    return Setpoint(default=0.0, min=0.0, max=1.0)
+
+
+def _enabled() -> Setpoint:
+    return Setpoint(default=1.0, min=0.0, max=1.0)
+
+
 class Plant:
     """Deterministic for a given scenario and seed and sequence of `step(dt)` calls."""
 
@@ -75,16 +90,31 @@ class Plant:
         sc = scenario
         self.schedule = ProductionSchedule(sc.schedule)
         self.ambient = Ambient(sc.ambient, seeded(self.seed, "ambient"))
-        self.machines = [Machine(m, seeded(self.seed, f"machine:{m.name}")) for m in sc.machines]
-        self._by_name = {m.name: m for m in self.machines}
-        self.meter = SiteMeter(sc.site.meter, seeded(self.seed, "grid"))
-
         plcs = sc.plcs
         self.plcs = {
             "compressor": Plc("compressor", plcs.compressor.heartbeat_timeout),
             "chiller": Plc("chiller", plcs.chiller.heartbeat_timeout),
             "water": Plc("water", plcs.water.heartbeat_timeout),
+            "process": Plc("process", plcs.process.heartbeat_timeout),
         }
+        process = self.plcs["process"]
+        self.machines: list[Machine] = []
+        for spec in sc.machines:
+            request = _on_off()  # local default: no standby request
+            process.add(f"{spec.name}.standby_request", request)
+            self.machines.append(Machine(spec, seeded(self.seed, f"machine:{spec.name}"), request))
+        self._by_name = {m.name: m for m in self.machines}
+        self.tanks: list[HeatedTank] = []
+        for tank_spec in sc.heated_tanks:
+            enable = _enabled()  # local default: the thermostat alone decides
+            process.add(f"{tank_spec.name}.heater_enable", enable)
+            self.tanks.append(HeatedTank(tank_spec, enable))
+        self.chargers: list[EvCharger] = []
+        for charger_spec in sc.ev_chargers:
+            enable = _enabled()  # local default: charge as soon as a car is plugged in
+            process.add(f"{charger_spec.name}.enable", enable)
+            self.chargers.append(EvCharger(charger_spec, enable))
+        self.meter = SiteMeter(sc.site.meter, seeded(self.seed, "grid"))
         self._pressure_sp = _setpoint(sc.compressed_air.setpoint_bar)
         self._supply_sp = _setpoint(sc.chilled_water.supply_setpoint_c)
         self._blowdown_sp = Setpoint(default=None, min=0.0, max=100.0)
@@ -127,6 +157,11 @@ class Plant:
                 )
                 for leak in sc.events.leaks
             ],
+            seconds_production_lost={m.name: 0.0 for m in self.machines},
+            machine_restarts={m.name: 0 for m in self.machines},
+            restart_kwh={m.name: 0.0 for m in self.machines},
+            seconds_tank_below_min={t.name: 0.0 for t in self.tanks},
+            ev_energy_short_kwh={c.name: 0.0 for c in self.chargers},
         )
         self._points = self._build_points()
 
@@ -163,6 +198,12 @@ class Plant:
             * min(1.0, self.time_s / (30 * 86400.0))
         )
         self.truth.plc_fallbacks = {name: plc.fallbacks for name, plc in self.plcs.items()}
+        for machine in self.machines:
+            self.truth.seconds_production_lost[machine.name] = machine.production_lost_s
+            self.truth.machine_restarts[machine.name] = machine.restarts
+            self.truth.restart_kwh[machine.name] = machine.restart_kwh
+        for charger in self.chargers:
+            self.truth.ev_energy_short_kwh[charger.name] = charger.short_kwh
         return self.truth
 
     # --- physics ----------------------------------------------------------------------------
@@ -186,6 +227,12 @@ class Plant:
         self.running = any(m.activity is not Activity.OFF for m in self.machines)
 
         loads: list[Load] = [Load(m.name, m.power_kw, m.spec.power_factor) for m in self.machines]
+        for tank in self.tanks:
+            tank.step(dt, self._by_name[tank.spec.machine].activity)
+            loads.append(Load(tank.name, tank.power_kw, tank.spec.power_factor))
+        for charger in self.chargers:
+            charger.step(now, dt)
+            loads.append(Load(charger.name, charger.power_kw, charger.spec.power_factor))
 
         if self._pressure_sp.value is not None:
             self.air.setpoint_bar = self._pressure_sp.value
@@ -325,6 +372,14 @@ class Plant:
         rinsing = self._by_name[self.scenario.rinse.machine].activity is Activity.PRODUCING
         if rinsing and self.rinse.conductivity > self.scenario.rinse.quality_limit_us_cm:
             truth.seconds_rinse_above_limit += dt
+        for tank in self.tanks:
+            served = self._by_name[tank.spec.machine]
+            if served.activity is Activity.PRODUCING and tank.temperature_c < tank.spec.min_c:
+                truth.seconds_tank_below_min[tank.name] += dt
+        # The chemistry limit holds whenever water circulates over the tower.
+        limit = self.scenario.cooling_tower.max_conductivity_us_cm
+        if self.running and self.tower.conductivity > limit:
+            truth.seconds_tower_above_limit += dt
 
     def _split_leaks(self, dt: float, air_leak_m3: float) -> None:
         """Book each injected leak's own volume (air leaks share the orifice flow by area)."""
@@ -525,6 +580,67 @@ class Plant:
                 "kW",
                 functools.partial(getattr, machine, "power_kw"),
                 "power",
+            )
+
+        pplc = self.plcs["process"]
+
+        def command(name: str, setpoint: Setpoint, description: str) -> None:
+            def write(value: PointValue) -> None:
+                pplc.write(name, 1.0 if _number(name, value) >= 0.5 else 0.0)
+
+            points[name] = _Point(
+                PointInfo(name, "", True, description),
+                functools.partial(_command_state, setpoint),
+                write,
+            )
+
+        for machine in self.machines:
+            command(
+                f"{machine.name}.standby_request",
+                machine.standby_request,
+                "1: go to standby (PROFIenergy Start_Pause), 0: be ready (End_Pause)",
+            )
+        for tank in self.tanks:
+            measure(
+                f"{tank.name}.temperature_c",
+                "degC",
+                functools.partial(getattr, tank, "temperature_c"),
+                "water temperature",
+            )
+            measure(
+                f"{tank.name}.heater_power_kw",
+                "kW",
+                functools.partial(getattr, tank, "power_kw"),
+                "heater power",
+            )
+            measure(
+                f"{tank.name}.heater_on",
+                "",
+                functools.partial(getattr, tank, "heater_on"),
+                "heater energised (thermostat calling and heater enabled)",
+            )
+            command(
+                f"{tank.name}.heater_enable",
+                tank.enable,
+                "1: the thermostat may heat, 0: heater off (deferred)",
+            )
+        for charger in self.chargers:
+            measure(
+                f"{charger.name}.power_kw",
+                "kW",
+                functools.partial(getattr, charger, "power_kw"),
+                "charging power",
+            )
+            measure(
+                f"{charger.name}.connected",
+                "",
+                functools.partial(getattr, charger, "connected"),
+                "a car is plugged in",
+            )
+            command(
+                f"{charger.name}.enable",
+                charger.enable,
+                "1: charge, 0: pause charging (deferred)",
             )
 
         for plc in self.plcs.values():

@@ -46,7 +46,7 @@ class ProductionSchedule:
                 return Activity.PRODUCING
             if start - self.spec.warmup <= second < start:
                 return Activity.IDLE
-        return Activity.STANDBY
+        return Activity.STANDBY if self.spec.between_shifts == "standby" else Activity.IDLE
 
     def occupied(self, now: datetime) -> bool:
         """People on site (offices lit, washrooms used): from warm-up to the end of a shift."""

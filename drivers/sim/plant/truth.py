@@ -37,6 +37,16 @@ class GroundTruth:
     seconds_process_above_limit: float = 0.0
     seconds_far_end_below_critical: float = 0.0
     seconds_rinse_above_limit: float = 0.0
+    seconds_tower_above_limit: float = 0.0  # tower conductivity over its chemistry limit
+    # By machine: seconds scheduled to produce while in standby or still waking up.
+    seconds_production_lost: dict[str, float] = field(default_factory=dict)
+    machine_restarts: dict[str, int] = field(default_factory=dict)  # times left standby
+    # By machine: energy of its wake-ups above idle power (already in energy_kwh[machine]).
+    restart_kwh: dict[str, float] = field(default_factory=dict)
+    # By heated tank: seconds under its minimum while its machine produced.
+    seconds_tank_below_min: dict[str, float] = field(default_factory=dict)
+    # By charging point: energy the cars wanted and left without.
+    ev_energy_short_kwh: dict[str, float] = field(default_factory=dict)
     plc_fallbacks: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
