@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import UTILITY_PLC
+from opcua_peers import UTILITY_PLC
 
 from controller.config import parse_config
 from drivers.opcua.browse import browse, format_tree, format_yaml

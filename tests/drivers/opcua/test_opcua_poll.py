@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asyncua.common.callback import CallbackType
-from conftest import Recorder, device, good, new_plant, running, sim_server
+from opcua_peers import Recorder, device, good, new_plant, running, sim_server
 
 from controller.model import LinkState, Quality
 from drivers.opcua.driver import OpcUaDriver

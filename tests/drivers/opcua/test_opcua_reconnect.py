@@ -13,7 +13,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import Recorder, device, good, new_plant, running, sim_server
+from opcua_peers import Recorder, device, good, new_plant, running, sim_server
 
 from controller.model import LinkState, Quality
 from drivers.opcua.driver import OpcUaDriver

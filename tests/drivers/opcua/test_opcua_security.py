@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from asyncua.crypto import cert_gen
-from conftest import USERS, Recorder, device, good, running
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509 import DNSName, UniformResourceIdentifier
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from opcua_peers import USERS, Recorder, device, good, running
 
 from controller.model import LinkState
 from drivers.opcua.driver import OpcUaDriver

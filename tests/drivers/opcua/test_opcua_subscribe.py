@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from asyncua import ua
-from conftest import Recorder, device, good, running
+from opcua_peers import Recorder, device, good, running
 
 from controller.model import Quality
 from drivers.opcua.driver import OpcUaDriver

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from asyncua import ua
-from conftest import Recorder, device, good, running
+from opcua_peers import Recorder, device, good, running
 
 from controller.model import LinkState, WriteError
 from drivers.opcua.driver import OpcUaDriver
