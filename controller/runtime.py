@@ -273,9 +273,10 @@ class Runtime:
         backoff = 1.0
         while True:
             try:
-                async with asyncio.TaskGroup() as tg:
-                    for driver in group.drivers:
-                        tg.create_task(driver.run(), name=f"driver:{driver.name}")
+                # In a task of its own: on Python 3.11 a TaskGroup whose child fails leaves the
+                # *enclosing* task's cancel count raised, which would confuse every later
+                # timeout and TaskGroup of this supervisor.
+                await asyncio.create_task(self._run_drivers(group), name=f"drivers:{group.key}")
                 return
             except Exception as exc:
                 self._counters.driver_restarts += 1
@@ -290,6 +291,12 @@ class Runtime:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
                 group.drivers = build_drivers(group.devices, self._driver_context())
+
+    @staticmethod
+    async def _run_drivers(group: _DeviceGroup) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for driver in group.drivers:
+                tg.create_task(driver.run(), name=f"driver:{driver.name}")
 
     def driver(self, device: str) -> Driver:
         """The driver of a device, for writes (the actuator) and tests."""
