@@ -55,9 +55,20 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def rss_bytes(pid: int) -> int:
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and its parts (RssAnon: the heap; RssFile: mapped files, libraries, SQLite's shared
+    memory) from /proc, in bytes."""
     status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
-    return int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1]) * 1024
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        key: int(fields[key].split()[0]) * 1024
+        for key in ("VmRSS", "RssAnon", "RssFile", "RssShmem")
+        if key in fields
+    }
+
+
+def rss_bytes(pid: int) -> int:
+    return memory(pid)["VmRSS"]
 
 
 def free_port_run(count: int) -> int:
@@ -270,6 +281,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     daemon_log = workdir / "daemon.log"
     faults: list[dict[str, Any]] = []
     rss: list[tuple[float, int]] = []
+    memory_at: dict[str, dict[str, int]] = {}
     started = time.monotonic()
     async with asyncio.TaskGroup() as tasks:
         listener = tasks.create_task(subscriber.run(subscribed))
@@ -298,6 +310,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         await sample_rss_until(args.warm_up)
         rss_start = rss_bytes(daemon.pid)
+        memory_at["start"] = memory(daemon.pid)
         log(f"warmed up: RSS {rss_start / 2**20:.1f} MiB, {subscriber.delivered} delivered")
         kind = 0
         last_fault_by = args.duration - max(60.0, args.broker_down, args.cell_down) - 30
@@ -328,6 +341,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 break
             await asyncio.sleep(1.0)
         rss_end = rss_bytes(daemon.pid)
+        memory_at["end"] = memory(daemon.pid)
         last_health = subscriber.health
         daemon.send_signal(signal.SIGTERM)
         code = await asyncio.wait_for(daemon.wait(), 15)
@@ -371,6 +385,7 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "rss_growth": round(growth, 4),
         "rss_growth_ok": growth < RSS_GROWTH_LIMIT,
         "rss_series": rss,
+        "memory": memory_at,
         "daemon_exit": code,
         "last_health": last_health,
         "daemon_warnings": log_summary(daemon_log),
