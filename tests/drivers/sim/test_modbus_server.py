@@ -216,3 +216,26 @@ async def test_mbpoll_reads_the_energy_meter(plant_mid_shift: Plant, normal_day:
     for n, ref in ((1, "1"), (2, "3"), (3, "5")):
         expected = float(plant_mid_shift.read_point(f"site_meter.voltage_l{n}_v"))
         assert values[ref] == pytest.approx(expected, abs=1e-3)
+
+
+async def test_standby_request_and_heater_enable_written_over_modbus_reach_the_plant(
+    plant_mid_shift: Plant, normal_day: Scenario
+) -> None:
+    plc = device(normal_day, "process-plc")
+    async with SimModbusServer(plant_mid_shift, [plc], port=0) as server:
+        client = await _client(server.port)
+        try:
+            await client.write_register(112, 3, device_id=1)  # process heartbeat
+            request = await client.write_register(46, 1, device_id=1)  # press-1 standby
+            enable = await client.write_register(50, 0, device_id=1)  # wash-tank heater off
+            plant_mid_shift.step(5.0)
+            await server.refresh()
+            state = await client.read_holding_registers(40, count=1, device_id=1)
+            commands = await client.read_holding_registers(46, count=6, device_id=1)
+        finally:
+            client.close()
+    assert not request.isError()
+    assert not enable.isError()
+    assert state.registers == [1]  # press-1 in standby
+    assert commands.registers == [1, 0, 0, 0, 0, 1]  # requests 46-49, heater 50, charger 51
+    assert plant_mid_shift.read_point("wash-tank.heater_power_kw") == 0.0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from drivers.modbus.config import DataType
 from drivers.sim.scenario import ScenarioError, load_scenario, scenario_names
 
 SHIPPED = ("normal-day", "leak", "heatwave", "demand-spike", "weekend")
@@ -74,3 +75,79 @@ def test_base_loop_is_refused(tmp_path: Path) -> None:
     (tmp_path / "b.yaml").write_text("base: ./a.yaml\nname: b\n")
     with pytest.raises(ScenarioError, match="loop"):
         load_scenario(tmp_path / "a.yaml")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_process_plc_serves_the_standby_requests_at_46_to_49(name: str) -> None:
+    scenario = load_scenario(name)
+    plc = next(d for d in scenario.modbus_devices if d.name == "process-plc")
+    served = {r.address: (r.point, r.type) for r in plc.registers}
+    for address, machine in zip(
+        range(46, 50), ("press-1", "cnc-1", "cnc-2", "washer-1"), strict=True
+    ):
+        assert served[address] == (f"{machine}.standby_request", DataType.UINT16)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_scenarios_leave_machines_idle_between_shifts(name: str) -> None:
+    assert load_scenario(name).schedule.between_shifts == "idle"
+
+
+def _with(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "variant.yaml"
+    path.write_text("base: normal-day\nname: variant\n" + text)
+    return path
+
+
+def test_restart_energy_without_a_wake_up_time_is_refused(tmp_path: Path) -> None:
+    path = _with(
+        tmp_path,
+        "machines:\n  - {name: m, power_kw: {standby: 1, idle: 2, producing: 3}, restart_kwh: 1}\n"
+        "rinse: {machine: m}\n",
+    )
+    with pytest.raises(ScenarioError, match="wake_up"):
+        load_scenario(path)
+
+
+def test_tank_minimum_above_its_thermostat_is_refused(tmp_path: Path) -> None:
+    path = _with(
+        tmp_path,
+        "heated_tanks:\n  - {name: t, machine: washer-1, volume_m3: 1, heater_kw: 10,\n"
+        "     setpoint_c: 60, differential_k: 3, min_c: 58, initial_c: 59,\n"
+        "     draw_kw: {producing: 5}, loss_kw_per_k: 0.01}\n",
+    )
+    with pytest.raises(ScenarioError, match="switch-on"):
+        load_scenario(path)
+
+
+def test_tank_of_an_unknown_machine_is_refused(tmp_path: Path) -> None:
+    path = _with(
+        tmp_path,
+        "heated_tanks:\n  - {name: t, machine: nobody, volume_m3: 1, heater_kw: 10,\n"
+        "     setpoint_c: 60, min_c: 50, initial_c: 59, draw_kw: {producing: 5},\n"
+        "     loss_kw_per_k: 0.01}\n",
+    )
+    with pytest.raises(ScenarioError, match="'nobody' is not a machine"):
+        load_scenario(path)
+
+
+def test_overlapping_charging_sessions_are_refused(tmp_path: Path) -> None:
+    path = _with(
+        tmp_path,
+        "ev_chargers:\n  - name: c\n    kw: 11\n    sessions:\n"
+        '      - {arrive: "08:00", depart: "12:00", kwh: 10}\n'
+        '      - {arrive: "11:00", depart: "15:00", kwh: 10}\n',
+    )
+    with pytest.raises(ScenarioError, match="overlap"):
+        load_scenario(path)
+
+
+def test_a_tank_named_like_a_machine_is_refused(tmp_path: Path) -> None:
+    path = _with(
+        tmp_path,
+        "heated_tanks:\n  - {name: cnc-1, machine: washer-1, volume_m3: 1, heater_kw: 10,\n"
+        "     setpoint_c: 60, min_c: 50, initial_c: 59, draw_kw: {producing: 5},\n"
+        "     loss_kw_per_k: 0.01}\n",
+    )
+    with pytest.raises(ScenarioError, match="names repeat"):
+        load_scenario(path)

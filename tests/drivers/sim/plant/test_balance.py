@@ -33,8 +33,12 @@ def test_energy_at_the_main_meter_equals_the_sum_of_the_components(leak_day: Pla
 def test_every_modelled_consumer_shows_in_the_energy_split(leak_day: Plant) -> None:
     truth = leak_day.ground_truth()
     scenario = leak_day.scenario
-    equipment = [*scenario.machines, *scenario.heated_tanks, *scenario.ev_chargers]
-    expected = {item.name for item in equipment} | {
+    equipment = (
+        [m.name for m in scenario.machines]
+        + [t.name for t in scenario.heated_tanks]
+        + [c.name for c in scenario.ev_chargers]
+    )
+    expected = set(equipment) | {
         "compressor",
         "chiller",
         "chilled_water_pump",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from drivers.sim.plant import Plant
 from drivers.sim.plant.plc import Setpoint
 from drivers.sim.plant.water import CoolingTower, RinseLine
 from drivers.sim.scenario import Scenario
@@ -93,3 +94,57 @@ def test_recirculation_through_ion_exchange_lowers_rinse_conductivity(normal_day
         return rinse.conductivity
 
     assert settled(50.0) < settled(0.0)
+
+
+def _tower_day(scenario: Scenario, forced_pct: float | None) -> tuple[Plant, float, float]:
+    """A day of the plant, the blowdown valve forced (water PLC in remote) or on the PLC's own
+    conductivity control; the lowest and highest conductivity after the first hour."""
+    plant = Plant(scenario)
+    low, high = float("inf"), 0.0
+    beat = 0
+    while plant.time_s < 86400.0:
+        if forced_pct is not None:
+            beat += 1
+            plant.write_point("water.heartbeat", beat)
+            plant.write_point("tower.blowdown_valve_pct", forced_pct)
+        plant.step(5.0)
+        if plant.time_s > 3600:
+            low = min(low, plant.tower.conductivity)
+            high = max(high, plant.tower.conductivity)
+    return plant, low, high
+
+
+def test_baseline_blowdown_holds_about_three_cycles(normal_day: Scenario) -> None:
+    spec = normal_day.cooling_tower
+    plant, low, high = _tower_day(normal_day, forced_pct=None)
+    makeup = spec.makeup_conductivity_us_cm
+    assert low / makeup >= 2.7
+    assert high / makeup <= 3.05
+    assert plant.ground_truth().seconds_tower_above_limit == 0.0
+
+
+def test_closed_blowdown_concentrates_by_more_than_a_cycle_within_a_day(
+    normal_day: Scenario,
+) -> None:
+    # With the tower's realistic system volume a controller holding more cycles than the
+    # baseline's ~3 shows within one simulated day (reaching the limit's 6 takes about two).
+    spec = normal_day.cooling_tower
+    plant, _, _ = _tower_day(normal_day, forced_pct=0.0)
+    gained = (plant.tower.conductivity - spec.initial_conductivity_us_cm) / (
+        spec.makeup_conductivity_us_cm
+    )
+    assert gained > 1.0
+    assert plant.ground_truth().water_m3["tower_blowdown"] == 0.0
+
+
+def test_time_above_the_chemistry_limit_is_counted(normal_day: Scenario) -> None:
+    limit = normal_day.cooling_tower.max_conductivity_us_cm
+    tower = normal_day.cooling_tower.model_copy(update={"initial_conductivity_us_cm": limit + 200})
+    plant = Plant(normal_day.model_copy(update={"cooling_tower": tower}))
+    beat = 0
+    while plant.time_s < 3600.0:
+        beat += 1
+        plant.write_point("water.heartbeat", beat)
+        plant.write_point("tower.blowdown_valve_pct", 0.0)
+        plant.step(5.0)
+    assert plant.ground_truth().seconds_tower_above_limit == 3600.0
