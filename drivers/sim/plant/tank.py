@@ -15,8 +15,9 @@ class HeatedTank:
     """C dT/dt = heater - draw - UA (T - room), solved exactly between thermostat switches.
 
     The thermostat calls for heat from `setpoint - differential` up to `setpoint`; the heater
-    runs while it calls and the heater is enabled. Disabled, the thermostat still calls (as
-    its contact would), and the heater starts at once when enabled again."""
+    runs while it calls, the heater is enabled and its machine is powered (not off: the tank
+    is part of the machine and its breakers open with it). Disabled, the thermostat still
+    calls (as its contact would), and the heater starts at once when enabled again."""
 
     def __init__(self, spec: HeatedTankSpec, enable: Setpoint) -> None:
         self.spec = spec
@@ -26,6 +27,7 @@ class HeatedTank:
         self.calling = spec.initial_c <= spec.setpoint_c - spec.differential_k
         self.power_kw = 0.0
         self.draw_kw = 0.0
+        self.powered = True
         self._capacity_kj_k = spec.volume_m3 * RHO_WATER * CP_WATER
 
     @property
@@ -35,7 +37,7 @@ class HeatedTank:
 
     @property
     def heater_on(self) -> bool:
-        return self.calling and self.enabled
+        return self.calling and self.enabled and self.powered
 
     def _draw_kw(self, activity: Activity) -> float:
         if activity is Activity.PRODUCING:
@@ -48,7 +50,8 @@ class HeatedTank:
         """Advance `dt` seconds with the served machine in `activity`; returns heater kWh."""
         spec = self.spec
         self.draw_kw = self._draw_kw(activity)
-        enabled = self.enabled
+        self.powered = activity is not Activity.OFF
+        heating = self.enabled and self.powered
         on_at = spec.setpoint_c - spec.differential_k
         b = spec.loss_kw_per_k / self._capacity_kj_k  # 1/s
         t = self.temperature_c
@@ -61,7 +64,7 @@ class HeatedTank:
                 self.calling = False
             elif not self.calling and t <= on_at:
                 self.calling = True
-            heat = spec.heater_kw if self.calling and enabled else 0.0
+            heat = spec.heater_kw if self.calling and heating else 0.0
             a = (heat - self.draw_kw + spec.loss_kw_per_k * spec.room_c) / self._capacity_kj_k
             target = spec.setpoint_c if self.calling else on_at
             t_switch = time_to_reach(t, a, b, target)

@@ -120,3 +120,12 @@ def test_lost_heartbeat_enables_the_heater_again(normal_day: Scenario) -> None:
     run(plant, 7.1 + (timeout + 10) / 3600, beat=False)
     assert plant.read_point(f"{TANK}.heater_enable") == 1
     assert plant.read_point("process.remote") is False
+
+
+def test_tank_of_a_machine_switched_off_is_not_heated(normal_day: Scenario) -> None:
+    tank_spec = spec(normal_day)
+    tank = HeatedTank(tank_spec, enabled())
+    heater_kwh = sum(tank.step(60.0, Activity.OFF) for _ in range(240))  # four hours
+    assert heater_kwh == 0.0
+    assert tank.temperature_c < tank_spec.initial_c
+    assert not tank.heater_on
