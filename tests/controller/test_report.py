@@ -22,6 +22,8 @@ TOTALS = {
     "writes_per_hour",
     "equipment_starts_per_hour",
     "plc_fallbacks",
+    "ev_energy_short_kwh",
+    "machine_restarts",
     "wall_s",
 }
 
