@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +47,11 @@ async def run_demo(
             print(problem, file=sys.stderr)
         return 2
     cell_scenario = load_scenario(scenario)
-    # The controller follows the cell's time (its date, at its speed), so that schedules,
-    # demand windows and the PLCs' heartbeat timeouts agree with the plant's.
-    start = cell_scenario.start.replace(tzinfo=UTC)
-    clock = ScaledClock(speed, start_wall_ms=int(start.timestamp() * 1000))
+    # The controller's timers run at the cell's speed, so that demand windows, rule periods and
+    # the PLCs' heartbeat timeouts agree with the plant's; its timestamps start from now, so
+    # that what a watcher sees on MQTT looks like today (the demo has no time-of-day rules;
+    # `edgecell report` runs on the scenario's own date).
+    clock = ScaledClock(speed)
     with tempfile.TemporaryDirectory(prefix="edgecell-demo-") as state:
         async with SimCell(cell_scenario, speed=speed, ports=0) as cell:
             config = point_config_at_cell(loaded.config, cell, Path(state))
