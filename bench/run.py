@@ -15,6 +15,7 @@ import platform
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,6 @@ def mosquitto(workdir: Path) -> Iterator[tuple[int, int]]:
     process = subprocess.Popen([find_mosquitto(), "-c", str(conf)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
-        import socket  # noqa: PLC0415
-
         deadline = time.monotonic() + 10
         while True:
             try:
@@ -191,10 +190,12 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
                 # Half a period off the first arrival: a gateway that publishes all its devices
                 # at once has its bursts inside the window, never astride an edge.
                 w0 = first + settle + workload.period / 2
+                if process.poll() is not None:  # nothing to measure: do not wait for it
+                    w0 = time.time()
                 time.sleep(max(0.0, w0 - time.time()))
                 before = sample_tree(process.pid)
                 observers_before = _observers_cpu(sim_process.pid, broker_pid)
-                w1 = w0 + args.duration
+                w1 = w0 + (args.duration if process.poll() is None else 0.0)
                 profiler = _start_profiler(gateway, process.pid, args)
                 time.sleep(max(0.0, w1 - time.time()))
                 after = sample_tree(process.pid)
