@@ -46,10 +46,15 @@ class Gateway:
     label: str
     mode: str  # "every_poll" or "changes": what a complete delivery is
     topic_filter: str
-    parser: subscriber.Parser
-    value_scale: float
+    parser: subscriber.Parser | None  # None: raw register arrays
     peer: str | None = None  # which bench/install-peers package it needs
     answer_thingsboard: bool = False
+
+    def values_per_poll(self, workload: Workload) -> int:
+        """What one complete poll of every device delivers, counted as its messages count."""
+        if self.parser is None:
+            return workload.devices * workload.registers
+        return workload.tags
 
     def prepare(self, workdir: Path, broker_port: int, ports: list[int],
                 workload: Workload) -> Launch:
@@ -61,18 +66,18 @@ GATEWAYS: dict[str, Gateway] = {
     g.key: g
     for g in (
         Gateway("edgecell", "edgecell, every value every poll", "every_poll",
-                "edgecell/bench/data/#", subscriber.parse_edgecell, SCALE),
+                "edgecell/bench/data/#", subscriber.parse_edgecell),
         Gateway("edgecell-changes", "edgecell, report by exception", "changes",
-                "edgecell/bench/data/#", subscriber.parse_edgecell, SCALE),
+                "edgecell/bench/data/#", subscriber.parse_edgecell),
         Gateway("nodered-raw", "Node-RED, raw arrays", "every_poll",
-                "bench/nodered-raw/#", subscriber.parse_raw_array, 1.0, peer="nodered"),
+                "bench/nodered-raw/#", None, peer="nodered"),
         Gateway("nodered-decode", "Node-RED, function node decoding", "every_poll",
-                "bench/nodered-decode/#", subscriber.parse_edgecell, SCALE, peer="nodered"),
+                "bench/nodered-decode/#", subscriber.parse_edgecell, peer="nodered"),
         Gateway("thingsboard", "ThingsBoard gateway, range reads", "every_poll",
-                "v1/gateway/telemetry", subscriber.parse_thingsboard, SCALE,
+                "v1/gateway/telemetry", subscriber.parse_thingsboard,
                 peer="thingsboard", answer_thingsboard=True),
         Gateway("thingsboard-tags", "ThingsBoard gateway, one entry per tag", "every_poll",
-                "v1/gateway/telemetry", subscriber.parse_thingsboard, SCALE,
+                "v1/gateway/telemetry", subscriber.parse_thingsboard,
                 peer="thingsboard", answer_thingsboard=True),
     )
 }
@@ -94,8 +99,9 @@ def _ms(seconds: float) -> str:
 def edgecell_config(workdir: Path, broker_port: int, ports: list[int], workload: Workload,
                     publish: str) -> dict[str, Any]:
     tags = [
-        {"name": tag_name(a), "address": a, "type": "uint16", "scale": SCALE}
-        for a in range(workload.registers)
+        {"name": tag_name(f.address), "address": f.address, "type": f.kind}
+        | ({"scale": f.scale} if f.scale != 1 else {})
+        for f in workload.fields
     ]
     return {
         "gateway": {"id": "bench", "state_dir": str(workdir / "state"), "log_level": "info"},
@@ -130,23 +136,36 @@ def _prepare_edgecell(gateway: Gateway, workdir: Path, broker_port: int, ports: 
 # --- Node-RED -------------------------------------------------------------------------------
 
 # What a Node-RED user writes to publish what edgecell publishes: named values in engineering
-# units, each with its quality and timestamp, from a table of names and scales (NAMES and
-# SCALES are filled in per workload); the device and first address come in the read's topic.
+# units, each with its quality and timestamp, decoded from the read's response buffer with a
+# table per read of [name, byte offset, kind, scale] (READS is filled in per workload); the
+# device and first address come in the topic the read node sets.
 DECODE_FUNCTION = """\
-const NAMES = %(names)s;
-const SCALES = %(scales)s;
+const READS = %(reads)s;
 const parts = msg.topic.split('/');
-const first = Number(parts[3]);
-const regs = msg.payload;
+const buf = msg.responseBuffer.buffer;
 const now = Date.now();
 const values = {};
-for (let i = 0; i < regs.length; i++) {
-    values[NAMES[first + i]] = {v: regs[i] * SCALES[first + i], q: 'good', ts: now};
+for (const [name, at, kind, scale] of READS[parts[3]]) {
+    const raw = kind === 'f' ? buf.readFloatBE(at)
+        : kind === 'i' ? buf.readInt16BE(at) : buf.readUInt16BE(at);
+    values[name] = {v: raw * scale, q: 'good', ts: now};
 }
 msg.topic = 'bench/nodered-decode/' + parts[2];
 msg.payload = {ts: now, values: values};
 return msg;
 """
+
+
+def _decode_table(workload: Workload) -> dict[str, list[list[Any]]]:
+    kinds = {"float32": "f", "int16": "i", "uint16": "u"}
+    table: dict[str, list[list[Any]]] = {}
+    for first, count in workload.reads():
+        table[str(first)] = [
+            [tag_name(f.address), 2 * (f.address - first), kinds[f.kind], f.scale]
+            for f in workload.fields
+            if first <= f.address < first + count
+        ]
+    return table
 
 
 def nodered_flows(broker_port: int, ports: list[int], workload: Workload,
@@ -166,10 +185,7 @@ def nodered_flows(broker_port: int, ports: list[int], workload: Workload,
     if decode:
         function = {
             "id": "bench-decode", "type": "function", "z": tab["id"], "name": "decode",
-            "func": DECODE_FUNCTION % {
-                "names": json.dumps([tag_name(a) for a in range(workload.registers)]),
-                "scales": json.dumps([SCALE] * workload.registers),
-            },
+            "func": DECODE_FUNCTION % {"reads": json.dumps(_decode_table(workload))},
             "outputs": 1,
             "wires": [[out["id"]]],
         }
@@ -239,21 +255,30 @@ def _prepare_nodered(gateway: Gateway, workdir: Path, broker_port: int, ports: l
 
 def thingsboard_connector(ports: list[int], workload: Workload, per_tag: bool) -> dict[str, Any]:
     divider = round(1 / SCALE)
+    types = {"float32": ("32float", 2), "int16": ("16int", 1), "uint16": ("16uint", 1)}
+    timeseries: list[dict[str, Any]] = []
     if per_tag:
-        timeseries = [
-            {"tag": f"r{a}", "type": "16uint", "functionCode": 3, "objectsCount": 1,
-             "address": a, "divider": divider}
-            for a in range(workload.registers)
-        ]
+        for f in workload.fields:
+            kind, objects = types[f.kind]
+            entry = {"tag": tag_name(f.address), "type": kind, "functionCode": 3,
+                     "objectsCount": objects, "address": f.address}
+            timeseries.append(entry | ({"divider": divider} if f.scale != 1 else {}))
     else:
-        # One wide-range entry, split by the gateway into reads of 125 (entries must not
-        # share a tag name: the gateway files responses by tag, and two entries named
-        # "r${address}" decode each other's registers).
-        timeseries = [
-            {"tag": "r${address}", "type": "16uint", "functionCode": 3, "objectsCount": 1,
-             "address": f"0-{workload.registers - 1}", "maxRegistersPerRequest": 125,
-             "divider": divider}
-        ]
+        # Wide-range entries, split by the gateway into reads of up to 125 registers: one per
+        # run of same-kind tags. Entries must not share a key pattern: the gateway files
+        # responses by it, and two entries named "r${address}" decode each other's registers.
+        runs: list[list[Any]] = []
+        for f in workload.fields:
+            if runs and runs[-1][0] == f.kind and runs[-1][2] == f.address:
+                runs[-1][2] = f.address + f.registers
+            else:
+                runs.append([f.kind, f.address, f.address + f.registers])
+        for n, (kind_name, first, end) in enumerate(runs):
+            kind, objects = types[kind_name]
+            entry = {"tag": f"r${{address}}_{n}", "type": kind, "functionCode": 3,
+                     "objectsCount": objects, "address": f"{first}-{end - 1}",
+                     "maxRegistersPerRequest": 125}
+            timeseries.append(entry | ({"divider": divider} if kind_name != "float32" else {}))
     slaves = [
         {
             "host": "127.0.0.1", "port": port, "type": "tcp", "method": "socket", "unitId": 1,

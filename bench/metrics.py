@@ -64,10 +64,10 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _changed_registers(generation: int, device: int, registers: int) -> int:
-    """How many of a device's registers generation `generation` writes."""
+def _changed_tags(generation: int, device: int, tags: int) -> int:
+    """How many of a device's tags generation `generation` writes (bench.simulator)."""
     first = (generation - device) % CHANGE_MODULUS
-    return len(range(first, registers, CHANGE_MODULUS))
+    return len(range(first, tags, CHANGE_MODULUS))
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:
@@ -85,14 +85,17 @@ def compute(
     simulation: dict[str, Any],
     before: TreeSample,
     after: TreeSample,
+    values_per_poll: int,
     note: str = "",
 ) -> RunFigures:
+    """`values_per_poll`: what one complete poll of every device delivers, counted as the
+    gateway's messages count (tags, or registers for raw register arrays)."""
     w0, w1 = window
     span = max(w1 - w0, 1e-9)
     period = workload.period
 
     delivered = sum(count for arrived, count in tally.messages if w0 <= arrived < w1)
-    expected_per_s = workload.tags / period
+    expected_per_s = values_per_poll / period
     if mode == "changes":
         expected_per_s *= CHANGE_FRACTION
 
@@ -104,7 +107,7 @@ def compute(
         if not applied or min(applied) < w0 or max(applied) >= w1:
             continue
         for device, changed_at in enumerate(applied):
-            expected = _changed_registers(generation, device, workload.registers)
+            expected = _changed_tags(generation, device, workload.tags_per_device)
             arrivals = tally.sightings.get((device, generation), [])
             changes_expected += expected
             changes_seen += min(expected, len(arrivals))

@@ -31,7 +31,7 @@ from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, ROOT, Gateway, ensure_ins
 from bench.metrics import RunFigures, compute
 from bench.procstat import CLOCK_TICKS, TreeSample, cpu_seconds, sample_tree
 from bench.subscriber import Subscriber, Tally
-from bench.workload import Workload
+from bench.workload import REGISTER_MAPS, Workload
 
 RESULTS = ROOT / "bench" / "results"
 STOP_TIMEOUT = 10.0
@@ -98,6 +98,7 @@ def simulator(workload: Workload, duration: float, out: Path) -> Iterator[tuple[
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.simulator", "--devices", str(workload.devices),
          "--registers", str(workload.registers), "--period", str(workload.period),
+         "--map", workload.register_map,
          "--duration", str(duration), "--out", str(out)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
@@ -164,7 +165,7 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
     grace = 2 * workload.period + 1.0
     budget = args.startup_timeout + settle + args.duration + grace + 15
     sim_out = workdir / "simulation.json"
-    tally = Tally(workload.devices, workload.registers, gateway.value_scale)
+    tally = Tally(workload)
     note = ""
     with simulator(workload, budget, sim_out) as (ports, sim_process):
         launch = gateway.prepare(workdir, broker_port, ports, workload)
@@ -218,7 +219,7 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
                       workload=workload, window=(w0, w1), tally=tally, simulation=simulation,
                       before=before,
                       after=after if after.pids else TreeSample((), before.cpu_s, 0, 0),
-                      note=note)
+                      values_per_poll=gateway.values_per_poll(workload), note=note)
     span = max(w1 - w0, 1e-9)
     figures.simulator_cpu_percent = round(observers[0] / span * 100, 1)
     figures.broker_cpu_percent = round(observers[1] / span * 100, 1)
@@ -252,6 +253,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--registers", type=int, default=500,
                         help="holding registers (= tags) per device (500)")
     parser.add_argument("--period", type=float, default=1.0, help="poll interval, seconds (1)")
+    parser.add_argument("--map", choices=REGISTER_MAPS, default="uint16",
+                        help="register map: uint16 (every register a tag, the default) or mixed "
+                        "(per read of 125: 50 float32 and 25 int16, 75 values)")
     parser.add_argument("--duration", type=float, default=30.0,
                         help="measured seconds per gateway, after its start-up (30)")
     parser.add_argument("--gateways", default=",".join(DEFAULT_GATEWAYS),
@@ -279,7 +283,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    workload = Workload(args.devices, args.registers, args.period)
+    workload = Workload(args.devices, args.registers, args.period, args.map)
     chosen = [GATEWAYS[key] for key in args.gateways.split(",")]
     skipped: list[str] = []
     for peer in sorted({g.peer for g in chosen if g.peer}):
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or RESULTS / f"{started}-{workload.devices}x{workload.registers}.json"
     rows: list[dict[str, Any]] = []
     scratch = Path(tempfile.mkdtemp(prefix="edgecell-bench-"))
-    _log(f"{workload.devices} devices x {workload.registers} registers = {workload.tags:,} tags "
+    _log(f"{workload.devices} devices x {workload.registers} registers ({workload.register_map}) "
+         f"= {workload.tags:,} tags "
          f"every {workload.period:g} s; {args.duration:g} s per gateway; work in {scratch}")
     try:
         with mosquitto(scratch) as broker:
@@ -314,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         "started": started,
         "machine": machine(),
         "workload": {"devices": workload.devices, "registers": workload.registers,
-                     "tags": workload.tags, "period_s": workload.period,
+                     "register_map": workload.register_map, "tags": workload.tags,
+                     "period_s": workload.period,
                      "duration_s": args.duration, "change_fraction": 0.1},
         "skipped_peers": skipped,
         "results": rows,
@@ -323,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(f"\n{workload.devices} devices x {workload.registers} registers = {workload.tags:,} "
+    print(f"\n{workload.devices} devices x {workload.registers} registers "
+          f"({workload.register_map} map) = {workload.tags:,} "
           f"tags every {workload.period:g} s, {args.duration:g} s measured per gateway "
           f"({result['machine']['nproc']} x {result['machine']['cpu_model']})\n")
     print(report.table(rows))

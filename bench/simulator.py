@@ -2,9 +2,10 @@
 changing a known 10% of the registers every period and recording when, and every request.
 
 The change pattern is what lets a subscriber measure latency without a shared clock other than
-the machine's: generation g (the g-th period after start) writes the value `g & 0xFFFF` to the
-registers whose `(address + device) % 10 == g % 10`; its apply time per device is recorded.
-A subscriber that sees a tag's value become g knows which change it is looking at.
+the machine's: generation g (the g-th period after start) writes the value g to the tags (in
+the register map of bench.workload) whose `(index + device) % 10 == g % 10`, index being the
+tag's position in the map; its apply time per device is recorded. A subscriber that sees a
+tag's value become g (after scaling) knows which change it is looking at.
 
 Run as `python -m bench.simulator --devices N --registers M --duration S --out FILE`; it prints
 one JSON line `{"ports": [...]}` when every server listens, stops by itself after `--duration`
@@ -18,6 +19,7 @@ import asyncio
 import contextlib
 import functools
 import signal
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -29,14 +31,20 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
+from bench.workload import REGISTER_MAPS, Field, Workload
+
 UNIT_ID = 1
 FC_HOLDING = 3
 CHANGE_MODULUS = 10  # one register in ten changes per period
 
 
-def changes_in(generation: int, device: int, address: int) -> bool:
-    """Whether generation `generation` writes register `address` of device `device`."""
-    return (address + device) % CHANGE_MODULUS == generation % CHANGE_MODULUS
+def encode(tag: Field, generation: int) -> list[int]:
+    """The registers of `tag` holding generation `generation` (before its scale)."""
+    if tag.kind == "float32":
+        return list(struct.unpack(">HH", struct.pack(">f", float(generation))))
+    if tag.kind == "int16":
+        return [generation & 0x7FFF]
+    return [generation & 0xFFFF]
 
 
 @dataclass
@@ -84,14 +92,17 @@ def change_offset(generation: int, device: int, devices: int, period: float) -> 
 
 
 async def _change_loop(
-    devices: list[_Device], period: float, start: float, changes: list[list[float]]
+    devices: list[_Device],
+    fields: tuple[Field, ...],
+    period: float,
+    start: float,
+    changes: list[list[float]],
 ) -> None:
     """Generation g reaches device d at start + g * period + change_offset(g, d); a late one is
     applied at once, never skipped, so every generation exists (subscribers count them)."""
     generation = 1
     count = len(devices)
     while True:
-        value = generation & 0xFFFF
         phase = generation % CHANGE_MODULUS
         applied: list[float] = [float(generation)] + [0.0] * count
         due = sorted((
@@ -103,8 +114,8 @@ async def _change_loop(
             if delay > 0:
                 await asyncio.sleep(delay)
             image = device.image
-            first = (phase - device.index) % CHANGE_MODULUS
-            image[first::CHANGE_MODULUS] = [value] * len(range(first, len(image), CHANGE_MODULUS))
+            for tag in fields[(phase - device.index) % CHANGE_MODULUS :: CHANGE_MODULUS]:
+                image[tag.address : tag.address + tag.registers] = encode(tag, generation)
             assert device.server is not None
             await device.server.async_setValues(UNIT_ID, FC_HOLDING, 0, image)
             applied[1 + device.index] = time.time()
@@ -124,7 +135,8 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
-            changer = tg.create_task(_change_loop(devices, args.period, start, changes))
+            fields = Workload(args.devices, args.registers, args.period, args.map).fields
+            changer = tg.create_task(_change_loop(devices, fields, args.period, start, changes))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=args.duration)
             changer.cancel()
@@ -151,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--devices", type=int, required=True)
     parser.add_argument("--registers", type=int, required=True)
     parser.add_argument("--period", type=float, default=1.0, help="seconds between changes")
+    parser.add_argument("--map", choices=REGISTER_MAPS, default="uint16", help="register map")
     parser.add_argument("--duration", type=float, required=True, help="stop after S seconds")
     parser.add_argument("--out", required=True, help="where to write change and request times")
     args = parser.parse_args(argv)

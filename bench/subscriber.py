@@ -8,14 +8,16 @@ request, which a ThingsBoard server would answer, so that the gateway starts pub
 
 from __future__ import annotations
 
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
+
+from bench.workload import Workload
 
 # (device index, register address, value as published)
 Triple = tuple[int, int, Any]
@@ -54,12 +56,10 @@ def parse_edgecell(topic: str, payload: bytes) -> Iterator[Triple]:
         yield device, int(tag[1:]), item["v"]
 
 
-def parse_raw_array(topic: str, payload: bytes) -> Iterator[Triple]:
+def parse_raw_array(topic: str, payload: bytes) -> tuple[int, int, list[int]]:
     """`.../d007/125` (device, first address) with a JSON array of register values."""
     head, start = topic.rsplit("/", 1)
-    device, first = _device(head), int(start)
-    for offset, value in enumerate(orjson.loads(payload)):
-        yield device, first + offset, value
+    return _device(head), int(start), orjson.loads(payload)
 
 
 def parse_thingsboard(topic: str, payload: bytes) -> Iterator[Triple]:
@@ -70,46 +70,70 @@ def parse_thingsboard(topic: str, payload: bytes) -> Iterator[Triple]:
         for item in items:
             values = item.get("values", item) if isinstance(item, dict) else {}
             for key, value in values.items():
-                if key != "ts":
-                    yield device, int(key[1:]), value
+                if key != "ts":  # r123, or r123_4 for the range entries (bench.gateways)
+                    yield device, int(key[1:].split("_", 1)[0]), value
 
 
-@dataclass
 class Tally:
     """What arrived for one gateway: per message its arrival time and value count; per
-    (device, generation) the arrival times of the registers that took that generation."""
+    (device, generation) the arrival times of the tags that took that generation."""
 
-    devices: int
-    registers: int
-    value_scale: float  # published value = register * value_scale
-    messages: list[tuple[float, int]] = field(default_factory=list)
-    sightings: dict[tuple[int, int], list[float]] = field(default_factory=dict)
-    bad_messages: int = 0
-    last_error: str = ""
-    _last: list[list[int]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self._last = [[0] * self.registers for _ in range(self.devices)]
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.messages: list[tuple[float, int]] = []
+        self.sightings: dict[tuple[int, int], list[float]] = {}
+        self.bad_messages = 0
+        self.last_error = ""
+        size = workload.registers
+        # 1 / scale by the tag's first register (published value = generation * scale).
+        self._inverse = [0.0] * size
+        self._float = [False] * size
+        for tag in workload.fields:
+            self._inverse[tag.address] = 1.0 / tag.scale
+            self._float[tag.address] = tag.kind == "float32"
+        self._last = [[0] * size for _ in range(workload.devices)]
 
     @property
     def first_arrival(self) -> float | None:
         return self.messages[0][0] if self.messages else None
 
+    def _seen(self, device: int, address: int, generation: int, arrived: float) -> None:
+        row = self._last[device]
+        if generation != row[address]:
+            row[address] = generation
+            if generation:
+                self.sightings.setdefault((device, generation), []).append(arrived)
+
     def record(self, arrived: float, triples: Iterator[Triple]) -> None:
-        inverse = 1.0 / self.value_scale
-        last = self._last
+        """Decoded values: `(device, first register of the tag, published value)`."""
+        inverse = self._inverse
         count = 0
         for device, address, value in triples:
             count += 1
             if value is None or isinstance(value, bool):
                 continue
-            generation = round(value * inverse)
-            row = last[device]
-            if generation != row[address]:
-                row[address] = generation
-                if generation:
-                    self.sightings.setdefault((device, generation), []).append(arrived)
+            self._seen(device, address, round(value * inverse[address]), arrived)
         self.messages.append((arrived, count))
+
+    def record_registers(self, arrived: float, device: int, first: int, words: list[int]) -> None:
+        """A raw register array from `first`: each register counts as a value; the tags that
+        start in it are decoded (a float32 from its two registers) to follow the changes."""
+        is_float = self._float
+        inverse = self._inverse
+        end = min(first + len(words), len(inverse))
+        for address in range(first, end):
+            if not inverse[address]:
+                continue  # second register of a float32
+            offset = address - first
+            if is_float[address]:
+                if offset + 1 >= len(words):
+                    continue
+                raw = struct.unpack(">f", struct.pack(">HH", words[offset], words[offset + 1]))[0]
+                generation = round(raw)
+            else:
+                generation = int(words[offset])
+            self._seen(device, address, generation, arrived)
+        self.messages.append((arrived, len(words)))
 
 
 class Subscriber:
@@ -119,11 +143,12 @@ class Subscriber:
         self,
         port: int,
         topic_filter: str,
-        parser: Parser,
+        parser: Parser | None,
         tally: Tally,
         *,
         answer_thingsboard: bool = False,
     ) -> None:
+        """`parser` None: the messages are raw register arrays (`parse_raw_array`)."""
         self.port = port
         self.topic_filter = topic_filter
         self.parser = parser
@@ -175,7 +200,10 @@ class Subscriber:
                 client.publish(TB_RPC_RESPONSE + request_id, orjson.dumps(TB_SESSION_LIMITS), qos=1)
             return
         try:
-            self.tally.record(arrived, self.parser(topic, message.payload))
+            if self.parser is None:
+                self.tally.record_registers(arrived, *parse_raw_array(topic, message.payload))
+            else:
+                self.tally.record(arrived, self.parser(topic, message.payload))
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             self.tally.bad_messages += 1
             self.tally.last_error = f"{topic}: {exc!r} in {bytes(message.payload[:300])!r}"
