@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 # within 5 s, publisher flush included).
 DRIVER_STOP_TIMEOUT = 2.0
 RESTART_BACKOFF_MAX = 60.0
+STOP_RECANCEL_PERIOD = 0.1
 # The watchdog is pinged only while the loop lag stays under this.
 WATCHDOG_MAX_LAG = 2.0
 
@@ -54,6 +55,7 @@ class _DeviceGroup:
     devices: tuple[Any, ...]
     drivers: list[Driver] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    driver_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 @dataclass
@@ -256,16 +258,30 @@ class Runtime:
             self._groups[key] = group
 
     async def _stop_groups(self, keys: Sequence[str]) -> None:
-        tasks = []
-        for key in keys:
-            group = self._groups.pop(key)
-            if group.task is not None:
-                group.task.cancel()
-                tasks.append(group.task)
-        if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=DRIVER_STOP_TIMEOUT)
-            for task in pending:
-                log.warning("driver_stop_timeout", task=task.get_name())
+        groups = [self._groups.pop(key) for key in keys]
+        tasks = [group.task for group in groups if group.task is not None]
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return
+        # A cancellation can be lost: on Python 3.11 `asyncio.wait_for` (used inside the protocol
+        # libraries) swallows it when its inner future completes in the same loop iteration,
+        # which under load happens. So pending tasks are cancelled again until they end.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRIVER_STOP_TIMEOUT
+        pending = set(tasks)
+        while pending:
+            _done, pending = await asyncio.wait(pending, timeout=STOP_RECANCEL_PERIOD)
+            if pending and loop.time() >= deadline:
+                for task in pending:
+                    log.warning("driver_stop_timeout", task=task.get_name())
+                return
+            # Straight to the drivers' own tasks: a TaskGroup that is already cancelling its
+            # children does not pass a second cancellation on to them.
+            for group in groups:
+                if group.task in pending:
+                    for driver_task in group.driver_tasks:
+                        driver_task.cancel()
 
     async def _supervise(self, group: _DeviceGroup) -> None:
         """Run a group's drivers; a driver that crashes (a bug, not a device fault) is logged
@@ -295,8 +311,10 @@ class Runtime:
     @staticmethod
     async def _run_drivers(group: _DeviceGroup) -> None:
         async with asyncio.TaskGroup() as tg:
-            for driver in group.drivers:
+            group.driver_tasks = [
                 tg.create_task(driver.run(), name=f"driver:{driver.name}")
+                for driver in group.drivers
+            ]
 
     def driver(self, device: str) -> Driver:
         """The driver of a device, for writes (the actuator) and tests."""

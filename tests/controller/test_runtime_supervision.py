@@ -4,6 +4,7 @@ marked failed, and it is restarted with backoff, without taking anything else do
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,30 @@ async def test_a_crashing_driver_is_restarted_and_reported(
     current = asyncio.current_task()
     assert current is not None
     assert current.cancelling() == 0
+
+
+class StubbornDriver(BuggyDriver):
+    """A driver that loses the first cancellation, as a library's `wait_for` can on 3.11."""
+
+    async def run(self) -> None:
+        self.running.set()
+        with contextlib.suppress(asyncio.CancelledError):  # the lost cancellation
+            await asyncio.Event().wait()
+        await asyncio.Event().wait()
+
+
+async def test_stop_cancels_again_a_driver_that_lost_its_cancellation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = parse_config(CONFIG, "c.yaml")
+    runtime = Runtime(LoadedConfig(config, tmp_path / "c.yaml", "x"))
+    driver = StubbornDriver()
+    group = _DeviceGroup(key="meter", devices=tuple(config.devices), drivers=[driver])
+    group.task = asyncio.create_task(runtime._supervise(group))
+    runtime._groups["meter"] = group
+    await driver.running.wait()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await runtime._stop_groups(["meter"])
+    assert group.task.done()
+    assert loop.time() - started < 1.0
