@@ -27,7 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from asyncua.common.callback import CallbackType, ServerItemCallback  # noqa: E4
 from asyncua.server.uaprocessor import UaProcessor  # noqa: E402
 
 from bench.procstat import cpu_seconds, sample_tree  # noqa: E402
+from controller.configtypes import parse_duration  # noqa: E402
 from controller.localbroker import LocalMosquitto  # noqa: E402
 from controller.logs import configure_logging  # noqa: E402
 from drivers.sim.opcua_server import SimOpcUaServer, SimOpcUaSpec  # noqa: E402
@@ -240,20 +241,33 @@ async def _stop(daemon: asyncio.subprocess.Process) -> int | None:
     return daemon.returncode
 
 
-async def run_daemon(endpoint: str, ns: int, args: argparse.Namespace) -> tuple[Arrivals, Window]:
-    """mosquitto, a subscriber, then the daemon; measure over the window; stop them all."""
+@contextlib.asynccontextmanager
+async def _broker(port: int | None) -> AsyncIterator[int]:
+    """The given broker on 127.0.0.1 (the side-by-side harness's), or a private mosquitto."""
+    if port is not None:
+        yield port
+        return
+    async with LocalMosquitto() as broker:
+        yield broker.port
+
+
+async def run_daemon(
+    endpoint: str, ns: int, args: argparse.Namespace, broker_port: int | None = None
+) -> tuple[Arrivals, Window]:
+    """mosquitto (unless `broker_port` is given), a subscriber, then the daemon; measure over
+    the window; stop them all."""
     arrivals = Arrivals()
     with tempfile.TemporaryDirectory(prefix="edgecell-opcua-bench-") as tmp:
         workdir = Path(tmp)
-        async with LocalMosquitto() as broker:
+        async with _broker(broker_port) as port:
             config = workdir / "edgecell.yaml"
             device = _device(endpoint, ns, args.polled, args.subscribed, args)
             config.write_text(
-                yaml.safe_dump(_config(workdir, broker.port, device, args.publish), sort_keys=False)
+                yaml.safe_dump(_config(workdir, port, device, args.publish), sort_keys=False)
             )
             async with (
                 aiomqtt.Client(
-                    broker.host, broker.port, identifier="opcua-bench-subscriber", timeout=10
+                    "127.0.0.1", port, identifier="opcua-bench-subscriber", timeout=10
                 ) as client,
                 asyncio.TaskGroup() as tg,
             ):
@@ -364,6 +378,9 @@ def figures(
         "messages": messages,
         "values": values,
         "values_per_s": round(values / wall, 1),
+        "values_completeness": round(values / wall / expected_values_per_s(args), 4)
+        if args.polled or args.subscribed
+        else None,
         "polled_values_per_s": round(polled_values / wall, 1),
         "subscribed_values_per_s": round(subscribed_values / wall, 1),
         "bad_values": bad,
@@ -386,6 +403,21 @@ def figures(
         **_spread("publish_wait", publish_wait),
         **_spread("polled_change_to_mqtt", polled_latency),
     }
+
+
+def changes_per_s(nodes: int) -> float:
+    """How often `serve` changes `nodes` nodes in all: a slice of at least one node per tick
+    (so more than once a second each, below 1 / TICK nodes)."""
+    return max(1, round(nodes * TICK)) / TICK if nodes else 0.0
+
+
+def expected_values_per_s(args: argparse.Namespace) -> float:
+    """What a complete delivery gives: every subscribed change, and a polled value per node and
+    poll (with mqtt.publish changes, at most one per change)."""
+    polls: float = args.polled / parse_duration(args.poll_interval)
+    if args.publish == "changes":
+        polls = min(polls, changes_per_s(args.polled))
+    return polls + changes_per_s(args.subscribed)
 
 
 def _machine() -> dict[str, Any]:
@@ -439,7 +471,7 @@ def _table(args: argparse.Namespace, f: dict[str, Any], out: Path) -> str:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--polled", type=int, default=1000)
     parser.add_argument("--subscribed", type=int, default=1000)
@@ -455,11 +487,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nodes is not None:
         args.polled = args.subscribed = args.nodes
-    configure_logging("warning", json=False)  # to stderr: stdout carries the results
-    if args.serve:
-        asyncio.run(serve(args.polled, args.subscribed))
-        return 0
+    return args
 
+
+def measure(args: argparse.Namespace, broker_port: int | None = None) -> dict[str, Any]:
+    """One whole run: the server process, the daemon against it, the figures. Publishes to the
+    mosquitto on 127.0.0.1:`broker_port` when given (the side-by-side harness's), else to a
+    private one. Returns the result (what main writes as JSON); RuntimeError if it cannot run."""
     server = subprocess.Popen(
         [sys.executable, "-m", "bench.opcua_bench", "--serve",
          "--polled", str(args.polled), "--subscribed", str(args.subscribed)],
@@ -470,10 +504,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ready, _, _ = select.select([server.stdout], [], [], 60)
         line = server.stdout.readline() if ready else b""
         if not line:
-            print("opcua_bench: the server did not start within 60 s", file=sys.stderr)
-            return 1
+            raise RuntimeError("the OPC UA server did not start within 60 s")
         hello = json.loads(line)
-        arrivals, window = asyncio.run(run_daemon(hello["endpoint"], hello["ns"], args))
+        arrivals, window = asyncio.run(
+            run_daemon(hello["endpoint"], hello["ns"], args, broker_port)
+        )
         server.terminate()
         rest, _ = server.communicate(timeout=30)
         trace = json.loads(rest.splitlines()[-1])
@@ -483,7 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             server.wait(timeout=5)
 
     f = figures(arrivals, window, trace, args)
-    result = {
+    return {
         "bench": "opcua",
         "gateway": "edgecell run (daemon), asyncua server, mosquitto, all on 127.0.0.1",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -494,15 +529,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             "poll_interval": args.poll_interval,
             "publishing_interval": args.publishing_interval,
             "mqtt_publish": args.publish,
-            "changes_per_s": args.polled + args.subscribed,
+            "changes_per_s": changes_per_s(args.polled) + changes_per_s(args.subscribed),
+            "expected_values_per_s": expected_values_per_s(args),
         },
         "figures": f,
         "targets": _targets(f),
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging("warning", json=False)  # to stderr: stdout carries the results
+    if args.serve:
+        asyncio.run(serve(args.polled, args.subscribed))
+        return 0
+    try:
+        result = measure(args)
+    except RuntimeError as exc:
+        print(f"opcua_bench: {exc}", file=sys.stderr)
+        return 1
     out = args.out or RESULTS / f"opcua-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(_table(args, f, out))
+    print(_table(args, result["figures"], out))
     return 0
 
 

@@ -141,3 +141,52 @@ def targets_text(items: list[dict[str, Any]]) -> str:
     return "\n".join(
         f"[{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['detail']}" for t in items
     ) or "(no target applies)"
+
+
+def opcua_label(nodes: int) -> str:
+    return f"edgecell, OPC UA ({nodes:,} polled + {nodes:,} subscribed nodes)"
+
+
+def opcua_table(opcua: dict[str, Any]) -> str:
+    """The OPC UA row (bench/opcua_bench.py's figures, run after the Modbus rows) and its note."""
+    note = ("Node-RED and the ThingsBoard gateway have no OPC UA row: the peers run on the "
+            "Modbus devices only.")
+    if not opcua["ok"]:
+        return f"{opcua['label']} (!): {opcua['note']}\n{note}"
+    f, w = opcua["figures"], opcua["workload"]
+    per_1000 = f["daemon_cpu_s_per_1000_values"]
+    header = ["gateway", "values/s", "complete", "changes", "CPU %core", "CPU ms/1k val",
+              "peak RSS MB", "publish->MQTT p50/p99 ms", "change->MQTT p99 ms (sub/poll)",
+              "round trips/cycle"]
+    published = f["subscribed_published"]
+    row = [
+        opcua["label"],
+        f"{_fmt(f['values_per_s'], 0)} ({_fmt(f['polled_values_per_s'], 0)} + "
+        f"{_fmt(f['subscribed_values_per_s'], 0)})",
+        "-" if f["values_completeness"] is None else f"{f['values_completeness']:.1%}",
+        f"{1 - f['subscribed_lost'] / published:.1%}" if published else "-",
+        _fmt(f["daemon_cpu_percent_of_core"], 1),
+        _fmt(None if per_1000 is None else per_1000 * 1000, 2),
+        _fmt(f["daemon_peak_rss_mb"], 0),
+        f"{_fmt(f['publish_to_mqtt_p50_ms'])} / {_fmt(f['publish_to_mqtt_p99_ms'])}",
+        f"{_fmt(f['change_to_mqtt_p99_ms'], 0)} / {_fmt(f['polled_change_to_mqtt_p99_ms'], 0)}",
+        _fmt(f["poll_round_trips_per_cycle"], 2),
+    ]
+    widths = [max(len(h), len(c)) for h, c in zip(header, row, strict=True)]
+    lines = ["  ".join([line[0].ljust(widths[0])]
+                       + [c.rjust(n) for c, n in zip(line[1:], widths[1:], strict=True)])
+             for line in (header, row)]
+    lines.insert(1, "  ".join("-" * n for n in widths))
+    targets = ", ".join(f"{name} {'met' if met else 'MISSED'}"
+                        for name, met in opcua["targets"].items())
+    return "\n".join([
+        *lines,
+        f"{w['polled_nodes']:,} nodes read every {w['poll_interval']}, {w['subscribed_nodes']:,} "
+        f"subscribed at {w['publishing_interval']} publishing, "
+        f"{_fmt(w['changes_per_s'], 0)} changes/s (each node at least once a second), "
+        f"mqtt.publish {w['mqtt_publish']}; 'complete': of {_fmt(w['expected_values_per_s'], 0)} "
+        f"values/s; 'changes': subscribed changes that reached the broker; "
+        f"{f['window_s']:g} s measured.",
+        f"Targets (issue 3): {targets}.",
+        note,
+    ])

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from bench import report
+from bench import opcua_bench, report
 from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, ROOT, Gateway, ensure_installed
 from bench.metrics import RunFigures, compute
 from bench.procstat import CLOCK_TICKS, TreeSample, cpu_seconds, sample_tree
@@ -228,6 +228,26 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
     return figures
 
 
+def run_opcua(args: argparse.Namespace, broker: tuple[int, int]) -> dict[str, Any]:
+    """bench/opcua_bench.py's whole run at K polled + K subscribed nodes, publishing to the
+    harness's mosquitto, measured for --duration: its workload, figures and targets, labelled."""
+    nodes = args.opcua_nodes
+    row: dict[str, Any] = {"gateway": "edgecell-opcua", "label": report.opcua_label(nodes),
+                           "ok": True, "note": ""}
+    _log(f"edgecell-opcua: {nodes} polled + {nodes} subscribed nodes; "
+         f"measuring {args.duration:g} s")
+    bench_args = opcua_bench.parse_args(["--nodes", str(nodes), "--duration", str(args.duration)])
+    try:
+        measured = opcua_bench.measure(bench_args, broker_port=broker[0])
+    except RuntimeError as exc:
+        _log(f"edgecell-opcua: {exc}")
+        return {**row, "ok": False, "note": str(exc)}
+    f = measured["figures"]
+    _log(f"edgecell-opcua: {f['values_per_s']:,.0f} values/s, "
+         f"{f['daemon_cpu_percent_of_core']}% core, {f['daemon_peak_rss_mb']} MB")
+    return {**row, **{k: measured[k] for k in ("workload", "figures", "targets")}}
+
+
 def _observers_cpu(simulator_pid: int, broker_pid: int) -> tuple[float, float, float, float]:
     """CPU seconds so far of the simulator, the broker, this process alone (the subscriber)
     and the whole machine (all cores, /proc/stat): the load beside the gateway under test."""
@@ -270,6 +290,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, default=None, metavar="DIR",
                         help="sample the Python gateways with py-spy over the window and write "
                         "collapsed stacks to DIR (python -m bench.profile DIR/edgecell.txt)")
+    parser.add_argument("--opcua-nodes", type=int, default=0, metavar="K",
+                        help="after the Modbus rows, also run edgecell against an OPC UA server "
+                        "with K polled + K subscribed nodes (bench/opcua_bench.py), for "
+                        "--duration; 0 = off (the default)")
     parser.add_argument("--no-install", action="store_true",
                         help="do not install missing peers (skip them instead)")
     args = parser.parse_args(argv)
@@ -278,6 +302,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"unknown gateway(s) {', '.join(unknown)}; choose from {', '.join(GATEWAYS)}")
     if args.devices < 1 or args.registers < 1 or args.duration <= 0 or args.period <= 0:
         parser.error("devices, registers, duration and period must be positive")
+    if args.opcua_nodes < 0:
+        parser.error("--opcua-nodes must be 0 (off) or positive")
     return args
 
 
@@ -298,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y%m%dT%H%M%S")
     out = args.out or RESULTS / f"{started}-{workload.devices}x{workload.registers}.json"
     rows: list[dict[str, Any]] = []
+    opcua: dict[str, Any] | None = None
     scratch = Path(tempfile.mkdtemp(prefix="edgecell-bench-"))
     _log(f"{workload.devices} devices x {workload.registers} registers ({workload.register_map}) "
          f"= {workload.tags:,} tags "
@@ -310,12 +337,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(figures.as_dict())
                 _log(f"{gateway.key}: {figures.values_per_s:,.0f} values/s, "
                      f"{figures.cpu_percent_of_core}% core, {figures.peak_rss_mb} MB")
+            if args.opcua_nodes:
+                opcua = run_opcua(args, broker)
     finally:
         if not args.keep_workdir:
             shutil.rmtree(scratch, ignore_errors=True)
     compared = report.comparisons(rows)
     judged = report.targets(rows, workload)
-    result = {
+    result: dict[str, Any] = {
         "started": started,
         "machine": machine(),
         "workload": {"devices": workload.devices, "registers": workload.registers,
@@ -327,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         "comparisons": compared,
         "targets": judged,
     }
+    if opcua is not None:
+        result["opcua"] = opcua
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
     print(f"\n{workload.devices} devices x {workload.registers} registers "
@@ -339,5 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.comparison_table(compared, rows))
     print("\nTargets (issue 9):\n")
     print(report.targets_text(judged))
+    if opcua is not None:
+        print("\nOPC UA, the same mosquitto (bench/opcua_bench.py):\n")
+        print(report.opcua_table(opcua))
     print(f"\nJSON: {out}")
     return 0

@@ -1,5 +1,6 @@
 """The benchmark harness keeps working: edgecell alone at a tiny size (2 devices x 50 registers,
-5 s measured) through the real harness, simulator, mosquitto and subscriber. Not a benchmark:
+5 s measured) through the real harness, simulator, mosquitto and subscriber, and with
+`--opcua-nodes` its OPC UA row (bench/opcua_bench.py on the harness's mosquitto). Not a benchmark:
 the figures are checked for being present and plausible, never for being fast."""
 
 from __future__ import annotations
@@ -46,3 +47,35 @@ def test_harness_writes_every_figure_of_an_edgecell_run(tmp_path: Path) -> None:
     assert row["poll_jitter_p99_ms"] is not None
     assert row["bad_messages"] == 0
     assert b"values/s" in run.stdout
+
+
+def test_harness_adds_the_opcua_row_when_asked(tmp_path: Path) -> None:
+    out = tmp_path / "result.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "--devices", "1", "--registers", "10", "--duration", "3",
+         "--gateways", "edgecell", "--startup-timeout", "15", "--no-install",
+         "--opcua-nodes", "10", "--out", str(out)],
+        cwd=ROOT, capture_output=True, timeout=60, check=False,
+    )
+    assert run.returncode == 0, run.stderr.decode(errors="replace")[-2000:]
+    result = orjson.loads(out.read_bytes())
+
+    assert [row["gateway"] for row in result["results"]] == ["edgecell"]
+    opcua = result["opcua"]
+    assert opcua["ok"], opcua["note"]
+    assert opcua["label"] == "edgecell, OPC UA (10 polled + 10 subscribed nodes)"
+    assert opcua["workload"]["polled_nodes"] == opcua["workload"]["subscribed_nodes"] == 10
+    f = opcua["figures"]
+    # 10 polled values per 1 s cycle; the server changes one subscribed node per 50 ms tick.
+    assert 8 <= f["polled_values_per_s"] <= 12
+    assert 16 <= f["subscribed_values_per_s"] <= 24
+    assert 0.8 <= f["values_completeness"] <= 1.2
+    assert f["subscribed_lost"] == 0
+    assert f["poll_round_trips_per_cycle"] == 1.0
+    assert 0 < f["publish_to_mqtt_p50_ms"] <= f["publish_to_mqtt_p99_ms"] < 5000
+    assert f["daemon_cpu_s_per_1000_values"] > 0
+    assert 10 < f["daemon_peak_rss_mb"] < 1000
+    assert set(opcua["targets"]) == {"one_round_trip_per_poll_cycle",
+                                     "publish_to_mqtt_p99_under_50ms"}
+    assert b"edgecell, OPC UA (10 polled + 10 subscribed nodes)" in run.stdout
+    assert b"no OPC UA row" in run.stdout
