@@ -24,7 +24,7 @@ from controller.actuation import Actuator, write_limits
 from controller.alarms import AlarmBoard
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.config import Config, ConfigError, LoadedConfig, load_config
-from controller.gcpolicy import tune_for_daemon
+from controller.gcpolicy import collect_periodically, tune_for_daemon
 from controller.model import DeviceStatus, LinkState, Sample
 from controller.mqtt import topics
 from controller.mqtt.commands import CommandHandler
@@ -150,6 +150,7 @@ class Runtime:
                 background = [
                     tg.create_task(self._health_loop(), name="health"),
                     tg.create_task(self._lag_monitor(), name="loop-lag"),
+                    tg.create_task(collect_periodically(), name="gc"),
                     # systemd's watchdog runs in real time, whatever clock the controller follows.
                     tg.create_task(
                         watchdog_loop(self.notifier, SYSTEM_CLOCK, WATCHDOG_MAX_LAG),
