@@ -23,7 +23,6 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     """Configure structlog and stdlib logging; `json` defaults to "stderr is not a TTY"."""
     if json is None:
         json = not sys.stderr.isatty()
-    numeric = logging.getLevelName(level.upper())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -57,7 +56,13 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(numeric)
+    set_log_level(level)
+
+
+def set_log_level(level: str) -> None:
+    """The daemon's level, and the libraries' (quiet unless debug); a reload changes it."""
+    numeric = logging.getLevelName(level.upper())
+    logging.getLogger().setLevel(numeric)
     for name in _NOISY:
         quiet = logging.CRITICAL if name in _REPORTED_BY_DRIVERS else logging.WARNING
         logging.getLogger(name).setLevel(numeric if numeric <= logging.DEBUG else quiet)

@@ -25,6 +25,7 @@ from controller.alarms import AlarmBoard
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.config import Config, ConfigError, LoadedConfig, load_config
 from controller.gcpolicy import collect_periodically, tune_for_daemon
+from controller.logs import set_log_level
 from controller.model import DeviceStatus, LinkState, Sample
 from controller.mqtt import topics
 from controller.mqtt.commands import CommandHandler
@@ -93,6 +94,11 @@ class Runtime:
         self._tg: asyncio.TaskGroup | None = None
         self._started_ms = clock.wall_ms()
         self._lag_max = 0.0
+        # The daemon's identity on MQTT and on disk, fixed for its life (a reload that changes
+        # them is applied otherwise and says they need a restart).
+        self._base_topic = loaded.config.base_topic
+        self._state_dir = loaded.config.gateway.state_dir
+        self._gateway_id = loaded.config.gateway.id
 
     @property
     def config(self) -> Config:
@@ -100,7 +106,11 @@ class Runtime:
 
     @property
     def state_dir(self) -> Path:
-        return self.config.gateway.state_dir
+        return self._state_dir
+
+    @property
+    def base_topic(self) -> str:
+        return self._base_topic
 
     # --- control from outside (signals, commands, tests) -------------------------------------
 
@@ -135,8 +145,8 @@ class Runtime:
         )
         async with MqttPublisher(
             config.mqtt,
-            base_topic=config.base_topic,
-            client_id=config.mqtt.client_id or f"edgecell-{config.gateway.id}",
+            base_topic=self._base_topic,
+            client_id=config.mqtt.resolve_client_id(self._gateway_id),
             state_dir=self.state_dir,
             clock=self.clock,
             birth=birth,
@@ -159,7 +169,7 @@ class Runtime:
                 ]
                 self.notifier.ready()
                 self.notifier.status(self._status_line())
-                log.info("running", base_topic=config.base_topic)
+                log.info("running", base_topic=self._base_topic)
                 await self._serve_until_stopped()
                 self.notifier.stopping()
                 log.info("stopping")
@@ -185,9 +195,9 @@ class Runtime:
             table=self.table,
             clock=self.clock,
             events=publisher,
-            base_topic=config.base_topic,
+            base_topic=self._base_topic,
         )
-        self._alarms = AlarmBoard(publisher, base_topic=config.base_topic, clock=self.clock)
+        self._alarms = AlarmBoard(publisher, base_topic=self._base_topic, clock=self.clock)
         self._engine = RuleEngine(
             build_rules(config.rules),
             self.table,
@@ -195,7 +205,7 @@ class Runtime:
             self.clock,
             period=config.actuation.cycle,
             events=publisher,
-            base_topic=config.base_topic,
+            base_topic=self._base_topic,
             alarms=self._alarms,
         )
         # Before any await: the publisher subscribes to cmd/# when it connects.
@@ -204,7 +214,7 @@ class Runtime:
                 engine=self._engine,
                 actuator=self._actuator,
                 responder=publisher,
-                base_topic=config.base_topic,
+                base_topic=self._base_topic,
                 on_reload=self.reload,
                 on_rebirth=self._rebirth,
                 alarms=self._alarms,
@@ -369,19 +379,25 @@ class Runtime:
                 log.exception("reload_refused", config=str(self.loaded.path), problems=exc.problems)
                 self._publish_config_event(ok=False, problems=exc.problems)
                 return False
-            await self._apply(loaded)
-            self._publish_config_event(ok=True, problems=[])
+            restart_required = await self._apply(loaded)
+            self._publish_config_event(ok=True, problems=[], restart_required=restart_required)
             return True
         finally:
             self.notifier.ready()
 
-    async def _apply(self, loaded: LoadedConfig) -> None:
+    async def _apply(self, loaded: LoadedConfig) -> list[str]:
+        """Apply a valid config; returns the settings that only a restart applies."""
         old, new = self.config, loaded.config
-        if old.gateway != new.gateway or old.mqtt != new.mqtt:
-            log.warning(
-                "reload_partial",
-                reason="gateway and mqtt settings take effect at the next restart",
-            )
+        restart_required = self._identity_changes(new)
+        if restart_required:
+            log.warning("reload_partial", restart_required=restart_required,
+                        reason="the daemon's identity changes at the next restart")
+        if new.gateway.log_level != old.gateway.log_level:
+            set_log_level(new.gateway.log_level)
+        if self._publisher is not None and new.mqtt != old.mqtt:
+            # The default client id follows gateway.id only at a restart, like the base topic.
+            client_id = new.mqtt.resolve_client_id(self._gateway_id)
+            await self._publisher.reconfigure(new.mqtt, client_id=client_id)
         new_groups: dict[str, list[Any]] = {}
         for device in new.devices:
             new_groups.setdefault(share_key(device), []).append(device)
@@ -415,17 +431,31 @@ class Runtime:
             started_devices=len(start),
             removed_devices=sorted(removed),
         )
+        return restart_required
 
-    def _publish_config_event(self, *, ok: bool, problems: list[str]) -> None:
+    def _identity_changes(self, new: Config) -> list[str]:
+        """The settings of `new` that differ from the running identity: the base topic (from
+        gateway.id or mqtt.base_topic) and the state directory."""
+        changes = []
+        if new.base_topic != self._base_topic:
+            changes.append("mqtt.base_topic" if new.mqtt.base_topic else "gateway.id")
+        if new.gateway.state_dir != self._state_dir:
+            changes.append("gateway.state_dir")
+        return changes
+
+    def _publish_config_event(
+        self, *, ok: bool, problems: list[str], restart_required: list[str] | None = None
+    ) -> None:
         if self._publisher is not None:
             self._publisher.publish_event(
-                f"{self.config.base_topic}/events/config",
+                f"{self._base_topic}/events/config",
                 topics.encode(
                     {
                         "ts": self.clock.wall_ms(),
                         "ok": ok,
                         "config_hash": self.loaded.digest,
                         "problems": problems,
+                        "restart_required": restart_required or [],
                     }
                 ),
             )
@@ -441,13 +471,13 @@ class Runtime:
             self._lag_max = max(self._lag_max, loop.time() - expected)
 
     async def _health_loop(self) -> None:
-        interval = self.config.mqtt.health_interval
         last = self.clock.monotonic()
         last_counts = _Counters()
-        next_at = last + interval
+        next_at = last + self.config.mqtt.health_interval
         while True:
             await self.clock.sleep_until(next_at)
             now = self.clock.monotonic()
+            interval = self.config.mqtt.health_interval  # a reload may change it
             next_at += interval
             if next_at <= now:  # fell behind (suspended laptop, stalled loop): do not catch up
                 next_at = now + interval

@@ -92,6 +92,11 @@ class _Opened:
     counters: dict[str, int]
 
 
+def _default_max_file_bytes(config: BufferConfig) -> int:
+    """Room for `max_bytes` of messages, SQLite's overhead and a WAL: twice it plus 4 MiB."""
+    return 2 * config.max_bytes + 4 * 1024**2
+
+
 class MessageBuffer:
     """The buffer file `path` (created with its directory when missing).
 
@@ -114,7 +119,8 @@ class MessageBuffer:
         self._path = path
         self._config = config
         self._clock = clock
-        self._max_file_bytes = max_file_bytes or 2 * config.max_bytes + 4 * 1024**2
+        self._fixed_max_file_bytes = max_file_bytes
+        self._max_file_bytes = max_file_bytes or _default_max_file_bytes(config)
         self._db: sqlite3.Connection | None = None
         self._db_lock = asyncio.Lock()
         # One worker thread: a file operation whose awaiting task was cancelled still finishes
@@ -248,11 +254,8 @@ class MessageBuffer:
         db = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL").fetchone()
-            full = self._config.durability == "always"
-            db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+            self._apply_pragmas(db)
             _ensure_schema(db)
-            page_size = db.execute("PRAGMA page_size").fetchone()[0]
-            db.execute(f"PRAGMA max_page_count={max(16, self._max_file_bytes // page_size)}")
             count, size, last_id = db.execute(
                 "SELECT count(*), coalesce(sum(size), 0), coalesce(max(id), 0) FROM messages"
             ).fetchone()
@@ -262,6 +265,25 @@ class MessageBuffer:
             db.close()
             raise
         return _Opened(db, count, size, last_id, oldest[0] if oldest else None, counters)
+
+    def _apply_pragmas(self, db: sqlite3.Connection) -> None:
+        """The settings that follow the config: sync level and the file's size cap."""
+        full = self._config.durability == "always"
+        db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count={max(16, self._max_file_bytes // page_size)}")
+
+    async def reconfigure(self, config: BufferConfig) -> None:
+        """New settings (a config reload) for the open buffer. Nothing it holds is lost: a
+        tighter `max_bytes` or `max_age` drops the oldest at the next commit, counted as any
+        drop; `durability: always` writes what is only in memory at the next commit."""
+        async with self._db_lock:
+            self._config = config
+            self._max_file_bytes = self._fixed_max_file_bytes or _default_max_file_bytes(config)
+            if self._db is not None:
+                await self._in_thread(self._apply_pragmas, self._db)
+        log.info("buffer_reconfigured", durability=config.durability, max_bytes=config.max_bytes,
+                 max_age_s=config.max_age, drain_rate=config.drain_rate)
 
     # --- accepting ---------------------------------------------------------------------------
 

@@ -45,6 +45,12 @@ CONNECT_TIMEOUT = 10.0
 FLUSH_TIMEOUT = 2.0  # on clean stop, time to send what is buffered ...
 OFFLINE_TIMEOUT = 1.0  # ... and then to publish the offline status: 3 s at most together
 STOP_TIMEOUT = FLUSH_TIMEOUT + OFFLINE_TIMEOUT + 0.5
+# A reconfigure waits this long for the old session to end (offline published on it).
+SWITCH_TIMEOUT = OFFLINE_TIMEOUT + 2.0
+# The `mqtt:` settings a live session was made with: changing one needs a new connection.
+CONNECTION_SETTINGS = (
+    "host", "port", "protocol", "keepalive", "username", "password", "password_file", "tls",
+)
 
 
 class PublisherNotRunningError(Exception):
@@ -115,6 +121,8 @@ class MqttPublisher:
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._connection_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._reconnect = asyncio.Event()  # new connection settings: end the session, connect
+        self._settings_in_force = asyncio.Event()  # set when a client is made with the latest
         self._wakeup = asyncio.Event()
         self._connected = asyncio.Event()
         self._reconnects = 0
@@ -175,6 +183,29 @@ class MqttPublisher:
     @property
     def base_topic(self) -> str:
         return self._base
+
+    async def reconfigure(self, config: MqttConfig, *, client_id: str) -> bool:
+        """Apply new `mqtt:` settings (a config reload) without losing a message. Buffer
+        settings apply to the open buffer; a new broker address, credentials, TLS, protocol,
+        keepalive or client id end the session (offline published on the old one) and connect
+        with the new settings at once, the backlog following. The base topic is fixed for the
+        publisher's life. Returns whether a new connection is made."""
+        old, self._config = self._config, config
+        old_client_id, self._client_id = self._client_id, client_id
+        if old.buffer != config.buffer and self._buffer is not None and self._running:
+            await self._buffer.reconfigure(config.buffer)
+        reconnect = client_id != old_client_id or any(
+            getattr(old, name) != getattr(config, name) for name in CONNECTION_SETTINGS
+        )
+        if reconnect:
+            log.info("mqtt_reconfigured", host=config.host, port=config.port, client_id=client_id)
+            self._settings_in_force.clear()
+            self._reconnect.set()
+            # What is published from now on (the reload's own event) goes to the new broker:
+            # wait, bounded, for the old session to end.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settings_in_force.wait(), SWITCH_TIMEOUT)
+        return reconnect
 
     # --- the API of the runtime (synchronous, never blocks) ----------------------------------
 
@@ -316,7 +347,12 @@ class MqttPublisher:
                                  client_id=self._client_id)
                     lost_at = None
                     await self._session(client)
-                    return  # only a clean stop ends a session without raising
+                if self._stopping.is_set():
+                    return  # a clean stop
+                # New settings (reconfigure): connect with them at once.
+                self._session_ended()
+                attempt = 0
+                continue
             except (aiomqtt.MqttError, _ConnectionLostError, OSError, ssl.SSLError) as exc:
                 self._session_ended()
                 if lost_at is None:
@@ -329,8 +365,8 @@ class MqttPublisher:
                 return
             delay = self._backoff(attempt)
             attempt += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            if not self._reconnect.is_set():
+                await _first_of(self._stopping, self._reconnect, seconds=delay)
 
     def _backoff(self, attempt: int) -> float:
         """Capped, fully random: uniform(0, min(max, min * 2**attempt)), at least 10 ms."""
@@ -338,6 +374,8 @@ class MqttPublisher:
         return max(0.01, random.uniform(0, cap))
 
     async def _make_client(self) -> aiomqtt.Client:
+        self._reconnect.clear()  # this client has the settings in force now
+        self._settings_in_force.set()
         # Credentials and certificates are read on every attempt: rotated files are picked up.
         password, tls_context = await asyncio.to_thread(self._read_secrets)
         v5 = self._config.protocol == "5"
@@ -414,8 +452,9 @@ class MqttPublisher:
             async with asyncio.TaskGroup() as task_group:
                 sender = task_group.create_task(self._send_loop(client, task_group))
                 receiver = task_group.create_task(self._receive_loop(client))
-                await self._stopping.wait()
-                await self._flush()
+                await _first_of(self._stopping, self._reconnect)
+                if self._stopping.is_set():
+                    await self._flush()
                 sender.cancel()
                 receiver.cancel()
         except BaseExceptionGroup as group:
@@ -436,7 +475,10 @@ class MqttPublisher:
         except aiomqtt.MqttError as exc:
             log.warning("mqtt_offline_not_published", error=str(exc))
         buffer.session_lost()
-        log.info("mqtt_stopped", unsent=buffer.depth)
+        if self._stopping.is_set():
+            log.info("mqtt_stopped", unsent=buffer.depth)
+        else:
+            log.info("mqtt_session_ended_for_new_settings", unsent=buffer.depth)
 
     async def _subscribe_commands(self, client: aiomqtt.Client) -> None:
         topic = topics.commands(self._base)
@@ -534,6 +576,16 @@ class MqttPublisher:
                 await handler(topic, _payload_bytes(message.payload), message.properties)
             except Exception:
                 log.exception("command_handler_failed", topic=topic)
+
+
+async def _first_of(*events: asyncio.Event, seconds: float | None = None) -> None:
+    """Wait until one of `events` is set, or `seconds` (None: no limit)."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 def _payload_bytes(payload: Any) -> bytes:

@@ -129,3 +129,62 @@ async def test_the_reload_command_applies_a_changed_config_and_answers(
     await data.wait_for(lambda _: last_seq(data, "press") >= retimed_from + 6, 10)
     assert abs(poll_interval_s(data, "press", after_seq=retimed_from) - 0.25) < 0.025
     assert await daemon.stop() == 0, daemon.log_tail()
+
+
+async def test_a_new_broker_in_the_mqtt_section_is_used_at_once_and_no_seq_is_lost(
+    tmp_path: Path,
+    mosquitto_factory: Any,
+    mqtt_collect: Any,
+    counter_server: Any,
+    start_daemon: Any,
+) -> None:
+    old_broker, new_broker = mosquitto_factory(), mosquitto_factory()
+    server = await counter_server()
+    on_old = await mqtt_collect(old_broker, f"{BASE}/data/+")
+    on_new = await mqtt_collect(new_broker, f"{BASE}/data/+")
+    events = await mqtt_collect(new_broker, f"{BASE}/events/config")
+    state = tmp_path / "state"
+    device = modbus_device("press", server.port, poll="100ms")
+    daemon = start_daemon(gateway_config("reload", state, old_broker, [device]))
+    await on_old.wait_for(lambda _: last_seq(on_old, "press") >= 5, 20)
+    connections = server.connections
+
+    daemon.write_config(gateway_config("reload", state, new_broker, [device]))
+    daemon.reload()
+    await events.wait_count(1, 10)
+    assert events.payloads()[0]["ok"] is True
+    assert events.payloads()[0]["restart_required"] == []
+    await on_new.wait_for(lambda _: last_seq(on_new, "press") >= last_seq(on_old, "press") + 10)
+    assert await daemon.stop() == 0, daemon.log_tail()
+
+    received = {seq for c in (on_old, on_new) for seq, _ in values_by_device(c, "counter")["press"]}
+    print(f"\nold broker up to seq {last_seq(on_old, 'press')}, new from "
+          f"{min(s for s, _ in values_by_device(on_new, 'counter')['press'])}")
+    assert received == set(range(1, max(received) + 1)), "a seq was lost in the switch"
+    assert server.connections == connections, "the device was reconnected for an mqtt change"
+
+
+async def test_a_new_gateway_id_is_reported_as_needing_a_restart_and_the_rest_applies(
+    tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
+) -> None:
+    server = await counter_server()
+    data = await mqtt_collect(mosquitto, f"{BASE}/data/+")
+    events = await mqtt_collect(mosquitto, f"{BASE}/events/config")
+    state = tmp_path / "state"
+    device = modbus_device("press", server.port, poll="100ms")
+    daemon = start_daemon(gateway_config("reload", state, mosquitto, [device]))
+    await data.wait_for(lambda _: last_seq(data, "press") >= 5, 20)
+
+    retimed = {**device, "poll_interval": "250ms"}
+    daemon.write_config(gateway_config("renamed", state, mosquitto, [retimed]))
+    daemon.reload()
+    await events.wait_count(1, 10)
+    # On the running base topic, which stays until the restart.
+    assert events.payloads()[0]["ok"] is True
+    assert events.payloads()[0]["restart_required"] == ["gateway.id"]
+    retimed_from = last_seq(data, "press") + 1
+    await data.wait_for(lambda _: last_seq(data, "press") >= retimed_from + 6, 10)
+    assert abs(poll_interval_s(data, "press", after_seq=retimed_from) - 0.25) < 0.025
+    partial = [e for e in daemon.log_events() if e.get("event") == "reload_partial"]
+    assert [e["restart_required"] for e in partial] == [["gateway.id"]]
+    assert await daemon.stop() == 0, daemon.log_tail()
