@@ -20,6 +20,7 @@ import resource
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 from controller.config import load_config
 from controller.cosim import CoSimulation
@@ -29,7 +30,9 @@ from drivers.sim.scenario import load_scenario
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def run(scenario: str, hours: float, cycle: float, config: Path, rules: bool) -> dict:
+async def run(
+    scenario: str, hours: float, cycle: float, config: Path, rules: bool
+) -> dict[str, Any]:
     loaded = load_config(config)
     durations: list[float] = []
     cpu_start = time.process_time()

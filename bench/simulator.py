@@ -7,6 +7,9 @@ the register map of bench.workload) whose `(index + device) % 10 == g % 10`, ind
 tag's position in the map; its apply time per device is recorded. A subscriber that sees a
 tag's value become g (after scaling) knows which change it is looking at.
 
+With `--static` (the idle benchmark, bench/idle.py) every tag holds generation 1 from the start
+and nothing ever changes.
+
 Run as `python -m bench.simulator --devices N --registers M --duration S --out FILE`; it prints
 one JSON line `{"ports": [...]}` when every server listens, stops by itself after `--duration`
 (or on SIGTERM/SIGINT) and writes FILE: change times and the arrival time of every request.
@@ -66,11 +69,11 @@ def _trace(device: _Device, sending: bool, pdu: Any) -> Any:
     return pdu
 
 
-async def _serve(devices: list[_Device], registers: int) -> None:
+async def _serve(devices: list[_Device]) -> None:
     for device in devices:
         simdevice = SimDevice(
             id=UNIT_ID,
-            simdata=[SimData(0, values=[0] * registers, datatype=SimType.REGISTERS)],
+            simdata=[SimData(0, values=list(device.image), datatype=SimType.REGISTERS)],
         )
         server = ModbusTcpServer(
             simdevice,
@@ -124,8 +127,13 @@ async def _change_loop(
 
 
 async def run(args: argparse.Namespace) -> None:
+    fields = Workload(args.devices, args.registers, args.period, args.map).fields
     devices = [_Device(i, [0] * args.registers) for i in range(args.devices)]
-    await _serve(devices, args.registers)
+    if args.static:
+        for device in devices:
+            for tag in fields:
+                device.image[tag.address : tag.address + tag.registers] = encode(tag, 1)
+    await _serve(devices)
     start = time.time()
     print(orjson.dumps({"ports": [d.port for d in devices], "start": start}).decode(), flush=True)
     changes: list[list[float]] = []
@@ -135,15 +143,18 @@ async def run(args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         async with asyncio.TaskGroup() as tg:
-            fields = Workload(args.devices, args.registers, args.period, args.map).fields
-            changer = tg.create_task(_change_loop(devices, fields, args.period, start, changes))
+            changer = None
+            if not args.static:
+                changer = tg.create_task(
+                    _change_loop(devices, fields, args.period, start, changes))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=args.duration)
-            changer.cancel()
+            if changer is not None:
+                changer.cancel()
     finally:
         for device in devices:
             if device.server is not None:
-                await device.server.shutdown()
+                await device.server.shutdown()  # type: ignore[no-untyped-call]
         # The process is ending: nothing else runs on the loop that a blocking write delays.
         Path(args.out).write_bytes(  # noqa: ASYNC240
             orjson.dumps(
@@ -164,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--registers", type=int, required=True)
     parser.add_argument("--period", type=float, default=1.0, help="seconds between changes")
     parser.add_argument("--map", choices=REGISTER_MAPS, default="uint16", help="register map")
+    parser.add_argument("--static", action="store_true",
+                        help="every tag holds generation 1 and never changes (idle benchmark)")
     parser.add_argument("--duration", type=float, required=True, help="stop after S seconds")
     parser.add_argument("--out", required=True, help="where to write change and request times")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.workload import Workload
 
@@ -157,7 +158,7 @@ class Subscriber:
         self.session_limit_requests = 0
         self._subscribed = threading.Event()
         self._client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
+            CallbackAPIVersion.VERSION2,
             client_id=f"bench-subscriber-{time.time_ns()}",
             protocol=mqtt.MQTTv311,
         )
@@ -201,9 +202,10 @@ class Subscriber:
             return
         try:
             if self.parser is None:
-                self.tally.record_registers(arrived, *parse_raw_array(topic, message.payload))
+                payload = bytes(message.payload)
+                self.tally.record_registers(arrived, *parse_raw_array(topic, payload))
             else:
-                self.tally.record(arrived, self.parser(topic, message.payload))
+                self.tally.record(arrived, self.parser(topic, bytes(message.payload)))
         except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             self.tally.bad_messages += 1
             self.tally.last_error = f"{topic}: {exc!r} in {bytes(message.payload[:300])!r}"
