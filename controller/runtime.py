@@ -96,6 +96,7 @@ class Runtime:
         self._lag_max = 0.0
         # The daemon's identity on MQTT and on disk, fixed for its life (a reload that changes
         # them is applied otherwise and says they need a restart).
+        self._identity = loaded.config
         self._base_topic = loaded.config.base_topic
         self._state_dir = loaded.config.gateway.state_dir
         self._gateway_id = loaded.config.gateway.id
@@ -388,7 +389,7 @@ class Runtime:
     async def _apply(self, loaded: LoadedConfig) -> list[str]:
         """Apply a valid config; returns the settings that only a restart applies."""
         old, new = self.config, loaded.config
-        restart_required = self._identity_changes(new)
+        restart_required = identity_changes(self._identity, new)
         if restart_required:
             log.warning("reload_partial", restart_required=restart_required,
                         reason="the daemon's identity changes at the next restart")
@@ -432,16 +433,6 @@ class Runtime:
             removed_devices=sorted(removed),
         )
         return restart_required
-
-    def _identity_changes(self, new: Config) -> list[str]:
-        """The settings of `new` that differ from the running identity: the base topic (from
-        gateway.id or mqtt.base_topic) and the state directory."""
-        changes = []
-        if new.base_topic != self._base_topic:
-            changes.append("mqtt.base_topic" if new.mqtt.base_topic else "gateway.id")
-        if new.gateway.state_dir != self._state_dir:
-            changes.append("gateway.state_dir")
-        return changes
 
     def _publish_config_event(
         self, *, ok: bool, problems: list[str], restart_required: list[str] | None = None
@@ -529,6 +520,22 @@ class Runtime:
             f"broker {'connected' if stats.connected else 'away'}, "
             f"buffer {stats.buffer_depth}"
         )
+
+
+def identity_changes(started: Config, new: Config) -> list[str]:
+    """The settings of `new` that a reload cannot apply, because they are the identity of the
+    daemon started with `started`: gateway.id (the default base topic and client id follow it),
+    the base topic, the state directory (buffer file, certificates)."""
+    changes = []
+    if new.gateway.id != started.gateway.id:
+        changes.append("gateway.id")
+    if new.base_topic != started.base_topic and (
+        new.mqtt.base_topic is not None or new.gateway.id == started.gateway.id
+    ):
+        changes.append("mqtt.base_topic")
+    if new.gateway.state_dir != started.gateway.state_dir:
+        changes.append("gateway.state_dir")
+    return changes
 
 
 def _rss_bytes() -> int:
