@@ -22,6 +22,7 @@ from asyncua.ua.uaerrors import UaError
 
 from controller.model import DeviceStatus, LinkState, Sample, Value, WriteError
 from drivers.base import Driver, DriverContext
+from drivers.opcua.asyncua_log import drop_lines_reported_by_driver
 from drivers.opcua.codec import bad_sample, sample_from_datavalue
 from drivers.opcua.config import OpcUaDevice, TagMode
 from drivers.opcua.errors import OpcUaSetupError
@@ -57,6 +58,7 @@ class OpcUaDriver(Driver):
         self._ever_connected = False
         # Cancel requests the task running run() had before it started (see _check_cancelled).
         self._cancel_base = 0
+        drop_lines_reported_by_driver()
 
     # --- the Driver contract ------------------------------------------------------------------
 

@@ -35,6 +35,39 @@ def modbus_device(
     }
 
 
+def opcua_device(
+    name: str,
+    port: int,
+    *,
+    subscribed: dict[str, str] | None = None,
+    polled: dict[str, str] | None = None,
+    timeout: str = "1s",
+    connect_timeout: str = "3s",
+    reconnect_max: str = "1s",
+) -> dict[str, Any]:
+    """An OPC UA device at opc.tcp://127.0.0.1:`port` with subscribed tags (publishing every
+    100 ms) and polled tags (every 200 ms), each given as {tag name: NodeId}; quick timeouts,
+    keep-alive and reconnects, as the fault tests want them."""
+    tags = [
+        {"name": tag, "node": node, "mode": mode}
+        for mode, nodes in (("subscribe", subscribed), ("poll", polled))
+        for tag, node in (nodes or {}).items()
+    ]
+    return {
+        "name": name,
+        "driver": "opcua",
+        "endpoint": f"opc.tcp://127.0.0.1:{port}",
+        "publishing_interval": "100ms",
+        "poll_interval": "200ms",
+        "timeout": timeout,
+        "connect_timeout": connect_timeout,
+        "keepalive_interval": "1s",
+        "reconnect_min": "100ms",
+        "reconnect_max": reconnect_max,
+        "tags": tags,
+    }
+
+
 def gateway_config(
     gateway_id: str,
     state_dir: Path,
