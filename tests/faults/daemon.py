@@ -41,13 +41,13 @@ def opcua_device(
     *,
     subscribed: dict[str, str] | None = None,
     polled: dict[str, str] | None = None,
-    timeout: str = "1s",
-    connect_timeout: str = "3s",
+    timeout: str = "2s",
+    connect_timeout: str = "5s",
     reconnect_max: str = "1s",
 ) -> dict[str, Any]:
     """An OPC UA device at opc.tcp://127.0.0.1:`port` with subscribed tags (publishing every
-    100 ms) and polled tags (every 200 ms), each given as {tag name: NodeId}; quick timeouts,
-    keep-alive and reconnects, as the fault tests want them."""
+    100 ms) and polled tags (every 200 ms), each given as {tag name: NodeId}; a keep-alive read
+    every second and reconnects within 100 ms to `reconnect_max`, as the fault tests want them."""
     tags = [
         {"name": tag, "node": node, "mode": mode}
         for mode, nodes in (("subscribe", subscribed), ("poll", polled))

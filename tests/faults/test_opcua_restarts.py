@@ -72,7 +72,7 @@ async def test_an_opcua_server_killed_five_times_gets_one_session_and_subscripti
     for restart in range(1, RESTARTS + 1):
         await plc.kill()
         await statuses.wait_for(lambda _: state()[0] == "reconnecting", 10)
-        assert _latest(data, "plc", "ticks")["q"] == "bad"  # type: ignore[index]
+        await data.wait_for(lambda _: _latest(data, "plc", "ticks")["q"] == "bad", 5)  # type: ignore[index]
         await asyncio.sleep(DOWN_S)
         await plc.start()
         await statuses.wait_for(lambda _, n=restart: state() == ("connected", n), 20)
