@@ -74,3 +74,77 @@ def sample_tree(root: int) -> TreeSample:
         peak_rss_bytes=sum(_status_kib(pid, "VmHWM") for pid in pids) * 1024,
         rss_bytes=sum(_status_kib(pid, "VmRSS") for pid in pids) * 1024,
     )
+
+
+# --- wake-ups (the idle benchmark, bench/idle.py) -------------------------------------------
+
+
+def _status_fields(path: Path, keys: tuple[str, ...]) -> tuple[int, ...] | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    found = dict.fromkeys(keys, 0)
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key in found:
+            found[key] = int(value.split()[0])
+    return tuple(found[key] for key in keys)
+
+
+def thread_counters(pid: int) -> dict[int, tuple[int, int, int]]:
+    """(voluntary, involuntary context switches, CPU ns) of each thread of `pid`.
+    /proc/PID/status counts the main thread only, so each /proc/PID/task/TID/status is read: a
+    voluntary switch is the thread going to sleep, about one per wake-up. The CPU time is the
+    scheduler's (/proc/PID/task/TID/schedstat), in ns where /proc/PID/stat has 10 ms ticks."""
+    counters: dict[int, tuple[int, int, int]] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return counters
+    for tid in tids:
+        task = f"/proc/{pid}/task/{tid}"
+        counts = _status_fields(Path(f"{task}/status"),
+                                ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"))
+        try:
+            runtime_ns = int(Path(f"{task}/schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            runtime_ns = 0
+        if counts is not None:
+            counters[int(tid)] = (counts[0], counts[1], runtime_ns)
+    return counters
+
+
+def rss_bytes(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of one process, bytes."""
+    return _status_kib(pid, "VmRSS") * 1024, _status_kib(pid, "VmHWM") * 1024
+
+
+def connected_to(pids: list[int], port: int) -> bool:
+    """Whether one of `pids` holds an established TCP connection to 127.0.0.1:`port` (its
+    socket inodes against /proc/net/tcp): a gateway is up once it is connected to the broker."""
+    inodes: set[str] = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    wanted = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local, remote, state ("01": established), ..., inode (field 9)
+            if fields[2].endswith(wanted) and fields[3] == "01" and fields[9] in inodes:
+                return True
+    return False

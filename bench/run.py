@@ -93,13 +93,15 @@ def mosquitto(workdir: Path) -> Iterator[tuple[int, int]]:
 
 
 @contextlib.contextmanager
-def simulator(workload: Workload, duration: float, out: Path) -> Iterator[tuple[list[int], Any]]:
-    """The simulated devices in their own process; yields (ports, process)."""
+def simulator(workload: Workload, duration: float, out: Path,
+              static: bool = False) -> Iterator[tuple[list[int], Any]]:
+    """The simulated devices in their own process; yields (ports, process). `static`: values
+    that never change (the idle benchmark)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.simulator", "--devices", str(workload.devices),
          "--registers", str(workload.registers), "--period", str(workload.period),
          "--map", workload.register_map,
-         "--duration", str(duration), "--out", str(out)],
+         "--duration", str(duration), "--out", str(out)] + (["--static"] if static else []),
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     try:
@@ -296,6 +298,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--duration; 0 = off (the default)")
     parser.add_argument("--no-install", action="store_true",
                         help="do not install missing peers (skip them instead)")
+    parser.add_argument("--idle", action="store_true",
+                        help="run the idle benchmark instead (bench/idle.py: one device of 20 "
+                        "unchanging registers, and the device refusing connections); its options: "
+                        "bash scripts/bench --idle --help")
     args = parser.parse_args(argv)
     unknown = [g for g in args.gateways.split(",") if g not in GATEWAYS]
     if unknown:
@@ -308,6 +314,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--idle" in argv:
+        from bench import idle  # noqa: PLC0415 (bench.idle builds on this module)
+
+        return idle.main([a for a in argv if a != "--idle"])
     args = parse_args(argv)
     workload = Workload(args.devices, args.registers, args.period, args.map)
     chosen = [GATEWAYS[key] for key in args.gateways.split(",")]
