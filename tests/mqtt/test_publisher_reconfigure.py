@@ -89,29 +89,57 @@ async def test_a_new_broker_is_tried_at_once_while_the_old_one_is_away(
     assert seqs(on_new) == set(range(1, 11))
 
 
+async def until(condition, within: float = 10.0) -> None:
+    """Wait until `condition()` holds (checked every 50 ms); fail after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the publisher's stats have no event to await
+            await asyncio.sleep(0.05)
+
+
 async def test_buffer_settings_apply_without_a_new_connection(
     mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher, power_sample
 ):
     status = await mqtt_collect(mosquitto, topics.status(mqtt_names.topic("gw")))
+    data = await mqtt_collect(mosquitto, topics.data(mqtt_names.topic("gw"), "press"))
+    async with make_publisher(mqtt_config(mosquitto)) as publisher:
+        await asyncio.wait_for(publisher.connected(), 10)
+        await status.wait_count(1)
+        other_buffer = mqtt_config(mosquitto, buffer={"max_bytes": "1MiB", "drain_rate": 50})
+        reconnected = await publisher.reconfigure(
+            other_buffer, client_id=mqtt_names.client_id("gw")
+        )
+        assert reconnected is False
+        seq = publisher.publish_samples("press", [power_sample(1.0)])
+        await data.wait_for(lambda _: seq in seqs(data))
+        assert publisher.stats().connected is True
+    # A new session would have put a clean offline between two births; only the stop did.
+    states = [p["state"] for p in status.payloads()]
+    assert states == ["online", "offline"]
+
+
+async def test_a_tighter_max_bytes_drops_the_oldest_of_the_backlog_and_counts_it(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher, power_sample
+):
+    data = await mqtt_collect(
+        mosquitto, topics.data(mqtt_names.topic("gw"), "press"), persistent=True, protocol="3.1.1"
+    )
     async with make_publisher(mqtt_config(mosquitto)) as publisher:
         await asyncio.wait_for(publisher.connected(), 10)
         mosquitto.stop()
+        await until(lambda: not publisher.stats().connected)
         for value in range(200):
             publisher.publish_samples("press", [power_sample(float(value))])
-        await asyncio.sleep(0.5)
+        await publisher.persisted()
         assert publisher.stats().buffer_depth == 200
         assert publisher.stats().buffer_dropped == 0
+
         tighter = mqtt_config(mosquitto, buffer={"max_bytes": 4096})
-        reconnected = await publisher.reconfigure(tighter, client_id=mqtt_names.client_id("gw"))
-        assert reconnected is False
-        await publisher.persisted()
-        await asyncio.sleep(0.5)  # the next commit enforces the new bound
+        await publisher.reconfigure(tighter, client_id=mqtt_names.client_id("gw"))
+        await until(lambda: publisher.stats().buffer_dropped > 0)
         stats = publisher.stats()
-        assert stats.buffer_dropped > 0
         assert stats.buffer_bytes <= 4096
         assert stats.buffer_depth == 200 - stats.buffer_dropped
         mosquitto.start()
-        await asyncio.wait_for(publisher.connected(), 10)
-    # One birth per connection: the stop/start of the broker made the only new one.
-    births = [p for p in status.payloads() if p and p["state"] == "online"]
-    assert len(births) == 2
+        await data.wait_for(lambda _: 200 in seqs(data), 20)
+    # The oldest went, the newest were kept and delivered.
+    assert seqs(data) == set(range(stats.buffer_dropped + 1, 201))
