@@ -253,8 +253,10 @@ def run_case(gateway: Gateway, case: str, round_: int, workload: Workload,
                         meter.sample()
                     w1 = time.time()
                     busy = machine_busy_s() - busy
-                    if profiler is not None:
-                        _stop(profiler, timeout=30)
+                    if profiler is not None:  # py-spy writes its file when its time is up
+                        with contextlib.suppress(subprocess.TimeoutExpired):
+                            profiler.wait(timeout=30)
+                        _stop(profiler)
                     if process.poll() is not None:
                         note = f"exited with {process.returncode} during the measurement"
             finally:
