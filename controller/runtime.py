@@ -46,6 +46,9 @@ RESTART_BACKOFF_MAX = 60.0
 STOP_RECANCEL_PERIOD = 0.1
 # The watchdog is pinged only while the loop lag stays under this.
 WATCHDOG_MAX_LAG = 2.0
+# How often the loop's lag is probed for health: a stall of this long or longer is always seen
+# (shorter ones when they overlap a probe); one wake-up a second keeps an idle daemon quiet.
+LAG_PROBE_PERIOD = 1.0
 
 
 @dataclass
@@ -453,7 +456,7 @@ class Runtime:
 
     # --- health -------------------------------------------------------------------------------
 
-    async def _lag_monitor(self, period: float = 0.25) -> None:
+    async def _lag_monitor(self, period: float = LAG_PROBE_PERIOD) -> None:
         """Measure how late the loop wakes us: the best single sign of a healthy daemon."""
         loop = asyncio.get_running_loop()
         while True:

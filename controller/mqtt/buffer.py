@@ -158,6 +158,8 @@ class MessageBuffer:
         self._persist_target = 0
         self._persisted_through = 0
         self._tick_done = asyncio.Event()
+        # Set whenever there may be something to commit; the commit loop sleeps on it when idle.
+        self._work = asyncio.Event()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -282,6 +284,7 @@ class MessageBuffer:
             self._max_file_bytes = self._fixed_max_file_bytes or _default_max_file_bytes(config)
             if self._db is not None:
                 await self._in_thread(self._apply_pragmas, self._db)
+        self._work.set()
         log.info("buffer_reconfigured", durability=config.durability, max_bytes=config.max_bytes,
                  max_age_s=config.max_age, drain_rate=config.drain_rate)
 
@@ -302,6 +305,7 @@ class MessageBuffer:
         self._count += 1
         self._bytes += size
         self._ram_bytes += size
+        self._work.set()
 
     def counter(self, name: str) -> int:
         """A value saved with the buffer (the data topics' seq), 0 when never set."""
@@ -311,6 +315,7 @@ class MessageBuffer:
         """Saved with the next write of messages, else within `COUNTER_INTERVAL`."""
         self._counters[name] = value
         self._dirty_counters.add(name)
+        self._work.set()
 
     async def persisted(self) -> None:
         """Return when everything accepted so far is on disk or acknowledged.
@@ -319,6 +324,7 @@ class MessageBuffer:
         """
         target = self._last_id
         self._persist_target = max(self._persist_target, target)
+        self._work.set()
         while self._persisted_through < target:
             if self._write_error is not None:
                 raise BufferWriteError(self._write_error)
@@ -391,6 +397,7 @@ class MessageBuffer:
         self._forget(entry)
         if entry.on_disk:
             self._to_delete.add(entry.id)
+            self._work.set()
 
     @property
     def depth(self) -> int:
@@ -475,9 +482,33 @@ class MessageBuffer:
     # --- the commit loop ---------------------------------------------------------------------
 
     async def _maintain(self) -> None:
+        """Commit every COMMIT_INTERVAL while there is something to write, delete or bound;
+        with nothing buffered, sleep until a message, an ack or a counter needs it (an idle
+        gateway does not wake ten times a second for nothing)."""
         while True:
             await asyncio.sleep(COMMIT_INTERVAL)
+            self._work.clear()  # before the tick: what arrives during it sets it again
             await self._tick(closing=False)
+            idle = self._idle_for()
+            if idle > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._work.wait(), None if idle == math.inf else idle
+                    )
+
+    def _idle_for(self) -> float:
+        """0 while a commit has work (messages held: writes, deletes, bounds, durability
+        waits); else the seconds until dirty counters are due, or infinity."""
+        if (
+            self._count
+            or self._unwritten
+            or self._to_delete
+            or self._persist_target > self._persisted_through
+        ):
+            return 0.0
+        if self._dirty_counters:
+            return max(0.0, self._counters_saved_at + COUNTER_INTERVAL - time.monotonic())
+        return math.inf
 
     def _should_write(self, now: float, closing: bool) -> bool:
         if not self._unwritten:
