@@ -348,3 +348,20 @@ _PREPARE = {
     "thingsboard": _prepare_thingsboard,
     "thingsboard-tags": _prepare_thingsboard,
 }
+
+
+def installed(
+    chosen: list[Gateway], *, no_install: bool, log: Any
+) -> tuple[list[Gateway], list[str]]:
+    """`chosen` without the gateways whose peer cannot be installed (each said with `log`), and
+    those peers."""
+    skipped: list[str] = []
+    for peer in sorted({g.peer for g in chosen if g.peer}):
+        if no_install:
+            continue
+        try:
+            ensure_installed(peer)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            log(f"cannot install {peer}: {exc}; its rows are skipped")
+            skipped.append(peer)
+    return [g for g in chosen if g.peer not in skipped], skipped

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, Gateway, ensure_installed
+from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, Gateway, installed
 from bench.procstat import (
     CLOCK_TICKS,
     connected_to,
@@ -478,16 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     workload = Workload(1, args.registers, args.period, "uint16")
     chosen = [GATEWAYS[key] for key in args.gateways.split(",")]
     cases = [c for c in CASES if c in args.cases.split(",")]
-    skipped: list[str] = []
-    for peer in sorted({g.peer for g in chosen if g.peer}):
-        if args.no_install:
-            continue
-        try:
-            ensure_installed(peer)
-        except (subprocess.CalledProcessError, OSError) as exc:
-            _log(f"cannot install {peer}: {exc}; its rows are skipped")
-            skipped.append(peer)
-    chosen = [g for g in chosen if g.peer not in skipped]
+    chosen, skipped = installed(chosen, no_install=args.no_install, log=_log)
     started = time.strftime("%Y%m%dT%H%M%S")
     out = args.out or RESULTS / f"{started}-idle.json"
     scratch = Path(tempfile.mkdtemp(prefix="edgecell-idle-"))

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from bench import opcua_bench, report
-from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, ROOT, Gateway, ensure_installed
+from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, ROOT, Gateway, installed
 from bench.metrics import RunFigures, compute
 from bench.procstat import CLOCK_TICKS, TreeSample, cpu_seconds, sample_tree
 from bench.subscriber import Subscriber, Tally
@@ -322,16 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     workload = Workload(args.devices, args.registers, args.period, args.map)
     chosen = [GATEWAYS[key] for key in args.gateways.split(",")]
-    skipped: list[str] = []
-    for peer in sorted({g.peer for g in chosen if g.peer}):
-        if args.no_install:
-            continue
-        try:
-            ensure_installed(peer)
-        except (subprocess.CalledProcessError, OSError) as exc:
-            _log(f"cannot install {peer}: {exc}; its rows are skipped")
-            skipped.append(peer)
-    chosen = [g for g in chosen if g.peer not in skipped]
+    chosen, skipped = installed(chosen, no_install=args.no_install, log=_log)
     started = time.strftime("%Y%m%dT%H%M%S")
     out = args.out or RESULTS / f"{started}-{workload.devices}x{workload.registers}.json"
     rows: list[dict[str, Any]] = []

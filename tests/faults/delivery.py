@@ -52,3 +52,13 @@ def assert_every_seq_in_order(device: str, received: list[int]) -> None:
     live = [seq for seq in first if seq >= live_from]
     assert backlog == sorted(backlog), f"{device}: backlog out of order"
     assert live == sorted(live), f"{device}: live data out of order"
+
+
+def latest(collector: Any, suffix: str) -> dict[str, Any] | None:
+    """The payload of the last message whose topic ends with `suffix`, or None."""
+    found = [
+        p
+        for m, p in zip(collector.messages, collector.payloads(), strict=True)
+        if m.topic.value.endswith(suffix)
+    ]
+    return found[-1] if found else None

@@ -14,6 +14,7 @@ from typing import Any
 from drivers.modbus.link import STRAY_BYTES
 from tests.faults.bad_peers import BadPeer, never_answers, random_bytes, wrong_transaction
 from tests.faults.daemon import gateway_config, modbus_device
+from tests.faults.delivery import latest
 
 BASE = "edgecell/misbehaving"
 BAD = {"silent": never_answers, "garbage": random_bytes, "mixed_up": wrong_transaction}
@@ -36,15 +37,6 @@ def _config(tmp_path: Path, broker: Any, ports: dict[str, int]) -> dict[str, Any
     return gateway_config("misbehaving", tmp_path / "state", broker, devices)
 
 
-def _latest(collector: Any, suffix: str) -> dict[str, Any] | None:
-    found = [
-        p
-        for m, p in zip(collector.messages, collector.payloads(), strict=True)
-        if m.topic.value.endswith(suffix)
-    ]
-    return found[-1] if found else None
-
-
 async def test_misbehaving_devices_give_bad_quality_a_reason_a_status_and_one_log_line(
     tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
 ) -> None:
@@ -58,19 +50,19 @@ async def test_misbehaving_devices_give_bad_quality_a_reason_a_status_and_one_lo
 
         def settled(_: object) -> bool:
             return all(
-                (s := _latest(statuses, f"/{name}/status")) is not None
+                (s := latest(statuses, f"/{name}/status")) is not None
                 and s["consecutive_failures"] >= 3
                 for name in BAD
             )
 
         await statuses.wait_for(settled, 20)
         for name in BAD:
-            sample = _latest(data, f"/data/{name}")
+            sample = latest(data, f"/data/{name}")
             assert sample is not None, name
             value = sample["values"]["counter"]
             assert value["q"] == "bad", (name, value)
             assert value["v"] is None
-            status = _latest(statuses, f"/{name}/status")
+            status = latest(statuses, f"/{name}/status")
             assert status is not None
             assert status["state"] in {"failed", "reconnecting"}, (name, status)
             print(f"\n{name}: state {status['state']}, reason {value['r']!r}")
@@ -78,10 +70,10 @@ async def test_misbehaving_devices_give_bad_quality_a_reason_a_status_and_one_lo
             assert value["r"] == REASONS[name], (name, value)
             assert status["last_error"] == REASONS[name], (name, status)
         # The healthy device on the same daemon publishes good, changing data all along.
-        before = _latest(data, "/data/healthy")
+        before = latest(data, "/data/healthy")
         assert before is not None
         assert before["values"]["counter"]["q"] == "good"
-        await data.wait_for(lambda _: _latest(data, "/data/healthy")["seq"] > before["seq"] + 5)  # type: ignore[index]
+        await data.wait_for(lambda _: latest(data, "/data/healthy")["seq"] > before["seq"] + 5)  # type: ignore[index]
         assert daemon.running, daemon.log_tail()
         assert await daemon.stop() == 0, daemon.log_tail()
     # Each fault is logged once, as a state change, not at every poll or reconnect.

@@ -13,6 +13,7 @@ from typing import Any
 
 from tests.faults.bad_peers import BadPeer, never_answers, random_bytes
 from tests.faults.daemon import gateway_config, modbus_device, opcua_device
+from tests.faults.delivery import latest
 from tests.faults.opcua_server import POLLED, SUBSCRIBED
 
 BASE = "edgecell/ua-misbehaving"
@@ -41,15 +42,6 @@ def _config(tmp_path: Path, broker: Any, bad: dict[str, int], modbus_port: int) 
     return gateway_config("ua-misbehaving", tmp_path / "state", broker, devices)
 
 
-def _latest(collector: Any, suffix: str) -> dict[str, Any] | None:
-    found = [
-        p
-        for m, p in zip(collector.messages, collector.payloads(), strict=True)
-        if m.topic.value.endswith(suffix)
-    ]
-    return found[-1] if found else None
-
-
 async def test_misbehaving_opcua_peers_give_bad_quality_a_reason_a_status_and_one_log_line(
     tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
 ) -> None:
@@ -64,30 +56,30 @@ async def test_misbehaving_opcua_peers_give_bad_quality_a_reason_a_status_and_on
 
         def settled(_: object) -> bool:
             return all(
-                (s := _latest(statuses, f"/{name}/status")) is not None
+                (s := latest(statuses, f"/{name}/status")) is not None
                 and s["consecutive_failures"] >= 4
                 for name in BAD
             )
 
         await statuses.wait_for(settled, 20)
         for name, peer in peers.items():
-            status = _latest(statuses, f"/{name}/status")
+            status = latest(statuses, f"/{name}/status")
             assert status is not None
             print(f"\n{name}: state {status['state']}, last_error {status['last_error']!r}, "
                   f"{peer.connections} connections")
             assert (status["state"], status["last_error"]) == ("connecting", REASON), status
             assert peer.connections >= 4
-            sample = _latest(data, f"/data/{name}")
+            sample = latest(data, f"/data/{name}")
             assert sample is not None, name
             for tag in (*SUBSCRIBED, *POLLED):
                 value = sample["values"][tag]
                 assert (value["v"], value["q"]) == (None, "bad"), (name, tag, value)
                 assert value["r"] == f"not connected: {REASON}", (name, tag, value)
         # The Modbus device on the same daemon publishes good, changing data all along.
-        before = _latest(data, "/data/healthy")
+        before = latest(data, "/data/healthy")
         assert before is not None
         assert before["values"]["counter"]["q"] == "good"
-        await data.wait_for(lambda _: _latest(data, "/data/healthy")["seq"] > before["seq"] + 5)  # type: ignore[index]
+        await data.wait_for(lambda _: latest(data, "/data/healthy")["seq"] > before["seq"] + 5)  # type: ignore[index]
         assert daemon.running, daemon.log_tail()
         assert await daemon.stop() == 0, daemon.log_tail()
     events = daemon.log_events()
