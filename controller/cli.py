@@ -111,16 +111,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(loaded.config.gateway.log_level, json=json_logs)
         return _run_async(_run_daemon(loaded))
     if command == "demo":
+        loaded = _load_or_report(args.config)
+        if loaded is None:
+            return EXIT_BAD_INPUT
         configure_logging("info", json=json_logs)
         from controller.demo import run_demo  # noqa: PLC0415  (pulls in the simulator)
 
         return _run_async(
             run_demo(
-                args.config,
+                loaded,
                 scenario=args.scenario,
                 speed=args.speed,
                 duration=args.duration,
                 use_config_broker=args.use_config_broker,
+                say=_say,
             )
         )
     if command == "sim":
@@ -134,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 duration=args.duration,
                 base_port=args.base_port,
+                say=_say,
             )
         )
     if command == "report":
@@ -192,6 +197,11 @@ def _load_or_report(path: Path) -> LoadedConfig | None:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return None
+
+
+def _say(line: str) -> None:
+    """A line for the person at the terminal, at once (the demo's watch hint, the sim's ports)."""
+    print(line, flush=True)
 
 
 def _run_async(coro: object) -> int:

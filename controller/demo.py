@@ -7,19 +7,22 @@ config's broker) and the controller, with the config's device addresses pointed 
 from __future__ import annotations
 
 import asyncio
-import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from controller.clock import ScaledClock
-from controller.config import Config, ConfigError, LoadedConfig, load_config
+from controller.config import Config, LoadedConfig
 from controller.localbroker import LocalMosquitto
 from controller.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+
+# Where a line for the person at the terminal goes (the CLI passes print).
+Say = Callable[[str], None]
 
 
 def _cell_endpoints(cell: Any) -> dict[str, Any]:
@@ -29,23 +32,18 @@ def _cell_endpoints(cell: Any) -> dict[str, Any]:
 
 
 async def run_demo(
-    config_path: Path,
+    loaded: LoadedConfig,
     *,
     scenario: str,
     speed: float,
     duration: float | None,
     use_config_broker: bool,
+    say: Say,
 ) -> int:
     from controller.cosim import point_config_at_cell  # noqa: PLC0415
     from drivers.sim.cell import SimCell  # noqa: PLC0415
     from drivers.sim.scenario import load_scenario  # noqa: PLC0415
 
-    try:
-        loaded = load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
     cell_scenario = load_scenario(scenario)
     # The controller's timers run at the cell's speed, so that demand windows, rule periods and
     # the PLCs' heartbeat timeouts agree with the plant's; its timestamps start from now, so
@@ -56,26 +54,25 @@ async def run_demo(
         async with SimCell(cell_scenario, speed=speed, ports=0) as cell:
             config = point_config_at_cell(loaded.config, cell, Path(state))
             if use_config_broker:
-                return await _run_for(loaded, config, duration, clock)
+                return await _run_for(loaded, config, duration, clock, say)
             async with LocalMosquitto() as broker:
                 mqtt = config.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
                 config = config.model_copy(update={"mqtt": mqtt})
-                return await _run_for(loaded, config, duration, clock)
+                return await _run_for(loaded, config, duration, clock, say)
 
 
 async def _run_for(
-    loaded: LoadedConfig, config: Config, duration: float | None, clock: ScaledClock
+    loaded: LoadedConfig, config: Config, duration: float | None, clock: ScaledClock, say: Say
 ) -> int:
     runtime = Runtime(
         LoadedConfig(config=config, path=loaded.path, digest=loaded.digest), clock=clock
     )
     runtime.install_signal_handlers()
     mqtt = config.mqtt
-    print(
+    say(
         "edgecell demo is running. Watch it with:\n"
         f"  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -t '{config.base_topic}/#' -v\n"
-        + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C."),
-        flush=True,
+        + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C.")
     )
     if duration is not None:
         asyncio.get_running_loop().call_later(duration, runtime.request_stop)
@@ -90,6 +87,7 @@ async def run_sim(
     seed: int | None,
     duration: float | None,
     base_port: int,
+    say: Say,
 ) -> int:
     from drivers.sim.cell import SimCell  # noqa: PLC0415
     from drivers.sim.scenario import load_scenario  # noqa: PLC0415
@@ -105,7 +103,7 @@ async def run_sim(
         loop.add_signal_handler(sig, stop.set)
     async with SimCell(loaded, speed=speed, base_port=base_port or None) as cell:
         for name, endpoint in _cell_endpoints(cell).items():
-            print(f"{name}: {endpoint}", flush=True)
+            say(f"{name}: {endpoint}")
         log.info("sim_serving", scenario=scenario, speed=speed)
         if duration is not None:
             loop.call_later(duration, stop.set)
