@@ -100,9 +100,6 @@ class Runtime:
         # The daemon's identity on MQTT and on disk, fixed for its life (a reload that changes
         # them is applied otherwise and says they need a restart).
         self._identity = loaded.config
-        self._base_topic = loaded.config.base_topic
-        self._state_dir = loaded.config.gateway.state_dir
-        self._gateway_id = loaded.config.gateway.id
 
     @property
     def config(self) -> Config:
@@ -110,11 +107,11 @@ class Runtime:
 
     @property
     def state_dir(self) -> Path:
-        return self._state_dir
+        return self._identity.gateway.state_dir
 
     @property
     def base_topic(self) -> str:
-        return self._base_topic
+        return self._identity.base_topic
 
     # --- control from outside (signals, commands, tests) -------------------------------------
 
@@ -149,8 +146,8 @@ class Runtime:
         )
         async with MqttPublisher(
             config.mqtt,
-            base_topic=self._base_topic,
-            client_id=config.mqtt.resolve_client_id(self._gateway_id),
+            base_topic=self.base_topic,
+            client_id=config.mqtt.resolve_client_id(self._identity.gateway.id),
             state_dir=self.state_dir,
             clock=self.clock,
             birth=birth,
@@ -173,7 +170,7 @@ class Runtime:
                 ]
                 self.notifier.ready()
                 self.notifier.status(self._status_line())
-                log.info("running", base_topic=self._base_topic)
+                log.info("running", base_topic=self.base_topic)
                 await self._serve_until_stopped()
                 self.notifier.stopping()
                 log.info("stopping")
@@ -199,9 +196,9 @@ class Runtime:
             table=self.table,
             clock=self.clock,
             events=publisher,
-            base_topic=self._base_topic,
+            base_topic=self.base_topic,
         )
-        self._alarms = AlarmBoard(publisher, base_topic=self._base_topic, clock=self.clock)
+        self._alarms = AlarmBoard(publisher, base_topic=self.base_topic, clock=self.clock)
         self._engine = RuleEngine(
             build_rules(config.rules),
             self.table,
@@ -209,7 +206,7 @@ class Runtime:
             self.clock,
             period=config.actuation.cycle,
             events=publisher,
-            base_topic=self._base_topic,
+            base_topic=self.base_topic,
             alarms=self._alarms,
         )
         # Before any await: the publisher subscribes to cmd/# when it connects.
@@ -218,7 +215,7 @@ class Runtime:
                 engine=self._engine,
                 actuator=self._actuator,
                 responder=publisher,
-                base_topic=self._base_topic,
+                base_topic=self.base_topic,
                 on_reload=self.reload,
                 on_rebirth=self._rebirth,
                 alarms=self._alarms,
@@ -400,7 +397,7 @@ class Runtime:
             set_log_level(new.gateway.log_level)
         if self._publisher is not None and new.mqtt != old.mqtt:
             # The default client id follows gateway.id only at a restart, like the base topic.
-            client_id = new.mqtt.resolve_client_id(self._gateway_id)
+            client_id = new.mqtt.resolve_client_id(self._identity.gateway.id)
             await self._publisher.reconfigure(new.mqtt, client_id=client_id)
         new_groups: dict[str, list[Any]] = {}
         for device in new.devices:
@@ -442,7 +439,7 @@ class Runtime:
     ) -> None:
         if self._publisher is not None:
             self._publisher.publish_event(
-                f"{self._base_topic}/events/config",
+                f"{self.base_topic}/events/config",
                 topics.encode(
                     {
                         "ts": self.clock.wall_ms(),
