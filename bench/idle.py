@@ -35,8 +35,8 @@ from bench.procstat import (
     rss_bytes,
     thread_counters,
 )
-from bench.run import RESULTS, _log, _stop, machine, mosquitto, simulator
-from bench.subscriber import Subscriber, Tally
+from bench.run import RESULTS, _log, _stop, gateway_running, machine, mosquitto, simulator
+from bench.subscriber import Tally
 from bench.workload import Workload
 
 # static: the device answers and its values never change; refused: nothing listens on its port
@@ -225,43 +225,33 @@ def run_case(gateway: Gateway, case: str, round_: int, workload: Workload,
     ready: float | None = None
     note = ""
     with device(case, workload, budget, trace) as (ports, sim_process):
-        launch = gateway.prepare(workdir, broker_port, ports, workload)
-        with Subscriber(broker_port, gateway.topic_filter, gateway.parser, tally,
-                        answer_thingsboard=gateway.answer_thingsboard), \
-             open(workdir / "gateway.log", "wb") as log:
-            started = time.time()
-            process = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
-                                       stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-            try:
-                ready, note = _wait_ready(case, process, tally, broker_port,
-                                          args.startup_timeout, started)
-                if ready is not None:
-                    _log(f"{gateway.key} [{case}]: up {ready - started:.1f} s after start; "
-                         f"warm-up {args.warmup:g} s, measuring {args.duration:g} s")
-                    w0 = ready + args.warmup
-                    time.sleep(max(0.0, w0 - time.time()))
-                    meter = TreeMeter(process.pid)
+        with gateway_running(gateway, workdir, broker_port, ports, workload, tally,
+                             f"{gateway.key} [{case}]") as (process, started):
+            ready, note = _wait_ready(case, process, tally, broker_port,
+                                      args.startup_timeout, started)
+            if ready is not None:
+                _log(f"{gateway.key} [{case}]: up {ready - started:.1f} s after start; "
+                     f"warm-up {args.warmup:g} s, measuring {args.duration:g} s")
+                w0 = ready + args.warmup
+                time.sleep(max(0.0, w0 - time.time()))
+                meter = TreeMeter(process.pid)
+                meter.sample()
+                busy = machine_busy_s()
+                profiler = _start_profiler(gateway, case, round_, process.pid, args)
+                w1 = w0 + args.duration
+                tick = w0
+                while tick < w1 and process.poll() is None:
+                    tick = min(tick + args.sample_interval, w1)
+                    time.sleep(max(0.0, tick - time.time()))
                     meter.sample()
-                    busy = machine_busy_s()
-                    profiler = _start_profiler(gateway, case, round_, process.pid, args)
-                    w1 = w0 + args.duration
-                    tick = w0
-                    while tick < w1 and process.poll() is None:
-                        tick = min(tick + args.sample_interval, w1)
-                        time.sleep(max(0.0, tick - time.time()))
-                        meter.sample()
-                    w1 = time.time()
-                    busy = machine_busy_s() - busy
-                    if profiler is not None:  # py-spy writes its file when its time is up
-                        with contextlib.suppress(subprocess.TimeoutExpired):
-                            profiler.wait(timeout=30)
-                        _stop(profiler)
-                    if process.poll() is not None:
-                        note = f"exited with {process.returncode} during the measurement"
-            finally:
-                code = _stop(process, group=True)
-            _log(f"{gateway.key} [{case}]: stopped (exit {code})")
+                w1 = time.time()
+                busy = machine_busy_s() - busy
+                if profiler is not None:  # py-spy writes its file when its time is up
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        profiler.wait(timeout=30)
+                    _stop(profiler)
+                if process.poll() is not None:
+                    note = f"exited with {process.returncode} during the measurement"
         if sim_process is not None:
             _stop(sim_process, timeout=60)
     if note:

@@ -93,6 +93,29 @@ def mosquitto(workdir: Path) -> Iterator[tuple[int, int]]:
 
 
 @contextlib.contextmanager
+def gateway_running(
+    gateway: Gateway, workdir: Path, broker_port: int, ports: list[int], workload: Workload,
+    tally: Tally, label: str,
+) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """`gateway` in a process group of its own (its output in `workdir`/gateway.log), with the
+    harness's subscriber counting what it publishes into `tally`; yields (process, start time)
+    and stops the group on the way out."""
+    launch = gateway.prepare(workdir, broker_port, ports, workload)
+    with Subscriber(broker_port, gateway.topic_filter, gateway.parser, tally,
+                    answer_thingsboard=gateway.answer_thingsboard), \
+         open(workdir / "gateway.log", "wb") as log:
+        started = time.time()
+        process = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
+                                   stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            yield process, started
+        finally:
+            code = _stop(process, group=True)
+        _log(f"{label}: stopped (exit {code})")
+
+
+@contextlib.contextmanager
 def simulator(workload: Workload, duration: float, out: Path,
               static: bool = False) -> Iterator[tuple[list[int], Any]]:
     """The simulated devices in their own process; yields (ports, process). `static`: values
@@ -170,49 +193,39 @@ def run_gateway(gateway: Gateway, workload: Workload, args: argparse.Namespace,
     tally = Tally(workload)
     note = ""
     with simulator(workload, budget, sim_out) as (ports, sim_process):
-        launch = gateway.prepare(workdir, broker_port, ports, workload)
-        with Subscriber(broker_port, gateway.topic_filter, gateway.parser, tally,
-                        answer_thingsboard=gateway.answer_thingsboard), \
-             open(workdir / "gateway.log", "wb") as log:
-            started = time.time()
-            process = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env,
-                                       stdout=log, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, start_new_session=True)
-            try:
-                while tally.first_arrival is None and process.poll() is None:
-                    if time.time() - started > args.startup_timeout:
-                        break
-                    time.sleep(0.1)
-                if process.poll() is not None:
-                    note = f"exited with {process.returncode} (see {workdir}/gateway.log)"
-                elif tally.first_arrival is None:
-                    note = f"published nothing within {args.startup_timeout:g} s"
-                first = tally.first_arrival or time.time()
-                _log(f"{gateway.key}: first data {first - started:.1f} s after start; "
-                     f"measuring {args.duration:g} s")
-                # Half a period off the first arrival: a gateway that publishes all its devices
-                # at once has its bursts inside the window, never astride an edge.
-                w0 = first + settle + workload.period / 2
-                if process.poll() is not None:  # nothing to measure: do not wait for it
-                    w0 = time.time()
-                time.sleep(max(0.0, w0 - time.time()))
-                before = sample_tree(process.pid)
-                observers_before = _observers_cpu(sim_process.pid, broker_pid)
-                w1 = w0 + (args.duration if process.poll() is None else 0.0)
-                profiler = _start_profiler(gateway, process.pid, args)
-                time.sleep(max(0.0, w1 - time.time()))
-                after = sample_tree(process.pid)
-                observers = [b - a for a, b in zip(observers_before,
-                                                    _observers_cpu(sim_process.pid, broker_pid),
-                                                    strict=True)]
-                if profiler is not None:
-                    _stop(profiler, timeout=30)
-                if process.poll() is not None and not note:
-                    note = f"exited with {process.returncode} during the measurement"
-                time.sleep(grace)
-            finally:
-                code = _stop(process, group=True)
-            _log(f"{gateway.key}: stopped (exit {code})")
+        with gateway_running(gateway, workdir, broker_port, ports, workload, tally,
+                             gateway.key) as (process, started):
+            while tally.first_arrival is None and process.poll() is None:
+                if time.time() - started > args.startup_timeout:
+                    break
+                time.sleep(0.1)
+            if process.poll() is not None:
+                note = f"exited with {process.returncode} (see {workdir}/gateway.log)"
+            elif tally.first_arrival is None:
+                note = f"published nothing within {args.startup_timeout:g} s"
+            first = tally.first_arrival or time.time()
+            _log(f"{gateway.key}: first data {first - started:.1f} s after start; "
+                 f"measuring {args.duration:g} s")
+            # Half a period off the first arrival: a gateway that publishes all its devices
+            # at once has its bursts inside the window, never astride an edge.
+            w0 = first + settle + workload.period / 2
+            if process.poll() is not None:  # nothing to measure: do not wait for it
+                w0 = time.time()
+            time.sleep(max(0.0, w0 - time.time()))
+            before = sample_tree(process.pid)
+            observers_before = _observers_cpu(sim_process.pid, broker_pid)
+            w1 = w0 + (args.duration if process.poll() is None else 0.0)
+            profiler = _start_profiler(gateway, process.pid, args)
+            time.sleep(max(0.0, w1 - time.time()))
+            after = sample_tree(process.pid)
+            observers = [b - a for a, b in zip(observers_before,
+                                                _observers_cpu(sim_process.pid, broker_pid),
+                                                strict=True)]
+            if profiler is not None:
+                _stop(profiler, timeout=30)
+            if process.poll() is not None and not note:
+                note = f"exited with {process.returncode} during the measurement"
+            time.sleep(grace)
         _stop(sim_process, timeout=60)
     simulation = orjson.loads(sim_out.read_bytes())
     if tally.bad_messages:
