@@ -1,0 +1,30 @@
+"""pyproject.toml builds without setuptools' deprecation warnings: the license is an SPDX
+string with its file (a TOML table stops building after 2027-02-18), on a setuptools that
+knows the form (77 and later)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_license_is_an_spdx_expression_with_its_file() -> None:
+    project = pyproject()["project"]
+    assert project["license"] == "Apache-2.0"
+    assert project["license-files"] == ["LICENSE"]
+    assert "Apache License" in (ROOT / "LICENSE").read_text()
+
+
+def test_build_requires_a_setuptools_that_reads_spdx_licenses() -> None:
+    requires = pyproject()["build-system"]["requires"]
+    (setuptools,) = [r for r in requires if r.startswith("setuptools")]
+    match = re.fullmatch(r"setuptools>=(\d+)(?:\.\d+)*", setuptools)
+    assert match is not None, setuptools
+    assert int(match.group(1)) >= 77
