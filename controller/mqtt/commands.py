@@ -2,6 +2,8 @@
 clearing an override, reload and rebirth. Each is validated (unknown keys refused), applied
 through the same actuator checks as a rule's value, and answered with `{ok: true, ...}` or
 `{ok: false, error}` on the MQTT 5 response topic (or `{base}/cmd/response` for 3.1.1).
+A command acts once: a stale `ts` is refused here, a retained copy by the publisher; what a
+refusal echoes of the payload is bounded, so a huge payload cannot make a huge answer or log line.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from controller.actuation import Actuator, Outcome
 from controller.alarms import AcknowledgeCommand, AlarmBoard, UnknownAlarmError
+from controller.clock import SYSTEM_CLOCK, Clock
 from controller.configtypes import PositiveDuration, StrictModel
 from controller.model import WriteError
 from controller.mqtt import topics
@@ -26,6 +29,17 @@ from controller.rules.engine import RuleEngine, UnknownRuleError
 log = structlog.get_logger(__name__)
 
 _M = TypeVar("_M", bound=StrictModel)
+
+# The largest payload read (a write with every field is ~200 bytes): a bigger one is refused
+# before it is parsed. The broker's message_size_limit bounds what reaches us at all.
+COMMAND_MAX_BYTES = 16 * 1024
+# A command carrying `ts` (epoch ms) older than this is not carried out (it waited somewhere:
+# a broker queue, a retained copy, a replaying client); one this far ahead of our clock neither.
+COMMAND_MAX_AGE_S = 30
+COMMAND_CLOCK_SKEW_S = 5
+# Refusals echo at most this many validation errors, each cut to ECHO_CHARS characters.
+ECHO_ERRORS = 3
+ECHO_CHARS = 100
 
 
 class Responder(Protocol):
@@ -91,7 +105,8 @@ class CommandHandler:
     """`publisher.subscribe_commands(handler)`: called for every message on `{base}/cmd/#`.
 
     `on_reload()` reloads the config file and returns whether the new one was taken;
-    `on_rebirth()` publishes the birth and every retained state again.
+    `on_rebirth()` publishes the birth and every retained state again. `clock` is the real
+    wall clock a command's `ts` is checked against (an operator's clock is not simulated).
     """
 
     def __init__(
@@ -104,8 +119,10 @@ class CommandHandler:
         on_reload: Callable[[], Awaitable[bool]],
         on_rebirth: Callable[[], Awaitable[None]],
         alarms: AlarmBoard | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._alarms = alarms
+        self._clock = clock
         self._engine = engine
         self._actuator = actuator
         self._responder = responder
@@ -117,12 +134,14 @@ class CommandHandler:
     async def __call__(self, topic: str, payload: bytes, properties: Properties | None) -> None:
         if topic == self._response_topic or not topic.startswith(self._prefix):
             return
-        command = topic[len(self._prefix) :]
+        levels = topic[len(self._prefix) :]
+        command = cut(levels)
         try:
-            answer = await self._dispatch(command, payload)
+            answer = await self._dispatch(levels, payload)
         except CommandRefusedError as exc:
-            log.warning("command_refused", command=command, error=str(exc))
-            self._answer(properties, {"ok": False, "command": command, "error": str(exc)})
+            error = cut(str(exc), 10 * ECHO_CHARS)  # a name taken from the topic, at worst
+            log.warning("command_refused", command=command, error=error)
+            self._answer(properties, {"ok": False, "command": command, "error": error})
             return
         log.info("command", command=command, **{k: v for k, v in answer.items() if k != "ok"})
         self._answer(properties, {"ok": True, "command": command, **answer})
@@ -131,29 +150,34 @@ class CommandHandler:
         self._responder.respond(properties, topics.encode(answer), self._response_topic)
 
     async def _dispatch(self, command: str, payload: bytes) -> dict[str, Any]:
+        if len(payload) > COMMAND_MAX_BYTES:  # refused unread: nothing is parsed or echoed
+            raise CommandRefusedError(
+                f"the payload is {len(payload)} bytes; commands are at most "
+                f"{COMMAND_MAX_BYTES} bytes"
+            )
         levels = command.split("/")
         if len(levels) == 3 and levels[0] == "rules" and levels[2] == "mode":
-            return self._set_mode(levels[1], _parse(ModeCommand, payload))
+            return self._set_mode(levels[1], self._parse(ModeCommand, payload))
         if command == "write":
-            return await self._write(_parse(WriteCommand, payload))
+            return await self._write(self._parse(WriteCommand, payload))
         if command == "override/clear":
-            return await self._clear(_parse(ClearCommand, payload))
+            return await self._clear(self._parse(ClearCommand, payload))
         if command == "reload":
-            _parse(EmptyCommand, payload)
+            self._parse(EmptyCommand, payload)
             if not await self._on_reload():
                 raise CommandRefusedError(
                     "the config file was refused; the running config stays (see events/config)"
                 )
             return {}
         if command == "rebirth":
-            _parse(EmptyCommand, payload)
+            self._parse(EmptyCommand, payload)
             await self._on_rebirth()
             return {}
         if command == "alarms/ack" and self._alarms is not None:
-            return self._acknowledge(self._alarms, _parse(AcknowledgeCommand, payload))
+            return self._acknowledge(self._alarms, self._parse(AcknowledgeCommand, payload))
         raise CommandRefusedError(
-            f"unknown command {command!r}: known are rules/<rule>/mode, write, override/clear, "
-            "reload, rebirth, alarms/ack"
+            f"unknown command {cut(command)!r}: known are rules/<rule>/mode, write, "
+            "override/clear, reload, rebirth, alarms/ack"
         )
 
     def _acknowledge(self, alarms: AlarmBoard, command: AcknowledgeCommand) -> dict[str, Any]:
@@ -190,32 +214,62 @@ class CommandHandler:
             answer["reason"] = result.reason
         return answer
 
+    def _parse(self, model: type[_M], payload: bytes) -> _M:
+        """The payload as `model`, or CommandRefusedError saying what is wrong with it.
+        Every command may carry `ts` (epoch ms, when it was sent): checked here, then dropped."""
+        try:
+            data = orjson.loads(payload) if payload.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise CommandRefusedError(f"malformed JSON: {cut(str(exc))}") from None
+        if not isinstance(data, dict):
+            raise CommandRefusedError("the payload must be a JSON object")
+        if "ts" in data:
+            self._check_age(data.pop("ts"))
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise CommandRefusedError(_problems(exc)) from None
+
+    def _check_age(self, ts: Any) -> None:
+        if isinstance(ts, bool) or not isinstance(ts, int):
+            raise CommandRefusedError(
+                f"ts: epoch milliseconds as a JSON integer, not {cut(repr(ts))}"
+            )
+        age = (self._clock.wall_ms() - ts) / 1000
+        if age > COMMAND_MAX_AGE_S:
+            raise CommandRefusedError(
+                f"the command is {age:.0f} s old (ts {ts}); commands older than "
+                f"{COMMAND_MAX_AGE_S} s are not carried out"
+            )
+        if -age > COMMAND_CLOCK_SKEW_S:
+            raise CommandRefusedError(
+                f"the command's ts is {-age:.0f} s in the future (ts {ts}); clocks may differ "
+                f"by at most {COMMAND_CLOCK_SKEW_S} s"
+            )
+
     async def _clear(self, command: ClearCommand) -> dict[str, Any]:
         if not await self._actuator.clear_override(command.tag, by=command.by):
             raise CommandRefusedError(f"{command.tag} has no override")
         return {"tag": command.tag}
 
 
-def _parse(model: type[_M], payload: bytes) -> _M:
-    """The payload as `model`, or CommandRefusedError saying what is wrong with it."""
-    try:
-        data = orjson.loads(payload) if payload.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise CommandRefusedError(f"malformed JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CommandRefusedError("the payload must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise CommandRefusedError(_problems(exc)) from None
-
-
 def _problems(exc: ValidationError) -> str:
+    """The first ECHO_ERRORS errors, each cut short, and how many more there were."""
     out: list[str] = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "payload"
+    for error in exc.errors(include_url=False, include_input=False)[:ECHO_ERRORS]:
+        where = cut(".".join(str(part) for part in error["loc"]) or "payload")
         message = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown key"
-        out.append(f"{where}: {message}")
+        out.append(f"{where}: {cut(message, 2 * ECHO_CHARS)}")
+    if exc.error_count() > ECHO_ERRORS:
+        out.append(f"and {exc.error_count() - ECHO_ERRORS} more errors")
     return "; ".join(out)
+
+
+def cut(text: str, limit: int = ECHO_CHARS) -> str:
+    """`text`, or its first `limit` characters and its length: what answers and logs echo of
+    what a client sent."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"

@@ -567,15 +567,34 @@ class MqttPublisher:
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         response_topic = topics.command_response(self._base)
+        prefix = f"{self._base}/cmd/"
         async for message in client.messages:
             topic = message.topic.value
             handler = self._command_handler
             if handler is None or topic == response_topic:
                 continue
+            if message.retain:
+                # The broker's stored copy, handed out at every (re)subscribe: carried out, it
+                # would write again what was asked once, long ago. Refused and answered; not
+                # cleared (docs/rules.md, "Commands": our ACL, someone else's message, and under
+                # 3.1.1 the empty retained message would come back to us as an empty command).
+                shown = topic[len(prefix) :][:100]
+                error = (
+                    "a retained message is not a command: a command acts once, when it is "
+                    "published; clear the broker's stored copy with an empty retained message "
+                    "on this topic"
+                )
+                log.warning("command_refused", command=shown, error=error, retained=True)
+                self.respond(
+                    message.properties,
+                    topics.encode({"ok": False, "command": shown, "error": error}),
+                    response_topic,
+                )
+                continue
             try:
                 await handler(topic, _payload_bytes(message.payload), message.properties)
             except Exception:
-                log.exception("command_handler_failed", topic=topic)
+                log.exception("command_handler_failed", topic=topic[:200])
 
 
 async def _first_of(*events: asyncio.Event, seconds: float | None = None) -> None:

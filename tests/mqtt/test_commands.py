@@ -4,20 +4,24 @@ nothing written), rule modes, override clear, reload and rebirth, and where answ
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import orjson
 import pytest
+import structlog
 from closedloop import ModbusPlant, SteppedClock, float_tag, start_plant
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from structlog.testing import capture_logs
 
 from controller.actuation import Actuator
-from controller.mqtt import topics
-from controller.mqtt.commands import CommandHandler
+from controller.mqtt import commands, topics
+from controller.mqtt.commands import COMMAND_MAX_AGE_S, COMMAND_MAX_BYTES, CommandHandler
 from controller.mqtt.publisher import MqttPublisher
 from controller.rules.config import ScheduleRuleConfig
 from controller.rules.engine import RuleEngine
@@ -101,6 +105,26 @@ class Gateway:
             )
         await replies.wait_count(1)
         return replies.payloads()[0], replies.messages[0]
+
+    async def publish_retained(self, command: str, payload: str, reply_topic: str) -> None:
+        """Publish a command with the retain flag, as `mosquitto_pub -r -q 1` does."""
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ResponseTopic = reply_topic
+        async with aiomqtt.Client(
+            self.broker.host,
+            self.broker.port,
+            identifier=self.names.client_id("retainer"),
+            protocol=aiomqtt.ProtocolVersion.V5,
+            timeout=5,
+        ) as client:
+            await client.publish(
+                f"{self.base}/cmd/{command}",
+                payload,
+                qos=1,
+                retain=True,
+                properties=properties,
+                timeout=5,
+            )
 
 
 @pytest.fixture
@@ -244,6 +268,112 @@ async def test_cleared_override_gives_the_tag_back_to_the_rule(gateway):
 async def test_clearing_a_tag_without_override_is_refused(gateway):
     answer, _ = await gateway.send("override/clear", '{"tag": "comp.setpoint_bar"}')
     assert answer["error"] == "comp.setpoint_bar has no override"
+
+
+# --- commands act once ------------------------------------------------------------------------
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def test_retained_command_is_refused_after_a_reconnect_and_not_written_again(
+    gateway, mqtt_config
+):
+    reply_topic = gateway.names.topic("retained-replies")
+    replies = await gateway.collect(gateway.broker, reply_topic)
+    await gateway.publish_retained("write", write(6.5, "1min"), reply_topic)
+    await replies.wait_count(1)
+    assert replies.payloads()[0]["outcome"] == "written"  # published live: it acts once
+    await gateway.send("override/clear", '{"tag": "comp.setpoint_bar"}')
+    await gateway.plant.set("setpoint_bar", 7.25)  # changed by hand at the panel
+
+    # A new session (as after a broker or daemon restart): the broker hands its stored copy
+    # of the command out at the subscribe, with the retain flag.
+    new_session = gateway.names.client_id("gw-again")
+    assert await gateway.publisher.reconfigure(mqtt_config(gateway.broker), client_id=new_session)
+    await replies.wait_count(2)
+
+    answer = replies.payloads()[1]
+    assert answer["ok"] is False
+    assert answer["command"] == "write"
+    assert answer["error"].startswith("a retained message is not a command")
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(7.25)
+    assert gateway.actuator.overrides() == {}
+
+
+@pytest.mark.parametrize(
+    ("age_s", "error"),
+    [
+        (COMMAND_MAX_AGE_S + 15, "the command is 45 s old (ts "),
+        (-60, "the command's ts is 60 s in the future (ts "),
+    ],
+    ids=["stale", "future"],
+)
+async def test_command_with_an_old_or_future_timestamp_is_refused(gateway, age_s, error):
+    payload = orjson.loads(write(6.5, "1min")) | {"ts": now_ms() - age_s * 1000}
+    answer, _ = await gateway.send("write", orjson.dumps(payload))
+    assert answer["ok"] is False
+    assert answer["error"].startswith(error)
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(7.5)
+    assert gateway.actuator.overrides() == {}
+
+
+async def test_command_with_a_fresh_timestamp_is_carried_out(gateway):
+    payload = orjson.loads(write(6.5, "1min")) | {"ts": now_ms() - 2000}
+    answer, _ = await gateway.send("write", orjson.dumps(payload))
+    assert (answer["ok"], answer["outcome"]) == (True, "written")
+    assert await gateway.plant.value("setpoint_bar") == pytest.approx(6.5)
+
+
+async def test_timestamp_that_is_not_epoch_milliseconds_is_refused(gateway):
+    answer, _ = await gateway.send("rebirth", '{"ts": "yesterday"}')
+    assert answer["error"] == "ts: epoch milliseconds as a JSON integer, not 'yesterday'"
+    assert gateway.calls == []
+
+
+# --- big payloads get small answers --------------------------------------------------------------
+
+
+@pytest.fixture
+def command_logs(monkeypatch):
+    # A fresh (uncached) logger, so capture_logs sees it whatever configured structlog before.
+    monkeypatch.setattr(commands, "log", structlog.get_logger(commands.__name__))
+    with capture_logs() as logs:
+        yield logs
+
+
+async def test_payload_above_the_size_bound_is_refused_unread_with_a_small_answer(
+    gateway, command_logs
+):
+    junk = b",".join(b'"k%d": %d' % (i, i) for i in range(300_000))
+    payload = b'{"tag": "comp.setpoint_bar", "value": 6.5, "ttl": "1min", ' + junk + b"}"
+    assert len(payload) > 4_000_000
+    answer, message = await gateway.send("write", payload)
+    assert len(message.payload) < 400
+    assert answer["error"] == (
+        f"the payload is {len(payload)} bytes; commands are at most "
+        f"{COMMAND_MAX_BYTES} bytes"
+    )
+    assert max(len(repr(entry)) for entry in command_logs) < 600
+    assert gateway.actuator.overrides() == {}
+
+
+async def test_many_errors_are_answered_with_the_first_few_each_cut_short(
+    gateway, command_logs
+):
+    long_key = "x" * 3000
+    keys = ",".join(f'"k{i}": {i}' for i in range(400))
+    payload = (
+        f'{{"tag": "comp.setpoint_bar", "value": 6.5, "ttl": "1min", "{long_key}": 1, {keys}}}'
+    )
+    assert len(payload) < COMMAND_MAX_BYTES
+    answer, message = await gateway.send("write", payload)
+    assert len(message.payload) < 600
+    assert answer["error"].startswith(f"{'x' * 100}... (3000 characters): unknown key; ")
+    assert answer["error"].endswith("; and 398 more errors")
+    assert max(len(repr(entry)) for entry in command_logs) < 800
+    assert gateway.actuator.overrides() == {}
 
 
 # --- other commands ------------------------------------------------------------------------------
