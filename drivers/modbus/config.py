@@ -7,7 +7,14 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from controller.configtypes import Name, PositiveDuration, StrictModel, WriteLimits
+from controller.configtypes import (
+    Duration,
+    Name,
+    PositiveDuration,
+    StrictModel,
+    WriteLimits,
+    format_duration,
+)
 
 
 class Table(StrEnum):
@@ -113,12 +120,32 @@ class ModbusTag(WriteLimits):
         return REGISTERS[self.type]
 
 
+# A unit that timed out may still be answering, or busy: on a shared line the next request
+# waits this long after a timeout so it does not land in that unit's window (docs/modbus.md).
+SERIAL_PAUSE_AFTER_TIMEOUT = 0.1
+
+
 class TcpLink(StrictModel):
     """Modbus TCP (MBAP framing), or RTU framing over TCP for serial-to-Ethernet gateways."""
 
     transport: Literal["tcp", "rtu_over_tcp"] = "tcp"
     host: str
     port: int = Field(default=502, ge=1, le=65535)
+    # Silence on the link between the end of one request (answer or timeout) and the next.
+    request_gap: Duration = 0.0
+    # Silence after a timeout; default 100ms for rtu_over_tcp (an RS-485 line behind), 0 for tcp.
+    pause_after_timeout: Duration = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serial_line_defaults(cls, data: object) -> object:
+        if (
+            isinstance(data, dict)
+            and data.get("transport") == "rtu_over_tcp"
+            and "pause_after_timeout" not in data
+        ):
+            return {**data, "pause_after_timeout": format_duration(SERIAL_PAUSE_AFTER_TIMEOUT)}
+        return data
 
     @property
     def key(self) -> str:
@@ -134,6 +161,9 @@ class SerialLink(StrictModel):
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[7, 8] = 8
+    # Silence between requests; never shorter than the 3.5-character frame gap of the line.
+    request_gap: Duration = 0.0
+    pause_after_timeout: Duration = SERIAL_PAUSE_AFTER_TIMEOUT
 
     @property
     def key(self) -> str:

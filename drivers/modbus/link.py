@@ -1,7 +1,9 @@
 """One connection per Modbus link (a TCP endpoint or a serial bus), shared by its devices.
 
 A request owns the link until its answer or its timeout, so requests are never interleaved on
-the wire; writes go before queued polls; a lost connection comes back with capped, fully
+the wire; the line is left quiet between requests (`request_gap`, the RTU frame gap) and longer
+after a timeout (`pause_after_timeout`), so the next unit is not addressed while a slow one may
+still answer; writes go before queued polls; a lost connection comes back with capped, fully
 jittered exponential backoff, driven by the requests themselves (no background task).
 """
 
@@ -47,6 +49,20 @@ EXCEPTION_NAMES: dict[int, str] = {
 TCP_TIMEOUTS_BEFORE_DROP = 3
 # Appended to a timeout's reason when bytes came in that were not the answer.
 STRAY_BYTES = "what arrived was not the answer (wrong transaction id, unit or framing)"
+
+
+def frame_gap(config: TcpLink | SerialLink) -> float:
+    """Seconds of silence between the end of one request and the next: `request_gap`, on a
+    serial line never less than the 3.5-character gap that ends an RTU frame (Modbus over
+    serial line v1.02, 2.5.1.1: a fixed 1.75 ms above 19200 baud)."""
+    if not isinstance(config, SerialLink):
+        return config.request_gap
+    if config.baudrate > 19200:
+        floor = 0.00175
+    else:
+        bits = 1 + config.bytesize + (config.parity != "N") + config.stopbits
+        floor = 3.5 * bits / config.baudrate
+    return max(config.request_gap, floor)
 
 
 class Priority(IntEnum):
@@ -167,6 +183,10 @@ class ModbusLink:
         self._last_connect_error = ""
         self._timeouts_in_row = 0
         self._users = 0
+        self._frame_gap = frame_gap(config)
+        # Event-loop time before which nothing is sent (the wire's time, even under a
+        # simulated clock, as for the request timeouts).
+        self._quiet_until = 0.0
 
     @property
     def key(self) -> str:
@@ -295,8 +315,12 @@ class ModbusLink:
 
     async def _execute(self, call: Callable[[Any], Awaitable[Any]], time_limit: float) -> Any:
         client = await self._connected_client(time_limit)
+        loop = asyncio.get_running_loop()
+        if (quiet := self._quiet_until - loop.time()) > 0:
+            await asyncio.sleep(quiet)
         self._in_flight = True
         self._stray_bytes = False
+        pause = self._frame_gap
         try:
             async with asyncio.timeout(time_limit):
                 try:
@@ -309,6 +333,7 @@ class ModbusLink:
             if not client.connected:
                 self.close()
                 raise ConnectionLostError("connection lost") from None
+            pause = max(pause, self.config.pause_after_timeout)
             self._timeouts_in_row += 1
             if (
                 isinstance(self.config, TcpLink)
@@ -330,6 +355,7 @@ class ModbusLink:
             raise ResponseError(f"bad response: {exc}") from exc
         finally:
             self._in_flight = False
+            self._quiet_until = loop.time() + pause
         self._timeouts_in_row = 0
         if response.isError():
             raise ModbusExceptionError(response.function_code & 0x7F, response.exception_code)

@@ -17,7 +17,7 @@ from controller.clock import SystemClock
 from controller.model import Quality
 from drivers.base import DriverContext
 from drivers.modbus import LinkConfigError, ModbusDriver, build_modbus_drivers
-from drivers.modbus.config import Table, TcpLink
+from drivers.modbus.config import SerialLink, Table, TcpLink
 from drivers.modbus.link import (
     Backoff,
     ConnectError,
@@ -26,6 +26,7 @@ from drivers.modbus.link import (
     ModbusLink,
     Priority,
     RequestTimeoutError,
+    frame_gap,
 )
 
 from .conftest import (
@@ -233,14 +234,14 @@ async def rtu_bus(serial_pair: SerialPair, serial_server: Any, ctx: DriverContex
         await driver.close()
 
 
-async def test_a_silent_unit_delays_the_other_by_at_most_its_timeout(
+async def test_a_silent_unit_delays_the_other_by_at_most_its_timeout_and_the_pause(
     rtu_bus: Any, recorder: Recorder
 ) -> None:
     _, drivers = rtu_bus
     await run_for(drivers, 1.6)
     gaps = intervals_ms(recorder.of("unit1"))
     assert len(gaps) >= 4
-    assert max(gaps) <= 150 + 250 + 60, gaps
+    assert max(gaps) <= 150 + 250 + 100 + 60, gaps  # poll interval, timeout, pause, slack
     assert all(s.value == 101 for s in recorder.of("unit1")[-1] if s.tag == "sp")
     assert {s.reason for batch in recorder.of("unit2") for s in batch} == {"timeout after 250ms"}
 
@@ -282,3 +283,95 @@ async def test_a_write_during_polling_is_never_interleaved_with_a_poll(
     assert await server.get(HOLDING, 0, 1) == [4321]
     last = {s.tag: s for s in recorder.of("unit1")[-1]}
     assert (last["sp"].value, last["sp"].quality) == (4321, Quality.GOOD)
+
+
+# --- quiet on the line: the frame gap, request_gap, pause_after_timeout ------------------------
+
+
+def serial_link(**settings: Any) -> SerialLink:
+    return SerialLink.model_validate({"transport": "rtu", "port": "/dev/ttyX", **settings})
+
+
+@pytest.mark.parametrize(
+    ("settings", "seconds"),
+    [
+        ({"baudrate": 9600}, 3.5 * 10 / 9600),  # start, 8 data, 1 stop bit
+        ({"baudrate": 19200, "parity": "E"}, 3.5 * 11 / 19200),
+        ({"baudrate": 9600, "bytesize": 7, "stopbits": 2}, 3.5 * 10 / 9600),
+        ({"baudrate": 115200}, 0.00175),  # above 19200 baud: fixed 1.75 ms (spec 2.5.1.1)
+        ({"baudrate": 9600, "request_gap": "20ms"}, 0.020),
+        ({"baudrate": 9600, "request_gap": "1ms"}, 3.5 * 10 / 9600),  # the floor wins
+    ],
+)
+def test_frame_gap_is_the_request_gap_but_never_under_three_and_a_half_characters(
+    settings: dict[str, Any], seconds: float
+) -> None:
+    assert frame_gap(serial_link(**settings)) == pytest.approx(seconds)
+
+
+def test_link_defaults_pause_on_serial_lines_only() -> None:
+    assert serial_link().pause_after_timeout == 0.1
+    gateway = TcpLink.model_validate({"transport": "rtu_over_tcp", "host": "h"})
+    assert gateway.pause_after_timeout == 0.1
+    assert TcpLink(host="h").pause_after_timeout == 0.0
+    assert frame_gap(TcpLink(host="h")) == 0.0
+
+
+def next_requests(trace: Trace, after: str, unit: int) -> list[float]:
+    """Seconds from each `after` event ('rx' or 'tx') of `unit` to the next request the server
+    received."""
+    gaps = []
+    for i, (t, kind, u, _) in enumerate(trace.events):
+        if (kind, u) != (after, unit):
+            continue
+        later = [e for e in trace.events[i + 1 :] if e[1] == "rx"]
+        if later:
+            gaps.append(later[0][0] - t)
+    return gaps
+
+
+async def test_after_a_timeout_the_next_request_waits_for_the_pause(
+    serial_pair: SerialPair, serial_server: Any, ctx: DriverContext
+) -> None:
+    server: RunningServer = await serial_server((1,), Trace(silent_units=frozenset({2})))
+    link = {**rtu(serial_pair), "pause_after_timeout": "300ms"}
+    healthy, silent = build_modbus_drivers(
+        [
+            device_config(
+                f"unit{u}", link, [{"name": "a", "address": 0}], unit_id=u, timeout="200ms"
+            )
+            for u in (1, 2)
+        ],
+        ctx,
+    )
+    try:
+        for _ in range(3):
+            await silent.poll_once()  # times out
+            await healthy.poll_once()
+    finally:
+        await healthy.close()
+        await silent.close()
+    gaps = next_requests(server.trace, "rx", unit=2)
+    assert len(gaps) == 3
+    assert min(gaps) >= 0.200 + 0.300 - 0.02, gaps  # the timeout, then the pause
+
+
+async def test_requests_are_spaced_by_the_request_gap(
+    serial_pair: SerialPair, serial_server: Any, ctx: DriverContext
+) -> None:
+    server: RunningServer = await serial_server((1, 3), Trace())
+    link = {**rtu(serial_pair), "request_gap": "80ms"}
+    drivers = build_modbus_drivers(
+        [device_config(f"unit{u}", link, [{"name": "a", "address": 0}], unit_id=u) for u in (1, 3)],
+        ctx,
+    )
+    try:
+        for _ in range(3):
+            for driver in drivers:
+                await driver.poll_once()
+    finally:
+        for driver in drivers:
+            await driver.close()
+    gaps = next_requests(server.trace, "tx", unit=1) + next_requests(server.trace, "tx", unit=3)
+    assert len(gaps) == 5
+    assert min(gaps) >= 0.080 - 0.005, gaps  # from the answer on the wire to the next request
