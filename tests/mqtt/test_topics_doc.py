@@ -4,15 +4,23 @@ payload builders produce."""
 from __future__ import annotations
 
 import re
+import struct
+import typing
 from pathlib import Path
 
 import orjson
 import pytest
+from asyncua import ua
 
+from controller.actuation import Outcome
 from controller.model import DeviceStatus, Quality, Sample
 from controller.mqtt import topics
 from controller.mqtt.config import BufferConfig
 from controller.mqtt.publisher import PublisherStats
+from controller.rules.config import RuleMode
+from drivers.modbus import codec as modbus_codec
+from drivers.modbus.config import ByteOrder, DataType
+from drivers.opcua import codec as opcua_codec
 
 DOC = Path(__file__).parents[2] / "docs" / "mqtt-topics.md"
 EXAMPLE = re.compile(r"<!-- example: ([a-z-]+) -->\n```json\n(.*?)\n```", re.S)
@@ -65,3 +73,52 @@ def test_buffer_settings_table_lists_every_setting():
     table = DOC.read_text().split("### `mqtt.buffer` settings", 1)[1]
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", table, re.M))
     assert documented == set(BufferConfig.model_fields)
+
+
+def quoted(cell: str) -> set[str]:
+    return set(re.findall(r'"([a-z_]+)"', cell))
+
+
+def rows(field: str) -> list[str]:
+    """The type cells of every field table row for `field` on the page."""
+    cell = r"([^|]+(?:\\\|[^|]+)*)"
+    return re.findall(rf"^\| `{re.escape(field)}` \| {cell} \|", DOC.read_text(), re.M)
+
+
+def test_every_mode_listed_is_a_mode_the_engine_takes():
+    modes = [quoted(cell) for cell in rows("mode")]
+    assert len(modes) >= 3
+    taken = set(typing.get_args(RuleMode))
+    for listed in modes:
+        assert listed <= taken
+    assert modes[0] == taken  # the rule state's own table lists all of them
+    answers = " ".join(body for name, body in EXAMPLE.findall(DOC.read_text()) if "command" in name)
+    assert "manual" not in answers
+
+
+# Write events publish every outcome but these two (rule state's `results` has them).
+NOT_PUBLISHED = {Outcome.UNCHANGED, Outcome.OVERRULED}
+
+
+def test_write_event_outcomes_are_the_actuators_in_both_tables():
+    published = {o.value for o in Outcome} - {o.value for o in NOT_PUBLISHED}
+    section = DOC.read_text().split("## `{base}/events/writes`", 1)[1].split("\n## ", 1)[0]
+    (first,) = re.findall(r"^\| `outcome` \| ([^\n]+) \|$", section, re.M)
+    assert quoted(first) == published
+    full = DOC.read_text().split("### Write events, in full", 1)[1].split("<!-- example", 1)[0]
+    table = re.findall(r"^\| `([a-z_]+)` \| ", full.split("| outcome | meaning |", 1)[1], re.M)
+    assert set(table) == published
+
+
+def test_float_values_are_described_as_each_driver_decodes_them():
+    (row,) = re.findall(r"^\| `values\.\*\.v` \|.*$", DOC.read_text(), re.M)
+    exact, nearest = "230.24888610839844", "230.24889"
+    words = list(struct.unpack(">HH", struct.pack(">f", float(nearest))))
+    assert str(modbus_codec.decode(words, DataType.FLOAT32, ByteOrder.ABCD)) == exact
+    widened = struct.unpack(">f", struct.pack(">f", float(nearest)))[0]
+    opcua_value = opcua_codec.decode_variant(ua.Variant(widened, ua.VariantType.Float))
+    assert str(opcua_value) == nearest
+    modbus_part, opcua_part = row.split("OPC UA Float", 1)
+    assert exact in modbus_part
+    assert nearest in opcua_part
+    assert exact not in opcua_part
