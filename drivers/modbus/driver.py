@@ -137,9 +137,10 @@ class ModbusDriver(Driver):
         status.polls += 1
         status.latency_ms = round(latency_ms, 3)
         status.reconnects = self.link.reconnects
+        # last_error is the last poll's: empty once a poll has none, not an outage that is over.
+        status.last_error = outcome.first_error
         if outcome.first_error:
             status.consecutive_failures += 1
-            status.last_error = outcome.first_error
         else:
             status.consecutive_failures = 0
         if outcome.answered:
