@@ -229,14 +229,19 @@ def format_yaml(
     auth: OpcUaAuth | None = None,
     publishing_interval: float = 1.0,
 ) -> str:
-    """A `devices:` entry with one subscribed tag per variable of a supported type, ready to
-    edit (rename tags, set `mode: poll`, declare setpoints `writable` with limits)."""
+    """A config file that validates as it is: a `gateway:` to rename and a `devices:` entry
+    with one subscribed tag per variable of a supported type, ready to edit (rename tags, set
+    `mode: poll`, declare setpoints `writable` with limits). Names are quoted: YAML reads an
+    unquoted `127_0_0_1` as a number and `on` as true."""
     security = security or OpcUaSecurity()
     lines = [
         f"# edgecell browse {endpoint}: one tag per variable; edit names, modes and limits.",
+        "# To add the device to an existing config, copy its entry under devices:.",
+        "gateway:",
+        "  id: cell-1  # this gateway's name in MQTT topics (edgecell/cell-1/...): set yours",
         "devices:",
         "  - driver: opcua",
-        f"    name: {device_name}",
+        f"    name: {json.dumps(device_name)}",
         f"    endpoint: {json.dumps(endpoint)}",
     ]
     if security.secure:
@@ -271,7 +276,7 @@ def format_yaml(
         kind = f"{node.data_type}{'[]' if node.array else ''}"
         note = f"{kind}, writable on the server" if node.writable else kind
         lines += [
-            f"      - name: {name}  # {note}",
+            f"      - name: {json.dumps(name)}  # {note}",
             f"        node: {json.dumps(node.node_id)}",
         ]
     if count == 0:

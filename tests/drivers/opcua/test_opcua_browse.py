@@ -45,7 +45,7 @@ async def test_tree_shows_the_compressor_nodes(sim, tmp_path: Path):
 async def test_yaml_is_a_device_entry_the_config_accepts(sim, tmp_path: Path):
     root = await browse(sim.endpoint, 3, state_dir=tmp_path)
     text = format_yaml(root, endpoint=sim.endpoint, device_name="compressor-room")
-    config = parse_config("gateway:\n  id: cell-1\n" + text, "browsed.yaml")
+    config = parse_config(text, "browsed.yaml")
     device = config.devices[0]
     assert isinstance(device, OpcUaDevice)
     nodes = {tag.name: tag.node for tag in device.tags}
@@ -100,3 +100,29 @@ async def test_browse_command_with_unoffered_policy_fails_clearly(sim, tmp_path:
     assert process.returncode == 1
     assert out == b""
     assert "edgecell browse: the server does not offer security Basic256Sha256/Sign" in err.decode()
+
+
+async def test_browse_yaml_output_validates_as_it_is(sim, tmp_path: Path):
+    async def edgecell(*args: str) -> tuple[int, str, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "controller",
+            *args,
+            cwd=REPO,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(60):
+            out, err = await process.communicate()
+        assert process.returncode is not None
+        return process.returncode, out.decode(), err.decode()
+
+    code, out, err = await edgecell(
+        "browse", sim.endpoint, "--yaml", "--depth", "3", "--state-dir", str(tmp_path)
+    )
+    assert code == 0, err
+    browsed = tmp_path / "browsed.yaml"
+    browsed.write_text(out)
+    code, out, err = await edgecell("validate", str(browsed))
+    assert code == 0, out + err
