@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -375,3 +377,17 @@ async def test_requests_are_spaced_by_the_request_gap(
     gaps = next_requests(server.trace, "tx", unit=1) + next_requests(server.trace, "tx", unit=3)
     assert len(gaps) == 5
     assert min(gaps) >= 0.080 - 0.005, gaps  # from the answer on the wire to the next request
+
+
+def test_modbus_md_lists_every_link_setting_with_its_default() -> None:
+    doc = (Path(__file__).parents[3] / "docs" / "modbus.md").read_text()
+    table = doc.split("Link settings (keys of `link:`):", 1)[1].split("\n\n", 2)[1]
+    documented = {
+        key: default
+        for keys, default in re.findall(r"^\| (`[^|]+) \| ([^|]+) \|", table, re.M)
+        for key in re.findall(r"`([a-z_]+)`", keys)
+    }
+    assert set(documented) == set(SerialLink.model_fields) | set(TcpLink.model_fields)
+    serial = serial_link()
+    for key in ("baudrate", "parity", "stopbits", "bytesize"):
+        assert documented[key] == f"`{getattr(serial, key)}`"
