@@ -29,8 +29,9 @@ texts = st.text(max_size=40) | st.builds(
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | texts,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=20), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=20), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 fields = st.fixed_dictionaries(
@@ -45,6 +46,7 @@ fields = st.fixed_dictionaries(
         "mode": st.sampled_from(["auto", "shadow", "off", "manual"]) | json_values,
     },
 )
+
 
 def dumps(data: Any) -> bytes:
     # The standard library's JSON: any integer, and NaN/Infinity tokens as some clients send.
