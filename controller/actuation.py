@@ -3,10 +3,12 @@ passes the checks of DESIGN.md "Safety of writes" here, and every attempt is pub
 `{base}/events/writes` and logged with its outcome.
 
 Order of the checks for one tag and one cycle: the operator's override wins over every rule;
-the tag must be declared writable; numbers are clamped to min/max and moved no more than
-max_step per write and max_rate per minute; equipment switched by a boolean tag keeps its
-minimum on/off times; shadow proposals are computed and published but never written. After a
-write, the next reading of the tag must show the value within `verify_timeout`.
+the tag must be declared writable and have been read (a start is bumpless: read first, then
+act); numbers are clamped to min/max and moved no more than max_step per write and max_rate per
+minute; the value must be one the tag's type can hold (integer tags take whole steps); equipment
+switched by a boolean tag keeps its minimum on/off times; shadow proposals are computed and
+published but never written. After a write, the next reading of the tag must show the value
+within `verify_timeout`. A refused or failed operator's write changes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from controller.rules.config import ActuationConfig, OutputConfig, OutputValue
 from controller.rules.cycling import MinOnOffConfig, MinOnOffTimes
 from controller.rules.rule import Proposal
 from controller.tagtable import TagTable
-from drivers.base import Driver
+from drivers.base import Driver, UnencodableValueError, WholeSteps
 
 log = structlog.get_logger(__name__)
 
@@ -63,10 +65,14 @@ class Outcome(StrEnum):
 
 
 # Outcomes published every time; the others only when they differ from the last event of the
-# tag, so a rule held off for minutes does not publish the same refusal every cycle.
+# tag, so a rule held off for minutes, or a device down for an hour, does not publish the same
+# refusal or failure every cycle. The repeats left unpublished are counted in the next event of
+# the tag (`repeats`).
 _ALWAYS_PUBLISHED = frozenset(
-    {Outcome.WRITTEN, Outcome.FAILED, Outcome.VERIFY_FAILED, Outcome.EXPIRED, Outcome.CLEARED}
+    {Outcome.WRITTEN, Outcome.VERIFY_FAILED, Outcome.EXPIRED, Outcome.CLEARED}
 )
+# A failure that goes on is published again this often (seconds), with its count of repeats.
+REPEAT_SUMMARY = 60.0
 
 
 _ERRORS = frozenset({Outcome.REFUSED, Outcome.FAILED, Outcome.VERIFY_FAILED})
@@ -90,6 +96,15 @@ class NotWritableError(ActuationRefusedError):
 
 class OutOfRangeError(ActuationRefusedError):
     """The value is outside the tag's min/max (an operator's value is refused, not clamped)."""
+
+
+class NotEncodableError(OutOfRangeError):
+    """The tag's type cannot hold the value (outside the type's range, a fraction for an
+    integer tag, true/false for a number)."""
+
+
+class NotReadYetError(ActuationRefusedError):
+    """The tag has had no good reading since the start: edgecell reads before it writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +198,8 @@ class _TagState:
     equipment: MinOnOffTimes | None = None
     holder: str | None = None  # the source that held the tag last cycle
     last_event: tuple[Any, ...] | None = None
+    repeats: int = 0  # events like the last one published, not published since
+    published_at: float = -math.inf  # monotonic time of the last event published
 
 
 @dataclass(slots=True)
@@ -264,6 +281,9 @@ class Actuator:
         self.limits: Mapping[str, WriteLimits] = {}
         self.config = config
         self._heartbeats: list[_Heartbeat] = []
+        # Writable tags with no good reading since the start: not written (heartbeats apart).
+        self._read_once: set[str] = set()
+        self._unread: set[str] = set()
         self.reconfigure(limits, config)
 
     # --- configuration ---------------------------------------------------------------------
@@ -274,6 +294,10 @@ class Actuator:
         old_limits, old_outputs = self.limits, self.config.outputs
         self.limits = dict(limits)
         self.config = config
+        self._unread = {
+            tag for tag, tag_limits in self.limits.items()
+            if tag_limits.writable and tag not in self._read_once
+        }
         for tag in list(self._overrides):
             if not self._writable(tag):
                 log.warning("override_dropped", tag=tag, reason="tag no longer writable")
@@ -308,6 +332,22 @@ class Actuator:
         limits = self.limits.get(tag)
         return limits is not None and limits.writable
 
+    def _driver(self, tag: str) -> tuple[Driver, str] | None:
+        """The driver of the tag's device and the tag's name on it; None when not running."""
+        device, _, name = tag.partition(".")
+        try:
+            return self._writers(device), name
+        except KeyError:
+            return None
+
+    def _note_readings(self, snapshot: Mapping[str, Sample]) -> None:
+        """Writable tags that have a good reading now have been read since the start."""
+        if not self._unread:
+            return
+        for tag in [t for t in self._unread if self._present(snapshot, t) is not None]:
+            self._unread.discard(tag)
+            self._read_once.add(tag)
+
     def fallback(self, tag: str) -> OutputValue | None:
         """The configured fallback of a tag (None: released to the PLC's own control)."""
         limits = self.limits.get(tag)
@@ -341,6 +381,13 @@ class Actuator:
             raise OutOfRangeError(f"{tag} takes a number between its min and max, not {value}")
         if self._output(tag) is not None and not isinstance(value, bool):
             raise OutOfRangeError(f"{tag} switches equipment: write true or false")
+        found = self._driver(tag)
+        if found is not None:
+            driver, name = found
+            try:
+                driver.check_write(name, value)
+            except UnencodableValueError as exc:
+                raise NotEncodableError(str(exc)) from None
         if ttl > self.config.manual_max_ttl:
             raise OutOfRangeError(
                 f"ttl {format_duration(ttl)} is longer than actuation.manual_max_ttl "
@@ -352,22 +399,39 @@ class Actuator:
     ) -> WriteResult:
         """An operator's write: checked (`check_manual`), then held for `ttl` seconds over every
         rule and written now through the same limits as a rule's value (ramped, deferred by
-        equipment protection). A write the device refuses ends the override and raises
-        `WriteError`."""
+        equipment protection). A write refused by a check or by the device raises `WriteError`
+        and changes nothing: an override it would have replaced (another operator's) is kept
+        as it was, with its value and expiry."""
         self.check_manual(tag, value, ttl)
         async with self._lock:
             now = self._clock.monotonic()
-            expires_ms = self._clock.wall_ms() + round(ttl * 1000)
-            override = Override(tag, value, now + ttl, expires_ms, by)
-            self._overrides[tag] = override
-            log.info("override_set", tag=tag, value=value, ttl_s=ttl, by=by)
             snapshot = self._table.snapshot()
+            self._note_readings(snapshot)
+            if tag in self._unread:
+                raise NotReadYetError(
+                    f"{tag} has not been read since the start: edgecell writes a tag only "
+                    "after a good reading of it"
+                )
+            expires_ms = self._clock.wall_ms() + round(ttl * 1000)
+            previous = self._overrides.get(tag)
+            state = self._states.get(tag)
+            holder = state.holder if state is not None else None
+            self._overrides[tag] = Override(tag, value, now + ttl, expires_ms, by)
             self._check_verifications(snapshot, now)
             result = await self._apply_tags([TagDecision(tag)], snapshot, now, shadow=False)
             outcome = result[tag]
             if outcome.outcome in (Outcome.FAILED, Outcome.REFUSED):
-                del self._overrides[tag]
+                if previous is not None:
+                    self._overrides[tag] = previous
+                else:
+                    del self._overrides[tag]
+                self._states[tag].holder = holder  # nobody took the tag: nothing to release
+                log.info(
+                    "override_not_set", tag=tag, value=value, by=by, reason=outcome.reason,
+                    kept=previous.by if previous is not None else None,
+                )
                 raise WriteError(outcome.reason)
+            log.info("override_set", tag=tag, value=value, ttl_s=ttl, by=by)
             return outcome
 
     async def clear_override(self, tag: str, *, by: str = "command") -> bool:
@@ -401,6 +465,7 @@ class Actuator:
         the overrides), compute what shadow rules would write, release tags nobody wants any
         more, keep the heartbeats alive. Returns the results by tag: real, shadow."""
         async with self._lock:
+            self._note_readings(snapshot)
             self._check_verifications(snapshot, now)
             self._expire_overrides(snapshot, now)
             held = [d for d in decisions if d.winner is not None or d.tag in self._overrides]
@@ -486,6 +551,9 @@ class Actuator:
                 self.stats.failures += 1
                 if plan.equipment_before is not None:
                     state.equipment = plan.equipment_before
+                # Nothing to verify: the checks say what was checked, and that the write failed.
+                plan.checks.pop("verify", None)
+                plan.checks["write"] = "failed"
                 results[plan.tag] = self._result(plan, Outcome.FAILED, error)
         for result in results.values():
             self._publish(result, states)
@@ -544,11 +612,22 @@ class Actuator:
         if not limits.writable:
             return stop(Outcome.REFUSED, f"{tag} is not declared writable", {"writable": "no"})
         checks["writable"] = "ok"
+        if tag in self._unread:
+            checks["read"] = "no reading yet"
+            return stop(
+                Outcome.DEFERRED,
+                f"{tag} has not been read since the start: written once it has a good reading",
+                checks,
+            )
+        checks["read"] = "ok"
         equipment = self._output(tag)
         before: MinOnOffTimes | None = None
         if isinstance(requested, bool):
             value: OutputValue = requested
             clamps: tuple[str, ...] = ()
+            typed = self._fit_type(tag, value, limits, None, checks)
+            if isinstance(typed, str):
+                return stop(Outcome.REFUSED, typed, checks)
             if equipment is not None:
                 block = self._equipment(tag, requested, old, state, now)
                 before = copy.deepcopy(block)
@@ -569,7 +648,13 @@ class Actuator:
             )
             if isinstance(limited, str):
                 return stop(Outcome.REFUSED, limited, checks)
-            value, clamps = limited
+            number, clamps, window = limited
+            typed = self._fit_type(tag, number, limits, window, checks)
+            if isinstance(typed, str):
+                return stop(Outcome.REFUSED, typed, checks)
+            value = typed
+            if checks.get("type") == "rounded":
+                clamps = (*clamps, "integer")
         pending = state.pending
         if (pending is not None and _same(pending.value, value, self._tolerance(tag))) or (
             pending is None and old is not None and _same(old, value, self._tolerance(tag))
@@ -596,9 +681,11 @@ class Actuator:
         state: _TagState,
         now: float,
         checks: dict[str, str],
-    ) -> tuple[float, tuple[str, ...]] | str:
+    ) -> tuple[float, tuple[str, ...], tuple[float, float] | None] | str:
         """Clamp to min/max, then limit the move from the present value by max_step and
-        max_rate. min/max always win: a device left outside them is brought back inside."""
+        max_rate. min/max always win: a device left outside them is brought back inside.
+        Returns the value, the clamps, and the move allowed (where it starts, how far it may
+        go) when max_step or max_rate holds; or why nothing may be written."""
         clamps: list[str] = []
         if limits.min is not None or limits.max is not None:
             checks["range"] = "ok"
@@ -609,7 +696,7 @@ class Actuator:
             value, checks["range"] = limits.max, "clamped"
             clamps.append(f"max {limits.max:g}")
         if limits.max_step is None and limits.max_rate is None:
-            return value, tuple(clamps)
+            return value, tuple(clamps), None
         reference = self._reference(tag, old, state, now)
         if reference is None:
             checks["max_step" if limits.max_step is not None else "max_rate"] = "no present value"
@@ -626,6 +713,10 @@ class Actuator:
         )
         limiter.reset(since, start)
         limited = limiter.update(now, value)
+        allowed = min(
+            math.inf if limits.max_step is None else limits.max_step,
+            math.inf if limits.max_rate is None else limits.max_rate / 60.0 * (now - since),
+        )
         if limits.max_step is not None:
             checks["max_step"] = "ok"
         if limits.max_rate is not None:
@@ -645,7 +736,42 @@ class Actuator:
             value = limits.min
         if limits.max is not None and value > limits.max:
             value = limits.max
-        return value, tuple(clamps)
+        return value, tuple(clamps), (start, allowed)
+
+    def _fit_type(
+        self,
+        tag: str,
+        value: OutputValue,
+        limits: WriteLimits,
+        window: tuple[float, float] | None,
+        checks: dict[str, str],
+    ) -> OutputValue | str:
+        """The value as the tag's type holds it, or why the type cannot hold it. A number for
+        an integer tag is rounded to the nearest whole step inside min/max (and inside the
+        move `window` allows); an operator's value was checked whole before (`check_manual`),
+        so only the steps of a ramp towards it are ever rounded. Nothing is checked when the
+        device is not running (the write fails and says so)."""
+        found = self._driver(tag)
+        if found is None:
+            return value
+        driver, name = found
+        rounded = False
+        if not isinstance(value, bool):
+            steps = driver.whole_steps(name)
+            if steps is not None:
+                snapped = snap_to_steps(value, steps, low=limits.min, high=limits.max, move=window)
+                if snapped is None:
+                    checks["type"] = "no whole step"
+                    return no_whole_step(tag, steps, limits, window)
+                rounded = snapped != value
+                value = snapped
+        try:
+            driver.check_write(name, value)
+        except UnencodableValueError as exc:
+            checks["type"] = "refused"
+            return str(exc)
+        checks["type"] = "rounded" if rounded else "ok"
+        return value
 
     def _reference(
         self, tag: str, old: Value | None, state: _TagState, now: float
@@ -868,16 +994,28 @@ class Actuator:
                 )
 
     def _publish(self, result: WriteResult, states: dict[str, _TagState] | None) -> None:
-        if states is not None and result.outcome not in _ALWAYS_PUBLISHED:
+        repeats = 0
+        if states is not None:
             state = states.setdefault(result.tag, _TagState())
-            signature = (result.outcome, result.source, result.rule, result.value, result.reason)
-            if state.last_event == signature or result.outcome is Outcome.UNCHANGED:
-                state.last_event = signature
+            if result.outcome is Outcome.UNCHANGED:  # not an event: nothing was attempted
+                state.last_event = _signature(result)
                 return
-            state.last_event = signature
-        elif states is not None:
-            states.setdefault(result.tag, _TagState()).last_event = None
+            now = self._clock.monotonic()
+            if result.outcome in _ALWAYS_PUBLISHED:
+                state.last_event = None
+            else:
+                signature = _signature(result)
+                if signature == state.last_event and not (
+                    result.outcome is Outcome.FAILED
+                    and now - state.published_at >= REPEAT_SUMMARY
+                ):
+                    state.repeats += 1
+                    return
+                state.last_event = signature
+            repeats, state.repeats = state.repeats, 0
+            state.published_at = now
         event = result.event()
+        event["repeats"] = repeats
         level = "warning" if result.outcome in (Outcome.FAILED, Outcome.VERIFY_FAILED) else "info"
         getattr(log, level)(
             "write_" + result.outcome.value,
@@ -890,9 +1028,65 @@ class Actuator:
             new=result.value,
             clamps=list(result.clamps) or None,
             reason=result.reason,
+            repeats=repeats or None,
         )
         if self._events is not None:
             self._events.publish_event(topics.write_events(self._base), topics.encode(event))
+
+
+def _signature(result: WriteResult) -> tuple[Any, ...]:
+    """What makes two events of a tag the same event. A failure is the same failure whatever
+    value it was for: a rule that keeps proposing while its device is down repeats one event."""
+    value = None if result.outcome is Outcome.FAILED else result.value
+    return (result.outcome, result.source, result.rule, value, result.reason)
+
+
+def snap_to_steps(
+    value: float,
+    steps: WholeSteps,
+    *,
+    low: float | None,
+    high: float | None,
+    move: tuple[float, float] | None = None,
+) -> float | None:
+    """The whole step nearest to `value` (halves go towards the start of the move, else down)
+    that lies within low..high and, when `move` = (start, allowed) is given, no further than
+    `allowed` from start. From a start outside low..high, min/max win over the move (as in
+    `_limit`). None when no step fits."""
+    origin, step = steps.origin, steps.step
+    index = (value - origin) / step
+    slack = 1e-9 * max(1.0, abs(value))
+
+    def at(n: int) -> float:
+        return float(f"{origin + n * step:.12g}")  # 0.1 * 3 is 0.30000000000000004
+
+    candidates = {at(n) for n in (math.floor(index), math.ceil(index))}
+    inside = [
+        c for c in candidates
+        if (low is None or c >= low - slack) and (high is None or c <= high + slack)
+    ]
+    start = move[0] if move is not None else None
+    inside.sort(key=lambda c: (abs(c - value), abs(c - start) if start is not None else c))
+    if move is None or not inside:
+        return inside[0] if inside else None
+    allowed = move[1]
+    gentle = [c for c in inside if abs(c - move[0]) <= allowed + slack]
+    if gentle:
+        return gentle[0]
+    outside = (low is not None and move[0] < low) or (high is not None and move[0] > high)
+    return inside[0] if outside else None
+
+
+def no_whole_step(
+    tag: str, steps: WholeSteps, limits: WriteLimits, window: tuple[float, float] | None
+) -> str:
+    """Why no whole step of an integer tag may be written."""
+    if window is not None and window[1] < steps.step:
+        return (
+            f"{tag} takes whole steps of {steps.step:g}: max_step/max_rate allow a move of "
+            f"{window[1]:g} this cycle, less than one step"
+        )
+    return f"{tag} takes whole steps of {steps.step:g}: none lies within its min and max"
 
 
 def _with_losers(result: WriteResult, losers: tuple[Proposal, ...]) -> WriteResult:
