@@ -1,6 +1,8 @@
 """Properties of the write path, checked on what a real Modbus device received: no sequence of
 proposals ever makes the actuator write outside min/max, move a tag more than max_step in one
-write or faster than max_rate, or switch equipment sooner than its minimum on/off times."""
+write or faster than max_rate, or switch equipment sooner than its minimum on/off times. The
+device may start outside min/max (left there by the PLC or a panel): then the first write
+brings it back inside at once, min/max winning over max_step and max_rate."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from closedloop import ModbusPlant, SteppedClock, coil_tag, float_tag, start_plant
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from controller.actuation import Actuator, TagDecision
@@ -46,12 +48,15 @@ async def plant(clock: SteppedClock, tmp_path: Path) -> AsyncIterator[ModbusPlan
 
 @st.composite
 def limits(draw: st.DrawFn) -> tuple[WriteLimits, float]:
-    """Write limits with at least a step or a rate limit, and a start value inside min/max."""
+    """Write limits with at least a step or a rate limit, and a start value inside min/max or
+    outside them on either side."""
     low = draw(st.floats(-500, 400, allow_nan=False))
     high = low + draw(st.floats(1, 500))
     step = draw(st.one_of(st.none(), st.floats(0.01, 50)))
     rate = draw(st.floats(0.5, 600) if step is None else st.one_of(st.none(), st.floats(0.5, 600)))
-    start = draw(st.floats(low, high))
+    start = draw(
+        st.one_of(st.floats(low, high), st.floats(high, high + 200), st.floats(low - 200, low))
+    )
     return WriteLimits(writable=True, min=low, max=high, max_step=step, max_rate=rate), start
 
 
@@ -79,6 +84,11 @@ def slack(value: float) -> float:
 
 @EXAMPLES
 @given(limits=limits(), sequence=proposals)
+# Issue 13: a device at 12 with max 10 and max_step 0.5 must be written 10, not 11.5.
+@example(
+    limits=(WriteLimits(writable=True, min=0.0, max=10.0, max_step=0.5), 12.0),
+    sequence=[(1.0, 5.0)],
+)
 async def test_no_proposals_make_a_write_outside_min_max_or_too_fast(
     plant, clock, limits, sequence
 ):
@@ -97,14 +107,19 @@ async def test_no_proposals_make_a_write_outside_min_max_or_too_fast(
         await actuator.apply([decision("comp.setpoint", value)], plant.table.snapshot(), clock.now)
         now_value = await plant.value("setpoint")
         if abs(now_value - held) > slack(held):  # a write happened
-            assert tag_limits.min - slack(tag_limits.min) <= now_value
-            assert now_value <= tag_limits.max + slack(tag_limits.max)
+            low, high = tag_limits.min, tag_limits.max
+            assert low - slack(low) <= now_value <= high + slack(high)
             move = abs(now_value - held)
+            # From outside min/max the write may go further, but only to the nearest limit.
+            nearest = (
+                high if held > high + slack(high) else low if held < low - slack(low) else None
+            )
+            brought_back = nearest is not None and abs(now_value - nearest) <= slack(nearest)
             if tag_limits.max_step is not None:
-                assert move <= tag_limits.max_step + slack(held)
+                assert move <= tag_limits.max_step + slack(held) or brought_back
             if tag_limits.max_rate is not None:
                 allowed = tag_limits.max_rate / 60 * (clock.now - held_at)
-                assert move <= allowed + slack(held)
+                assert move <= allowed + slack(held) or brought_back
             held, held_at = now_value, clock.now
         clock.advance(seconds)
         await plant.poll()
