@@ -130,8 +130,9 @@ class WriteResult:
     def by_operator(self) -> bool:
         return self.source.startswith("command:")
 
-    def event(self) -> dict[str, Any]:
-        """The payload of `{base}/events/writes` (docs/mqtt-topics.md)."""
+    def event(self, repeats: int = 0) -> dict[str, Any]:
+        """The payload of `{base}/events/writes` (docs/mqtt-topics.md); `repeats` is how many
+        times the tag's previous event recurred, unpublished, before this one."""
         event: dict[str, Any] = {
             "ts": self.ts,
             "source": self.source,
@@ -149,6 +150,7 @@ class WriteResult:
                 {"rule": p.rule, "value": p.value, "priority": p.priority, "mode": p.mode}
                 for p in self.overruled
             ],
+            "repeats": repeats,
         }
         if self.outcome in _ERRORS:
             event["error"] = self.reason
@@ -1014,8 +1016,7 @@ class Actuator:
                 state.last_event = signature
             repeats, state.repeats = state.repeats, 0
             state.published_at = now
-        event = result.event()
-        event["repeats"] = repeats
+        event = result.event(repeats)
         level = "warning" if result.outcome in (Outcome.FAILED, Outcome.VERIFY_FAILED) else "info"
         getattr(log, level)(
             "write_" + result.outcome.value,
