@@ -13,13 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.clock import Clock
-from controller.model import DeviceStatus, Sample, Value
+from controller.model import DeviceStatus, Sample, Value, WriteError
 
 # Called with the samples of one poll (or one subscription batch) of one device. Must not block:
 # the runtime puts them in the TagTable and returns.
 SampleSink = Callable[[Sequence[Sample]], None]
 # Called whenever a device's status changes (state, error) and after each poll (latency).
 StatusSink = Callable[[DeviceStatus], None]
+
+
+class UnencodableValueError(WriteError):
+    """A value the tag's type cannot hold (outside its range, a fraction for an integer, a number
+    for text, true/false for a number): refused before anything is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class WholeSteps:
+    """The values of a tag the device holds as an integer: `origin + n * step` in engineering
+    units (a Modbus int16 with `scale: 0.1` takes 0.1, 0.2, ...; an unscaled one 1, 2, ...)."""
+
+    step: float
+    origin: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +55,9 @@ class Driver(ABC):
     connecting first if needed; it also never raises for a device fault.
     `write()` writes one tag and raises `controller.model.WriteError` with the device's reason
     when the write is refused or fails. Writes to a link are serialised with its polls.
+    `check_write()` and `whole_steps()` answer, without any I/O, whether a value can be encoded
+    for a tag and which values an integer tag takes: the actuator asks them before it writes, so
+    a value the device cannot hold is refused, not sent and failed.
     """
 
     name: str
@@ -56,6 +73,15 @@ class Driver(ABC):
 
     @abstractmethod
     def status(self) -> DeviceStatus: ...
+
+    def check_write(self, tag: str, value: Value) -> None:  # noqa: B027  (no types known)
+        """Raise `UnencodableValueError` (saying why) when `value` cannot be encoded for `tag`.
+        No I/O. The default knows no types: every value is left to the device to judge."""
+
+    def whole_steps(self, tag: str) -> WholeSteps | None:
+        """The values `tag` can take when the device holds it as an integer; None for any other
+        tag (or when the type is not known yet)."""
+        return None
 
     async def close(self) -> None:  # noqa: B027  (optional hook, a no-op by default)
         """Release the connection; `run()` being cancelled must also do it."""

@@ -33,6 +33,7 @@ from controller.actuation import (
 from controller.model import WriteError
 from controller.rules.config import ActuationConfig
 from controller.rules.rule import Proposal
+from controller.tagtable import TagTable
 
 TAGS = [
     float_tag("setpoint_bar", 0, writable=True, min=6.0, max=8.0, fallback=7.0),
@@ -41,8 +42,12 @@ TAGS = [
     float_tag("slow_bar", 6, writable=True, min=0.0, max=10.0, max_rate=6.0),
     coil_tag("run", 0, writable=True),
     register_tag("heartbeat", 10, writable=True),
+    register_tag("big", 12, type="int16", writable=True),
+    {"name": "label", "address": 20, "type": "string", "length": 2, "writable": True},
 ]
-INITIAL = {"setpoint_bar": 7.0, "pressure_bar": 6.9, "ramped_bar": 5.0, "slow_bar": 5.0}
+INITIAL = {
+    "setpoint_bar": 7.0, "pressure_bar": 6.9, "ramped_bar": 5.0, "slow_bar": 5.0, "big": 3,
+}
 
 
 @pytest.fixture
@@ -154,6 +159,7 @@ async def test_step_limited_tag_without_a_good_reading_is_refused(
     plant, clock, make_actuator, events
 ):
     actuator = make_actuator()
+    await cycle(actuator, plant, clock)  # read since the start
     await plant.server.shutdown()
     await plant.poll()  # the device is gone: every sample is bad
     results, _ = await cycle(actuator, plant, clock, win("ramped_bar", 6.0))
@@ -390,3 +396,167 @@ async def test_manual_write_the_device_refuses_raises_and_ends_the_override(
     with pytest.raises(WriteError):
         await actuator.override("comp.setpoint_bar", 6.5, 60.0)
     assert actuator.overrides() == {}
+
+
+# --- a refused or failed command changes nothing (issue 13, point 2) ---------------------------
+
+
+async def test_refused_command_leaves_another_operators_override_as_it_was(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(manual_writes=True, manual_max_ttl="1h")
+    await actuator.override("comp.big", 7, 1800.0, by="alice")
+    held = actuator.overrides()["comp.big"]
+    with pytest.raises(WriteError):
+        await actuator.override("comp.big", 40000, 60.0, by="mallory")  # outside int16
+    assert actuator.overrides() == {"comp.big": held}
+    clock.advance(1.0)
+    await plant.poll()
+    results, _ = await cycle(actuator, plant, clock, win("big", 3))
+    assert results["comp.big"].source == "command:alice"
+    assert await plant.value("big") == 7
+    assert events.of("comp.big", "released") == []
+
+
+async def test_command_the_device_fails_puts_back_the_override_it_would_replace(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(manual_writes=True, write_timeout="2s")
+    await actuator.override("comp.big", 7, 1800.0, by="alice")
+    held = actuator.overrides()["comp.big"]
+    await plant.server.shutdown()
+    with pytest.raises(WriteError):
+        await actuator.override("comp.big", 9, 60.0, by="bob")
+    assert actuator.overrides() == {"comp.big": held}
+    [failed] = events.of("comp.big", "failed")
+    assert failed["source"] == "command:bob"
+
+
+async def test_failed_command_on_a_tag_nobody_held_releases_nothing(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(manual_writes=True, write_timeout="2s")
+    await plant.server.shutdown()
+    with pytest.raises(WriteError):
+        await actuator.override("comp.big", 9, 60.0, by="bob")
+    clock.advance(1.0)
+    await cycle(actuator, plant, clock)
+    assert actuator.overrides() == {}
+    assert events.of("comp.big", "released") == []
+
+
+# --- values the tag's type cannot hold (issue 13, point 6) -------------------------------------
+
+
+async def test_operator_write_of_a_fraction_to_an_integer_tag_is_refused(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(manual_writes=True)
+    with pytest.raises(OutOfRangeError, match=r"comp\.big is int16: 1\.5 is not a whole number"):
+        await actuator.override("comp.big", 1.5, 60.0)
+    assert await plant.value("big") == 3
+    assert actuator.overrides() == {}
+
+
+async def test_operator_write_outside_the_integer_type_is_refused_before_writing(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(manual_writes=True)
+    with pytest.raises(OutOfRangeError, match=r"40000 is outside the int16 range -32768\.\.32767"):
+        await actuator.override("comp.big", 40000, 60.0)
+    assert await plant.value("big") == 3
+    assert events.events == []
+
+
+async def test_rule_value_for_an_integer_tag_is_rounded_and_the_event_says_so(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator()
+    results, _ = await cycle(actuator, plant, clock, win("big", 6.6))
+    assert results["comp.big"].outcome is Outcome.WRITTEN
+    assert await plant.value("big") == 7
+    [event] = events.of("comp.big", "written")
+    assert (event["requested"], event["new"]) == (6.6, 7)
+    assert event["clamps"] == ["integer"]
+    clock.advance(1.0)
+    await plant.poll()
+    await cycle(actuator, plant, clock, win("big", 6.6))
+    clock.advance(5.0)
+    await plant.poll()
+    await cycle(actuator, plant, clock, win("big", 6.6))
+    assert events.of("comp.big", "verify_failed") == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "reason"),
+    [
+        ("big", 40000.0, "40000 is outside the int16 range -32768..32767"),
+        ("big", True, "comp.big is int16: it takes a number, not True"),
+        ("label", 5.0, "comp.label is string: 5.0 is not text"),
+    ],
+    ids=["outside-int16", "bool-to-number", "number-to-string"],
+)
+async def test_rule_value_the_tag_cannot_hold_is_refused_not_failed(
+    plant, clock, make_actuator, events, tag, value, reason
+):
+    actuator = make_actuator()
+    results, _ = await cycle(actuator, plant, clock, win(tag, value))
+    assert results[f"comp.{tag}"].outcome is Outcome.REFUSED
+    [event] = events.of(f"comp.{tag}")
+    assert event["outcome"] == "refused"
+    assert reason in event["error"]
+    assert not any(check.startswith("verify") for check in event["checks"])
+    assert await plant.value("big") == 3
+
+
+# --- a device that is down (issue 13, point 15) ------------------------------------------------
+
+
+async def test_failed_writes_while_the_device_is_down_are_published_once_with_repeats(
+    plant, clock, make_actuator, events
+):
+    actuator = make_actuator(write_timeout="1s")
+    await cycle(actuator, plant, clock)  # read since the start
+    await plant.server.shutdown()
+    await plant.poll()  # the driver has seen the device go
+    for _ in range(5):
+        await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+        clock.advance(1.0)
+    [failed] = events.of("comp.setpoint_bar", "failed")
+    assert "verify: pending" not in failed["checks"]
+    assert failed["checks"] == [
+        "writable: ok", "read: ok", "range: ok", "type: ok", "write: failed"
+    ]
+    assert failed["repeats"] == 0
+    clock.advance(60.0)
+    await cycle(actuator, plant, clock, win("setpoint_bar", 7.5))
+    summary = events.of("comp.setpoint_bar", "failed")[-1]
+    assert summary["repeats"] == 4  # cycles 2-5 were not published; this is the sixth
+    await cycle(actuator, plant, clock, win("setpoint_bar", 7.5, rule="other"))
+    changed = events.of("comp.setpoint_bar", "failed")[-1]
+    assert (changed["rule"], changed["repeats"]) == ("other", 0)
+
+
+# --- a start is bumpless (issue 13, point 5) ---------------------------------------------------
+
+
+async def test_tag_never_read_since_start_is_not_written(plant, clock, events):
+    actuator = Actuator(
+        write_limits([plant.device]),
+        ActuationConfig.model_validate({"heartbeat": {"tag": "comp.heartbeat"}}),
+        writers=plant.writers,
+        table=TagTable(),  # nothing read yet
+        clock=clock,
+        events=events,
+    )
+    results, _ = await actuator.apply([win("setpoint_bar", 7.5)], {}, clock.monotonic())
+    assert results["comp.setpoint_bar"].outcome is Outcome.DEFERRED
+    assert results["comp.setpoint_bar"].reason == (
+        "comp.setpoint_bar has not been read since the start: written once it has a good reading"
+    )
+    assert await plant.value("setpoint_bar") == pytest.approx(7.0)
+    assert await plant.value("heartbeat") == 1  # heartbeats need no reading
+    results, _ = await actuator.apply(
+        [win("setpoint_bar", 7.5)], plant.table.snapshot(), clock.monotonic()
+    )
+    assert results["comp.setpoint_bar"].outcome is Outcome.WRITTEN

@@ -2,8 +2,10 @@
 proposals, arbitration per tag, and the winners handed to the actuator.
 
 Before a rule runs the engine checks its inputs: a stale or bad input stops the rule and its
-outputs go to their configured fallback (or are released to the PLC). A cycle that overruns its
-period is measured and reported, never queued: the next cycle starts on the next free slot.
+outputs go to their configured fallback (or are released to the PLC). The fallback is for a
+controller that lost its inputs: a rule whose inputs have not yet all been fresh and good since
+the start proposes nothing, so a start is bumpless (read first, then act). A cycle that overruns
+its period is measured and reported, never queued: the next cycle starts on the next free slot.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class EngineStats:
 @dataclass
 class _RuleStatus:
     running: bool = False  # evaluated last cycle (a restart follows a stop)
+    # Its inputs have all been fresh and good at least once since the start: from then on a
+    # stop sends its outputs to their fallback; before, it proposes nothing.
+    ready: bool = False
     problem: str = ""  # why it is stopped ("" while it runs)
     mode_set_by: str = "config"
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -269,6 +274,7 @@ class RuleEngine:
         problem = self._input_problem(rule, snapshot, now)
         made: list[Proposal] = []
         if not problem:
+            status.ready = True
             try:
                 if not status.running:
                     rule.restart(snapshot, now)
@@ -280,7 +286,12 @@ class RuleEngine:
                 problem = f"rule error: {exc!r}"
                 if status.problem != problem:
                     log.exception("rule_crashed", rule=rule.name)
-        if problem:
+        if problem and not status.ready:
+            # Not read yet since the start: nothing is proposed, the PLC keeps its outputs.
+            if status.problem != problem:
+                log.info("rule_waiting", rule=rule.name, mode=rule.mode, reason=problem)
+            status.running, status.problem = False, problem
+        elif problem:
             if status.problem != problem:
                 log.warning("rule_stopped", rule=rule.name, mode=rule.mode, reason=problem)
             status.running, status.problem = False, problem
@@ -374,9 +385,11 @@ class RuleEngine:
             rule.settle(applied)
         status.outputs = outputs
         status.active = bool(own) and status.running
+        waiting = "" if status.ready else "waiting for a first good reading: "
         status.reason = (
             "mode off" if rule.mode == "off"
-            else status.problem or next((p.reason for p in own.values()), "no proposal")
+            else (status.problem and waiting + status.problem)
+            or next((p.reason for p in own.values()), "no proposal")
         )
         self._publish_state(rule, status, now)
 

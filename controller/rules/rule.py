@@ -1,7 +1,7 @@
 """The one small interface every rule implements, and the proposals rules make.
 
 A rule never writes: each cycle it reads a snapshot of tags and proposes values; the engine
-arbitrates and the actuator (controller/actuation.py) decides what is written.
+arbitrates and the actuator (controller/actuation/) decides what is written.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ __all__ = [
     "encode",
     "remove_scale",
     "set_bit",
+    "whole_number",
 ]
 
 
@@ -133,15 +134,32 @@ def set_bit(word: int, bit: int, value: bool) -> int:
     return (word | (1 << bit)) if value else (word & ~(1 << bit) & 0xFFFF)
 
 
+# How far a float may be from a whole number and still be taken as it: the noise of scaling
+# (21.5 / 0.1 is 215.00000000000003), not a fraction anybody asked for.
+WHOLE_TOLERANCE = 1e-9
+
+
+def whole_number(value: float) -> int | None:
+    """`value` as an integer when it is one (within float noise), else None."""
+    if not math.isfinite(value):
+        return None
+    nearest = round(value)
+    return nearest if abs(value - nearest) <= WHOLE_TOLERANCE * max(1.0, abs(value)) else None
+
+
 def _as_integer(value: Value, dtype: DataType) -> int:
     if isinstance(value, bool):
-        number = int(value)
-    elif isinstance(value, int):
+        raise EncodeError(f"it takes a number, not {value}")
+    if isinstance(value, int):
         number = value
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise EncodeError(f"{value} cannot be written as {dtype.value}")
-        number = round(value)
+        whole = whole_number(value)
+        if whole is None:
+            # Never rounded here: the device would hold another value than the one asked for.
+            raise EncodeError(f"{value:g} is not a whole number")
+        number = whole
     else:
         raise EncodeError(f"{value!r} is not a number; {dtype.value} needs one")
     low, high = _INT_RANGE[dtype]
@@ -151,7 +169,9 @@ def _as_integer(value: Value, dtype: DataType) -> int:
 
 
 def _as_float(value: Value, dtype: DataType) -> float:
-    if isinstance(value, int | float):  # bool is an int
+    if isinstance(value, bool):
+        raise EncodeError(f"it takes a number, not {value}")
+    if isinstance(value, int | float):
         return float(value)
     raise EncodeError(f"{value!r} is not a number; {dtype.value} needs one")
 
@@ -182,7 +202,7 @@ def encode(
 
 def _encode_string(value: Value, order: ByteOrder, length: int | None) -> list[int]:
     if not isinstance(value, str):
-        raise EncodeError(f"{value!r} is not text; type string needs str")
+        raise EncodeError(f"{value!r} is not text")
     data = value.encode("utf-8")
     registers = length if length is not None else max(1, (len(data) + 1) // 2)
     if len(data) > registers * 2:

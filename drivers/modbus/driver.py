@@ -23,15 +23,17 @@ from controller.model import (
     WriteError,
     samples_of,
 )
-from drivers.base import Driver, DriverContext
+from drivers.base import Driver, DriverContext, UnencodableValueError, WholeSteps
 from drivers.modbus.codec import (
     BlockDecoder,
     CodecError,
     DecodeError,
+    EncodeError,
     FieldSpec,
     encode,
     remove_scale,
     set_bit,
+    whole_number,
 )
 from drivers.modbus.config import DataType, ModbusDevice, ModbusTag, Table
 from drivers.modbus.link import (
@@ -49,6 +51,16 @@ from drivers.modbus.planner import ReadRequest, plan_device
 log = structlog.get_logger(__name__)
 
 _FAILED_STATES = (LinkState.FAILED, LinkState.RECONNECTING)
+_INTEGERS = frozenset(
+    {
+        DataType.INT16,
+        DataType.UINT16,
+        DataType.INT32,
+        DataType.UINT32,
+        DataType.INT64,
+        DataType.UINT64,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,44 +274,76 @@ class ModbusDriver(Driver):
 
     # -- writes -------------------------------------------------------------------------
 
+    def check_write(self, tag: str, value: Value) -> None:
+        """Raise UnencodableValueError when `value` cannot be encoded for `tag` (no I/O): the
+        same encoding `write()` does, stopped before the request."""
+        spec = self._tags.get(tag)
+        if spec is None:
+            raise UnencodableValueError(f"{self.name}.{tag}: no such tag on device {self.name}")
+        self._encode(spec, value)
+
+    def whole_steps(self, tag: str) -> WholeSteps | None:
+        spec = self._tags.get(tag)
+        if spec is None or spec.type not in _INTEGERS or spec.scale == 0:
+            return None
+        return WholeSteps(abs(spec.scale), spec.offset)
+
     async def write(self, tag: str, value: Value) -> None:
         """Write one tag: FC5 for a coil, FC6 for one register, FC16 (one request) for wider
         values, and a read-modify-write (FC3 then FC6, holding the link) for a bit of a
-        register. Raises WriteError with the reason."""
+        register. Raises WriteError with the reason (UnencodableValueError, before any request,
+        for a value the tag's type cannot hold)."""
         spec = self._tags.get(tag)
         where = f"{self.name}.{tag}"
         if spec is None:
             raise WriteError(f"{where}: no such tag on device {self.name}")
         if not spec.writable:
             raise WriteError(f"{where}: tag is not writable")
+        encoded = self._encode(spec, value)
         try:
-            await self._write(spec, value)
-        except CodecError as exc:
-            raise WriteError(f"{where}: cannot write {value!r}: {exc}") from exc
-        except (ModbusExceptionError, ResponseError, DeviceUnavailableError) as exc:
+            await self._write(spec, encoded)
+        except (CodecError, ModbusExceptionError, ResponseError, DeviceUnavailableError) as exc:
             raise WriteError(f"{where}: {exc}") from exc
         self._log.debug("modbus write", tag=tag, value=value)
 
-    async def _write(self, spec: ModbusTag, value: Value) -> None:
+    def _encode(self, spec: ModbusTag, value: Value) -> bool | list[int]:
+        """What `_write` sends for `value`: the state of a coil or bit, else the register words."""
+        try:
+            if spec.table is Table.COIL or spec.type is DataType.BIT:
+                return _as_bool(value)
+            raw = remove_scale(value, spec.scale, spec.offset)
+            if (
+                spec.type in _INTEGERS
+                and isinstance(raw, float)
+                and (spec.scale, spec.offset) != (1.0, 0.0)
+                and whole_number(raw) is None
+            ):
+                raise EncodeError(
+                    f"{value:g} is not one of its steps of {abs(spec.scale):g} "
+                    f"(raw {raw:g} is not a whole number)"
+                )
+            return encode(raw, spec.type, spec.order or self.device.byte_order, length=spec.length)
+        except CodecError as exc:
+            where = f"{self.name}.{spec.name}"
+            raise UnencodableValueError(f"{where} is {spec.type.value}: {exc}") from exc
+
+    async def _write(self, spec: ModbusTag, encoded: bool | list[int]) -> None:
         device = self.device
         unit, timeout = device.unit_id, device.timeout
-        if spec.table is Table.COIL:
-            state = _as_bool(value)
+        if isinstance(encoded, bool):
             async with self.link.owned(Priority.WRITE) as session:
-                await session.write_coil(spec.address, state, unit=unit, time_limit=timeout)
+                if spec.table is Table.COIL:
+                    await session.write_coil(spec.address, encoded, unit=unit, time_limit=timeout)
+                else:
+                    await self._write_bit(session, spec, encoded)
             return
-        if spec.type is DataType.BIT:
-            state = _as_bool(value)
-            async with self.link.owned(Priority.WRITE) as session:
-                await self._write_bit(session, spec, state)
-            return
-        raw = remove_scale(value, spec.scale, spec.offset)
-        words = encode(raw, spec.type, spec.order or device.byte_order, length=spec.length)
         async with self.link.owned(Priority.WRITE) as session:
-            if len(words) == 1:
-                await session.write_register(spec.address, words[0], unit=unit, time_limit=timeout)
+            if len(encoded) == 1:
+                await session.write_register(
+                    spec.address, encoded[0], unit=unit, time_limit=timeout
+                )
             else:
-                await session.write_registers(spec.address, words, unit=unit, time_limit=timeout)
+                await session.write_registers(spec.address, encoded, unit=unit, time_limit=timeout)
 
     async def _write_bit(self, session: LinkSession, spec: ModbusTag, state: bool) -> None:
         device = self.device

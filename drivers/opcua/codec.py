@@ -158,6 +158,18 @@ def encode_for_write(value: Value, vtype: ua.VariantType | None) -> ua.Variant:
 _NO_CONVERSION: Any = object()
 
 
+def converts_for_write(value: Value, vtype: ua.VariantType) -> bool:
+    """Whether `encode_for_write` gives `value` the node's type `vtype` (if not, the server
+    would refuse it). true/false is not taken for a number, though it converts to 1/0."""
+    if isinstance(value, bool) and vtype != ua.VariantType.Boolean:
+        return False
+    return _convert(value, vtype) is not _NO_CONVERSION
+
+
+def is_integer_type(vtype: ua.VariantType) -> bool:
+    return vtype in _INTEGER_RANGES
+
+
 def _convert(value: Any, vtype: ua.VariantType) -> Any:
     if vtype == ua.VariantType.Boolean:
         if isinstance(value, bool):

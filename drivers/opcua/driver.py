@@ -21,9 +21,14 @@ from asyncua.client.ua_client import UaClientState
 from asyncua.ua.uaerrors import UaError
 
 from controller.model import DeviceStatus, LinkState, Sample, Value, WriteError
-from drivers.base import Driver, DriverContext
+from drivers.base import Driver, DriverContext, UnencodableValueError, WholeSteps
 from drivers.opcua.asyncua_log import drop_lines_reported_by_driver
-from drivers.opcua.codec import bad_sample, sample_from_datavalue
+from drivers.opcua.codec import (
+    bad_sample,
+    converts_for_write,
+    is_integer_type,
+    sample_from_datavalue,
+)
 from drivers.opcua.config import OpcUaDevice, TagMode
 from drivers.opcua.errors import OpcUaSetupError
 from drivers.opcua.session import (
@@ -127,6 +132,23 @@ class OpcUaDriver(Driver):
             self._session = None
             await session.close()
             self._session_lost(str(exc))
+
+    def check_write(self, tag: str, value: Value) -> None:
+        """Refuse a value the node's data type cannot hold, when the type is known (read for
+        the writable tags when the session opens); otherwise the server judges."""
+        vtype = self._write_type(tag)
+        if vtype is not None and not converts_for_write(value, vtype):
+            raise UnencodableValueError(
+                f"{self.name}.{tag} is {vtype.name}: {value!r} does not convert to it"
+            )
+
+    def whole_steps(self, tag: str) -> WholeSteps | None:
+        vtype = self._write_type(tag)
+        return WholeSteps(1.0) if vtype is not None and is_integer_type(vtype) else None
+
+    def _write_type(self, tag: str) -> ua.VariantType | None:
+        session = self._session
+        return session.data_type(tag) if session is not None else None
 
     async def write(self, tag: str, value: Value) -> None:
         if tag not in {t.name for t in self.device.tags}:

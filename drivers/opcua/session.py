@@ -182,6 +182,7 @@ class OpcUaSession:
             )
             session.limits = await session._read_limits()
             await session._resolve_tags()
+            await session._read_write_types()
         except BaseException:
             await session.close()
             raise
@@ -269,6 +270,28 @@ class OpcUaSession:
                         browse_path=tag.browse_path,
                         status=result.StatusCode.name,
                     )
+
+    async def _read_write_types(self) -> None:
+        """The built-in data types of the writable tags' nodes, in one batched Read, so that a
+        value the node cannot hold is refused before it is sent (`data_type`). Derived types
+        are left to the first write, which reads the value's own type."""
+        writable = [
+            (name, resolved.node_id)
+            for name, resolved in self.tags.items()
+            if resolved.tag.writable and resolved.node_id is not None
+        ]
+        if not writable:
+            return
+        found = await self._read([node_id for _, node_id in writable], AttributeIds.DataType)
+        for (name, _), value in zip(writable, found, strict=True):
+            datatype = value.Value.Value if value.Value is not None else None
+            vtype = variant_type_of_datatype(datatype) if isinstance(datatype, ua.NodeId) else None
+            if vtype is not None and vtype != ua.VariantType.Variant:
+                self._datatypes[name] = vtype
+
+    def data_type(self, name: str) -> ua.VariantType | None:
+        """The data type writes to `name` are converted to, when known."""
+        return self._datatypes.get(name)
 
     async def _batched(
         self,

@@ -265,6 +265,30 @@ async def test_input_never_read_stops_the_rule(cell, clock, make_engine):
     assert report.stopped == {"saver": "input meter.energy_kwh has no reading yet"}
 
 
+async def test_rule_whose_inputs_were_never_read_proposes_no_fallback(
+    cell, clock, make_engine, events
+):
+    engine = make_engine([Constant("saver", 6.4, inputs={"meter.energy_kwh": None})])
+    report = await engine.cycle()
+    assert report.proposals == ()
+    assert events.retained[STATE.format("saver")]["reason"] == (
+        "waiting for a first good reading: input meter.energy_kwh has no reading yet"
+    )
+
+
+async def test_rule_whose_input_device_is_down_from_the_start_leaves_its_output_alone(
+    cell, clock, make_engine, events
+):
+    engine = make_engine([Constant("saver", 6.4, inputs=FRESH)])
+    await cell["meter"].server.shutdown()
+    await cell["comp"].set("setpoint_bar", 6.2)
+    await step(engine, cell, clock)
+    await step(engine, cell, clock)
+    assert await cell["comp"].value("setpoint_bar") == pytest.approx(6.2)
+    assert events.of("comp.setpoint_bar") == []
+
+
+
 # --- modes, errors, outputs --------------------------------------------------------------------
 
 

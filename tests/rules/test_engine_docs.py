@@ -34,6 +34,12 @@ def test_write_event_example_has_the_fields_of_a_written_event():
     assert set(example("write-event-fallback")) == set(result.event())
 
 
+def test_failed_write_event_example_has_the_fields_of_a_failed_event():
+    result = WriteResult("comp.sp", Outcome.FAILED, "command:alice", 6.8, 6.8, None, reason="x")
+    assert set(example("write-event-failed")) == set(result.event(repeats=59))
+    assert example("write-event-failed")["checks"][-1] == "write: failed"
+
+
 def test_refused_write_event_adds_the_error():
     result = WriteResult("comp.sp", Outcome.REFUSED, "rule:r", 7.4, None, 7.2, reason="no")
     assert set(result.event()) - set(example("write-event-full")) == {"error"}

@@ -217,8 +217,19 @@ def test_text_longer_than_its_registers_is_an_encode_error() -> None:
         encode("ABC", DataType.STRING, ByteOrder.ABCD, length=1)
 
 
-def test_float_written_to_an_integer_type_is_rounded() -> None:
-    assert encode(41.6, DataType.UINT16, ByteOrder.ABCD) == [42]
+def test_fraction_for_an_integer_type_is_an_encode_error_not_rounded() -> None:
+    with pytest.raises(EncodeError, match=r"41\.6 is not a whole number"):
+        encode(41.6, DataType.UINT16, ByteOrder.ABCD)
+
+
+def test_whole_float_with_the_noise_of_scaling_is_written_as_its_integer() -> None:
+    assert encode(21.5 / 0.1, DataType.UINT16, ByteOrder.ABCD) == [215]
+
+
+@pytest.mark.parametrize("dtype", [DataType.INT16, DataType.FLOAT32])
+def test_true_or_false_for_a_number_type_is_an_encode_error(dtype: DataType) -> None:
+    with pytest.raises(EncodeError, match="it takes a number, not True"):
+        encode(True, dtype, ByteOrder.ABCD)
 
 
 def test_unscaled_integers_stay_integers() -> None:

@@ -8,6 +8,7 @@ from asyncua import ua
 from opcua_peers import Recorder, device, good, running
 
 from controller.model import LinkState, WriteError
+from drivers.base import UnencodableValueError
 from drivers.opcua.driver import OpcUaDriver
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -87,3 +88,20 @@ async def test_write_while_disconnected_is_refused(sim, recorder: Recorder):
     driver = OpcUaDriver(device(sim.endpoint, tags), recorder.context())  # never run
     with pytest.raises(WriteError, match=r"plc\.setpoint: the device is not connected"):
         await driver.write("setpoint", 8.0)
+
+
+async def test_value_the_node_type_cannot_hold_is_refused_before_it_is_sent(
+    sim, recorder: Recorder
+):
+    tags = [*_tags(sim)[:2], {**_tags(sim)[2], "writable": True}]
+    driver = OpcUaDriver(device(sim.endpoint, tags), recorder.context())
+    async with running(driver):
+        await _connected(recorder)
+        with pytest.raises(UnencodableValueError, match=r"plc\.setpoint is Double: True"):
+            driver.check_write("setpoint", True)
+        with pytest.raises(UnencodableValueError, match=r"plc\.running is Boolean: 5\.0"):
+            driver.check_write("running", 5.0)
+        driver.check_write("setpoint", 7.5)
+        driver.check_write("running", False)
+        assert driver.whole_steps("setpoint") is None
+    assert sim.plant.read_point("compressor.running") is True
