@@ -72,12 +72,12 @@ async def test_health_has_every_documented_field_and_counts_a_device_reconnect(
     assert mqtt["buffer_disk_ok"] is True
     assert mqtt["buffer_storage"] == "disk"
     assert mqtt["reconnects"] == 0
-    # Connected, `durability: outage`: at most the few messages of the last 100 ms wait, all in
+    # Connected, `durability: outage`: only the few messages not yet acknowledged wait, all in
     # memory; bytes, age and depth agree (nothing is left counted after its acknowledgement).
-    assert mqtt["buffer_depth"] <= 5
+    assert mqtt["buffer_depth"] <= 20
     assert (mqtt["buffer_depth"] == 0) == (mqtt["buffer_bytes"] == 0)
     assert (mqtt["buffer_depth"] == 0) == (mqtt["buffer_oldest_age_s"] is None)
     assert mqtt["buffer_bytes"] <= 300 * mqtt["buffer_depth"]
     assert mqtt["buffer_memory_bytes"] == mqtt["buffer_bytes"]
     if mqtt["buffer_oldest_age_s"] is not None:
-        assert mqtt["buffer_oldest_age_s"] < 1.0
+        assert mqtt["buffer_oldest_age_s"] < 3.0

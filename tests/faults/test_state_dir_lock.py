@@ -39,21 +39,22 @@ async def test_a_second_daemon_on_the_same_state_dir_refuses_to_start(
     first = start_daemon(config)
     await data.wait_count(3, 20)
     assert (state / LOCK_FILE).read_text().strip() == str(first.pid)
-    connections = server.connections
-    births = [p for p in status.payloads() if p["state"] == "online"]
+    first_started = {p["started"] for p in status.payloads() if p["state"] == "online"}
 
     second = start_daemon(config)
     exit_status = await exited_within(second, 20)
     assert exit_status is not None, f"the second daemon still runs:\n{second.log_tail()}"
     assert exit_status != 0
-    refusal = [e for e in second.log_events() if e.get("event") == "state_dir_in_use"]
+    events = second.log_events()
+    refusal = [e for e in events if e.get("event") == "state_dir_in_use"]
     assert refusal, second.log_tail()
     assert refusal[0]["holder_pid"] == first.pid
     assert f"process {first.pid}" in refusal[0]["error"]
-    # It touched neither the device nor the broker; the first one goes on.
+    # It touched neither a device nor the broker, nor the buffer; the first one goes on.
+    touched = {"mqtt_connected", "mqtt_unavailable", "device_state", "buffer_opened"}
+    assert not [e for e in events if e.get("event") in touched], second.log_tail()
     await asyncio.sleep(0.5)
-    assert server.connections == connections
-    assert [p for p in status.payloads() if p["state"] == "online"] == births
+    assert {p["started"] for p in status.payloads() if p["state"] == "online"} == first_started
     assert first.running, first.log_tail()
 
     # The kernel drops the lock with its holder, even on SIGKILL: the next start runs.
