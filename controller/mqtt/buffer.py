@@ -179,6 +179,7 @@ class MessageBuffer:
         self._disk_ok = True
         self._storage: Storage = "disk"
         self._epoch = 0
+        self._epoch_text = f"{0:012x}"
         self._epoch_saved = False
         self._checkpoint_when_empty = False
         self._checkpointed_at = 0.0
@@ -203,6 +204,7 @@ class MessageBuffer:
         self._disk_oldest_ms = opened.oldest_ms
         self._counters = opened.counters
         self._storage, self._epoch = opened.storage, opened.epoch
+        self._epoch_text = f"{opened.epoch:012x}"
         self._epoch_saved = opened.epoch_saved
         self._disk_ok = True  # writes succeed (to the file, or in memory); stats() says which
         self._disk_exhausted = opened.count == 0
@@ -403,7 +405,7 @@ class MessageBuffer:
     def epoch(self) -> str:
         """The epoch of the counters: 12 hex digits, new whenever they could not be proven
         continuous (see the module's docstring)."""
-        return f"{self._epoch:012x}"
+        return self._epoch_text
 
     def counter(self, name: str) -> int:
         """A value saved with the buffer (the data topics' seq), 0 when never set in this
