@@ -16,6 +16,7 @@ import structlog
 from controller import __version__
 from controller.config import ConfigError, LoadedConfig, load_config
 from controller.logs import configure_logging
+from controller.statedir import StateDirLockedError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -216,5 +217,13 @@ async def _run_daemon(loaded: LoadedConfig) -> int:
 
     runtime = Runtime(loaded)
     runtime.install_signal_handlers()
-    await runtime.run()
+    try:
+        await runtime.run()
+    except StateDirLockedError as exc:
+        # One line that names the holder; a traceback would say nothing more.
+        log.error(  # noqa: TRY400
+            "state_dir_in_use", state_dir=str(exc.state_dir), holder_pid=exc.holder_pid,
+            error=str(exc),
+        )
+        return EXIT_FAILURE
     return EXIT_OK

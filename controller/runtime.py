@@ -32,6 +32,7 @@ from controller.mqtt.commands import CommandHandler
 from controller.mqtt.publisher import MqttPublisher
 from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
+from controller.statedir import StateDirLock
 from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
@@ -130,10 +131,19 @@ class Runtime:
     # --- the main body -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until `request_stop()`; then stop drivers, publish offline, flush, return."""
+        """Run until `request_stop()`; then stop drivers, publish offline, flush, return.
+
+        Raises `StateDirLockedError` when another process holds the state directory.
+        """
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Before any device or broker is touched: a second daemon on this directory stops here.
+        with StateDirLock(self.state_dir) as lock:
+            log.info("state_dir_locked", state_dir=str(self.state_dir), lock=str(lock.path))
+            await self._run()
+
+    async def _run(self) -> None:
         config = self.config
         tune_for_daemon()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
         log.info(
             "starting",
             version=__version__,

@@ -4,6 +4,12 @@ only when the broker has acknowledged it, and SQLite (WAL) keeps it across outag
 Two streams come out: *live* (accepted during the current broker session) and *backlog*
 (everything older: what waited through an outage, or on disk from a previous run). The backlog
 drains oldest first at `drain_rate` beside the live stream, so fresh data is never starved.
+
+The counters saved with it (the data topics' seq) belong to an *epoch*: a random id that is
+kept only when the file proves the counters continuous (saved at a clean stop, and marked
+running again before the first new number). Otherwise (a crash, a full disk at the stop, a
+read-only or lost file) a new epoch starts and every counter with it, so (epoch, seq) never
+repeats.
 """
 
 from __future__ import annotations
@@ -11,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import structlog
 
@@ -36,6 +44,17 @@ COMMIT_INTERVAL = 0.1  # seconds between batched commits (and bound checks)
 COUNTER_INTERVAL = 5.0  # how often counters (seq) are saved when nothing else is written
 PAGE_ROWS = 256  # backlog rows read from disk at once
 DISK_RETRY_INTERVAL = 1.0  # after a failed write (disk full), try again this often
+WAL_SIZE_LIMIT = 1024**2  # a write-ahead log reset after a checkpoint is cut back to this
+# With nothing buffered, the write-ahead log is emptied into the file and cut to nothing at
+# most this often (besides after every drain): a small disk is not filled by a log of counters.
+CHECKPOINT_INTERVAL = 60.0
+# Reserved names in the counters table: the epoch of the counters, and 1 when they were saved
+# by a clean stop (0 while a process uses them).
+EPOCH_COUNTER = "epoch"
+CLEAN_COUNTER = "clean"
+EPOCH_BITS = 48
+
+Storage = Literal["disk", "memory"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -79,7 +98,8 @@ class BufferStats:
     oldest_age_s: float | None  # age of the oldest of them
     dropped: int  # messages dropped since start (bounds, disk full)
     memory_bytes: int  # part of `bytes` held in memory
-    disk_ok: bool  # False while the buffer file cannot be written
+    disk_ok: bool  # False while the buffer file cannot be written, or when there is none
+    storage: Storage  # "memory": no usable file (read-only or broken state directory)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +110,10 @@ class _Opened:
     last_id: int
     oldest_ms: int | None
     counters: dict[str, int]
+    storage: Storage = "disk"
+    epoch: int = 0
+    continued: bool = False  # the epoch and counters of the file go on
+    epoch_saved: bool = False  # the epoch in force is in the file (False: write it first)
 
 
 def _default_max_file_bytes(config: BufferConfig) -> int:
@@ -153,6 +177,12 @@ class MessageBuffer:
         self._dirty_counters: set[str] = set()
         self._counters_saved_at = 0.0
         self._disk_ok = True
+        self._storage: Storage = "disk"
+        self._epoch = 0
+        self._epoch_text = f"{0:012x}"
+        self._epoch_saved = False
+        self._checkpoint_when_empty = False
+        self._checkpointed_at = 0.0
         self._disk_retry_at = 0.0
         self._write_error: str | None = None
         self._persist_target = 0
@@ -173,9 +203,15 @@ class MessageBuffer:
         self._last_id = self._persisted_through = opened.last_id
         self._disk_oldest_ms = opened.oldest_ms
         self._counters = opened.counters
+        self._storage, self._epoch = opened.storage, opened.epoch
+        self._epoch_text = f"{opened.epoch:012x}"
+        self._epoch_saved = opened.epoch_saved
+        self._disk_ok = True  # writes succeed (to the file, or in memory); stats() says which
         self._disk_exhausted = opened.count == 0
         self._refilled_at = time.monotonic()
-        self._counters_saved_at = time.monotonic()
+        self._counters_saved_at = self._checkpointed_at = time.monotonic()
+        log.info("buffer_opened", path=str(self._path), storage=opened.storage, epoch=self.epoch,
+                 epoch_continued=opened.continued)
         if opened.count:
             log.info("buffer_backlog_found", path=str(self._path), messages=opened.count,
                      bytes=opened.size)
@@ -202,34 +238,91 @@ class MessageBuffer:
         await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
 
     async def _close(self) -> None:
-        db = self._db
-        if db is None:
+        if self._db is None:
             return
         try:
             # On shutdown everything not acknowledged goes to disk, whatever the durability.
             await self._tick(closing=True)
+            await self._save_clean_stop()
         finally:
-            self._db = None
-            await self._in_thread(db.close)
+            db, self._db = self._db, None
+            if db is not None:
+                await self._in_thread(db.close)
             self._executor.shutdown(wait=False)
         log.info("buffer_closed", messages=self._count, bytes=self._bytes, dropped=self._dropped)
 
-    def _open(self) -> _Opened:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+    async def _save_clean_stop(self) -> None:
+        """Save every counter with its epoch, marked clean, durably: the next start goes on
+        with them. If this fails the next start begins a new epoch."""
+        db = self._db
+        if db is None or self._storage != "disk":
+            return
+        counters = {**self._counters, EPOCH_COUNTER: self._epoch, CLEAN_COUNTER: 1}
         try:
-            return self._open_file(str(self._path))
+            await self._in_thread(self._durably, db, _replace_counters, counters)
+        except sqlite3.DatabaseError as exc:
+            log.warning("buffer_counters_not_saved", path=str(self._path), error=str(exc),
+                        effect="the next start begins a new epoch")
+
+    def _open(self) -> _Opened:
+        with contextlib.suppress(OSError):  # a read-only parent: the open fails, memory follows
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._start_epoch(self._open_file(str(self._path)))
         except sqlite3.DatabaseError as exc:
             error = str(exc)
         moved = self._move_aside()
         log.error("buffer_file_unreadable", path=str(self._path), error=error,
                   moved_to=str(moved) if moved else None)
         try:
-            return self._open_file(str(self._path))
+            return self._start_epoch(self._open_file(str(self._path)))
         except sqlite3.DatabaseError as exc:
             error = str(exc)
         # Not even a new file: keep going in memory rather than not start at all.
         log.error("buffer_file_unusable", path=str(self._path), error=error, fallback="memory")
-        return self._open_file(":memory:")
+        return self._in_memory()
+
+    def _in_memory(self) -> _Opened:
+        opened = self._open_file(":memory:")
+        return replace(opened, storage="memory", epoch=_new_epoch(), epoch_saved=True)
+
+    def _start_epoch(self, opened: _Opened) -> _Opened:
+        """Go on with the file's epoch and counters if a clean stop saved them and they can be
+        marked in use again (durably, before any new number is given out); else a new epoch
+        with every counter at 0, written now if the file can be written, else at the first
+        write that succeeds."""
+        counters = dict(opened.counters)
+        epoch = counters.pop(EPOCH_COUNTER, None)
+        clean = counters.pop(CLEAN_COUNTER, 0)
+        if epoch is not None and clean == 1:
+            try:
+                self._durably(opened.db, _replace_counters,
+                              {**counters, EPOCH_COUNTER: epoch, CLEAN_COUNTER: 0})
+            except sqlite3.DatabaseError as exc:
+                log.warning("buffer_counters_not_continued", path=str(self._path),
+                            error=str(exc), effect="new epoch")
+            else:
+                return replace(opened, counters=counters, epoch=epoch, continued=True,
+                               epoch_saved=True)
+        new = _new_epoch()
+        try:
+            self._durably(opened.db, _replace_counters, {EPOCH_COUNTER: new, CLEAN_COUNTER: 0})
+        except sqlite3.DatabaseError:
+            saved = False
+        else:
+            saved = True
+        return replace(opened, counters={}, epoch=new, epoch_saved=saved)
+
+    def _durably(
+        self, db: sqlite3.Connection, function: Callable[..., None], *args: Any
+    ) -> None:
+        """`function(db, *args)` committed with a full sync, whatever the durability."""
+        db.execute("PRAGMA synchronous=FULL")
+        try:
+            function(db, *args)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                self._apply_pragmas(db)
 
     def _move_aside(self) -> Path | None:
         """Rename the unreadable file (and its WAL) to `*.corrupt-<epoch ms>`; None if even
@@ -274,6 +367,7 @@ class MessageBuffer:
         db.execute(f"PRAGMA synchronous={'FULL' if full else 'NORMAL'}")
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
         db.execute(f"PRAGMA max_page_count={max(16, self._max_file_bytes // page_size)}")
+        db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
 
     async def reconfigure(self, config: BufferConfig) -> None:
         """New settings (a config reload) for the open buffer. Nothing it holds is lost: a
@@ -307,8 +401,15 @@ class MessageBuffer:
         self._ram_bytes += size
         self._work.set()
 
+    @property
+    def epoch(self) -> str:
+        """The epoch of the counters: 12 hex digits, new whenever they could not be proven
+        continuous (see the module's docstring)."""
+        return self._epoch_text
+
     def counter(self, name: str) -> int:
-        """A value saved with the buffer (the data topics' seq), 0 when never set."""
+        """A value saved with the buffer (the data topics' seq), 0 when never set in this
+        epoch."""
         return self._counters.get(name, 0)
 
     def set_counter(self, name: str, value: int) -> None:
@@ -335,6 +436,8 @@ class MessageBuffer:
     def session_started(self) -> None:
         """The broker is reachable: whatever was not acknowledged becomes backlog, in order."""
         self._online = True
+        if self._count:
+            self._checkpoint_when_empty = True
         self._inflight.clear()
         self._live.clear()
         self._backlog_ram = deque(self._ram.values())
@@ -413,7 +516,8 @@ class MessageBuffer:
             oldest_age_s=age,
             dropped=self._dropped,
             memory_bytes=self._ram_bytes,
-            disk_ok=self._disk_ok,
+            disk_ok=self._disk_ok and self._storage == "disk",
+            storage=self._storage,
         )
 
     def _stale(self, entry: Entry) -> bool:
@@ -541,43 +645,114 @@ class MessageBuffer:
         through = self._last_id
         # Acknowledged before their write came: never written at all.
         self._unwritten = [entry for entry in self._unwritten if not entry.done]
+        if self._disk_ok or closing or now >= self._disk_retry_at:
+            await self._write_due(db, now, closing)
+        if not self._unwritten or self._unwritten[0].id > through:
+            self._persisted_through = max(self._persisted_through, through)
+
+    async def _write_due(self, db: sqlite3.Connection, now: float, closing: bool) -> None:
         batch: list[Entry] = []
         if self._should_write(now, closing):
             batch, self._unwritten = self._unwritten, []
         deletes, self._to_delete = self._to_delete, set()
-        save_counters = bool(self._dirty_counters) and (
-            bool(batch) or closing or now - self._counters_saved_at >= COUNTER_INTERVAL
-        )
-        counters = {name: self._counters[name] for name in self._dirty_counters}
-        if not save_counters:
+        # A failing disk is probed with the counters (there may be nothing else to write); a new
+        # epoch not yet in the file replaces the old epoch's counters there.
+        retrying = not self._disk_ok
+        replace_all = retrying or not self._epoch_saved
+        if replace_all:
+            counters = {**self._counters, EPOCH_COUNTER: self._epoch, CLEAN_COUNTER: 0}
+        elif self._dirty_counters and (
+            batch or closing or now - self._counters_saved_at >= COUNTER_INTERVAL
+        ):
+            counters = {name: self._counters[name] for name in self._dirty_counters}
+        else:
             counters = {}
-        if batch or deletes or counters:
-            rows = [(e.id, e.topic, e.payload, e.accepted_ms, e.size) for e in batch]
-            try:
-                oldest = await self._in_thread(_write, db, rows, deletes, counters)
-            except sqlite3.DatabaseError as exc:
-                self._unwritten = batch + self._unwritten
-                self._to_delete |= deletes
-                self._disk_failed(now, exc)
-                return
-            if not self._disk_ok:
-                self._disk_ok = True
-                self._write_error = None
-                log.info("buffer_disk_recovered", path=str(self._path))
-            self._disk_oldest_ms = oldest
-            if counters:
-                self._dirty_counters -= counters.keys()
-                self._counters_saved_at = now
-            for entry in batch:
-                entry.on_disk = True
-                if entry.done:  # acknowledged while it was being written
-                    self._to_delete.add(entry.id)
-        if not self._unwritten or self._unwritten[0].id > through:
-            self._persisted_through = max(self._persisted_through, through)
+        if not (batch or deletes or counters):
+            return
+        # After a drain (or a failure) the write-ahead log is checkpointed and cut to nothing:
+        # on a small disk it is what holds the space.
+        checkpoint = retrying or (
+            self._count == 0
+            and not self._unwritten
+            and (
+                self._checkpoint_when_empty
+                or now - self._checkpointed_at >= CHECKPOINT_INTERVAL
+            )
+        )
+        rows = [(e.id, e.topic, e.payload, e.accepted_ms, e.size) for e in batch]
+        try:
+            oldest = await self._in_thread(
+                partial(_write, replace_counters=replace_all, checkpoint=checkpoint),
+                db, rows, deletes, counters,
+            )
+        except sqlite3.DatabaseError as exc:
+            self._unwritten = batch + self._unwritten
+            self._to_delete |= deletes
+            self._disk_failed(now, exc)
+            if self._storage == "disk" and self._holds_only_acknowledged():
+                await self._recreate_file()
+            return
+        if not self._disk_ok:
+            self._disk_ok = True
+            self._write_error = None
+            log.info("buffer_disk_recovered", path=str(self._path))
+        if checkpoint:
+            self._checkpoint_when_empty = False
+            self._checkpointed_at = now
+        self._disk_oldest_ms = oldest
+        self._epoch_saved = True
+        if counters:
+            self._dirty_counters -= counters.keys()
+            self._counters_saved_at = now
+        for entry in batch:
+            entry.on_disk = True
+            if entry.done:  # acknowledged while it was being written
+                self._to_delete.add(entry.id)
+
+    def _holds_only_acknowledged(self) -> bool:
+        """Every row of the file was acknowledged (its delete is what could not be written):
+        all that is not acknowledged is in memory, not yet written."""
+        return self._count == sum(1 for entry in self._unwritten if not entry.done)
+
+    async def _recreate_file(self) -> None:
+        """The disk is full and the file holds nothing that is still owed: start a new file,
+        which frees the space of the old one and its write-ahead log. Acknowledged messages are
+        thus never sent again, and the disk is usable again. The epoch goes on (the counters
+        are in memory and are written to the new file first)."""
+        old = self._db
+        if old is None:
+            return
+        error = None
+        try:
+            self._db = await self._in_thread(self._new_file, old)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            error = str(exc)
+        if error is None:
+            log.warning("buffer_file_recreated", path=str(self._path),
+                        reason="disk full; every message in the file was acknowledged")
+            self._disk_retry_at = time.monotonic()  # write to it at the next commit
+        else:
+            log.error("buffer_file_unusable", path=str(self._path), error=error,
+                      fallback="memory")
+            self._db = (await self._in_thread(self._open_file, ":memory:")).db
+            self._storage = "memory"
+        self._to_delete.clear()
+        self._disk_oldest_ms = None
+        self._epoch_saved = False
+        self._checkpoint_when_empty = False
+        self._reset_paging(from_id=0)
+
+    def _new_file(self, old: sqlite3.Connection) -> sqlite3.Connection:
+        with contextlib.suppress(sqlite3.Error):
+            old.close()
+        for suffix in ("", "-wal", "-shm"):
+            self._path.with_name(self._path.name + suffix).unlink(missing_ok=True)
+        return self._open_file(str(self._path)).db
 
     def _disk_failed(self, now: float, exc: sqlite3.DatabaseError) -> None:
         self._disk_retry_at = now + DISK_RETRY_INTERVAL
         self._write_error = str(exc)
+        self._checkpoint_when_empty = True
         if self._disk_ok:
             self._disk_ok = False
             log.error("buffer_write_failed", path=str(self._path), error=str(exc),
@@ -687,7 +862,16 @@ def _write(
     rows: list[tuple[int, str, bytes, int, int]],
     deletes: Iterable[int],
     counters: dict[str, int],
+    *,
+    replace_counters: bool = False,
+    checkpoint: bool = False,
 ) -> int | None:
+    """One transaction: new rows, acknowledged rows deleted, counters (all of them replaced
+    when `replace_counters`); then, with `checkpoint`, the write-ahead log emptied and cut."""
+    if checkpoint:
+        # First, too: on a full disk, moving the log into the file can free what the write needs.
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     db.execute("BEGIN")
     try:
         if rows:
@@ -698,6 +882,8 @@ def _write(
             )
         if deletes:
             db.executemany("DELETE FROM messages WHERE id = ?", ((i,) for i in deletes))
+        if replace_counters:
+            db.execute("DELETE FROM counters")
         if counters:
             db.executemany(
                 "INSERT INTO counters (name, value) VALUES (?, ?) "
@@ -709,8 +895,21 @@ def _write(
         with contextlib.suppress(sqlite3.Error):
             db.execute("ROLLBACK")
         raise
+    if checkpoint:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     oldest = db.execute("SELECT accepted_ms FROM messages ORDER BY id LIMIT 1").fetchone()
     return oldest[0] if oldest else None
+
+
+def _replace_counters(db: sqlite3.Connection, counters: dict[str, int]) -> None:
+    """All counters replaced by `counters`, and the write-ahead log emptied into the file."""
+    _write(db, [], (), counters, replace_counters=True)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+
+def _new_epoch() -> int:
+    return secrets.randbits(EPOCH_BITS)
 
 
 def _drop_oldest(

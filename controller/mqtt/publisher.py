@@ -73,6 +73,7 @@ class PublisherStats:
     buffer_dropped: int
     buffer_memory_bytes: int
     buffer_disk_ok: bool
+    buffer_storage: str
     health_skipped: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -97,7 +98,8 @@ class MqttPublisher:
     reconnecting until the block is left; leaving it flushes for at most 3 s, publishes the
     retained offline status and keeps what was not sent in the buffer file for the next start.
 
-    `birth` is the online status (`topics.birth(...)`), published retained on every connect.
+    `birth` is the online status (`topics.birth(...)`), published retained on every connect
+    with the `epoch` of the data topics' seq added.
     """
 
     def __init__(
@@ -115,7 +117,8 @@ class MqttPublisher:
         self._client_id = client_id
         self._buffer_path = state_dir / BUFFER_FILE
         self._clock = clock
-        self._birth = topics.encode(birth)
+        self._birth_fields = dict(birth)
+        self._birth = topics.encode(birth)  # with the buffer's epoch once it is open
         self._buffer: MessageBuffer | None = None  # kept after exit, for stats()
         self._running = False
         self._exit_stack: contextlib.AsyncExitStack | None = None
@@ -144,6 +147,7 @@ class MqttPublisher:
         async with contextlib.AsyncExitStack() as stack:
             buffer = MessageBuffer(self._buffer_path, self._config.buffer, self._clock)
             self._buffer = await stack.enter_async_context(buffer)
+            self._birth = topics.encode(topics.online(self._birth_fields, epoch=buffer.epoch))
             self._running = True
             stack.callback(setattr, self, "_running", False)
             task_group = await stack.enter_async_context(asyncio.TaskGroup())
@@ -209,17 +213,24 @@ class MqttPublisher:
 
     # --- the API of the runtime (synchronous, never blocks) ----------------------------------
 
+    @property
+    def epoch(self) -> str:
+        """The epoch of the data topics' seq (see `MessageBuffer.epoch`)."""
+        return self._open_buffer().epoch
+
     def publish_samples(self, device: str, samples: Sequence[Sample]) -> int | None:
         """Buffer one batch of changed samples of `device` on `{base}/data/{device}`; returns its
-        seq (None when `samples` is empty). Also updates the retained tag topics when
-        `retain_tags` is set."""
+        seq (None when `samples` is empty), numbered within the buffer's epoch. Also updates the
+        retained tag topics when `retain_tags` is set."""
         if not samples:
             return None
         buffer = self._running_buffer()
         key = f"seq/{device}"
         seq = buffer.counter(key) + 1
         buffer.set_counter(key, seq)
-        payload = topics.data_batch(samples, seq=seq, ts=self._clock.wall_ms())
+        payload = topics.data_batch(
+            samples, epoch=buffer.epoch, seq=seq, ts=self._clock.wall_ms()
+        )
         buffer.accept(topics.data(self._base, device), payload)
         if self._config.retain_tags:
             for sample in samples:
@@ -310,6 +321,7 @@ class MqttPublisher:
             buffer_dropped=buffer.dropped,
             buffer_memory_bytes=buffer.memory_bytes,
             buffer_disk_ok=buffer.disk_ok,
+            buffer_storage=buffer.storage,
             health_skipped=self._health_skipped,
         )
 

@@ -104,8 +104,9 @@ def sample_value(sample: Sample) -> dict[str, Any]:
     return value
 
 
-def data_batch(samples: Iterable[Sample], *, seq: int, ts: int) -> bytes:
-    """`{ts, seq, values: {tag: {v, q, ts[, r]}}}`; a tag that appears twice keeps its last."""
+def data_batch(samples: Iterable[Sample], *, epoch: str, seq: int, ts: int) -> bytes:
+    """`{ts, epoch, seq, values: {tag: {v, q, ts[, r]}}}`; a tag that appears twice keeps its
+    last. (epoch, seq) never repeats for a device: a new epoch starts its seq at 1 again."""
     good = Quality.GOOD
     values: dict[str, dict[str, Any]] = {}
     for sample in samples:  # every published value passes here: sample_value inlined for good
@@ -113,7 +114,7 @@ def data_batch(samples: Iterable[Sample], *, seq: int, ts: int) -> bytes:
             values[sample.tag] = {"v": sample.value, "q": "good", "ts": sample.source_ts}
         else:
             values[sample.tag] = sample_value(sample)
-    return orjson.dumps({"ts": ts, "seq": seq, "values": values})
+    return orjson.dumps({"ts": ts, "epoch": epoch, "seq": seq, "values": values})
 
 
 def tag_value(sample: Sample) -> bytes:
@@ -143,6 +144,12 @@ def device_status_payload(device_status_: DeviceStatus, *, ts: int) -> bytes:
 def birth(*, version: str, config_hash: str, started: int) -> dict[str, Any]:
     """The retained `online` message, published on every (re)connect."""
     return {"state": "online", "version": version, "config_hash": config_hash, "started": started}
+
+
+def online(birth_: Mapping[str, Any], *, epoch: str) -> dict[str, Any]:
+    """The birth as published: with the epoch of the data topics' seq, known once the
+    buffer is open."""
+    return {**birth_, "epoch": epoch}
 
 
 def death(*, ts: int, clean: bool) -> bytes:

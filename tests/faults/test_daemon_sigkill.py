@@ -1,7 +1,8 @@
 """The daemon is SIGKILLed while the broker is away, started again, and then the broker comes
 back: with `mqtt.buffer.durability: always`, every message the first daemon had accepted (on
-disk, which is what "accepted" means in that mode) is delivered, and each device's seq goes on
-from where it stopped: 1..N with no gap across the restart."""
+disk, which is what "accepted" means in that mode) is delivered. The second daemon cannot prove
+the counters it found continuous (the first was killed), so it numbers its data in a new epoch
+from seq 1: no (epoch, seq) is used twice, and each epoch is complete and in order."""
 
 from __future__ import annotations
 
@@ -16,15 +17,16 @@ import orjson
 
 from controller.mqtt.buffer import BUFFER_FILE
 from tests.faults.daemon import gateway_config, modbus_device
-from tests.faults.delivery import assert_every_seq_in_order, complete, seqs_by_device
+from tests.faults.delivery import arrivals_by_device, assert_delivered_in_order, complete
 
 BASE = "edgecell/sigkill"
 DEVICES = ("press", "oven")
 
 
-def accepted_on_disk(state_dir: Path, copy_to: Path) -> dict[str, set[int]]:
-    """The data messages in the buffer file of a killed daemon, by device. Read from a copy, so
-    that opening it (SQLite recovers the WAL on open) leaves the daemon's file as it was."""
+def accepted_on_disk(state_dir: Path, copy_to: Path) -> dict[str, set[tuple[str, int]]]:
+    """The (epoch, seq) of the data messages in the buffer file of a killed daemon, by device.
+    Read from a copy, so that opening it (SQLite recovers the WAL on open) leaves the daemon's
+    file as it was."""
     copy_to.mkdir()
     for suffix in ("", "-wal"):
         source = state_dir / f"{BUFFER_FILE}{suffix}"
@@ -35,11 +37,21 @@ def accepted_on_disk(state_dir: Path, copy_to: Path) -> dict[str, set[int]]:
         rows = db.execute("SELECT topic, payload FROM messages ORDER BY id").fetchall()
     finally:
         db.close()
-    found: dict[str, set[int]] = {}
+    found: dict[str, set[tuple[str, int]]] = {}
     for topic, payload in rows:
         if topic.startswith(f"{BASE}/data/"):
-            found.setdefault(topic.rsplit("/", 1)[-1], set()).add(orjson.loads(payload)["seq"])
+            message = orjson.loads(payload)
+            found.setdefault(topic.rsplit("/", 1)[-1], set()).add(
+                (message.get("epoch", ""), message["seq"])
+            )
     return found
+
+
+def by_epoch(collector: Any, device: str) -> dict[str, list[int]]:
+    seqs: dict[str, list[int]] = {}
+    for arrival in arrivals_by_device(collector).get(device, []):
+        seqs.setdefault(arrival.epoch, []).append(arrival.seq)
+    return seqs
 
 
 async def test_sigkill_during_an_outage_loses_no_accepted_message_and_seq_goes_on(
@@ -54,13 +66,17 @@ async def test_sigkill_during_an_outage_loses_no_accepted_message_and_seq_goes_o
     ]
     config = gateway_config("sigkill", state, mosquitto, devices, buffer={"durability": "always"})
     first = start_daemon(config)
-    await data.wait_for(lambda _: all(len(seqs_by_device(data).get(d, [])) >= 5 for d in DEVICES))
+    await data.wait_for(
+        lambda _: all(len(arrivals_by_device(data).get(d, [])) >= 5 for d in DEVICES)
+    )
+    first_epoch = data.payloads()[0].get("epoch", "")
     mosquitto.stop()
     await asyncio.sleep(3.0)  # ~30 messages per device, only in the buffer
     first.kill()
     on_disk = accepted_on_disk(state, tmp_path / "copy")
     for device in DEVICES:
         assert len(on_disk.get(device, ())) >= 20, (device, on_disk)
+        assert {epoch for epoch, _ in on_disk[device]} == {first_epoch}
 
     second = start_daemon(config)
     second_started_ms = int(time.time() * 1000)
@@ -68,27 +84,34 @@ async def test_sigkill_during_an_outage_loses_no_accepted_message_and_seq_goes_o
     mosquitto.start()
 
     def done(_: object) -> bool:
-        received = seqs_by_device(data)
-        return all(
-            complete(received.get(d, [])) and max(received[d]) > max(on_disk[d]) + 20
-            for d in DEVICES
-        )
+        for device in DEVICES:
+            received = by_epoch(data, device)
+            newer = [seqs for epoch, seqs in received.items() if epoch != first_epoch]
+            if not (complete(received.get(first_epoch, []))
+                    and {seq for _, seq in on_disk[device]} <= set(received[first_epoch])
+                    and newer and len(newer[0]) >= 20):
+                return False
+        return True
 
     await data.wait_for(done, 30)
     print(
         "\nSIGKILLed with "
-        + ", ".join(f"{d}: seq {min(on_disk[d])}..{max(on_disk[d])}" for d in DEVICES)
+        + ", ".join(
+            f"{d}: seq {min(s for _, s in on_disk[d])}..{max(s for _, s in on_disk[d])}"
+            for d in DEVICES
+        )
         + " on disk only; all delivered after the restart"
     )
     assert await second.stop() == 0, second.log_tail()
-    received = seqs_by_device(data)
     for device in DEVICES:
-        assert on_disk[device] <= set(received[device]), device
-        assert_every_seq_in_order(device, received[device])
-        # The second daemon's first message of this device carries the next seq.
-        second_run = [
-            p["seq"]
+        epochs = assert_delivered_in_order(device, arrivals_by_device(data)[device])
+        assert {seq for _, seq in on_disk[device]} <= set(epochs[first_epoch]), device
+        # The second daemon's data: one new epoch, from seq 1.
+        second_run = {
+            p.get("epoch", "")
             for m, p in zip(data.messages, data.payloads(), strict=True)
             if m.topic.value.endswith(f"/{device}") and p["ts"] >= second_started_ms
-        ]
-        assert min(second_run) == max(on_disk[device]) + 1, device
+        }
+        assert len(second_run) == 1, second_run
+        assert first_epoch not in second_run, device
+        assert min(epochs[second_run.pop()]) == 1, device

@@ -1,7 +1,9 @@
 """The buffer's disk fills up while the broker is away: the daemon keeps running and polling,
 says so once in its log, keeps what it can in memory and drops the oldest past
-`memory_high_water`, counting them; when the broker is back, health reports the drops and live
-data flows again."""
+`memory_high_water`, counting them; when the broker is back, health reports the drops, live
+data flows again, and once the backlog has drained the disk is usable again (`buffer_disk_ok`
+back to true, the write-ahead log no longer holding the space). A restart then sends nothing
+that was already delivered, and no (epoch, seq) is ever used for two different messages."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.faults.daemon import gateway_config, modbus_device
+from tests.faults.delivery import arrivals_by_device, assert_no_seq_reused
 
 BASE = "edgecell/diskfull"
 
@@ -61,4 +64,38 @@ async def test_disk_full_drops_are_counted_and_the_daemon_keeps_delivering_live_
         f"health: disk_ok {report['buffer_disk_ok']}, depth {report['buffer_depth']}"
     )
     assert dropped["reason"] == "memory_high_water_without_disk"
+
+    # The backlog drains and the disk is usable again: buffer_disk_ok comes back, and stays.
+    def recovered(_: object) -> bool:
+        mqtt = health.payloads()[-1]["mqtt"]
+        return mqtt["buffer_depth"] == 0 and mqtt["buffer_disk_ok"] is True
+
+    deadline = time.monotonic() + 30
+    while not recovered(None):
+        assert time.monotonic() < deadline, (
+            f"buffer_disk_ok not back 30 s after the drain: {health.payloads()[-1]['mqtt']}; "
+            f"state dir {sorted((f.name, f.stat().st_size) for f in tiny_disk.path.iterdir())}"
+        )
+        await asyncio.sleep(0.2)
+    seen = len(health.messages)
+    await health.wait_count(seen + 3, 10)
+    later = [p["mqtt"] for p in health.payloads()[seen:]]
+    assert all(m["buffer_disk_ok"] for m in later), later
     assert await daemon.stop() == 0, daemon.log_tail()
+
+    # What was delivered before the stop is not sent again by the next start.
+    before = arrivals_by_device(data)
+    delivered = {(d, a.epoch, a.seq) for d, arrivals in before.items() for a in arrivals}
+    again = start_daemon(config, preexec_fn=tiny_disk.limit_process)
+    await data.wait_count(len(data.messages) + 40, 20)
+    resent = [
+        (d, a.epoch, a.seq)
+        for d, arrivals in arrivals_by_device(data).items()
+        for a in arrivals[len(before.get(d, [])):]
+        if (d, a.epoch, a.seq) in delivered
+    ]
+    assert not resent, f"{len(resent)} delivered messages sent again: {resent[:12]}"
+    for device, arrivals in arrivals_by_device(data).items():
+        # Gaps are the counted drops; but no number stands for two different messages.
+        assert_no_seq_reused(device, arrivals)
+    assert await again.stop() == 0, again.log_tail()

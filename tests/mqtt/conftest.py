@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from controller.model import Quality, Sample
 from controller.mqtt import topics
 from controller.mqtt.config import MqttConfig
 from controller.mqtt.publisher import MqttPublisher
+from tests.read_only import read_only_directory
 
 
 def _config(broker: Any, **settings: Any) -> MqttConfig:
@@ -122,3 +123,10 @@ async def password_file(tmp_path: Path) -> Path:
     )
     assert await process.wait() == 0
     return path
+
+
+@pytest.fixture
+def read_only_state_dir(tmp_path: Path) -> Iterator[Path]:
+    """A state directory that cannot be written (tests/read_only.py)."""
+    with read_only_directory(tmp_path / "read-only-state") as path:
+        yield path

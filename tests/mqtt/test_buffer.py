@@ -3,6 +3,7 @@ order of the backlog across disk and memory, live data beside a throttled backlo
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sqlite3
 import time
@@ -64,9 +65,22 @@ async def test_max_bytes_drops_the_oldest_and_counts_them(tmp_path):
             buffer.accept("t/data", message(number, size=94))  # 100 bytes with the topic
         await buffer.persisted()
         stats = buffer.stats()
-        assert stats.bytes <= 2000
+        # Only what is over the bound goes: max_bytes less at most one message survives.
+        assert 2000 - 100 < stats.bytes <= 2000
         assert stats.dropped == 50 - stats.depth
         assert (await drain(buffer)) == list(range(50 - stats.depth, 50))
+
+
+async def test_what_survives_a_bound_survives_a_restart(tmp_path):
+    config = buffer_config(max_bytes=2000)
+    path = tmp_path / BUFFER_FILE
+    async with MessageBuffer(path, config, SYSTEM_CLOCK) as buffer:
+        for number in range(50):
+            buffer.accept("t/data", message(number, size=94))
+        await buffer.persisted()
+    async with MessageBuffer(path, config, SYSTEM_CLOCK) as reopened:
+        assert reopened.stats().bytes == 2000
+        assert (await drain(reopened)) == list(range(30, 50))
 
 
 async def test_max_age_drops_expired_messages(tmp_path):
@@ -181,3 +195,74 @@ async def test_disk_full_counts_drops_and_keeps_accepting(tmp_path):
         assert stats.memory_bytes <= 20_000
         buffer.accept("t/data", message(300))
         assert buffer.stats().depth == stats.depth + 1
+
+
+async def test_a_clean_stop_keeps_the_epoch_and_the_counters(tmp_path):
+    path = tmp_path / BUFFER_FILE
+    async with MessageBuffer(path, buffer_config(), SYSTEM_CLOCK) as buffer:
+        first_epoch = buffer.epoch
+        buffer.set_counter("seq/press", 7)
+    async with MessageBuffer(path, buffer_config(), SYSTEM_CLOCK) as reopened:
+        assert reopened.epoch == first_epoch
+        assert reopened.counter("seq/press") == 7
+
+
+@pytest.mark.parametrize("durability", ["always", "outage"])
+async def test_a_buffer_that_was_not_closed_starts_a_new_epoch_from_zero(tmp_path, durability):
+    path = tmp_path / BUFFER_FILE
+    config = buffer_config(durability=durability)
+    async with MessageBuffer(path, config, SYSTEM_CLOCK) as crashed:
+        crashed.accept("t/data", message(1))
+        crashed.set_counter("seq/press", 1)
+        await crashed.persisted()
+        # A second opener while the first never closed (as after SIGKILL): whatever the file
+        # says, the first may have given out numbers it did not save.
+        async with MessageBuffer(path, config, SYSTEM_CLOCK) as restarted:
+            assert restarted.epoch != crashed.epoch
+            assert restarted.counter("seq/press") == 0
+            assert (await drain(restarted)) == [1]  # its messages are still delivered
+
+
+async def test_a_crash_after_a_clean_restart_still_starts_a_new_epoch(tmp_path):
+    path = tmp_path / BUFFER_FILE
+    async with MessageBuffer(path, buffer_config(), SYSTEM_CLOCK) as buffer:
+        buffer.set_counter("seq/press", 3)
+    async with MessageBuffer(path, buffer_config(), SYSTEM_CLOCK) as continued:
+        continued.set_counter("seq/press", 4)
+        # Never closed: the clean mark was taken back when it started.
+        async with MessageBuffer(path, buffer_config(), SYSTEM_CLOCK) as after_crash:
+            assert after_crash.epoch != continued.epoch
+            assert after_crash.counter("seq/press") == 0
+
+
+async def test_a_read_only_state_dir_runs_in_memory_and_says_so(read_only_state_dir):
+    path = read_only_state_dir / BUFFER_FILE
+    epochs = []
+    for _ in range(2):
+        async with MessageBuffer(path, buffer_config(), SYSTEM_CLOCK) as buffer:
+            buffer.accept("t/data", message(1))
+            buffer.set_counter("seq/press", 1)
+            await buffer.persisted()
+            stats = buffer.stats()
+            assert stats.disk_ok is False
+            assert stats.storage == "memory"
+            assert (await drain(buffer)) == [1]
+            epochs.append(buffer.epoch)
+    # Nothing could be saved: every start is a new epoch.
+    assert epochs[0] != epochs[1]
+
+
+async def test_a_drained_backlog_leaves_no_write_ahead_log(tmp_path):
+    # On a small disk the log is what holds the space once the backlog is gone.
+    path = tmp_path / BUFFER_FILE
+    wal = path.with_name(f"{BUFFER_FILE}-wal")
+    async with MessageBuffer(path, buffer_config(durability="always"), SYSTEM_CLOCK) as buffer:
+        for number in range(200):
+            buffer.accept("t/data", message(number, size=1000))
+        await buffer.persisted()
+        assert wal.stat().st_size > 100_000
+        assert (await drain(buffer)) == list(range(200))
+        deadline = time.monotonic() + 2.0
+        while wal.stat().st_size > 0:
+            assert time.monotonic() < deadline, f"WAL of {wal.stat().st_size} bytes after a drain"
+            await asyncio.sleep(0.05)

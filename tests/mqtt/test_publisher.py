@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import re
 import ssl
 from pathlib import Path
 
@@ -27,20 +28,27 @@ def last_state(messages: list[aiomqtt.Message]) -> str | None:
     return topics.decode(messages[-1].payload)["state"] if messages else None
 
 
-async def test_birth_is_published_retained_on_connect(
-    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher
+async def test_birth_is_published_retained_on_connect_with_the_epoch_of_the_data(
+    mosquitto, mqtt_names, mqtt_collect, mqtt_config, make_publisher, power_sample
 ):
+    base = mqtt_names.topic("gw")
+    data = await mqtt_collect(mosquitto, topics.data(base, "press"))
     async with make_publisher(mqtt_config(mosquitto)) as publisher:
         await asyncio.wait_for(publisher.connected(), 10)
+        publisher.publish_samples("press", [power_sample(1.0)])
         # A subscriber that comes later still gets it: it is retained.
-        status = await mqtt_collect(mosquitto, topics.status(mqtt_names.topic("gw")))
+        status = await mqtt_collect(mosquitto, topics.status(base))
         await status.wait_count(1)
+        await data.wait_count(1)
     assert status.messages[0].retain
+    epoch = data.payloads()[0]["epoch"]
+    assert re.fullmatch("[0-9a-f]{12}", epoch)
     assert status.payloads()[0] == {
         "state": "online",
         "version": "1.2.3",
         "config_hash": "cafe",
         "started": 1_700_000_000_000,
+        "epoch": epoch,
     }
 
 
@@ -99,6 +107,8 @@ async def test_seq_continues_after_restart(
             await asyncio.wait_for(publisher.connected(), 10)
     await data.wait_count(4)
     assert [p["seq"] for p in data.payloads()] == [1, 2, 3, 4]
+    # A clean stop saved the counter: the same epoch goes on.
+    assert len({p["epoch"] for p in data.payloads()}) == 1
 
 
 async def test_username_and_password_connect(

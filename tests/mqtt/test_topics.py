@@ -33,12 +33,14 @@ def test_a_name_that_is_not_one_topic_level_is_refused(name):
         topics.data(BASE, name)
 
 
-def test_data_batch_carries_ts_seq_and_values_by_tag():
+def test_data_batch_carries_ts_epoch_seq_and_values_by_tag():
     payload = topics.data_batch(
-        [sample("power_kw", 12.5), sample("running", True)], seq=42, ts=1_700_000_000_200
+        [sample("power_kw", 12.5), sample("running", True)],
+        epoch="5e1f0a9c27b3", seq=42, ts=1_700_000_000_200,
     )
     assert topics.decode(payload) == {
         "ts": 1_700_000_000_200,
+        "epoch": "5e1f0a9c27b3",
         "seq": 42,
         "values": {
             "power_kw": {"v": 12.5, "q": "good", "ts": 1_700_000_000_100},
@@ -49,7 +51,7 @@ def test_data_batch_carries_ts_seq_and_values_by_tag():
 
 def test_data_batch_gives_the_reason_of_a_sample_that_is_not_good():
     payload = topics.data_batch(
-        [sample("power_kw", None, Quality.BAD, "timeout after 500 ms")], seq=1, ts=0
+        [sample("power_kw", None, Quality.BAD, "timeout after 500 ms")], epoch="e", seq=1, ts=0
     )
     assert topics.decode(payload)["values"]["power_kw"] == {
         "v": None,
@@ -61,7 +63,7 @@ def test_data_batch_gives_the_reason_of_a_sample_that_is_not_good():
 
 def test_nan_and_infinity_become_null():
     samples = [sample("flow", float("nan")), sample("head", float("inf"))]
-    payload = topics.data_batch(samples, seq=1, ts=0)
+    payload = topics.data_batch(samples, epoch="e", seq=1, ts=0)
     assert b"NaN" not in payload
     values = topics.decode(payload)["values"]
     assert values["flow"]["v"] is None
@@ -69,7 +71,7 @@ def test_nan_and_infinity_become_null():
 
 
 def test_payloads_are_utf8_json():
-    payload = topics.data_batch([sample("zustand", "Störung °C")], seq=1, ts=0)
+    payload = topics.data_batch([sample("zustand", "Störung °C")], epoch="e", seq=1, ts=0)
     assert "Störung °C".encode() in payload
 
 
@@ -97,6 +99,9 @@ def test_birth_and_death_payloads():
     assert topics.birth(version="0.1.0", config_hash="ab12", started=5) == {
         "state": "online", "version": "0.1.0", "config_hash": "ab12", "started": 5,
     }
+    online = topics.online(topics.birth(version="0.1.0", config_hash="ab12", started=5),
+                           epoch="5e1f0a9c27b3")
+    assert online["epoch"] == "5e1f0a9c27b3"
     death = topics.decode(topics.death(ts=9, clean=True))
     assert death == {"state": "offline", "ts": 9, "clean": True}
 

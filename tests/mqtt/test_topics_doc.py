@@ -33,9 +33,11 @@ def examples() -> dict[str, dict]:
 def built(name: str) -> dict:
     good = Sample("press", "power_kw", 1.0, Quality.GOOD, 1, 2)
     payloads = {
-        "status-online": topics.birth(version="0", config_hash="0", started=0),
+        "status-online": topics.online(
+            topics.birth(version="0", config_hash="0", started=0), epoch="0"
+        ),
         "status-offline": topics.decode(topics.death(ts=0, clean=True)),
-        "data": topics.decode(topics.data_batch([good], seq=1, ts=0)),
+        "data": topics.decode(topics.data_batch([good], epoch="0", seq=1, ts=0)),
         "tag": topics.decode(topics.tag_value(good)),
         "device-status": topics.decode(topics.device_status_payload(DeviceStatus("press"), ts=0)),
     }
@@ -59,7 +61,8 @@ def test_example_has_the_fields_of_the_builder(name):
 
 def test_data_example_samples_have_the_fields_of_the_builder():
     bad = Sample("press", "oil_temp_c", None, Quality.BAD, 1, 2, "timeout after 500 ms")
-    built_bad = topics.decode(topics.data_batch([bad], seq=1, ts=0))["values"]["oil_temp_c"]
+    batch = topics.data_batch([bad], epoch="0", seq=1, ts=0)
+    built_bad = topics.decode(batch)["values"]["oil_temp_c"]
     documented = examples()["data"]["values"]
     assert set(documented["power_kw"]) == {"v", "q", "ts"}
     assert set(documented["oil_temp_c"]) == set(built_bad)
