@@ -164,12 +164,26 @@ _LEAK_WORDS = {"water": {"water", "flow"}, "air": {"air", "compressed", "compres
 
 
 def _leak_scores(run: RunResult) -> tuple[list[dict[str, Any]], int]:
-    """Each true leak with the delay until an alarm of its kind was raised; false alarms."""
+    """Each true leak with the delay until an alarm of its kind was raised; false alarms.
+
+    Every episode is judged on its own: it is a false alarm unless a leak of its kind was
+    flowing when it was raised (an alarm raised before a leak and again after it found the leak
+    with its second episode; the first was still false)."""
     # The co-simulation's clock reads the scenario's local start as UTC (controller/cosim.py).
     start = datetime.fromisoformat(run.truth["start"]).replace(tzinfo=UTC)
     start_ms = start.timestamp() * 1000
+
+    def delay_s(leak: dict[str, Any], alarm: dict[str, Any]) -> float | None:
+        """Seconds from the leak's start to the episode, None when it is not about the leak."""
+        first = alarm.get("first")
+        about = f"{alarm['topic']} {alarm.get('rule', '')} {alarm.get('message', '')}".lower()
+        kind_matches = _LEAK_WORDS[leak["kind"]] & set(re.split(r"[^a-z]+", about))
+        if not kind_matches or leak["started_s"] is None or first is None:
+            return None
+        delay = (first - start_ms) / 1000 - leak["started_s"]
+        return delay if delay >= 0 else None
+
     scored: list[dict[str, Any]] = []
-    matched: set[str] = set()
     for leak in run.truth["leaks"]:
         entry: dict[str, Any] = {
             "leak": leak["name"],
@@ -179,18 +193,17 @@ def _leak_scores(run: RunResult) -> tuple[list[dict[str, Any]], int]:
             "detected_after_min": None,
         }
         for alarm in run.alarms:
-            first = alarm.get("first")
-            about = f"{alarm['topic']} {alarm.get('rule', '')} {alarm.get('message', '')}".lower()
-            kind_matches = _LEAK_WORDS[leak["kind"]] & set(re.split(r"[^a-z]+", about))
-            if kind_matches and leak["started_s"] is not None and first is not None:
-                delay_s = (first - start_ms) / 1000 - leak["started_s"]
-                if delay_s >= 0:
-                    entry["alarm"] = alarm["topic"].rsplit("/", 1)[-1]
-                    entry["detected_after_min"] = round(delay_s / 60, 1)
-                    matched.add(alarm["topic"])
-                    break
+            delay = delay_s(leak, alarm)
+            if delay is not None:
+                entry["alarm"] = alarm["topic"].rsplit("/", 1)[-1]
+                entry["detected_after_min"] = round(delay / 60, 1)
+                break
         scored.append(entry)
-    false_alarms = sum(1 for a in run.alarms if a["topic"] not in matched)
+    false_alarms = sum(
+        1
+        for alarm in run.alarms
+        if all(delay_s(leak, alarm) is None for leak in run.truth["leaks"])
+    )
     return scored, false_alarms
 
 
