@@ -389,6 +389,13 @@ async def test_a_reload_of_a_deeply_nested_config_is_refused(
     await reload_with(running_config, "x: " + "{a: " * depth + "1" + "}" * depth + "\n")
 
 
+@pytest.mark.xfail(strict=True, reason=TAG_ESCAPES)
+async def test_a_reload_of_a_config_with_an_unknown_yaml_tag_is_refused(
+    running_config: Runtime,
+) -> None:
+    await reload_with(running_config, "gateway: {id: fuzz}\nmqtt: {host: !0 x}\n")
+
+
 # --- b) command payloads -----------------------------------------------------------------------
 
 SETPOINT = float_tag("setpoint", 0, writable=True, min=6.0, max=8.0, fallback=7.0)
