@@ -119,6 +119,11 @@ def test_detail_reports_the_pause_and_the_saving() -> None:
     press = standby.detail()["press"]
     assert press["standby"] is True
     assert press["pause_s"] == pytest.approx(30 * 60 - 150, abs=1)
+    # (idle - standby) kW over the pause less entering (1 min) and waking (5 min), less the
+    # restart: (12 - 3) kW * (1650 - 60 - 300) s / 3600 s/h - 0.5 kWh = 3.225 - 0.5 kWh
+    assert press["saving_kwh"] == pytest.approx(2.725, abs=0.001)
+    # The decision, at 12:02:01 with 1679 s to 12:30: 9 kW * (1679 - 360) s / 3600 - 0.5 kWh
+    assert press["reason"] == "standby: pause 1679s, saves 2.80 kWh"
 
 
 def test_min_pause_shorter_than_entering_and_leaving_standby_is_refused() -> None:
