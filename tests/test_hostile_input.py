@@ -701,7 +701,6 @@ async def test_every_command_is_answered_once_and_nothing_unchecked_is_written(
 @FUZZ
 @given(payload=write_payloads.map(lambda d: {**d, "ttl": "10min"}))
 @example(payload={"tag": "comp.speed", "value": 1.5, "ttl": "10min"})
-@pytest.mark.xfail(strict=True, reason="issue 13 point 6: fixed on branch h/act")
 async def test_a_written_answer_says_what_the_device_got(
     bench: Bench, payload: dict[str, Any]
 ) -> None:
@@ -733,7 +732,6 @@ def held_and_other(draw: st.DrawFn) -> tuple[tuple[str, Any], dict[str, Any]]:
 @FUZZ
 @given(case=held_and_other())
 @example(case=(("comp.count", 300), {"tag": "comp.count", "value": 65536, "ttl": "10min"}))
-@pytest.mark.xfail(strict=True, reason="issue 13 point 2: fixed on branch h/act")
 async def test_a_refused_write_changes_no_override(
     bench: Bench, case: tuple[tuple[str, Any], dict[str, Any]]
 ) -> None:
@@ -751,7 +749,6 @@ async def test_a_refused_write_changes_no_override(
 @FEW
 @given(keys=st.integers(1, 60_000), long_value=st.integers(0, 2_000_000))
 @example(keys=60_000, long_value=0)
-@pytest.mark.xfail(strict=True, reason="issue 13 point 12: fixed on branch h/cmd")
 async def test_the_answer_to_a_huge_command_is_bounded(
     bench: Bench, keys: int, long_value: int
 ) -> None:
