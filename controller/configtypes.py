@@ -57,9 +57,13 @@ Name = Annotated[str, AfterValidator(check_name)]
 
 
 class StrictModel(BaseModel):
-    """Every config model: unknown keys are errors, instances never change after loading."""
+    """Every config model (and command payload): unknown keys are errors, instances never change
+    after loading, and every number is finite. NaN passes every comparison (`nan < min` is
+    false), so a NaN limit is no limit and an infinite one a typo; YAML spells them `.nan` and
+    `.inf`, and a duration of 400 digits is infinite too. A field that needs another rule says
+    so with its own type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class WriteLimits(StrictModel):
@@ -77,4 +81,12 @@ class WriteLimits(StrictModel):
     def _limits_are_ordered(self) -> WriteLimits:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        fallback = self.fallback
+        if isinstance(fallback, bool) or fallback is None:
+            return self
+        # The fallback is written when nothing else drives the tag: it must pass the limits.
+        if self.min is not None and fallback < self.min:
+            raise ValueError(f"fallback: {fallback:g} is below min ({self.min:g})")
+        if self.max is not None and fallback > self.max:
+            raise ValueError(f"fallback: {fallback:g} is above max ({self.max:g})")
         return self
