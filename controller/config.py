@@ -7,6 +7,7 @@ lines: every problem in the file at once, not the first only.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import re
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from controller.configtypes import Name, StrictModel
+from controller.configtypes import ErrorBudget, Name, StrictModel, TooManyProblemsError
 from controller.mqtt.config import MqttConfig
 from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop
 from drivers.modbus.config import ModbusDevice
@@ -99,8 +100,16 @@ class ConfigError(Exception):
 MAX_CONFIG_BYTES = 32 * 1024**2
 # Mappings and lists inside each other; a real config is at most 7 deep.
 MAX_DEPTH = 32
-# Values (scalars, mappings, lists) once aliases are expanded: what validation walks.
-MAX_NODES = 4_000_000
+# Values (scalars, mappings, lists) once aliases are expanded: what validation walks; about
+# 180,000 Modbus tags.
+MAX_NODES = 2_000_000
+# Items of one list or mapping: a Modbus device has at most 65,536 registers to name.
+MAX_ITEMS = 100_000
+# Validation errors (about 1 KB each, counted at each model they pass through) collected before
+# validation stops; the first problems are then found again in the first HEAD_ITEMS items of
+# every list and mapping.
+ERROR_BUDGET = 100_000
+HEAD_ITEMS = 100
 # Problems reported for one file; the rest are counted.
 MAX_PROBLEMS = 50
 # Characters of a value, key or line an error repeats before it is cut.
@@ -169,18 +178,20 @@ class _Builder:
     """YAML text -> plain data, from the parser's events, without recursion and without a node
     tree: the events stream through, so memory is the data alone. Counts values as they come
     (aliases by what they expand to) and nesting, and stops at MAX_NODES and MAX_DEPTH. With
-    `with_lines`, also notes the line of every mapping key and list item, by path (only a
+    `lines_of`, also notes the line of the mapping keys and list items at those paths (only a
     config with errors needs them, so the first pass goes without)."""
 
-    def __init__(self, text: str, *, with_lines: bool = False) -> None:
+    def __init__(self, text: str, *, lines_of: set[Path_] | None = None) -> None:
         self.text = text
-        self.lines: dict[Path_, int] | None = {} if with_lines else None
+        self.lines: dict[Path_, int] | None = None if lines_of is None else {}
+        self._wanted = lines_of or set()
         self.problems: list[tuple[int, str, str]] = []
         self._anchors: dict[str, _Anchor] = {}
         self._stack: list[_Frame] = []
         self._nodes = 0
         self._max_nodes = MAX_NODES
         self._max_depth = MAX_DEPTH
+        self._max_items = MAX_ITEMS
         # Resolves and constructs scalars (ints, floats, bools, dates) as yaml.safe_load does.
         self._scalars = yaml.SafeLoader("")
         self._constructed: dict[tuple[Any, str, Any], Any] = {}
@@ -313,7 +324,7 @@ class _Builder:
             key = top.key
             return (*top.path, key) if isinstance(key, str) else top.path
         path = (*top.path, len(top.container))
-        if line is not None and self.lines is not None:
+        if line is not None and self.lines is not None and path in self._wanted:
             self.lines[path] = line
         return path
 
@@ -321,8 +332,8 @@ class _Builder:
         if key in top.container:
             self.problems.append((line, _dotted((*top.path, key)), "duplicate key"))
         top.key = key
-        if self.lines is not None:
-            self.lines[(*top.path, key)] = line
+        if self.lines is not None and (path := (*top.path, key)) in self._wanted:
+            self.lines[path] = line
 
     def _add(self, value: Any, event: Any, height: int) -> None:
         stack = self._stack
@@ -332,9 +343,17 @@ class _Builder:
         top = stack[-1]
         top.height = max(height, top.height)
         container = top.container
+        if len(container) >= self._max_items:
+            raise _RefusedError(
+                event.start_mark.line + 1,
+                f"more than {self._max_items} items in one list or mapping, the most a config "
+                "may have",
+            )
         if type(container) is list:
             if self.lines is not None:  # a mapping or list item's line was noted at its start
-                self.lines.setdefault((*top.path, len(container)), event.start_mark.line + 1)
+                path = (*top.path, len(container))
+                if path in self._wanted:
+                    self.lines.setdefault(path, event.start_mark.line + 1)
             container.append(value)
             return
         key = top.key
@@ -404,25 +423,22 @@ class _Builder:
         return _ENV_REF.sub(replace, value)
 
 
-class _Lines:
-    """The line of every key and item of a config text, read (a second time) when first asked:
-    a config without errors never needs them."""
+def _lines_of(text: str, paths: list[Path_]) -> dict[Path_, int]:
+    """The line of each of `paths` (and of the items that contain them) in config text, read a
+    second time: a config without errors never needs them."""
+    wanted = {path[:i] for path in paths for i in range(1, len(path) + 1)}
+    builder = _Builder(text, lines_of=wanted)
+    builder.build()
+    assert builder.lines is not None
+    return builder.lines
 
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._lines: dict[Path_, int] | None = None
 
-    def line_of(self, path: Path_) -> int:
-        if self._lines is None:
-            builder = _Builder(self._text, with_lines=True)
-            builder.build()
-            assert builder.lines is not None
-            self._lines = builder.lines
-        while path:
-            if path in self._lines:
-                return self._lines[path]
-            path = path[:-1]
-        return 1
+def _line(lines: dict[Path_, int], path: Path_) -> int:
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return 1
 
 
 def _dotted(path: Path_) -> str:
@@ -476,11 +492,13 @@ def _message(error: Any) -> tuple[tuple[str | int, ...], str]:
     return tuple(extra), match.group(2)
 
 
-def _bounded(problems: list[str], filename: str) -> list[str]:
-    """At most MAX_PROBLEMS lines of at most MAX_LINE characters (and a count of the rest)."""
+def _bounded(problems: list[str], filename: str, total: int | None = None) -> list[str]:
+    """At most MAX_PROBLEMS lines of at most MAX_LINE characters, and a count of the rest of
+    `total` (default: of `problems`)."""
     out = [_cut(problem, MAX_LINE) for problem in problems[:MAX_PROBLEMS]]
-    if len(problems) > MAX_PROBLEMS:
-        out.append(f"{filename}: ... and {len(problems) - MAX_PROBLEMS} more problems")
+    more = (len(problems) if total is None else total) - len(out)
+    if more > 0:
+        out.append(f"{filename}: ... and {more} more problems")
     return out
 
 
@@ -502,40 +520,94 @@ def parse_config(text: str, filename: str) -> Config:
     if not isinstance(data, dict):
         problems.append(f"{filename}:1: (top): a config is a mapping with gateway, mqtt, devices")
         raise ConfigError(_bounded(problems, filename))
-    located = _Lines(text)
+    config, errors, count = _validate(data)
+    if config is None:
+        found, total = _error_paths(data, errors)
+        if count < 0:
+            found = found or [((), "(top): too many problems to list")]
+            problems.extend(
+                f"{filename}:{line}: {message}" for line, message in _place(text, found)
+            )
+            shown_now = [_cut(problem, MAX_LINE) for problem in problems[:MAX_PROBLEMS]]
+            more = f"{filename}: ... and more problems, too many to count"
+            raise ConfigError([*shown_now, more])
+    else:
+        found = _missing_files(config)
+        total = len(found)
+        if not found and not problems:
+            return config
+    total += len(problems)
+    shown_now = found[: max(MAX_PROBLEMS - len(problems), 0)]
+    problems.extend(f"{filename}:{line}: {message}" for line, message in _place(text, shown_now))
+    raise ConfigError(_bounded(problems, filename, total))
+
+
+def _place(text: str, found: list[tuple[Path_, str]]) -> list[tuple[int, str]]:
+    """(line, message) of each (path, message)."""
+    lines = _lines_of(text, [path for path, _ in found])
+    return [(_line(lines, path), message) for path, message in found]
+
+
+def _validate(data: dict[str, Any]) -> tuple[Config | None, list[Any], int]:
+    """The config, or the errors to report and how many there are in all (-1: too many to
+    count)."""
     try:
-        config = Config.model_validate(data)
+        return Config.model_validate(data, context={"budget": ErrorBudget(ERROR_BUDGET)}), [], 0
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_context=False)
-        # A NaN given to `bool | float` fails both: that it is not finite is the problem.
-        not_finite = {error["loc"][:-1] for error in errors if error["type"] == "finite_number"}
-        for error in errors:
-            given = error.get("input")
-            if (
-                error["type"] != "finite_number"
-                and isinstance(given, float)
-                and not math.isfinite(given)
-                and error["loc"][:-1] in not_finite
-            ):
-                continue
-            extra, message = _message(error)
-            loc = (*error["loc"], *extra)
-            path = _data_path(data, loc)
-            line = located.line_of(path)
-            field = _dotted(path)
-            if error["type"] == "missing" and error["loc"]:
-                field = _dotted((*path, error["loc"][-1]))
-            problems.append(f"{filename}:{line}: {field}: {message}")
-        raise ConfigError(_bounded(problems, filename)) from None
-    problems.extend(_missing_files(config, located, filename))
-    if problems:
-        raise ConfigError(_bounded(problems, filename))
-    return config
+        return None, errors, len(errors)
+    except TooManyProblemsError:
+        pass
+    # A file in which (nearly) everything is wrong: its first problems are in the first items of
+    # its lists and mappings.
+    try:
+        Config.model_validate(_head(data), context={"budget": ErrorBudget(ERROR_BUDGET)})
+    except ValidationError as exc:
+        return None, exc.errors(include_url=False, include_context=False), -1
+    except TooManyProblemsError:
+        pass
+    return None, [], -1
 
 
-def _missing_files(config: Config, located: _Lines, filename: str) -> list[str]:
+def _head(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _head(item) for key, item in itertools.islice(value.items(), HEAD_ITEMS)}
+    if isinstance(value, list):
+        return [_head(item) for item in value[:HEAD_ITEMS]]
+    return value
+
+
+def _error_paths(data: dict[str, Any], errors: list[Any]) -> tuple[list[tuple[Path_, str]], int]:
+    """(path in the data, `field: message`) of the first MAX_PROBLEMS errors worth a line, and
+    how many are worth one."""
+    # A NaN given to `bool | float` fails both: that it is not finite is the problem.
+    not_finite = {error["loc"][:-1] for error in errors if error["type"] == "finite_number"}
+    out: list[tuple[Path_, str]] = []
+    total = 0
+    for error in errors:
+        given = error.get("input")
+        if (
+            error["type"] != "finite_number"
+            and isinstance(given, float)
+            and not math.isfinite(given)
+            and error["loc"][:-1] in not_finite
+        ):
+            continue
+        total += 1
+        if len(out) == MAX_PROBLEMS:
+            continue
+        extra, message = _message(error)
+        path = _data_path(data, (*error["loc"], *extra))
+        field = _dotted(path)
+        if error["type"] == "missing" and error["loc"]:
+            field = _dotted((*path, error["loc"][-1]))
+        out.append((path, f"{field}: {message}"))
+    return out, total
+
+
+def _missing_files(config: Config) -> list[tuple[Path_, str]]:
     """Files a config names must exist when it is loaded, not when a reconnect first needs them."""
-    problems: list[str] = []
+    problems: list[tuple[Path_, str]] = []
     checks: list[tuple[Path_, Path | None]] = [
         (("mqtt", "password_file"), config.mqtt.password_file)
     ]
@@ -544,9 +616,7 @@ def _missing_files(config: Config, located: _Lines, filename: str) -> list[str]:
             checks.append((("mqtt", "tls", key), getattr(config.mqtt.tls, key)))
     for path, file in checks:
         if file is not None and not file.is_file():
-            problems.append(
-                f"{filename}:{located.line_of(path)}: {_dotted(path)}: file not found: {file}"
-            )
+            problems.append((path, f"{_dotted(path)}: file not found: {file}"))
     return problems
 
 

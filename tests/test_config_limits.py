@@ -145,3 +145,45 @@ def test_many_problems_are_cut_to_a_bounded_list(tmp_path: Path) -> None:
     assert len(problems) == config_module.MAX_PROBLEMS + 1
     assert problems[0].startswith("c.yaml:7: devices[0].tags[0].type: Input should be")
     assert problems[-1] == f"c.yaml: ... and {500 - config_module.MAX_PROBLEMS} more problems"
+
+
+def test_no_config_model_lets_a_number_be_infinite_or_nan() -> None:
+    # The rule is StrictModel's; a model that turned it off would need to say why, here.
+    from controller.configtypes import StrictModel
+
+    def subclasses(cls: type) -> list[type]:
+        return [cls, *(sub for child in cls.__subclasses__() for sub in subclasses(child))]
+
+    models = subclasses(StrictModel)
+    assert len(models) > 30  # the rule, energy, water, driver and mqtt models are all here
+    assert [m.__name__ for m in models if m.model_config.get("allow_inf_nan") is not False] == []
+
+
+def test_a_list_longer_than_the_limit_is_refused_with_its_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(config_module, "MAX_ITEMS", 3)
+    with pytest.raises(ConfigError) as refused:
+        parse_config("gateway: {id: cell-1}\ndevices:\n  - 1\n  - 2\n  - 3\n  - 4\n", "c.yaml")
+    assert refused.value.problems == [
+        "c.yaml:6: (yaml): more than 3 items in one list or mapping, the most a config may have"
+    ]
+
+
+def test_a_file_of_errors_stops_being_validated_and_its_first_problems_are_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every tag wrong: validation would collect a million errors for a million tags (and a GB).
+    monkeypatch.setattr(config_module, "ERROR_BUDGET", 1000)
+    tags = "[" + ", ".join(["{}"] * 2000) + "]"
+    text = f"gateway: {{id: cell-1}}\ndevices:\n  - {{name: d, driver: modbus, tags: {tags}}}\n"
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text, "c.yaml")
+    problems = refused.value.problems
+    assert problems[:3] == [
+        "c.yaml:3: devices[0].link: Field required",
+        "c.yaml:3: devices[0].tags[0].name: Field required",
+        "c.yaml:3: devices[0].tags[0].address: Field required",
+    ]
+    assert len(problems) == config_module.MAX_PROBLEMS + 1
+    assert problems[-1] == "c.yaml: ... and more problems, too many to count"
