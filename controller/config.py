@@ -528,9 +528,9 @@ def parse_config(text: str, filename: str) -> Config:
             problems.extend(
                 f"{filename}:{line}: {message}" for line, message in _place(text, found)
             )
-            shown_now = [_cut(problem, MAX_LINE) for problem in problems[:MAX_PROBLEMS]]
+            first = [_cut(problem, MAX_LINE) for problem in problems[:MAX_PROBLEMS]]
             more = f"{filename}: ... and more problems, too many to count"
-            raise ConfigError([*shown_now, more])
+            raise ConfigError([*first, more])
     else:
         found = _missing_files(config)
         total = len(found)
