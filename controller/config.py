@@ -310,7 +310,8 @@ class _Builder:
             return
         value = anchor.value
         if top is not None and top.key == "password" and anchor.raw is not None:
-            value = self._password(anchor.raw, event)
+            # Judged by what the anchor wrote: a '${VAR}' reference passes, a literal does not.
+            value = value if self._password(anchor.raw, event) is not None else None
         self._add(value, event, anchor.height)
 
     # --- building ---

@@ -187,3 +187,20 @@ def test_a_file_of_errors_stops_being_validated_and_its_first_problems_are_named
     ]
     assert len(problems) == config_module.MAX_PROBLEMS + 1
     assert problems[-1] == "c.yaml: ... and more problems, too many to count"
+
+
+def test_a_password_through_an_alias_is_judged_by_what_the_anchor_wrote(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("EDGECELL_TEST_PASSWORD", "s3cret")
+    text = (
+        "gateway: {id: cell-1}\n"
+        "mqtt: {client_id: &ref '${EDGECELL_TEST_PASSWORD}', username: u, password: *ref}\n"
+    )
+    assert parse_config(text, "c.yaml").mqtt.resolve_password() == "s3cret"
+    literal = text.replace("'${EDGECELL_TEST_PASSWORD}'", "hunter2")
+    with pytest.raises(ConfigError) as refused:
+        parse_config(literal, "c.yaml")
+    assert refused.value.problems == [
+        "c.yaml:2: mqtt.password: a literal password is refused: use password_file: or '${ENV_VAR}'"
+    ]
