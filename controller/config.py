@@ -1,7 +1,13 @@
 """pydantic v2 models of the YAML config, and a loader whose errors name file, line and field.
 
 `load_config(path)` raises `ConfigError`, whose `problems` are `file:line: field.path: message`
-lines: every problem in the file at once, not the first only.
+lines: every problem in the file at once (up to MAX_PROBLEMS), not the first only.
+
+The loader is bounded: a file is refused, with its line, past MAX_CONFIG_BYTES, MAX_DEPTH,
+MAX_ITEMS or MAX_NODES (aliases counted at what they expand to), before it could take the
+gateway's memory or recurse; errors repeat at most MAX_SHOWN characters of a value. It reads
+libyaml's events straight into plain data (no node tree), and finds line numbers only when
+there are errors to place (docs/configuration.md, "Limits"; bench/README.md, "Config load").
 """
 
 from __future__ import annotations
