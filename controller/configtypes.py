@@ -6,7 +6,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
@@ -57,9 +67,45 @@ Name = Annotated[str, AfterValidator(check_name)]
 
 
 class StrictModel(BaseModel):
-    """Every config model: unknown keys are errors, instances never change after loading."""
+    """Every config model (and command payload): unknown keys are errors, instances never change
+    after loading, and every number is finite. NaN passes every comparison (`nan < min` is
+    false), so a NaN limit is no limit and an infinite one a typo; YAML spells them `.nan` and
+    `.inf`, and a duration of 400 digits is infinite too. A field that needs another rule says
+    so with its own type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _within_budget(
+        cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        # The config loader passes an ErrorBudget: a file in which everything is wrong stops
+        # being validated once it has given enough errors, instead of collecting millions.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            budget = (info.context or {}).get("budget")
+            if isinstance(budget, ErrorBudget):
+                budget.spend(exc.error_count())
+            raise
+
+
+class TooManyProblemsError(Exception):
+    """Validation stopped: the data has more problems than an ErrorBudget allows."""
+
+
+class ErrorBudget:
+    """How many validation errors (counted at every model they pass through, so an error deep
+    down counts several times) a validation may collect before it stops."""
+
+    def __init__(self, errors: int) -> None:
+        self.left = errors
+
+    def spend(self, errors: int) -> None:
+        self.left -= errors
+        if self.left < 0:
+            raise TooManyProblemsError
 
 
 class WriteLimits(StrictModel):
@@ -77,4 +123,12 @@ class WriteLimits(StrictModel):
     def _limits_are_ordered(self) -> WriteLimits:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        fallback = self.fallback
+        if isinstance(fallback, bool) or fallback is None:
+            return self
+        # The fallback is written when nothing else drives the tag: it must pass the limits.
+        if self.min is not None and fallback < self.min:
+            raise ValueError(f"fallback: {fallback:g} is below min ({self.min:g})")
+        if self.max is not None and fallback > self.max:
+            raise ValueError(f"fallback: {fallback:g} is above max ({self.max:g})")
         return self

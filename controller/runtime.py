@@ -381,14 +381,24 @@ class Runtime:
 
     async def reload(self) -> bool:
         """Load the config file again. An invalid file is refused and the running config stays;
-        a valid one restarts only the device groups whose config changed."""
+        a valid one restarts only the device groups whose config changed. Whatever loading the
+        file raises is a refused reload, never the end of the daemon."""
         self.notifier.reloading()
         try:
+            path = self.loaded.path
             try:
-                loaded = await asyncio.to_thread(load_config, self.loaded.path)
+                loaded = await asyncio.to_thread(load_config, path)
             except ConfigError as exc:
-                log.exception("reload_refused", config=str(self.loaded.path), problems=exc.problems)
-                self._publish_config_event(ok=False, problems=exc.problems)
+                problems = exc.problems
+            except Exception as exc:  # whatever it is, a reload never stops the daemon
+                reason = f"{type(exc).__name__}: {exc}"[:400]
+                problems = [f"{path}:0: (file): cannot be loaded: {reason}"]
+            else:
+                problems = []
+            if problems:
+                # The reason is the file's problems; a traceback of the loader says nothing more.
+                log.warning("reload_refused", config=str(path), problems=problems)
+                self._publish_config_event(ok=False, problems=problems)
                 return False
             restart_required = await self._apply(loaded)
             self._publish_config_event(ok=True, problems=[], restart_required=restart_required)

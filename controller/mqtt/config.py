@@ -3,6 +3,7 @@ how the store-and-forward buffer keeps messages while the broker is away."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,7 +34,10 @@ def parse_size(value: Any) -> int:
         raise ValueError(
             f"{value!r} is not a size: write bytes or a number and one of kB, MB, GB, KiB, MiB, GiB"
         )
-    return int(float(match.group(1)) * _UNIT_BYTES[match.group(2)])
+    number = float(match.group(1)) * _UNIT_BYTES[match.group(2)]
+    if not math.isfinite(number):  # 400 digits are a float too large to be a size
+        raise ValueError(f"{value!r} is not a size: the number is too large")
+    return int(number)
 
 
 # Bytes, written in YAML as `64MiB` or a bare number of bytes.

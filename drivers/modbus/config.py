@@ -107,7 +107,27 @@ class ModbusTag(WriteLimits):
             )
         if self.address + self.register_count > 65536:
             raise ValueError(f"address {self.address} + {self.register_count} runs past 65535")
+        if self.scale == 0:
+            # Every reading would be `offset`, and no raw value could be written.
+            raise ValueError("scale: 0 maps every raw value to the offset; write a nonzero scale")
+        self._fallback_fits_type()
         return self
+
+    def _fallback_fits_type(self) -> None:
+        fallback = self.fallback
+        if fallback is None:
+            return
+        is_state = self.type in (DataType.BOOL, DataType.BIT)
+        if self.type is DataType.STRING:
+            raise ValueError("fallback: a string tag has no fallback")
+        if is_state and not isinstance(fallback, bool):
+            raise ValueError(
+                f"fallback: {fallback:g}, but type {self.type.value} takes true or false"
+            )
+        if not is_state and isinstance(fallback, bool):
+            raise ValueError(
+                f"fallback: {str(fallback).lower()}, but type {self.type.value} takes a number"
+            )
 
     @property
     def register_count(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import resource
 import statistics
 from pathlib import Path
 from typing import Any
@@ -187,4 +188,66 @@ async def test_a_new_gateway_id_is_reported_as_needing_a_restart_and_the_rest_ap
     assert abs(poll_interval_s(data, "press", after_seq=retimed_from) - 0.25) < 0.025
     partial = [e for e in daemon.log_events() if e.get("event") == "reload_partial"]
     assert [e["restart_required"] for e in partial] == [["gateway.id"]]
+    assert await daemon.stop() == 0, daemon.log_tail()
+
+
+def _limit_address_space() -> None:
+    # Room for the daemon (a few hundred MB of address space), not for an expanded alias bomb.
+    resource.setrlimit(resource.RLIMIT_AS, (1024**3, 1024**3))
+
+
+HOSTILE_CONFIGS = {
+    # 900 levels of flow mappings: the YAML composer's recursion ended the daemon (exit 1).
+    "deep": ("x: " + "{a: " * 900 + "1" + "}" * 900 + "\n", "nested deeper than"),
+    # 7 levels of 9 aliases, 300 bytes: 1.2 GB when expanded.
+    "bomb": (
+        'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+        + "".join(
+            f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]\n"
+            for prev, name in itertools.pairwise("abcdefg")
+        ),
+        "aliases expand to more than",
+    ),
+}
+
+
+async def test_a_hostile_config_is_a_refused_reload_answered_and_logged_in_one_line(
+    tmp_path: Path, mosquitto: Any, mqtt_collect: Any, counter_server: Any, start_daemon: Any
+) -> None:
+    server = await counter_server()
+    data = await mqtt_collect(mosquitto, f"{BASE}/data/+")
+    events = await mqtt_collect(mosquitto, f"{BASE}/events/config")
+    answers = await mqtt_collect(mosquitto, f"{BASE}/cmd/response")
+    config = gateway_config(
+        "reload", tmp_path / "state", mosquitto, [modbus_device("press", server.port)]
+    )
+    daemon = start_daemon(config, preexec_fn=_limit_address_space)
+    await data.wait_count(5, 20)
+    good = daemon.config_path.read_text()
+
+    for i, (name, (hostile, reason)) in enumerate(HOSTILE_CONFIGS.items()):
+        daemon.config_path.write_text(good + hostile)
+        daemon.reload()  # SIGHUP
+        await events.wait_count(2 * i + 1, 20)
+        assert events.payloads()[-1]["ok"] is False, name
+        assert reason in events.payloads()[-1]["problems"][0], events.payloads()[-1]
+        assert daemon.running, f"SIGHUP with the {name} config stopped the daemon"
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, timeout=5) as operator:
+            await operator.publish(f"{BASE}/cmd/reload", b"{}", qos=1)
+        await answers.wait_count(i + 1, 20)
+        answer = answers.payloads()[-1]
+        assert answer["ok"] is False, answer
+        assert answer["command"] == "reload"
+        await events.wait_count(2 * i + 2, 20)
+        assert reason in events.payloads()[-1]["problems"][0]
+    refused = 2 * len(HOSTILE_CONFIGS)
+
+    # The old config still polls, and every refusal was one log line with the reason.
+    seen = last_seq(data, "press")
+    await data.wait_for(lambda _: last_seq(data, "press") >= seen + 5, 10)
+    logged = [e for e in daemon.log_events() if e.get("event") == "reload_refused"]
+    assert len(logged) == refused
+    assert all("exception" not in e for e in logged), logged[0]
+    assert all(len(str(e)) < 2000 for e in logged)
+    assert "Traceback" not in daemon.log_path.read_text()
     assert await daemon.stop() == 0, daemon.log_tail()
