@@ -6,11 +6,10 @@ What must hold whatever comes in: no exception escapes (a config is a Config or 
 command gets exactly one answer; a poll gives one sample per tag, good or bad with a reason), and
 nothing reaches a device that the checks did not pass (every write the server received is on a
 writable tag, within its min/max and of its type). Every test runs derandomized: the same
-examples on every run, so a failure is reproducible and a strict xfail stays a failure.
-
-Tests marked xfail fail on today's code for a point of issue 13 that another branch fixes (their
-reason names the point), or for what this file found that the issue did not list; each carries
-the minimal example it found as an explicit @example, so it fails whatever is generated.
+examples on every run, so a failure is reproducible. The minimal examples it found before the
+fixes of issue 13 (deep nesting, NaN limits, a fraction to an int16 tag, a refused write that
+dropped another override, an unbounded error answer, a YAML tag on a scalar) are explicit
+@examples, so each is tried whatever is generated.
 """
 
 from __future__ import annotations
@@ -64,13 +63,6 @@ FUZZ = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 FEW = settings(FUZZ, max_examples=60)
-# Found by this file, not on issue 13's list; parse_config is in controller/config.py, where
-# branch h/cfg works on points 3, 10 and 11.
-TAG_ESCAPES = (
-    "a YAML tag on a scalar ('!0', '!!python/object:os.system x') escapes parse_config and "
-    "load_config as yaml.constructor.ConstructorError instead of a ConfigError"
-)
-
 # --- a) config text ----------------------------------------------------------------------------
 
 ODD_SCALARS = [
@@ -279,7 +271,6 @@ def test_mutated_demo_config_loads_or_is_refused(text: str) -> None:
     )
 )
 @example(text="!0")  # the minimal example it found
-@pytest.mark.xfail(strict=True, reason=TAG_ESCAPES)
 def test_arbitrary_text_loads_or_is_refused(text: str) -> None:
     load_or_refuse(text)
 
@@ -288,7 +279,6 @@ def test_arbitrary_text_loads_or_is_refused(text: str) -> None:
     "text",
     ["!0", "gateway: {id: !x fuzz}\n", "gateway: {id: fuzz}\nmqtt: !!python/object:os.system x\n"],
 )
-@pytest.mark.xfail(strict=True, reason=TAG_ESCAPES)
 def test_an_unknown_yaml_tag_is_refused(text: str) -> None:
     load_or_refuse(text)
 
@@ -307,7 +297,6 @@ def test_aliases_load_or_are_refused(levels: int, width: int) -> None:
 @settings(FEW, phases=[Phase.explicit, Phase.generate])  # no shrinking: slow on a recursion
 @given(depth=st.integers(1, 1500), flow=st.booleans())
 @example(depth=1000, flow=True)
-@pytest.mark.xfail(strict=True, reason="issue 13 point 10: fixed on branch h/cfg")
 def test_deeply_nested_config_is_refused_not_crashed(depth: int, flow: bool) -> None:
     if flow:
         text = "x: " + "{a: " * depth + "1" + "}" * depth + "\n"
@@ -330,7 +319,6 @@ LIMITED_TAGS = [
     odd=st.sampled_from([".nan", ".inf", "-.inf", "1e999", "-1e999", "0", "1e308", "-1e308"]),
 )
 @example(tag=LIMITED_TAGS[0], key="min", odd=".nan")
-@pytest.mark.xfail(strict=True, reason="issue 13 point 3: fixed on branch h/cfg")
 def test_every_config_that_loads_has_finite_ordered_limits(
     tag: dict[str, Any], key: str, odd: str
 ) -> None:
@@ -382,14 +370,12 @@ async def test_a_reload_of_a_broken_config_is_refused(running_config: Runtime, t
 @settings(FEW, phases=[Phase.explicit, Phase.generate])
 @given(depth=st.integers(500, 1500))
 @example(depth=1000)
-@pytest.mark.xfail(strict=True, reason="issue 13 point 10: fixed on branch h/cfg")
 async def test_a_reload_of_a_deeply_nested_config_is_refused(
     running_config: Runtime, depth: int
 ) -> None:
     await reload_with(running_config, "x: " + "{a: " * depth + "1" + "}" * depth + "\n")
 
 
-@pytest.mark.xfail(strict=True, reason=TAG_ESCAPES)
 async def test_a_reload_of_a_config_with_an_unknown_yaml_tag_is_refused(
     running_config: Runtime,
 ) -> None:
