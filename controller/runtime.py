@@ -24,6 +24,7 @@ from controller.actuation import Actuator, write_limits
 from controller.alarms import AlarmBoard
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.config import Config, ConfigError, LoadedConfig, load_config
+from controller.configtypes import WriteLimits
 from controller.gcpolicy import collect_periodically, tune_for_daemon
 from controller.logs import set_log_level
 from controller.model import DeviceStatus, LinkState, Sample
@@ -32,6 +33,7 @@ from controller.mqtt.commands import CommandHandler
 from controller.mqtt.publisher import MqttPublisher
 from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
+from controller.rules.rule import Rule
 from controller.statedir import StateDirLock
 from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
@@ -61,6 +63,14 @@ class _DeviceGroup:
     drivers: list[Driver] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     driver_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """What a reload builds from a valid file before it changes anything."""
+
+    limits: dict[str, WriteLimits]
+    rules: list[Rule]
 
 
 @dataclass
@@ -400,19 +410,43 @@ class Runtime:
                 log.warning("reload_refused", config=str(path), problems=problems)
                 self._publish_config_event(ok=False, problems=problems)
                 return False
-            restart_required = await self._apply(loaded)
+            try:
+                # Everything that can fail on a valid file is built before anything changes.
+                prepared = _Prepared(
+                    write_limits(loaded.config.devices), build_rules(loaded.config.rules)
+                )
+            except Exception as exc:  # a bug in building rules must not stop the daemon either
+                problems = [
+                    f"{path}:0: (rules): cannot be built: {type(exc).__name__}: {exc}"[:500]
+                ]
+                log.warning("reload_refused", config=str(path), problems=problems)
+                self._publish_config_event(ok=False, problems=problems)
+                return False
+            try:
+                restart_required = await self._apply(loaded, prepared)
+            except Exception as exc:
+                # Half applied: the daemon goes on with what was applied and says so.
+                error = f"{type(exc).__name__}: {exc}"[:500]
+                log.error("reload_failed", config=str(path), error=error)  # noqa: TRY400
+                self._publish_config_event(
+                    ok=False, problems=[f"{path}:0: (reload): applying failed part way: {error}"]
+                )
+                return False
             self._publish_config_event(ok=True, problems=[], restart_required=restart_required)
             return True
         finally:
             self.notifier.ready()
 
-    async def _apply(self, loaded: LoadedConfig) -> list[str]:
+    async def _apply(self, loaded: LoadedConfig, prepared: _Prepared) -> list[str]:
         """Apply a valid config; returns the settings that only a restart applies."""
         old, new = self.config, loaded.config
         restart_required = identity_changes(self._identity, new)
         if restart_required:
-            log.warning("reload_partial", restart_required=restart_required,
-                        reason="the daemon's identity changes at the next restart")
+            log.warning(
+                "reload_partial",
+                restart_required=restart_required,
+                reason="the daemon's identity changes at the next restart",
+            )
         if new.gateway.log_level != old.gateway.log_level:
             set_log_level(new.gateway.log_level)
         if self._publisher is not None and new.mqtt != old.mqtt:
@@ -436,8 +470,8 @@ class Runtime:
         removed = {d.name for d in old.devices} - {d.name for d in new.devices}
         await self._stop_groups(stop)
         if self._actuator is not None and self._engine is not None:
-            self._actuator.reconfigure(write_limits(new.devices), new.actuation)
-            self._engine.replace_rules(build_rules(new.rules))
+            self._actuator.reconfigure(prepared.limits, new.actuation)
+            self._engine.replace_rules(prepared.rules)
             self._engine.period = new.actuation.cycle
         for name in removed:
             self.table.forget_device(name)

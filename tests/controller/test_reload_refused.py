@@ -52,3 +52,44 @@ async def test_any_exception_while_loading_is_a_refused_reload(
         f"{before.path}:0: (file): cannot be loaded: MemoryError: cannot allocate"
     ]
     assert "exc_info" not in refused
+
+
+async def test_rules_that_cannot_be_built_are_a_refused_reload_that_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = runtime_on(tmp_path)
+    before = runtime.loaded
+    runtime.loaded.path.write_text(
+        f"gateway: {{id: cell-1, state_dir: {tmp_path / 'state'}, log_level: debug}}\n", "utf-8"
+    )
+
+    def build_fails(configs: object) -> None:
+        raise ValueError("a rule kind's bug")
+
+    monkeypatch.setattr(runtime_module, "build_rules", build_fails)
+    with structlog.testing.capture_logs() as logs:
+        assert await runtime.reload() is False
+    assert runtime.loaded is before
+    [refused] = [entry for entry in logs if entry["event"] == "reload_refused"]
+    assert refused["problems"] == [
+        f"{before.path}:0: (rules): cannot be built: ValueError: a rule kind's bug"
+    ]
+
+
+async def test_a_reload_that_fails_part_way_is_reported_and_does_not_escape(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = runtime_on(tmp_path)
+    runtime.loaded.path.write_text(
+        f"gateway: {{id: cell-1, state_dir: {tmp_path / 'state'}, log_level: debug}}\n", "utf-8"
+    )
+
+    def set_level_fails(level: str) -> None:
+        raise OSError("log handler gone")
+
+    monkeypatch.setattr(runtime_module, "set_log_level", set_level_fails)
+    with structlog.testing.capture_logs() as logs:
+        assert await runtime.reload() is False
+    [failed] = [entry for entry in logs if entry["event"] == "reload_failed"]
+    assert failed["error"] == "OSError: log handler gone"
+    assert "exc_info" not in failed
