@@ -79,6 +79,24 @@ def point_config_at_cell(config: Config, cell: SimCell, state_dir: Path) -> Conf
     return config.model_copy(update={"devices": devices, "gateway": gateway})
 
 
+# In lock-step the plant waits for the controller, so a reply that is slow in real time (a busy
+# machine, a loaded CI worker) is not a fault of the cell: a timeout there would make the same
+# seed give another day. Device and write timeouts are at least this long in co-simulation.
+LOCKSTEP_TIMEOUT = 10.0
+
+
+def _patient(config: Config) -> Config:
+    """The config with every device's and the actuator's timeout at least LOCKSTEP_TIMEOUT."""
+    devices = [
+        device.model_copy(update={"timeout": max(device.timeout, LOCKSTEP_TIMEOUT)})
+        for device in config.devices
+    ]
+    actuation = config.actuation.model_copy(
+        update={"write_timeout": max(config.actuation.write_timeout, LOCKSTEP_TIMEOUT)}
+    )
+    return config.model_copy(update={"devices": devices, "actuation": actuation})
+
+
 class CoSimulation:
     """`async with CoSimulation(scenario, config) as run: await run.advance(3600)`.
 
@@ -124,7 +142,9 @@ class CoSimulation:
     async def __aenter__(self) -> CoSimulation:
         await self._cell.__aenter__()
         try:
-            config = point_config_at_cell(self._config, self._cell, Path(self._state.name))
+            config = _patient(
+                point_config_at_cell(self._config, self._cell, Path(self._state.name))
+            )
             self.config = config
             context = DriverContext(
                 clock=self.clock,
