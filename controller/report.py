@@ -408,11 +408,17 @@ async def run_pair(
     hours: float | None = None,
     cycle: float = 5.0,
     seed: int | None = None,
+    progress: bool = True,
 ) -> tuple[RunResult, RunResult]:
     """The baseline and the edgecell run of the same scenario and seed."""
     hours = hours if hours is not None else scenario.duration / 3600
-    baseline = await run_once(scenario, config, rules=False, hours=hours, cycle=cycle, seed=seed)
-    edgecell = await run_once(scenario, config, rules=True, hours=hours, cycle=cycle, seed=seed)
+    runs = [
+        await run_once(
+            scenario, config, rules=rules, hours=hours, cycle=cycle, seed=seed, progress=progress
+        )
+        for rules in (False, True)
+    ]
+    baseline, edgecell = runs
     return baseline, edgecell
 
 
