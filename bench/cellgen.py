@@ -575,6 +575,11 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
     config["gateway"]["id"] = cell["name"]
     states = [f"process-plc.{_tag(m['name'])}_state" for m in machines]
     for device in config["devices"]:
+        if device["driver"] == "modbus":
+            # Lock-step: simulated time stands still while a poll waits, so a host busy with
+            # other work must not turn into a device timeout that stops every rule (seen with
+            # the shipped 500 ms on a loaded 2-core machine).
+            device["timeout"] = "5s"
         if device["name"] == "process-plc":
             # The demo's machines, tank and charger sit at 40-59, among the two remotes.
             tags = [
