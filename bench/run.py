@@ -315,6 +315,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run the idle benchmark instead (bench/idle.py: one device of 20 "
                         "unchanging registers, and the device refusing connections); its options: "
                         "bash scripts/bench --idle --help")
+    parser.add_argument("--cells", type=int, default=None, metavar="N",
+                        help="run the controller on N generated cells instead (bench/cells.py): "
+                        "violations, false alarms, leak delays and savings per cell; its options: "
+                        "bash scripts/bench --cells 1 --help")
     args = parser.parse_args(argv)
     unknown = [g for g in args.gateways.split(",") if g not in GATEWAYS]
     if unknown:
@@ -332,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import idle  # noqa: PLC0415 (bench.idle builds on this module)
 
         return idle.main([a for a in argv if a != "--idle"])
+    if any(a == "--cells" or a.startswith("--cells=") for a in argv):
+        from bench import cells  # noqa: PLC0415 (the co-simulation, only when asked for)
+
+        return cells.main(argv)
     args = parse_args(argv)
     workload = Workload(args.devices, args.registers, args.period, args.map)
     chosen = [GATEWAYS[key] for key in args.gateways.split(",")]

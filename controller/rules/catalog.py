@@ -5,25 +5,14 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
-from controller.rules.energy import (
-    ChillerReset,
-    ChillerResetConfig,
-    CompressedAir,
-    CompressedAirConfig,
-    IdleStandby,
-    IdleStandbyConfig,
-    PeakShaving,
-    PeakShavingConfig,
-)
+from controller.rules.energy.chiller_reset import ChillerReset, ChillerResetConfig
+from controller.rules.energy.compressed_air import CompressedAir, CompressedAirConfig
+from controller.rules.energy.idle_standby import IdleStandby, IdleStandbyConfig
+from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
 from controller.rules.rule import Rule
-from controller.rules.water import (
-    BlowdownConfig,
-    CoolingTowerBlowdown,
-    RinseReuse,
-    RinseReuseConfig,
-    WaterLeak,
-    WaterLeakConfig,
-)
+from controller.rules.water.cooling_tower_blowdown import BlowdownConfig, CoolingTowerBlowdown
+from controller.rules.water.rinse_reuse import RinseReuse, RinseReuseConfig
+from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig
 
 DomainRuleConfig: TypeAlias = (
     PeakShavingConfig

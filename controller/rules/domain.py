@@ -16,6 +16,10 @@ from controller.model import Quality, Sample
 from controller.rules.config import OutputValue, RuleCommon, TagKey
 from controller.rules.rule import Proposal, Rule, number
 
+# The values of a rule's production tags: which machines are in which state. Rules that learn
+# (the air-use rise, the water leak baseline) learn per production mode.
+ProductionMode = tuple[float, ...]
+
 
 class ProductionSignal(StrictModel):
     """Production is on while any of `tags` reads `at_least` or more: machine state codes

@@ -219,7 +219,7 @@ def test_using_more_a_violation_and_a_late_alarm_miss_their_targets(scenario: Sc
     assert report["constraint_violations_s"] == 42.0  # 30 s rinse + 12 s wash tank
     assert report["constraint_violations"] == {
         "rinse_conductivity_above_limit": 30.0,
-        "wash_tank_below_minimum": 12.0,
+        "heated_tank_below_minimum": 12.0,
     }
     assert [leak["detected_after_min"] for leak in report["leaks"]] == [12.0, 45.0]
     assert report["false_alarms"] == 0

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plantloop import Driven, PlantLoop, scenario
 from pydantic import ValidationError
 
-from controller.rules.water import WaterLeak, WaterLeakConfig, percentile
+from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig, percentile
 from drivers.sim.plant.plant import Plant
+from tests.rules.plantloop import Driven, PlantLoop, scenario
 
 MACHINES = ["press-1", "cnc-1", "cnc-2", "washer-1"]
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plantloop import Driven, PlantLoop, scenario
 from pydantic import ValidationError
 
-from controller.rules.energy import ChillerReset, ChillerResetConfig
+from controller.rules.energy.chiller_reset import ChillerReset, ChillerResetConfig
 from drivers.sim.plant.chiller import chiller_cop
 from drivers.sim.plant.plant import Plant
+from tests.rules.plantloop import Driven, PlantLoop, scenario
 
 POINTS = {
     "plc.chw_setpoint_c": "chiller.supply_setpoint_c",

@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plantloop import Driven, PlantLoop, scenario
 from pydantic import ValidationError
 
-from controller.rules.water import RinseReuse, RinseReuseConfig
+from controller.rules.water.rinse_reuse import RinseReuse, RinseReuseConfig
 from drivers.sim.plant.plant import Plant
+from tests.rules.plantloop import Driven, PlantLoop, scenario
 
 POINTS = {
     "plc.rinse_us_cm": "rinse.conductivity_us_cm",

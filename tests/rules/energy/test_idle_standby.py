@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plantloop import Driven
 from pydantic import ValidationError
 
-from controller.rules.energy import IdleStandby, IdleStandbyConfig, standby_saving_kwh
+from controller.rules.energy.idle_standby import IdleStandby, IdleStandbyConfig, standby_saving_kwh
+from tests.rules.plantloop import Driven
 
 MONDAY_MS = 1_717_372_800_000  # 2024-06-03 00:00 UTC
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]

@@ -7,17 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plantloop import Driven, PlantLoop, scenario
 from pydantic import ValidationError
 
-from controller.rules.energy import (
-    CompressedAir,
-    CompressedAirConfig,
-    LoadUnloadCycles,
-    leak_fraction,
-)
+from controller.rules.energy.compressed_air import CompressedAir, CompressedAirConfig
+from controller.rules.energy.load_cycles import LoadUnloadCycles, leak_fraction
 from drivers.sim.plant.air import P_ATM_BAR
 from drivers.sim.plant.plant import Plant
+from tests.rules.plantloop import Driven, PlantLoop, scenario
 
 MACHINES = ["press-1", "cnc-1", "cnc-2", "washer-1"]
 POINTS = {

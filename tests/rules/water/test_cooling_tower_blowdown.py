@@ -7,17 +7,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plantloop import Driven, PlantLoop, scenario
 from pydantic import ValidationError
 
-from controller.rules.water import (
-    BlowdownConfig,
-    CoolingTowerBlowdown,
+from controller.rules.water.cooling_tower_blowdown import BlowdownConfig, CoolingTowerBlowdown
+from controller.rules.water.tower_chemistry import (
     blowdown_for_cycles,
     cycles_of_concentration,
     makeup_for_cycles,
 )
 from drivers.sim.plant.plant import Plant
+from tests.rules.plantloop import Driven, PlantLoop, scenario
 
 POINTS = {
     "plc.tower_us_cm": "tower.conductivity_us_cm",

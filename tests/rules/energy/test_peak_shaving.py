@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from plantloop import Driven
 from pydantic import TypeAdapter, ValidationError
 
 from controller.rules.config import RuleConfig
-from controller.rules.energy import PeakShaving, PeakShavingConfig
+from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
+from tests.rules.plantloop import Driven
 
 LOADS = [
     {"name": "a", "tag": "cell.a_enable", "kw": 8, "shed_value": False, "restore_value": True},

@@ -1,0 +1,209 @@
+"""`python -m bench --cells N`: the controller co-simulated on N generated cells
+(bench/cellgen.py), each against its own baseline as `edgecell report` does, and per cell what
+issue #14 asks to bring to zero: process-limit violations, false alarms, leaks alarmed late or
+never; with the energy, peak, cost and water savings and their distribution.
+
+    .venv/bin/python -m bench --cells 30 [--seed 1] [--hours 24] [--cycle 5] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.cellgen import ROOT, generate
+from controller.config import load_config
+from controller.logs import configure_logging
+from controller.report import compare, run_pair
+from drivers.sim.scenario import load_scenario
+
+RESULTS = ROOT / "bench" / "results"
+LATE_MIN = 30.0  # issue #14: every leak alarmed within 30 simulated minutes of its start
+SAVINGS = ("energy_kwh", "peak_demand_kw", "energy_cost", "water_m3")
+
+
+def _log(message: str) -> None:
+    print(f"bench cells: {message}", file=sys.stderr, flush=True)
+
+
+def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
+    """What one cell's report says about the issue's targets."""
+    # A leak counts once it flowed: one that starts with less than LATE_MIN of the run left and
+    # is not alarmed yet is not counted as missed (the run ended, not the rule).
+    end_s = report["hours"] * 3600
+    leaks = [leak for leak in report["leaks"] if leak["true_start_s"] is not None]
+    due = [
+        leak
+        for leak in leaks
+        if leak["detected_after_min"] is not None or leak["true_start_s"] <= end_s - LATE_MIN * 60
+    ]
+    delays = [leak["detected_after_min"] for leak in due]
+    base, ours = report["baseline"], report["edgecell"]
+    return {
+        "cell": cell,
+        "hours": report["hours"],
+        "violations_s": report["constraint_violations"],
+        "violations_total_s": report["constraint_violations_s"],
+        "ev_energy_short_kwh": [base["ev_energy_short_kwh"], ours["ev_energy_short_kwh"]],
+        "false_alarms": report["false_alarms"],
+        "leaks": [
+            {k: leak[k] for k in ("leak", "kind", "true_start_s", "alarm", "detected_after_min")}
+            for leak in due
+        ],
+        "leaks_not_due": len(leaks) - len(due),
+        "leaks_missed": sum(1 for d in delays if d is None),
+        "leaks_late": sum(1 for d in delays if d is not None and d > LATE_MIN),
+        "savings_pct": {key: report["savings_pct"][key] for key in SAVINGS},
+        "uses_more": [key for key in SAVINGS if (report["savings_pct"][key] or 0.0) < 0],
+        "alarms": [alarm["topic"].rsplit("/", 1)[-1] for alarm in report["alarms"]],
+        "wall_s": round(base["wall_s"] + ours["wall_s"], 1),
+    }
+
+
+def distribution(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts of cells missing each target, and min / median / max of each saving."""
+    out: dict[str, Any] = {
+        "cells": len(cells),
+        "cells_with_violations": sum(1 for c in cells if c["violations_total_s"] > 0),
+        "violations_s_total": round(sum(c["violations_total_s"] for c in cells), 1),
+        "false_alarms_total": sum(c["false_alarms"] for c in cells),
+        "leaks_total": sum(len(c["leaks"]) for c in cells),
+        "leaks_missed": sum(c["leaks_missed"] for c in cells),
+        "leaks_late": sum(c["leaks_late"] for c in cells),
+        "cells_using_more": sum(1 for c in cells if c["uses_more"]),
+        "savings_pct": {},
+    }
+    for key in SAVINGS:
+        values = [c["savings_pct"][key] for c in cells if c["savings_pct"][key] is not None]
+        out["savings_pct"][key] = (
+            {"min": min(values), "median": statistics.median(values), "max": max(values)}
+            if values
+            else None
+        )
+    return out
+
+
+def table(cells: list[dict[str, Any]], dist: dict[str, Any]) -> str:
+    lines = [
+        "| cell | violations (s) | false alarms | leaks: delay (min) | energy | peak | cost"
+        " | water |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{value:+.1f} %"
+
+    for c in cells:
+        violated = ", ".join(f"{k} {v:.0f}" for k, v in c["violations_s"].items()) or "0"
+        leaks = ", ".join(
+            f"{leak['kind']} "
+            + ("missed" if leak["detected_after_min"] is None else f"{leak['detected_after_min']}")
+            for leak in c["leaks"]
+        )
+        s = c["savings_pct"]
+        lines.append(
+            f"| {c['cell']} | {violated} | {c['false_alarms']} | {leaks or '-'} | "
+            f"{pct(s['energy_kwh'])} | {pct(s['peak_demand_kw'])} | {pct(s['energy_cost'])} | "
+            f"{pct(s['water_m3'])} |"
+        )
+    lines += [
+        "",
+        f"{dist['cells']} cells: {dist['cells_with_violations']} with process-limit violations "
+        f"({dist['violations_s_total']:.0f} s in all), {dist['false_alarms_total']} false alarms, "
+        f"{dist['leaks_total']} leaks of which {dist['leaks_missed']} never alarmed and "
+        f"{dist['leaks_late']} alarmed after {LATE_MIN:g} min, {dist['cells_using_more']} cells "
+        "using more energy, peak, cost or water than their baseline.",
+        "",
+        "| saving | min | median | max |",
+        "|---|---:|---:|---:|",
+    ]
+    for key, spread in dist["savings_pct"].items():
+        if spread is not None:
+            lines.append(
+                f"| {key} | {spread['min']:+.1f} % | {spread['median']:+.1f} % | "
+                f"{spread['max']:+.1f} % |"
+            )
+    return "\n".join(lines)
+
+
+async def run_cells(
+    count: int, *, seed: int, hours: float, cycle: float, first: int, work: Path
+) -> list[dict[str, Any]]:
+    results = []
+    for index in range(first, first + count):
+        cell = generate(seed, index)
+        scenario_path, config_path = cell.write(work / cell.name)
+        scenario = load_scenario(scenario_path)
+        config = load_config(config_path).config
+        started = time.perf_counter()
+        baseline, edgecell = await run_pair(
+            scenario, config, hours=hours, cycle=cycle, progress=False
+        )
+        report = compare(baseline, edgecell, scenario)
+        result = summary(report, cell.name)
+        result["machines"] = len(scenario.machines)
+        result["demand_window_s"] = scenario.site.meter.demand_window
+        results.append(result)
+        _log(
+            f"{cell.name}: {result['violations_total_s']:.0f} s violations, "
+            f"{result['false_alarms']} false alarms, {result['leaks_missed']} missed and "
+            f"{result['leaks_late']} late leaks ({time.perf_counter() - started:.0f} s)"
+        )
+    return results
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench --cells", description=__doc__)
+    parser.add_argument("--cells", type=int, required=True, help="how many generated cells")
+    parser.add_argument("--seed", type=int, default=1, help="the series of cells (1)")
+    parser.add_argument("--first", type=int, default=0, help="index of the first cell (0)")
+    parser.add_argument("--hours", type=float, default=24.0, help="simulated hours per run (24)")
+    parser.add_argument("--cycle", type=float, default=5.0, help="controller cycle, s (5)")
+    parser.add_argument("--out", type=Path, default=None, help="the JSON (bench/results/)")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the cells' YAML here")
+    args = parser.parse_args(argv)
+    if args.cells < 1 or args.hours <= 0 or args.cycle <= 0:
+        parser.error("--cells, --hours and --cycle must be positive")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    configure_logging("warning")
+    started = time.strftime("%Y%m%dT%H%M%S")
+    out = args.out or RESULTS / f"{started}-cells-{args.seed}x{args.cells}.json"
+    with tempfile.TemporaryDirectory(prefix="edgecell-cells-") as scratch:
+        work = args.keep or Path(scratch)
+        cells = asyncio.run(
+            run_cells(
+                args.cells,
+                seed=args.seed,
+                hours=args.hours,
+                cycle=args.cycle,
+                first=args.first,
+                work=work,
+            )
+        )
+    dist = distribution(cells)
+    result = {
+        "started": started,
+        "seed": args.seed,
+        "first": args.first,
+        "hours": args.hours,
+        "cycle_s": args.cycle,
+        "cells": cells,
+        "distribution": dist,
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(table(cells, dist))
+    print(f"\nJSON: {out}")
+    return 0

@@ -1,0 +1,375 @@
+"""Compressed air: the header pressure reset by trim and respond against the far end, a lower
+setpoint or stop outside production, the load/unload leak test and the air-use rise alarm.
+docs/rules.md, "compressed_air", gives the method, source and parameters."""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from controller.configtypes import Duration, PositiveDuration, StrictModel, format_duration
+from controller.model import Sample
+from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.domain import (
+    DomainRule,
+    ProductionMode,
+    ProductionSignal,
+    present_number,
+    rounded,
+    signal_inputs,
+)
+from controller.rules.energy.load_cycles import LoadCycle, LoadUnloadCycles, leak_fraction
+from controller.rules.energy.requirement import Requirement, count_requests
+from controller.rules.rule import Now, Proposal, number
+from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
+
+_HOUR = 3600.0
+
+
+class LeakTestConfig(StrictModel):
+    """The load/unload leak test of the DOE/Compressed Air Challenge, run whenever there is no
+    production: with no air used, every loaded second makes up for leaks."""
+
+    loaded: TagKey  # true (or 1) while the compressor is loaded
+    power: TagKey | None = None  # compressor input power, kW: averaged while loaded
+    full_load_kw: float | None = Field(default=None, gt=0)  # when there is no power tag
+    rated_flow_m3_min: float | None = Field(default=None, gt=0)  # to give the leak in m3/min
+    settle: Duration = 300.0  # after production stops, before cycles count
+    min_cycles: int = Field(default=3, ge=1)
+    alarm_above: float = Field(default=0.25, gt=0, lt=1)  # leak fraction
+    # A rise of the air used in production (learned per state) above what earlier windows
+    # used also counts as a leak; null: only the no-production test alarms.
+    rise_above: float | None = Field(default=0.05, gt=0, lt=1)
+    rise_window: PositiveDuration = 900.0
+    rise_for: Duration = 600.0
+    rise_history: int = Field(default=16, ge=2)
+    rise_min_history: int = Field(default=4, ge=1)
+
+    @model_validator(mode="after")
+    def _power_known(self) -> LeakTestConfig:
+        if self.power is None and self.full_load_kw is None:
+            raise ValueError("give power: (a tag) or full_load_kw: to estimate the kW lost")
+        if self.rise_min_history > self.rise_history:
+            raise ValueError("rise_min_history must not exceed rise_history")
+        return self
+
+
+class OutsideProduction(StrictModel):
+    """What the compressor does while there is no production: a lower setpoint, or off."""
+
+    setpoint_bar: float | None = None
+    stop: TagKey | None = None  # a run command: `stop_value` outside production
+    stop_value: OutputValue = False
+    run_value: OutputValue = True
+
+    @model_validator(mode="after")
+    def _something(self) -> OutsideProduction:
+        if self.setpoint_bar is None and self.stop is None:
+            raise ValueError("give setpoint_bar:, stop: or both")
+        return self
+
+
+class CompressedAirConfig(RuleCommon):
+    """Trim and respond on the pressure setpoint against the far-end requirement(s)."""
+
+    kind: Literal["compressed_air"]
+    setpoint: TagKey
+    critical: list[Requirement] = Field(min_length=1)
+    reset: TrimRespondConfig
+    production: ProductionSignal | None = None
+    outside_production: OutsideProduction | None = None
+    leak_test: LeakTestConfig | None = None
+    pressure_alarm_after: Duration = 300.0  # a requirement violated this long raises an alarm
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CompressedAirConfig:
+        if self.reset.trim >= 0:
+            raise ValueError("reset.trim lowers the pressure: it must be negative")
+        if self.critical[0].min is None or any(req.min is None for req in self.critical):
+            raise ValueError("critical pressures are minimums: give min:, not max:")
+        if (self.outside_production or self.leak_test) and self.production is None:
+            raise ValueError("outside_production and leak_test need a production: signal")
+        return self
+
+    def input_tags(self) -> list[tuple[str, str]]:
+        tags = [(f"critical[{i}].tag", req.tag) for i, req in enumerate(self.critical)]
+        tags += signal_inputs("production", self.production)
+        test = self.leak_test
+        if test is not None:
+            tags.append(("leak_test.loaded", test.loaded))
+            if test.power is not None:
+                tags.append(("leak_test.power", test.power))
+        return tags
+
+    def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
+        values: list[tuple[str, str, OutputValue | None]] = [("setpoint", self.setpoint, None)]
+        outside = self.outside_production
+        if outside is not None and outside.stop is not None:
+            values.append(("outside_production.stop_value", outside.stop, outside.stop_value))
+            values.append(("outside_production.run_value", outside.stop, outside.run_value))
+        return values
+
+
+class CompressedAir(DomainRule):
+    """Lowest header pressure that keeps every far-end requirement (trim and respond), a lower
+    setpoint or stop outside production, and the leak estimate from load/unload cycles."""
+
+    config: CompressedAirConfig
+
+    def __init__(self, config: CompressedAirConfig) -> None:
+        super().__init__(config, "compressed_air")
+        self.config = config
+        self.reset = TrimRespond(config.reset)
+        self.cycles = LoadUnloadCycles()
+        # Per production mode (the values of the production tags: which machines are in which
+        # state): the setpoint trim and respond reached in it, and the duty of whole windows.
+        self._mode_setpoints: dict[ProductionMode, float] = {}
+        self._rise_history: dict[ProductionMode, deque[float]] = {}
+        self._leak: dict[str, Any] | None = None
+        self._rise: dict[str, Any] | None = None
+        self._test_alarm = False
+        self._rise_alarm = False
+        self._restart_state()
+
+    def _restart_state(self) -> None:
+        """Timers and the cycle record restart (a gap in the inputs breaks cycles); what was
+        learned and the alarms' latches are kept."""
+        self._mode: ProductionMode | None = None
+        self._producing: bool | None = None
+        self._state_since = 0.0
+        self._violated_since: float | None = None
+        self._last_violation = 0.0
+        self._low: tuple[str, float, float] = ("", 0.0, 0.0)
+        self._rise_since: float | None = None
+        self._rise_window_start: float | None = None
+        self._worst: float | None = None
+        self.cycles.reset()
+
+    def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
+        self._restart_state()
+        self.reset.reset(now.monotonic, present_number(snapshot, self.config.setpoint))
+
+    def _mode_of(self, snapshot: Mapping[str, Sample]) -> ProductionMode:
+        signal = self.config.production
+        if signal is None:
+            return ()
+        return tuple(round(number(snapshot, tag), 3) for tag in signal.tags)
+
+    def _change_mode(self, mode: ProductionMode, producing: bool, t: float) -> None:
+        """Another production mode: the setpoint goes to the one reached in that mode before
+        (a mode never seen starts from `reset.initial`, else max: the safe end), and timers
+        restart, held for `reset.delay` while the pressure settles."""
+        reset = self.reset
+        if self._mode is not None and self._producing and reset.started:
+            self._mode_setpoints[self._mode] = reset.value
+        if producing:
+            known = self._mode_setpoints.get(mode)
+            start = known if known is not None else self.config.reset.initial
+            reset.reset(t, start if start is not None else self.config.reset.max)
+        self._mode = mode
+        self._producing = producing
+        self._state_since = t
+        self._rise_window_start = None
+        self._rise_since = None
+
+    def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
+        cfg = self.config
+        t = now.monotonic
+        producing = True if cfg.production is None else cfg.production.on(snapshot)
+        mode = self._mode_of(snapshot)
+        if mode != self._mode:
+            self._change_mode(mode, producing, t)
+        requests = count_requests(cfg.critical, snapshot)
+        worst = min(number(snapshot, req.tag) for req in cfg.critical)
+        self._worst = worst
+        outside = cfg.outside_production
+        out: list[Proposal] = []
+        if producing or outside is None or outside.setpoint_bar is None:
+            setpoint = self.reset.update(t, requests if producing else 0)
+            reason = (
+                f"trim and respond: far end {worst:.2f} bar, {requests} request(s),"
+                f" last step {self.reset.last_step:+g} bar"
+            )
+        else:
+            setpoint = outside.setpoint_bar
+            reason = "no production: lower setpoint"
+        out.append(self.propose(cfg.setpoint, round(setpoint, 4), reason))
+        if outside is not None and outside.stop is not None:
+            value = outside.run_value if producing else outside.stop_value
+            out.append(self.propose(outside.stop, value, "production" if producing else reason))
+        self._pressure_alarm(cfg, snapshot, producing, t, setpoint)
+        if cfg.leak_test is not None:
+            self._leaks(cfg.leak_test, snapshot, producing, t)
+        return out
+
+    def _pressure_alarm(
+        self,
+        cfg: CompressedAirConfig,
+        snapshot: Mapping[str, Sample],
+        producing: bool,
+        t: float,
+        setpoint: float,
+    ) -> None:
+        """`pressure_low` when a requirement keeps being violated: dips below it recur within
+        every trim-and-respond period for `pressure_alarm_after`."""
+        low = [req for req in cfg.critical if req.violated(number(snapshot, req.tag))]
+        if producing and low:
+            if self._violated_since is None:
+                self._violated_since = t
+            self._last_violation = t
+            self._low = (low[0].tag, number(snapshot, low[0].tag), low[0].min or 0.0)
+        elif not producing or (
+            self._violated_since is not None and t - self._last_violation > cfg.reset.period
+        ):
+            self._violated_since = None
+        if self._violated_since is None:
+            self.set_alarm("pressure_low", False)
+            return
+        if t - self._violated_since < cfg.pressure_alarm_after:
+            return
+        tag, value, minimum = self._low
+        self.set_alarm(
+            "pressure_low",
+            True,
+            f"{tag} under its minimum {minimum:g} bar again and again for"
+            f" {format_duration(cfg.pressure_alarm_after)} (last {value:.2f} bar) with the"
+            f" setpoint at {setpoint:.2f} bar",
+            {
+                "far_end_bar": round(value, 3),
+                "min_bar": minimum,
+                "setpoint_bar": round(setpoint, 3),
+            },
+        )
+
+    def _leaks(
+        self, test: LeakTestConfig, snapshot: Mapping[str, Sample], producing: bool, t: float
+    ) -> None:
+        loaded = number(snapshot, test.loaded) >= 0.5
+        power = number(snapshot, test.power) if test.power is not None else None
+        done = self.cycles.add(t, loaded, power)
+        self.cycles.forget_before(t - max(test.rise_window, 2 * _HOUR))
+        if not producing and done is not None:
+            counted = self.cycles.since(self._state_since + test.settle)
+            if len(counted) >= test.min_cycles:
+                self._leak = self._estimate(test, counted, "load_unload_test")
+                # Latched by test results: raised by one over the threshold, cleared by one
+                # under it, whatever happens in production in between.
+                self._test_alarm = self._leak["leak_fraction"] >= test.alarm_above
+        if test.rise_above is not None and done is not None:
+            self._watch_rise(test, test.rise_above, t)
+        if self._test_alarm and self._leak is not None:
+            leak = self._leak
+            self.set_alarm(
+                "air_leak",
+                True,
+                f"leak test: compressor loaded {leak['leak_fraction']:.0%} of the time with no"
+                f" air used, about {leak['kw_lost']:.1f} kW lost",
+                leak,
+            )
+        elif self._rise_alarm and self._rise is not None:
+            rise = self._rise
+            self.set_alarm(
+                "air_leak",
+                True,
+                f"air use {rise['rise']:.0%} of capacity above earlier windows in the same mode"
+                f" for over {format_duration(test.rise_for)}: about {rise['kw_lost']:.1f} kW lost",
+                rise,
+            )
+        else:
+            self.set_alarm("air_leak", False)
+
+    def _loaded_kw(self, test: LeakTestConfig, cycles: list[LoadCycle]) -> float:
+        loaded_s = sum(c.loaded_s for c in cycles)
+        kwh = [c.loaded_kwh for c in cycles]
+        if test.power is not None and loaded_s > 0 and all(k is not None for k in kwh):
+            return sum(k for k in kwh if k is not None) * _HOUR / loaded_s
+        return test.full_load_kw or 0.0
+
+    def _estimate(
+        self, test: LeakTestConfig, cycles: list[LoadCycle], method: str
+    ) -> dict[str, Any]:
+        fraction = leak_fraction(cycles)
+        loaded_kw = self._loaded_kw(test, cycles)
+        estimate: dict[str, Any] = {
+            "method": method,
+            "leak_fraction": round(fraction, 4),
+            "cycles": len(cycles),
+            "loaded_kw": round(loaded_kw, 2),
+            # Every loaded second of the test makes up for leaks (DOE/CAC).
+            "kw_lost": round(fraction * loaded_kw, 2),
+        }
+        if test.rated_flow_m3_min is not None:
+            estimate["leak_m3_min"] = round(fraction * test.rated_flow_m3_min, 3)
+        return estimate
+
+    def _watch_rise(self, test: LeakTestConfig, rise_above: float, t: float) -> None:
+        """Duty over the whole cycles of the last `rise_window` against the median of earlier
+        whole windows in the same production mode. Windows are learned only while no leak is
+        suspected, so a leak is never learned as normal."""
+        begin = self._state_since + test.settle
+        if t < begin:
+            return
+        if self._rise_window_start is None:
+            self._rise_window_start = t
+        recent = self.cycles.since(max(t - test.rise_window, begin))
+        mode = self._mode if self._mode is not None else ()
+        history = self._rise_history.setdefault(mode, deque())
+        full = sum(c.total_s for c in recent) >= 0.8 * test.rise_window
+        if recent and full and len(history) >= test.rise_min_history:
+            duty = leak_fraction(recent)
+            baseline = statistics.median(history)
+            rise = duty - baseline
+            loaded_kw = self._loaded_kw(test, recent)
+            self._rise = {
+                "method": "air_use_rise",
+                "state": "production" if self._producing else "no-production",
+                "mode": list(mode),
+                "duty": round(duty, 4),
+                "baseline_duty": round(baseline, 4),
+                "rise": round(rise, 4),
+                "loaded_kw": round(loaded_kw, 2),
+                "kw_lost": round(max(0.0, rise) * loaded_kw, 2),
+            }
+            if test.rated_flow_m3_min is not None:
+                self._rise["leak_m3_min"] = round(max(0.0, rise) * test.rated_flow_m3_min, 3)
+            if rise >= rise_above:
+                if self._rise_since is None:
+                    self._rise_since = t
+                if t - self._rise_since >= test.rise_for:
+                    self._rise_alarm = True
+            else:
+                self._rise_since = None
+                if rise < rise_above / 2:
+                    self._rise_alarm = False
+        if t - self._rise_window_start >= test.rise_window:
+            window = self.cycles.since(self._rise_window_start)
+            quiet = not self._rise_alarm and not self._test_alarm and self._rise_since is None
+            if window and quiet:
+                history.append(leak_fraction(window))
+                while len(history) > test.rise_history:
+                    history.popleft()
+            self._rise_window_start = t
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "setpoint_bar": rounded(self.reset.value if self.reset.started else None),
+            "worst_far_end_bar": rounded(self._worst),
+            "last_requests": self.reset.last_requests,
+            "last_step_bar": self.reset.last_step,
+            "producing": self._producing,
+            "leak_test": self._leak,
+            "air_use": self._rise,
+            "mode": None if self._mode is None else list(self._mode),
+            "learned": [
+                {
+                    "mode": list(mode),
+                    "setpoint_bar": rounded(self._mode_setpoints.get(mode)),
+                    "duty": [round(d, 4) for d in history],
+                }
+                for mode, history in self._rise_history.items()
+            ],
+        }

@@ -1,0 +1,103 @@
+"""The generated-cells run (bench/cells.py) keeps working: two cells, half an hour each, through
+`python -m bench --cells` and the real co-simulation; and how a cell's report is scored (late,
+missed and not-yet-due leaks). Not a benchmark: the figures are checked for being there."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.cells import SAVINGS, summary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def report(leaks: list[dict[str, Any]], hours: float = 24.0) -> dict[str, Any]:
+    """The fields of an `edgecell report` that the summary reads."""
+    totals = {"ev_energy_short_kwh": 0.0, "wall_s": 1.0}
+    return {
+        "hours": hours,
+        "baseline": totals,
+        "edgecell": totals,
+        "constraint_violations": {"process_temperature_above_limit": 45.0},
+        "constraint_violations_s": 45.0,
+        "false_alarms": 1,
+        "leaks": leaks,
+        "savings_pct": {
+            "energy_kwh": 7.5,
+            "peak_demand_kw": -2.0,
+            "energy_cost": 5.0,
+            "water_m3": 40.0,
+        },
+        "alarms": [{"topic": "edgecell/cell/alarms/water_leak.leak"}],
+    }
+
+
+def leak(name: str, start_s: float | None, after_min: float | None) -> dict[str, Any]:
+    return {
+        "leak": name,
+        "kind": "water",
+        "true_start_s": start_s,
+        "alarm": None if after_min is None else "water_leak.leak",
+        "detected_after_min": after_min,
+    }
+
+
+def test_leaks_are_scored_missed_late_or_not_yet_due() -> None:
+    scored = summary(
+        report(
+            [
+                leak("on-time", 3600.0, 12.0),
+                leak("late", 7200.0, 45.0),
+                leak("missed", 8000.0, None),
+                leak("at-the-end", 24 * 3600 - 600.0, None),  # 10 min before the run ends
+                leak("never-flowed", None, None),
+            ]
+        ),
+        "cell-x",
+    )
+    assert [entry["leak"] for entry in scored["leaks"]] == ["on-time", "late", "missed"]
+    assert (scored["leaks_late"], scored["leaks_missed"], scored["leaks_not_due"]) == (1, 1, 1)
+    assert scored["violations_total_s"] == 45.0
+    assert scored["false_alarms"] == 1
+    assert scored["uses_more"] == ["peak_demand_kw"]
+
+
+def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "cells.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--cells",
+            "2",
+            "--hours",
+            "0.5",
+            "--cycle",
+            "10",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = orjson.loads(out.read_bytes())
+    assert [cell["cell"] for cell in result["cells"]] == ["cell-1-000", "cell-1-001"]
+    for cell in result["cells"]:
+        assert set(cell["savings_pct"]) == set(SAVINGS)
+        assert cell["savings_pct"]["energy_kwh"] is not None
+        assert cell["machines"] >= 2
+        assert cell["violations_total_s"] >= 0
+    dist = result["distribution"]
+    assert dist["cells"] == 2
+    assert set(dist["savings_pct"]) == set(SAVINGS)
+    assert "| saving | min | median | max |" in done.stdout
