@@ -37,6 +37,7 @@ class RunFigures:
     cpu_percent_of_core: float
     cpu_ms_per_1000_values: float | None
     peak_rss_mb: float
+    rss_mb: float  # VmRSS at the end of the window: what the gateway holds in steady state
     processes: int
     requests_per_cycle: float
     optimal_requests_per_cycle: int
@@ -150,6 +151,7 @@ def compute(
         cpu_percent_of_core=round(cpu_s / span * 100, 2),
         cpu_ms_per_1000_values=round(cpu_s * 1000 / (delivered / 1000), 2) if delivered else None,
         peak_rss_mb=round(after.peak_rss_bytes / 1e6, 1),
+        rss_mb=round(after.rss_bytes / 1e6, 1),
         processes=len(after.pids),
         requests_per_cycle=round(requests / (span / period), 2),
         optimal_requests_per_cycle=workload.devices * workload.reads_per_device,

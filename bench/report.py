@@ -20,7 +20,8 @@ def _fmt(value: Any, digits: int = 1) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = ["gateway", "values/s", "complete", "changes", "CPU %core", "CPU ms/1k val",
-              "peak RSS MB", "lat p50 ms", "lat p99 ms", "jitter p99 ms", "req/cycle (opt)"]
+              "RSS MB", "peak RSS MB", "lat p50 ms", "lat p99 ms", "jitter p99 ms",
+              "req/cycle (opt)"]
     lines = [header]
     for r in rows:
         lines.append([
@@ -30,6 +31,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{r['changes_completeness']:.1%}",
             _fmt(r["cpu_percent_of_core"], 1),
             _fmt(r["cpu_ms_per_1000_values"], 2),
+            _fmt(r["rss_mb"], 0),
             _fmt(r["peak_rss_mb"], 0),
             _fmt(r["latency_p50_ms"], 0),
             _fmt(r["latency_p99_ms"], 0),
@@ -73,6 +75,7 @@ def comparisons(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cpu_per_value": _ratio(ours["cpu_ms_per_1000_values"],
                                         peer["cpu_ms_per_1000_values"]),
                 "cpu_percent": _ratio(ours["cpu_percent_of_core"], peer["cpu_percent_of_core"]),
+                "rss": _ratio(ours["rss_mb"], peer["rss_mb"]),
                 "peak_rss": _ratio(ours["peak_rss_mb"], peer["peak_rss_mb"]),
                 "latency_p99": _ratio(ours["latency_p99_ms"], peer["latency_p99_ms"]),
             })
@@ -83,13 +86,13 @@ def comparison_table(items: list[dict[str, Any]], rows: list[dict[str, Any]]) ->
     if not items:
         return "(no peer in this run)"
     labels = {r["gateway"]: r["label"] for r in rows}
-    header = ["edgecell / peer", "CPU per value", "CPU %core", "peak RSS", "latency p99"]
+    header = ["edgecell / peer", "CPU per value", "CPU %core", "RSS", "peak RSS", "latency p99"]
     lines = [header]
     for c in items:
         lines.append([
             f"{labels[c['edgecell']]} / {labels[c['peer']]}",
             *(("-" if c[k] is None else f"{c[k]:.2f}x")
-              for k in ("cpu_per_value", "cpu_percent", "peak_rss", "latency_p99")),
+              for k in ("cpu_per_value", "cpu_percent", "rss", "peak_rss", "latency_p99")),
         ])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     out = []
@@ -122,6 +125,9 @@ def targets(rows: list[dict[str, Any]], workload: Workload) -> list[dict[str, An
             add(f"{rate:,.0f} tags/s: complete, < 40% of a core",
                 complete and ours["cpu_percent_of_core"] < 40,
                 f"{ours['values_completeness']:.1%} complete, {ours['cpu_percent_of_core']}% core")
+            # Issue 13, point 14: what the daemon holds at 100,000 tags/s.
+            add(f"{rate:,.0f} tags/s: RSS at the end of the window < 150 MB",
+                ours["rss_mb"] < 150, f"{ours['rss_mb']} MB (peak {ours['peak_rss_mb']} MB)")
         p99 = ours["latency_p99_ms"]
         limit = workload.period * 1000 + 50
         add(f"p99 change-to-broker < poll interval + 50 ms ({limit:.0f} ms)",

@@ -42,6 +42,7 @@ def test_harness_writes_every_figure_of_an_edgecell_run(tmp_path: Path) -> None:
     assert row["cpu_s"] > 0
     assert row["cpu_ms_per_1000_values"] > 0
     assert 10 < row["peak_rss_mb"] < 1000
+    assert 10 < row["rss_mb"] <= row["peak_rss_mb"]
     assert row["optimal_requests_per_cycle"] == 2
     assert 1.5 <= row["requests_per_cycle"] <= 2.5
     assert row["poll_jitter_p99_ms"] is not None
