@@ -68,7 +68,7 @@ def measure(workload: Workload, rounds: int = 10, polls: int = 5) -> dict[str, f
             t0 = clock()
             table.update(samples)
             t1 = clock()
-            topics.data_batch(samples, seq=1, ts=now)
+            topics.data_batch(samples, epoch="0123456789ab", seq=1, ts=now)
             t2 = clock()
             spent["update"] += t1 - t0
             spent["payload"] += t2 - t1

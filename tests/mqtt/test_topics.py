@@ -138,7 +138,9 @@ def test_a_data_batch_holds_no_more_memory_than_its_length():
     # that holds ten times its length (orjson's working buffer, never shrunk) makes those
     # bounds ten times too loose and was 40 MB of the daemon at 100,000 tags/s.
     samples = [sample(f"r{i:04d}", i * 0.1) for i in range(1000)]
-    payload, held = _held_bytes(lambda: topics.data_batch(samples, seq=1, ts=1_700_000_000_200))
+    payload, held = _held_bytes(
+        lambda: topics.data_batch(samples, epoch="0123456789ab", seq=1, ts=1_700_000_000_200)
+    )
     assert len(payload) > 40_000
     assert held <= len(payload) + _BYTES_OVERHEAD
 
