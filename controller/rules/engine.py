@@ -401,10 +401,8 @@ class RuleEngine:
                     entry["reason"] = mine.reason
             else:
                 winner = real if real is not None else would
-                by = (
-                    "operator"
-                    if winner is not None and winner.by_operator
-                    else (winner.rule if winner is not None else None)
+                by = "operator" if winner is not None and winner.by_operator else (
+                    winner.rule if winner is not None else None
                 )
                 entry.update(outcome=Outcome.OVERRULED.value, by=by)
             outputs[tag] = entry

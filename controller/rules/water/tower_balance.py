@@ -51,9 +51,9 @@ class TowerBalanceConfig(RuleCommon):
     bleed_full_m3_h: float | None = Field(default=None, gt=0)
     drift_m3_h: float = Field(default=0.0, ge=0)  # drift losses (CTI: 0.002-0.2 % of circulation)
     volume_m3: float = Field(gt=0)  # system water: basin, piping, condenser
-    window: PositiveDuration = 1800.0  # the balance is integrated over it
+    window: PositiveDuration = 1200.0  # the balance is integrated over it
     threshold_m3_h: float = Field(gt=0)  # unaccounted loss that counts as a leak
-    duration: Duration = 900.0
+    duration: Duration = 300.0
 
     @model_validator(mode="after")
     def _one_bleed(self) -> TowerBalanceConfig:

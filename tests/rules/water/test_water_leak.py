@@ -305,3 +305,15 @@ def test_plant_normal_day_with_quiet_hours_raises_no_leak() -> None:
     active: list[bool] = []
     loop.run(24 * 3600, lambda loop: active.append(leak(rule).active))
     assert not any(active)
+
+
+def test_a_baseline_older_than_its_bound_is_not_trusted_and_the_cold_start_watches() -> None:
+    """A baseline of 0.5 m3/h remembered from a month ago would hide the 0.35 m3/h night; it is
+    too old to trust, so the floor against the prior decides."""
+    rule = WaterLeak(config(quiet_hours=QUIET))
+    month_ago = Driven(rule).start_ms - 30 * 86_400_000
+    rule.recall({"learned": [{"mode": [1.0], "minima": [[month_ago, 0.5]]}]})
+    raised = first_alarm(rule, night_flow, hours=6)
+    assert raised is not None
+    assert raised <= 2 * 3600 + 47 * 60
+    assert rule.learned((1.0,)) == [0.5]
