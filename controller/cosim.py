@@ -27,6 +27,7 @@ from controller.config import Config, DeviceConfig
 from controller.model import DeviceStatus, Sample
 from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
+from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
 from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
 from drivers.registry import build_drivers
@@ -172,6 +173,7 @@ class CoSimulation:
                 events=self.events,
                 base_topic=config.base_topic,
                 alarms=self.alarms,
+                memory=RuleMemory(Path(self._state.name) / RULE_MEMORY_DIR),
             )
             await self._poll_all()
         except BaseException:

@@ -33,6 +33,7 @@ from controller.mqtt.commands import CommandHandler
 from controller.mqtt.publisher import MqttPublisher
 from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
+from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
 from controller.rules.rule import Rule
 from controller.statedir import StateDirLock
 from controller.systemd import Notifier, watchdog_loop
@@ -228,6 +229,7 @@ class Runtime:
             events=publisher,
             base_topic=self.base_topic,
             alarms=self._alarms,
+            memory=RuleMemory(self.state_dir / RULE_MEMORY_DIR),
         )
         # Before any await: the publisher subscribes to cmd/# when it connects.
         publisher.subscribe_commands(

@@ -12,6 +12,7 @@ from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
 from controller.rules.rule import Rule
 from controller.rules.water.cooling_tower_blowdown import BlowdownConfig, CoolingTowerBlowdown
 from controller.rules.water.rinse_reuse import RinseReuse, RinseReuseConfig
+from controller.rules.water.tower_balance import TowerBalance, TowerBalanceConfig
 from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig
 
 DomainRuleConfig: TypeAlias = (
@@ -22,6 +23,7 @@ DomainRuleConfig: TypeAlias = (
     | WaterLeakConfig
     | BlowdownConfig
     | RinseReuseConfig
+    | TowerBalanceConfig
 )
 
 
@@ -39,4 +41,6 @@ def build_domain_rule(config: DomainRuleConfig) -> Rule:
         return WaterLeak(config)
     if isinstance(config, BlowdownConfig):
         return CoolingTowerBlowdown(config)
+    if isinstance(config, TowerBalanceConfig):
+        return TowerBalance(config)
     return RinseReuse(config)

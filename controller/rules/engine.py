@@ -25,6 +25,7 @@ from controller.configtypes import format_duration
 from controller.model import Quality, Sample
 from controller.mqtt import topics
 from controller.rules.config import RULE_MODES, OutputValue, RuleMode
+from controller.rules.memory import RememberingRule, RuleMemory
 from controller.rules.rule import Now, Proposal, Rule, RuleInputError
 from controller.tagtable import TagTable
 
@@ -126,8 +127,12 @@ class RuleEngine:
         events: EventSink | None = None,
         base_topic: str = "edgecell",
         alarms: AlarmBoard | None = None,
+        memory: RuleMemory | None = None,
     ) -> None:
         self._table = table
+        # What rules learned, kept across restarts; the revision each rule's file was saved at.
+        self.memory = memory
+        self._saved_revision: dict[str, int] = {}
         self.alarms = alarms
         self._actuator = actuator
         self._clock = clock
@@ -194,8 +199,27 @@ class RuleEngine:
             if self._events is not None:
                 self._events.publish_retained(topics.rule_state(self._base, name), b"")
         self._rules = kept
+        kept_ids = {id(rule) for rule in kept if old.get(rule.name) is rule}
         for rule in kept:
             self._status.setdefault(rule.name, _RuleStatus())
+            if isinstance(rule, RememberingRule) and id(rule) not in kept_ids:
+                if self.memory is not None:
+                    self.memory.restore(rule)  # a new rule, or one whose config changed
+                self._saved_revision[rule.name] = rule.memory_revision
+        for name in set(self._saved_revision) - set(names):
+            del self._saved_revision[name]
+
+    def _remember(self, wall_ms: int) -> None:
+        """Save what rules learned this cycle (a rare event: a night's minimum, not a sample)."""
+        if self.memory is None:
+            return
+        for rule in self._rules:
+            if not isinstance(rule, RememberingRule):
+                continue
+            if self._saved_revision.get(rule.name) != rule.memory_revision:
+                # Recorded even when the disk refused: one log line, retried at the next change.
+                self._saved_revision[rule.name] = rule.memory_revision
+                self.memory.save(rule, wall_ms)
 
     def republish(self) -> None:
         """Publish every rule's state again at the next cycle (a rebirth)."""
@@ -252,6 +276,7 @@ class RuleEngine:
         if self.alarms is not None:
             # The rules' alarm conditions after this cycle: raised, still active, or cleared.
             self.alarms.observe_rules(self._rules, now.wall_ms)
+        self._remember(now.wall_ms)
         duration = time.perf_counter() - started
         stats = self.stats
         stats.cycles += 1
@@ -387,7 +412,8 @@ class RuleEngine:
         status.active = bool(own) and status.running
         waiting = "" if status.ready else "waiting for a first good reading: "
         status.reason = (
-            "mode off" if rule.mode == "off"
+            "mode off"
+            if rule.mode == "off"
             else (status.problem and waiting + status.problem)
             or next((p.reason for p in own.values()), "no proposal")
         )

@@ -1,6 +1,8 @@
 """Water leaks by minimum night flow: the idle flow against a baseline learned from earlier
-idle windows of the same production mode. docs/rules.md, "water_leak", gives the method,
-source and parameters."""
+idle windows of the same production mode, and from the first night on (no baseline yet, or one
+too old to trust) the floor of the quiet-hours flow against a configured prior. Learned
+baselines outlive a restart (`remembered` / `recall`, kept by controller/rules/memory.py).
+docs/rules.md, "water_leak", gives the method, source and parameters."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from controller.configtypes import Duration, PositiveDuration, StrictModel, format_duration
+from controller.configtypes import Duration, Name, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
 from controller.rules.average import MovingAverage, MovingAverageConfig
 from controller.rules.blocks import NoSampleError
@@ -23,7 +25,11 @@ from controller.rules.domain import (
     rounded,
     signal_inputs,
 )
+from controller.rules.memory import RuleMemoryError
 from controller.rules.rule import Now, Proposal, number
+from controller.rules.schedule import Schedule, ScheduleConfig
+
+_DAY_S = 86_400.0
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -50,6 +56,24 @@ class IsolationValve(StrictModel):
     in_production: bool = False
 
 
+class QuietHours(StrictModel):
+    """When water should not be used: the `periods` of `schedule` (the shift plan's
+    off-shift, a site's night) during which an idle site is quiet."""
+
+    schedule: ScheduleConfig
+    periods: list[Name] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_periods(self) -> QuietHours:
+        unknown = sorted(set(self.periods) - self.schedule.period_names)
+        if unknown:
+            raise ValueError(
+                f"periods {unknown} are not in the schedule, which has"
+                f" {sorted(self.schedule.period_names)}"
+            )
+        return self
+
+
 class WaterLeakConfig(RuleCommon):
     """Alarm when the idle flow stays above the baseline learned from earlier idle windows."""
 
@@ -67,6 +91,14 @@ class WaterLeakConfig(RuleCommon):
     threshold_m3_h: float = Field(gt=0)
     duration: Duration = 900.0
     initial_baseline_m3_h: float | None = Field(default=None, ge=0)
+    # Cold start: in `quiet_hours`, without a trusted learned baseline, the floor (lowest
+    # one-minute mean) of the flow over `floor_window` is compared with this prior (what the
+    # quiet site draws by design). Without quiet hours there is no cold start: idle machines
+    # are not an empty site (people arrive before the shift and use water).
+    quiet_hours: QuietHours | None = None
+    night_flow_m3_h: float = Field(default=0.0, ge=0)
+    floor_window: PositiveDuration = 900.0
+    baseline_max_age: PositiveDuration = 14 * _DAY_S  # older learned minima are not trusted
     isolation: IsolationValve | None = None
 
     @model_validator(mode="after")
@@ -119,6 +151,39 @@ class _Resampled:
             return None
 
 
+class _Floor:
+    """The lowest one-minute (time-weighted) mean of the flow over the last `window`: a leak is
+    a floor that never goes back to zero, while a tank filling or a flush comes and goes."""
+
+    STEP = 60.0
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._means: deque[tuple[float, float]] = deque()  # (end of the minute, mean)
+        self._start: float | None = None
+        self._first = 0.0
+        self._last: tuple[float, float] | None = None
+        self._sum = 0.0
+
+    def update(self, t: float, value: float) -> float | None:
+        """Add a reading; the floor once the minutes cover `window`, else None."""
+        if self._start is None or self._last is None:
+            self._start, self._last, self._sum = t, (t, value), 0.0
+            self._first = t
+            return None
+        last_t, last_value = self._last
+        self._sum += last_value * (t - last_t)
+        self._last = (t, value)
+        if t - self._start >= self.STEP:
+            self._means.append((t, self._sum / (t - self._start)))
+            self._start, self._sum = t, 0.0
+        while self._means and self._means[0][0] <= t - self.window:
+            self._means.popleft()
+        if not self._means or t - self._first < self.window:
+            return None
+        return min(mean for _, mean in self._means)
+
+
 class _Episode:
     """One stretch of one production mode and what it has shown."""
 
@@ -130,43 +195,83 @@ class _Episode:
         self.start = start
         self.learn = _Resampled(config.learn_window)
         self.watch = _Resampled(config.watch_window)
+        self.floor = _Floor(config.floor_window)
         self.minimum: float | None = None
         self.suspect = False  # a leak was suspected during it: not learned
+
+
+class _Learned(StrictModel):
+    """One mode's learned minima as remembered: (wall time learned, epoch ms; minimum m3/h)."""
+
+    mode: list[float]
+    minima: list[tuple[int, float]]
+
+
+class _Remembered(StrictModel):
+    """What the rule keeps across restarts: its learned minima with the time each was learned."""
+
+    learned: list[_Learned]
 
 
 class WaterLeak(DomainRule):
     """Minimum night flow: the baseline is the `percentile` of the minimum rolling-hour flow of
     earlier windows of the same production mode (the machines in the same states); flow
-    staying `threshold_m3_h` above it for `duration` is a leak."""
+    staying `threshold_m3_h` above it for `duration` is a leak. Without a trusted baseline
+    (none learned yet, or all older than `baseline_max_age`), in quiet hours the floor of the
+    flow over `floor_window` standing `threshold_m3_h` above `night_flow_m3_h` is a leak."""
 
     config: WaterLeakConfig
 
     def __init__(self, config: WaterLeakConfig) -> None:
         super().__init__(config, "water_leak")
         self.config = config
-        self.minima: dict[ProductionMode, deque[float]] = {}
+        # Per mode: (epoch ms learned, minimum m3/h), oldest first.
+        self.minima: dict[ProductionMode, deque[tuple[int, float]]] = {}
+        self.memory_revision = 0  # bumped when something worth remembering was learned
+        self._quiet = None if config.quiet_hours is None else Schedule(config.quiet_hours.schedule)
         self._episode: _Episode | None = None
         self._above_since: float | None = None
-        self._alarm = False
+        self._alarm = False  # raised against a learned (or initial) baseline
+        self._floor_alarm = False  # raised at cold start, by the floor of the quiet flow
         self._flow: float | None = None
         self._watched: float | None = None
         self._excess: float | None = None
         self._baseline: float | None = None
+        self._floor: float | None = None
+        self._wall_ms: int | None = None
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # A gap in the flow breaks the window: it is not learned; the alarm stays latched.
         self._episode = None
         self._above_since = None
 
-    def baseline(self, mode: ProductionMode, producing: bool) -> float | None:
-        minima = self.minima.get(mode)
+    def learned(self, mode: ProductionMode, at_ms: int | None = None) -> list[float]:
+        """The minima learned for `mode` that are still trusted at `at_ms` (all without it)."""
+        minima = self.minima.get(mode, ())
+        if at_ms is None:
+            return [value for _, value in minima]
+        oldest = at_ms - self.config.baseline_max_age * 1000
+        return [value for learned_ms, value in minima if learned_ms >= oldest]
+
+    def baseline(
+        self, mode: ProductionMode, producing: bool, at_ms: int | None = None
+    ) -> float | None:
+        minima = self.learned(mode, at_ms)
         if minima:
-            return percentile(list(minima), self.config.percentile)
+            return percentile(minima, self.config.percentile)
         return None if producing else self.config.initial_baseline_m3_h
+
+    def quiet(self, producing: bool, wall_ms: int) -> bool:
+        """Water should not be used now: no production, in the configured quiet hours."""
+        quiet_hours = self.config.quiet_hours
+        if producing or quiet_hours is None or self._quiet is None:
+            return False
+        return self._quiet.period_at(wall_ms) in quiet_hours.periods
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         t = now.monotonic
+        self._wall_ms = now.wall_ms
         flow = number(snapshot, cfg.flow) - sum(number(snapshot, tag) for tag in cfg.submeters)
         self._flow = flow
         producing = cfg.production.on(snapshot)
@@ -174,15 +279,17 @@ class WaterLeak(DomainRule):
         episode = self._episode
         if episode is None or episode.mode != mode:
             if episode is not None:
-                self._learn(episode)
+                self._learn(episode, now.wall_ms)
             episode = self._episode = _Episode(mode, producing, t, cfg)
             self._above_since = None
             self._excess = None
         learned = episode.learn.update(t, flow)
         watched = self._watched = episode.watch.update(t, flow)
+        floor = episode.floor.update(t, flow)
         if learned is not None and t - episode.start >= cfg.learn_window:
             episode.minimum = learned if episode.minimum is None else min(episode.minimum, learned)
-        baseline = self._baseline = self.baseline(mode, producing)
+        trusted = bool(self.learned(mode, now.wall_ms))
+        baseline = self._baseline = self.baseline(mode, producing, now.wall_ms)
         watching = cfg.watch == "always" or not producing
         if (
             watching
@@ -201,45 +308,108 @@ class WaterLeak(DomainRule):
                 self._above_since = None
                 if excess < cfg.threshold_m3_h / 2:
                     self._alarm = False
+        self._floor = None
+        if trusted or cfg.quiet_hours is None:
+            self._floor_alarm = False  # a learned baseline has taken over
+        elif floor is not None and self.quiet(producing, now.wall_ms):
+            self._floor = floor
+            over = floor - cfg.night_flow_m3_h
+            if over >= cfg.threshold_m3_h:
+                self._floor_alarm = True
+            elif over < cfg.threshold_m3_h / 2:
+                self._floor_alarm = False
+            if over >= cfg.threshold_m3_h / 2:
+                episode.suspect = True  # a night with a floor is not learned as normal
+        self._raise(episode, mode)
+        return self._valve(producing)
+
+    def _raise(self, episode: _Episode, mode: ProductionMode) -> None:
+        cfg = self.config
         if self._alarm:
             episode.suspect = True
-            estimate = {
-                "leak_m3_h": rounded(self._excess),
-                "flow_m3_h": rounded(watched),
-                "baseline_m3_h": rounded(baseline),
-                "mode": list(mode),
-                "basis": f"{cfg.percentile:g}th percentile of the minimum rolling"
-                f" {format_duration(cfg.learn_window)} of earlier windows in this mode",
-            }
             self.set_alarm(
                 "leak",
                 True,
-                f"water flow {watched or 0.0:.2f} m3/h, {self._excess or 0.0:.2f} m3/h above the"
-                f" learned baseline {baseline or 0.0:.2f} m3/h: probable leak",
-                estimate,
+                f"water flow {self._watched or 0.0:.2f} m3/h, {self._excess or 0.0:.2f} m3/h"
+                f" above the learned baseline {self._baseline or 0.0:.2f} m3/h: probable leak",
+                {
+                    "leak_m3_h": rounded(self._excess),
+                    "flow_m3_h": rounded(self._watched),
+                    "baseline_m3_h": rounded(self._baseline),
+                    "mode": list(mode),
+                    "basis": f"{cfg.percentile:g}th percentile of the minimum rolling"
+                    f" {format_duration(cfg.learn_window)} of earlier windows in this mode",
+                },
+            )
+        elif self._floor_alarm:
+            episode.suspect = True
+            floor = self._floor if self._floor is not None else 0.0
+            self.set_alarm(
+                "leak",
+                True,
+                f"quiet-hours water flow never fell below {floor:.2f} m3/h in"
+                f" {format_duration(cfg.floor_window)}, {floor - cfg.night_flow_m3_h:.2f} m3/h"
+                f" above the expected night flow {cfg.night_flow_m3_h:g} m3/h: probable leak",
+                {
+                    "leak_m3_h": rounded(floor - cfg.night_flow_m3_h),
+                    "flow_m3_h": rounded(self._floor),
+                    "baseline_m3_h": cfg.night_flow_m3_h,
+                    "mode": list(mode),
+                    "basis": f"lowest one-minute flow over {format_duration(cfg.floor_window)}"
+                    " of quiet hours against night_flow_m3_h (no trusted learned baseline)",
+                },
             )
         else:
             self.set_alarm("leak", False)
-        return self._valve(producing)
 
-    def _learn(self, episode: _Episode) -> None:
+    def _learn(self, episode: _Episode, wall_ms: int) -> None:
         if episode.minimum is None or episode.suspect:
             return
         minima = self.minima.setdefault(episode.mode, deque())
-        minima.append(episode.minimum)
+        minima.append((wall_ms, episode.minimum))
         while len(minima) > self.config.history:
             minima.popleft()
+        self.memory_revision += 1
+
+    # --- memory across restarts --------------------------------------------------------------
+
+    def remembered(self) -> dict[str, Any]:
+        """The learned minima (JSON-ready), for the state directory."""
+        return _Remembered(
+            learned=[
+                _Learned(mode=list(mode), minima=list(minima))
+                for mode, minima in self.minima.items()
+            ]
+        ).model_dump(mode="json")
+
+    def recall(self, state: Mapping[str, Any]) -> None:
+        """Take learned minima remembered by an earlier run; `RuleMemoryError` when `state` is
+        not what `remembered` writes. Minima older than `baseline_max_age` are kept but not
+        trusted (`learned`), and `history` still bounds each mode."""
+        try:
+            remembered = _Remembered.model_validate(state)
+        except ValidationError as exc:
+            raise RuleMemoryError(f"not a water_leak memory: {exc.error_count()} problems") from exc
+        self.minima = {}
+        for entry in remembered.learned:
+            ordered = sorted(entry.minima)[-self.config.history :]
+            self.minima[tuple(entry.mode)] = deque(ordered)
 
     def _valve(self, producing: bool) -> list[Proposal]:
         valve = self.config.isolation
         if valve is None or not valve.enabled:
             return []
-        if self._alarm and (valve.in_production or not producing):
+        if self.leak_alarm and (valve.in_production or not producing):
             return [self.propose(valve.tag, valve.close_value, "leak alarm: isolating")]
         return [self.propose(valve.tag, valve.open_value, "no leak alarm")]
 
+    @property
+    def leak_alarm(self) -> bool:
+        return self._alarm or self._floor_alarm
+
     def detail(self) -> dict[str, Any]:
         episode = self._episode
+        at_ms = self._wall_ms
         return {
             "flow_m3_h": rounded(self._flow),
             "watched_m3_h": rounded(self._watched),
@@ -247,10 +417,18 @@ class WaterLeak(DomainRule):
             "producing": None if episode is None else episode.producing,
             "baseline_m3_h": rounded(self._baseline),
             "excess_m3_h": rounded(self._excess),
+            "floor_m3_h": rounded(self._floor),
             "episode_minimum_m3_h": rounded(None if episode is None else episode.minimum),
             "learned_minima": [
-                {"mode": list(mode), "minima": [round(m, 4) for m in minima]}
+                {
+                    "mode": list(mode),
+                    "minima": [round(m, 4) for _, m in minima],
+                    "age_h": [
+                        None if at_ms is None else round((at_ms - ms) / 3_600_000, 1)
+                        for ms, _ in minima
+                    ],
+                }
                 for mode, minima in self.minima.items()
             ],
-            "leak": self._alarm,
+            "leak": self.leak_alarm,
         }

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig, percentile
 from drivers.sim.plant.plant import Plant
+from drivers.sim.scenario import EventsSpec
 from tests.rules.plantloop import Driven, PlantLoop, scenario
 
 MACHINES = ["press-1", "cnc-1", "cnc-2", "washer-1"]
@@ -73,7 +74,8 @@ def test_shorter_than_the_duration_is_no_leak() -> None:
     assert not leak(rule).active
 
 
-def test_without_a_learned_or_initial_baseline_nothing_is_watched() -> None:
+def test_without_a_baseline_or_quiet_hours_nothing_is_watched() -> None:
+    """No quiet hours, no cold start: an idle machine is not an empty site."""
     rule = WaterLeak(config())
     driven = Driven(rule)
     run(driven, 2, 0.9, state=1)
@@ -94,7 +96,7 @@ def test_a_window_with_a_suspected_leak_is_not_learned() -> None:
     run(driven, 1, 2.0, state=3)
     run(driven, 3, 0.85, state=1)
     run(driven, 1, 2.0, state=3)
-    assert list(rule.minima[(1.0,)]) == [pytest.approx(0.05)]
+    assert rule.learned((1.0,)) == [pytest.approx(0.05)]
 
 
 def test_a_window_shorter_than_learn_window_is_not_learned() -> None:
@@ -185,3 +187,133 @@ def test_plant_normal_day_raises_no_leak() -> None:
 def test_watch_window_longer_than_learn_window_is_refused() -> None:
     with pytest.raises(ValidationError, match="watch_window"):
         config(watch_window="2h")
+
+
+def night_flow(t: float) -> float:
+    """A quiet night: a 0.05 m3/h floor, a 1.2 m3/h draw for 2 min every 40 min (a toilet
+    tank, a top-up), and a 0.3 m3/h leak from 02:17."""
+    flow = 0.05 + (1.2 if t % 2400 < 120 else 0.0)
+    return flow + (0.3 if t >= 2 * 3600 + 17 * 60 else 0.0)
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# The shift plan's off-shift: nobody on site from 22:00 to 05:30.
+QUIET = {
+    "schedule": {
+        "timezone": "UTC",
+        "default": "on_site",
+        "periods": [{"name": "night", "days": list(WEEKDAYS), "start": "22:00", "end": "05:30"}],
+    },
+    "periods": ["night"],
+}
+
+
+def first_alarm(rule: WaterLeak, flow: Any, hours: float, state: float = 1) -> float | None:
+    driven = Driven(rule)
+    for _ in range(round(hours * 360)):
+        driven.step({"wm.flow_m3_h": flow(driven.t), "plc.state": state}, dt=10.0)
+        if leak(rule).active:
+            return driven.t
+    return None
+
+
+def test_first_night_leak_is_alarmed_without_a_learned_or_initial_baseline() -> None:
+    """Cold start: the rule has never seen a night; the leak from 02:17 is a floor that never
+    goes back to zero, alarmed within 30 min (the intermittent draws before it are not)."""
+    rule = WaterLeak(config(quiet_hours=QUIET))
+    raised = first_alarm(rule, night_flow, hours=6)
+    start = 2 * 3600 + 17 * 60
+    assert raised is not None, "no alarm in 6 h"
+    assert start < raised <= start + 30 * 60
+    assert leak(rule).estimate["leak_m3_h"] == pytest.approx(0.35, abs=0.01)
+
+
+def test_cold_start_prior_night_flow_raises_the_floor() -> None:
+    """A site whose night flow is 0.4 m3/h by design says so (`night_flow_m3_h`): no alarm."""
+    rule = WaterLeak(config(quiet_hours=QUIET, night_flow_m3_h=0.4))
+    assert first_alarm(rule, night_flow, hours=6) is None
+
+
+def test_cold_start_waits_for_quiet_hours() -> None:
+    """Idle machines at 06:00-12:00 with people on site drawing 0.5 m3/h: not quiet, no alarm."""
+    rule = WaterLeak(config(quiet_hours=QUIET))
+    driven = Driven(rule, start_ms=1_717_372_800_000 + 6 * 3600 * 1000)
+    run(driven, 6, 0.5, state=1)
+    assert not leak(rule).active
+
+
+def test_a_first_night_leak_is_not_learned_as_the_baseline() -> None:
+    rule = WaterLeak(config(quiet_hours=QUIET))
+    driven = Driven(rule)
+    for _ in range(6 * 360):
+        driven.step({"wm.flow_m3_h": night_flow(driven.t), "plc.state": 1}, dt=10.0)
+    run(driven, 1, 2.0, state=3)
+    assert (1.0,) not in rule.minima
+
+
+def quiet_plant_rule() -> WaterLeak:
+    rule = plant_rule()
+    return WaterLeak(rule.config.model_copy(update={"quiet_hours": QUIET_PLANT}))
+
+
+# The scenario's shifts run 06:00-22:00 with staff from before 06:00: quiet 22:30-05:00.
+QUIET_PLANT = WaterLeakConfig.model_validate(
+    {
+        "name": "q",
+        "kind": "water_leak",
+        "flow": "x.y",
+        "production": {"tags": ["x.z"]},
+        "threshold_m3_h": 0.2,
+        "quiet_hours": {
+            "schedule": {
+                "timezone": "UTC",
+                "default": "on_site",
+                "periods": [
+                    {"name": "night", "days": list(WEEKDAYS), "start": "22:30", "end": "05:00"}
+                ],
+            },
+            "periods": ["night"],
+        },
+    }
+).quiet_hours
+
+
+def test_plant_first_night_leak_at_0217_is_alarmed_within_30_minutes() -> None:
+    """The controller starts at midnight with nothing learned; a 0.3 m3/h pipe leak behind the
+    main meter from 02:17 (the issue's new-user scenario) is alarmed on this first night."""
+    leaks = {"leaks": [{"kind": "water", "name": "night", "start": {"at": "02:17"}, "m3_h": 0.3}]}
+    night = scenario().model_copy(update={"events": EventsSpec.model_validate(leaks)})
+    rule = quiet_plant_rule()
+    loop = PlantLoop(rule, PLANT_POINTS, plant=Plant(night), dt=10.0)
+    raised: list[float] = []
+
+    def watch(loop: PlantLoop) -> None:
+        if not raised and leak(rule).active:
+            raised.append(loop.plant.time_s)
+
+    loop.run(4 * 3600, watch)
+    started = loop.plant.truth.leaks[0].started_s
+    assert started is not None
+    assert raised, "no alarm by 04:00"
+    assert 0 < raised[0] - started <= 30 * 60
+    assert leak(rule).estimate["leak_m3_h"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_plant_normal_day_with_quiet_hours_raises_no_leak() -> None:
+    rule = quiet_plant_rule()
+    loop = PlantLoop(rule, PLANT_POINTS, plant=Plant(scenario("normal-day")), dt=10.0)
+    active: list[bool] = []
+    loop.run(24 * 3600, lambda loop: active.append(leak(rule).active))
+    assert not any(active)
+
+
+def test_a_baseline_older_than_its_bound_is_not_trusted_and_the_cold_start_watches() -> None:
+    """A baseline of 0.5 m3/h remembered from a month ago would hide the 0.35 m3/h night; it is
+    too old to trust, so the floor against the prior decides."""
+    rule = WaterLeak(config(quiet_hours=QUIET))
+    month_ago = Driven(rule).start_ms - 30 * 86_400_000
+    rule.recall({"learned": [{"mode": [1.0], "minima": [[month_ago, 0.5]]}]})
+    raised = first_alarm(rule, night_flow, hours=6)
+    assert raised is not None
+    assert raised <= 2 * 3600 + 47 * 60
+    assert rule.learned((1.0,)) == [0.5]
