@@ -733,4 +733,5 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
     rinse["limit_us_cm"] = limit
     rinse["fresh_on_us_cm"] = round(limit * 750 / 900)
     rinse["fresh_off_us_cm"] = round(limit * 600 / 900)
+    rinse["mains_us_cm"] = cell["makeup"]  # the supplier's analysis: the same mains water
     rinse["production"] = {"tags": [states[0]], "at_least": 3}

@@ -167,7 +167,7 @@ def _pct(baseline: float, value: float) -> float | None:
 
 # What the site draws from the mains (the others are parts of these: tower makeup =
 # evaporation + drift + blowdown + tower leaks).
-DRAWN_WATER = ("tower_makeup", "rinse_fresh", "domestic", "main_leak")
+DRAWN_WATER = ("tower_makeup", "rinse_fresh", "rinse_regeneration", "domestic", "main_leak")
 
 
 def _totals(run: RunResult) -> dict[str, Any]:

@@ -270,8 +270,20 @@ class RinseSpec(StrictModel):
     fresh_valve_pct: LimitedSetpoint
     recirc_max_m3_h: float = Field(gt=0)
     recirc_valve_pct: LimitedSetpoint
-    # Ion-exchange / filter on the recirculation loop: share of dissolved solids removed per pass.
+    # Ion exchange on the recirculation loop: share of dissolved solids removed per pass.
     recirc_removal: float = Field(0.9, ge=0, le=1)
+    # The exchanger (a cation + anion bed pair) holds a limited load of ions, then regenerates
+    # off line and draws water to do it (docs/simulator.md, "Rinse line", gives the sources).
+    # Defaults: 50 L of anion resin (the limiting bed) at an operating capacity of 0.6 eq/L =
+    # 30 eq; two 50 L beds at about 6 bed volumes of water each (backwash, regenerant dilution,
+    # slow and fast rinse) = 0.6 m3, 20 L per eq removed (NSF/ANSI 44 softener data sheets: about
+    # 15 L/eq for one bed); a regeneration cycle of about 2 h.
+    ix_capacity_eq: float = Field(30.0, gt=0)
+    ix_regeneration_m3: float = Field(0.6, gt=0)
+    ix_regeneration_h: float = Field(2.0, gt=0)
+    # Share of the capacity already used when the run starts: a bed is at a random point of its
+    # cycle, 0.5 on average (0 would let a one-day run use a fresh bed and never pay for it).
+    ix_initial_load: float = Field(0.5, ge=0, lt=1)
     recirc_pump_kw: float = Field(ge=0)
     fresh_conductivity_us_cm: float = Field(ge=0)
     initial_conductivity_us_cm: float = Field(ge=0)

@@ -284,12 +284,12 @@ class Plant:
             and leak.name in self._active_leaks
         )
         self.water_flow_m3_h = (
-            self.tower.makeup_m3_h + self.rinse.fresh_m3_h + domestic_m3_h + main_leak_m3_h
+            self.tower.makeup_m3_h + self.rinse.supply_m3_h + domestic_m3_h + main_leak_m3_h
         )
         hours = dt / 3600.0
         self.water_total_m3 += self.water_flow_m3_h * hours
         self.tower_makeup_total_m3 += tower.makeup_m3
-        self.rinse_fresh_total_m3 += rinse.fresh_m3
+        self.rinse_fresh_total_m3 += rinse.fresh_m3 + rinse.regeneration_m3
         self.compressor_energy_kwh += air.energy_kwh
 
         self._account(
@@ -301,6 +301,7 @@ class Plant:
             air_demand_m3=air.demand_m3,
             tower=tower,
             rinse_m3=rinse.fresh_m3,
+            regeneration_m3=rinse.regeneration_m3,
             domestic_m3=domestic_m3_h * hours,
             main_leak_m3=main_leak_m3_h * hours,
         )
@@ -332,6 +333,7 @@ class Plant:
         air_demand_m3: float,
         tower: TowerStep,
         rinse_m3: float,
+        regeneration_m3: float,
         domestic_m3: float,
         main_leak_m3: float,
     ) -> None:
@@ -348,6 +350,7 @@ class Plant:
             ("tower_leak", tower.leak_m3),
             ("tower_makeup", tower.makeup_m3),
             ("rinse_fresh", rinse_m3),
+            ("rinse_regeneration", regeneration_m3),
             ("domestic", domestic_m3),
             ("main_leak", main_leak_m3),
         ):
@@ -361,7 +364,7 @@ class Plant:
             truth.energy_cost_by_period.get(period, 0.0) + kwh * price
         )
         truth.water_cost += (
-            tower.makeup_m3 + rinse_m3 + domestic_m3 + main_leak_m3
+            tower.makeup_m3 + rinse_m3 + regeneration_m3 + domestic_m3 + main_leak_m3
         ) * self.scenario.tariff.water_price_per_m3
         # Limits count only while the process they protect is running.
         producing = any(m.activity is Activity.PRODUCING for m in self.machines)
@@ -558,9 +561,10 @@ class Plant:
             "recirculation valve opening",
         )
         measure("rinse.conductivity_us_cm", "uS/cm", lambda: rn.conductivity, "rinse conductivity")
-        measure("rinse.fresh_flow_m3_h", "m3/h", lambda: rn.fresh_m3_h, "fresh water flow")
+        # The rinse station's meter: fresh valve and the ion exchanger's regeneration water.
+        measure("rinse.fresh_flow_m3_h", "m3/h", lambda: rn.supply_m3_h, "rinse station water flow")
         measure(
-            "rinse.fresh_total_m3", "m3", lambda: self.rinse_fresh_total_m3, "fresh water totaliser"
+            "rinse.fresh_total_m3", "m3", lambda: self.rinse_fresh_total_m3, "rinse water totaliser"
         )
 
         measure(

@@ -100,16 +100,29 @@ class CoolingTower:
         )
 
 
+# Conductivity to ion equivalents: a water's cation (or anion) sum in meq/L times 100 is about
+# its conductivity in uS/cm (Standard Methods for the Examination of Water and Wastewater, 1030 E,
+# the check of an analysis). So 1 uS/cm in 1 m3 is 0.01 meq/L * 1000 L = 10 meq = 0.01 eq.
+EQ_PER_US_CM_M3 = 0.01
+
+
 @dataclass
 class RinseStep:
-    fresh_m3: float
+    fresh_m3: float  # through the fresh water valve
+    regeneration_m3: float  # drawn by the ion exchanger's regeneration
     pump_kwh: float
 
 
 class RinseLine:
     """A rinse tank after a process bath: parts drag bath solution in, fresh water dilutes it and
     overflows, a recirculation loop through ion exchange removes solids. Conductivity stands in
-    for dissolved solids (proportional at these dilutions)."""
+    for dissolved solids (proportional at these dilutions).
+
+    The exchanger is not free: the ions it removes load its resin (`EQ_PER_US_CM_M3`), and at
+    `ix_capacity_eq` it is exhausted and regenerates for `ix_regeneration_h`, drawing
+    `ix_regeneration_m3` of mains water evenly over that time; while it regenerates the loop
+    removes nothing. The rinse station's water meter (`supply_m3_h`) is upstream of the fresh
+    valve and the regeneration line, so it counts both."""
 
     def __init__(self, spec: RinseSpec, fresh: Setpoint, recirc: Setpoint) -> None:
         self.spec = spec
@@ -118,7 +131,16 @@ class RinseLine:
         self.conductivity = spec.initial_conductivity_us_cm
         self.fresh_m3_h = 0.0
         self.recirc_m3_h = 0.0
+        self.regeneration_m3_h = 0.0
         self.pump_kw = 0.0
+        self.ix_load_eq = spec.ix_initial_load * spec.ix_capacity_eq
+        self.ix_regenerating_s = 0.0  # time left of a regeneration under way
+        self.ix_regenerations = 0
+
+    @property
+    def supply_m3_h(self) -> float:
+        """What the rinse station's water meter reads: fresh valve plus regeneration."""
+        return self.fresh_m3_h + self.regeneration_m3_h
 
     def step(self, dt: float, producing: bool) -> RinseStep:
         spec = self.spec
@@ -127,17 +149,43 @@ class RinseLine:
         recirc_pct = self.recirc.value if self.recirc.value is not None else 0.0
         fresh = fresh_pct / 100.0 * spec.fresh_max_m3_h
         recirc = recirc_pct / 100.0 * spec.recirc_max_m3_h
+        regenerating = self.ix_regenerating_s > 0
+        treated = 0.0 if regenerating else recirc * spec.recirc_removal  # m3/h cleaned by IX
         source = spec.dragout_l_h / 1000.0 * spec.bath_conductivity_us_cm if producing else 0.0
         source += fresh * spec.fresh_conductivity_us_cm
-        sink = fresh + recirc * spec.recirc_removal  # m3/h of water cleaned
+        sink = fresh + treated  # m3/h of water cleaned
+        start = self.conductivity
         if sink > 0:
             c_eq = source / sink
-            self.conductivity = c_eq + (self.conductivity - c_eq) * math.exp(
-                -sink * hours / spec.tank_m3
-            )
+            x = sink * hours / spec.tank_m3
+            self.conductivity = c_eq + (start - c_eq) * math.exp(-x)
+            mean = c_eq + (start - c_eq) * -math.expm1(-x) / x if x > 0 else start
         else:
             self.conductivity += source * hours / spec.tank_m3
+            mean = (start + self.conductivity) / 2.0
+        regeneration_m3 = self._exchanger(dt, treated * mean * hours)
         self.fresh_m3_h = fresh
         self.recirc_m3_h = recirc
+        self.regeneration_m3_h = regeneration_m3 / hours if hours > 0 else 0.0
         self.pump_kw = spec.recirc_pump_kw if recirc > 0 else 0.0
-        return RinseStep(fresh_m3=fresh * hours, pump_kwh=self.pump_kw * hours)
+        return RinseStep(
+            fresh_m3=fresh * hours, regeneration_m3=regeneration_m3, pump_kwh=self.pump_kw * hours
+        )
+
+    def _exchanger(self, dt: float, removed_us_cm_m3: float) -> float:
+        """Load the resin with what it removed this step; regenerate when exhausted. Returns the
+        regeneration water drawn in the step (m3)."""
+        spec = self.spec
+        if self.ix_regenerating_s > 0:
+            run = min(dt, self.ix_regenerating_s)
+            self.ix_regenerating_s -= run
+            if self.ix_regenerating_s <= 0:
+                self.ix_regenerating_s = 0.0
+                self.ix_load_eq = 0.0
+            return spec.ix_regeneration_m3 * run / (spec.ix_regeneration_h * 3600.0)
+        self.ix_load_eq += removed_us_cm_m3 * EQ_PER_US_CM_M3
+        if self.ix_load_eq >= spec.ix_capacity_eq:
+            self.ix_load_eq = spec.ix_capacity_eq
+            self.ix_regenerating_s = spec.ix_regeneration_h * 3600.0
+            self.ix_regenerations += 1
+        return 0.0

@@ -71,7 +71,13 @@ def test_main_water_meter_equals_the_sum_of_the_uses(leak_day: Plant) -> None:
     metered = (
         float(leak_day.read_point("water_meter.total_m3")) - leak_day.scenario.site.initial_water_m3
     )
-    uses = water["tower_makeup"] + water["rinse_fresh"] + water["domestic"] + water["main_leak"]
+    uses = (
+        water["tower_makeup"]
+        + water["rinse_fresh"]
+        + water["rinse_regeneration"]
+        + water["domestic"]
+        + water["main_leak"]
+    )
     assert metered == pytest.approx(uses, rel=1e-3)
 
 
