@@ -11,7 +11,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from controller.rules.config import RuleConfig
 from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
-from tests.rules.plantloop import Driven
+from drivers.sim.plant.plant import Plant
+from drivers.sim.points import PointValue
+from tests.rules.plantloop import Driven, PlantLoop, scenario
 
 LOADS = [
     {"name": "a", "tag": "cell.a_enable", "kw": 8, "shed_value": False, "restore_value": True},
@@ -292,6 +294,45 @@ def test_a_load_inside_its_guard_band_is_not_shed() -> None:
     rule = PeakShaving(config(loads=[CHILLER, HEATER], limit_kw=100))
     rows: list[Row] = [(1, {"meter.power_kw": 115, "plc.return_c": 15.5}, {"plc.heater_enable": 0})]
     assert run_table(rule, rows) == []
+
+
+def test_on_a_heatwave_afternoon_a_shed_chiller_keeps_the_process_return_under_16_c() -> None:
+    """The simulated chiller on the heatwave day from 15:00, its setpoint at 12.7 °C while not
+    shed (near where the chilled-water reset holds it on a hot afternoon), the shed holding
+    14 °C for up to 10 min: without the limit the return water goes over 16 °C (65 s in the
+    hour, shed 1201 s); with it each shed is released in the guard band."""
+    chiller = {
+        "name": "chiller",
+        "tag": "plc.chw_sp",
+        "kw": 3,
+        "shed_value": 14.0,
+        "restore_value": 12.7,
+        "max_shed": "10min",
+        "min_between": "15min",
+        "limits": [{"tag": "plc.return_c", "max": 16.0, "guard": 0.5}],
+    }
+    rule = PeakShaving(config(loads=[chiller], limit_kw=100))
+    day = scenario("heatwave")
+    plant = Plant(day.model_copy(update={"start": day.start.replace(hour=15)}))
+    plant.write_point("chiller.supply_setpoint_c", 12.7)
+
+    def meter(plant: Plant) -> dict[str, PointValue]:
+        # 2 kW over the limit, 1 kW under it while the chiller is shed: always worth a shed
+        shed = float(plant.read_point("chiller.supply_setpoint_c")) >= 14.0
+        return {"meter.power_kw": 99.0 if shed else 102.0}
+
+    loop = PlantLoop(
+        rule,
+        {"plc.chw_sp": "chiller.supply_setpoint_c", "plc.return_c": "chiller.return_temp_c"},
+        plant=plant,
+        extra=meter,
+    )
+    loop.advance(3600)
+    returns: list[float] = []
+    loop.run(3600, lambda lp: returns.append(lp.plant.chiller.return_c))
+    assert 14.0 in loop.written["plc.chw_sp"]  # it was shed
+    assert max(returns) < 16.0
+    assert plant.ground_truth().seconds_process_above_limit == 0
 
 
 def test_a_min_limit_releases_a_tank_heater_above_the_tank_minimum() -> None:
