@@ -4,16 +4,20 @@ the uncontrolled demand, shed time limits, shadow mode and restart, on synthetic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from controller.config import ConfigError, parse_config
 from controller.rules.config import RuleConfig
 from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
 from drivers.sim.plant.plant import Plant
 from drivers.sim.points import PointValue
 from tests.rules.plantloop import Driven, PlantLoop, scenario
+
+ROOT = Path(__file__).resolve().parents[3]
 
 LOADS = [
     {"name": "a", "tag": "cell.a_enable", "kw": 8, "shed_value": False, "restore_value": True},
@@ -346,6 +350,13 @@ def test_a_min_limit_releases_a_tank_heater_above_the_tank_minimum() -> None:
         (120, {"meter.power_kw": 85, "plc.tank_c": 56.9}, {"plc.heater_enable": 1}),
     ]
     assert run_table(rule, rows) == []
+
+
+def test_a_limit_on_a_tag_the_config_does_not_declare_is_refused_at_load() -> None:
+    text = (ROOT / "configs" / "cosim.yaml").read_text()
+    text = text.replace("tag: process-plc.wash_tank_temp_c, min", "tag: process-plc.tank_c, min")
+    with pytest.raises(ConfigError, match=r"loads\[1\]\.limits\[0\]\.tag"):
+        parse_config(text, "cosim.yaml")
 
 
 def test_the_process_variables_are_inputs_of_the_rule() -> None:
