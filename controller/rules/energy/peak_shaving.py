@@ -169,6 +169,15 @@ class PeakShavingConfig(RuleCommon):
                 values.append((f"loads[{i}].restore_value", load.tag, load.restore_value))
         return values
 
+    def handed_back(self) -> list[tuple[str, str]]:
+        # A load released for a process limit without a restore value is only released if
+        # another rule (the chilled-water reset) takes its tag back.
+        return [
+            (f"loads[{i}].restore_value", load.tag)
+            for i, load in enumerate(self.loads)
+            if load.limits and load.restore_value is None
+        ]
+
 
 @dataclass
 class _Shed:

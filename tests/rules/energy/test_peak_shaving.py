@@ -454,3 +454,13 @@ def test_a_limit_reachable_again_in_a_new_window_sheds_again() -> None:
 def test_restore_gap_must_be_a_duration() -> None:
     with pytest.raises(ValidationError):
         config(restore_gap="-1min")
+
+
+def test_a_limited_load_without_restore_value_needs_another_rule_driving_its_tag() -> None:
+    text = (ROOT / "configs" / "cosim.yaml").read_text()
+    parse_config(text, "cosim.yaml")  # the chilled-water reset drives the chiller setpoint
+    start = text.index("  - name: chiller_reset")
+    end = text.index("  - name:", start + 1)
+    alone = text[:start] + text[end:]  # nothing but peak_shaving writes the setpoint
+    with pytest.raises(ConfigError, match=r"loads\[2\].*no other rule drives"):
+        parse_config(alone, "cosim.yaml")
