@@ -114,6 +114,9 @@ class PeakShavingConfig(RuleCommon):
     # Least time between two restores: loads come back one at a time, so that the site's load
     # ramps up instead of jumping.
     restore_gap: Duration = 60.0
+    # When all loads together cannot keep the limit: `release` the sheds (they cannot keep it),
+    # or `shed` anyway to lower the peak the window sets (a penalty per kW over the limit).
+    when_unreachable: Literal["release", "shed"] = "release"
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -326,7 +329,7 @@ class PeakShaving(DomainRule):
         )
         self._needed_kw = needed
         self._judge_reachable(needed, reading)
-        if self._unreachable:
+        if self._unreachable and cfg.when_unreachable == "release":
             # Shedding cannot bring this window under the limit: the sheds only cost the
             # process. They go back one at a time, and nothing more is shed.
             if self._order and self._may_restore(self._order[-1], t):
@@ -355,9 +358,10 @@ class PeakShaving(DomainRule):
                 and self.shed_kw - last.load.kw >= needed + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
+        unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
         return self._proposals(
-            f"predicted {reading.predicted_kw:.1f} kW uncontrolled against {cfg.target_kw:g} kW:"
-            f" {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
+            f"{unreachable}predicted {reading.predicted_kw:.1f} kW uncontrolled against"
+            f" {cfg.target_kw:g} kW: {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
         )
 
     def _judge_reachable(self, needed: float, reading: DemandReading) -> None:

@@ -439,6 +439,15 @@ def test_an_unreachable_limit_is_stated_and_releases_the_sheds() -> None:
     assert changes[-1] - changes[-2] >= 60
 
 
+def test_when_unreachable_shed_states_it_and_sheds_every_load() -> None:
+    rule = PeakShaving(config(when_unreachable="shed"))
+    site = Site(rule, load_kw=200)
+    site.run(10)
+    assert rule.detail()["unreachable"] is True
+    assert rule.shed_loads == ["a", "b", "c"]
+    assert "limit unreachable, shedding anyway" in site.driven.proposals[0].reason
+
+
 def test_a_limit_reachable_again_in_a_new_window_sheds_again() -> None:
     rule = PeakShaving(config(restore_gap="1min"))
     site = Site(rule, load_kw=200)
