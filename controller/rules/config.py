@@ -64,6 +64,12 @@ class RuleCommon(StrictModel):
         """(field path, tag, fixed value or None) of every output, for the config check."""
         return []
 
+    def handed_back(self) -> list[tuple[str, str]]:
+        """(field path, tag) of outputs this rule stops proposing when safety needs the tag
+        back (a shed released for a process limit): another rule must drive the tag then,
+        else it keeps the value last written."""
+        return []
+
 
 class Condition(StrictModel):
     """`tag` above (or below) a level; released with hysteresis at `release`."""
@@ -288,6 +294,16 @@ def check_closed_loop(
         problem = output_problem("actuation.outputs", tag)
         if problem is not None:
             return problem
+    for i, rule in enumerate(rules):
+        for field, tag in rule.handed_back():
+            if not any(
+                other is not rule and any(t == tag for _, t, _ in other.output_values())
+                for other in rules
+            ):
+                return (
+                    f"rules[{i}].{field}: no other rule drives {tag}: released, it would keep"
+                    f" the value last written; give it a restore value"
+                )
     written = {tag for rule in rules for _, tag, _ in rule.output_values()}
     for device in devices:
         interval = getattr(device, "poll_interval", None)

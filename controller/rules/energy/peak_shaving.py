@@ -1,14 +1,19 @@
 """Peak shaving: keep the billing window's average demand under a limit by shedding loads in
-order and restoring them last-shed-first. docs/rules.md, "peak_shaving", gives the method and
-its parameters."""
+order and restoring them last-shed-first, one at a time. A shed is released before a process
+variable it endangers reaches its limit (a demand target is never bought with a process limit),
+and when shedding every load could not bring the window under the limit the rule says so and
+sheds nothing that cannot help. docs/rules.md, "peak_shaving", gives the method and its
+parameters."""
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import structlog
 from pydantic import Field, model_validator
 
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel, format_duration
@@ -23,7 +28,54 @@ from controller.rules.domain import (
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.schedule import TimeZoneName
 
+log = structlog.get_logger(__name__)
+
 _HOUR = 3600.0
+# The rate of a process variable is its slope over about this long: long enough to smooth a
+# sensor's noise, short enough to see a rise that started a minute ago.
+_RATE_WINDOW_S = 60.0
+
+
+class ProcessLimit(StrictModel):
+    """A process variable a shed endangers: `tag` must stay under `max` (a process return
+    temperature) or over `min` (a tank's minimum, a far-end pressure). The shed is released
+    once the variable is within `guard` of its limit, or when its present rate would take it
+    to the limit within `lead`; the load is not shed while either holds."""
+
+    tag: TagKey
+    min: float | None = None
+    max: float | None = None
+    guard: float = Field(gt=0)
+    lead: Duration = 120.0
+
+    @model_validator(mode="after")
+    def _one_side(self) -> ProcessLimit:
+        if (self.min is None) == (self.max is None):
+            raise ValueError("give exactly one of min: or max:")
+        return self
+
+    def describe(self) -> str:
+        return f"max {self.max:g}" if self.max is not None else f"min {self.min:g}"
+
+    def headroom(self, value: float) -> float:
+        """How far `value` is from the limit, on the safe side (negative: past it)."""
+        if self.max is not None:
+            return self.max - value
+        assert self.min is not None
+        return value - self.min
+
+    def endangered(self, value: float, rate: float) -> str | None:
+        """Why the variable is too near its limit for a shed, or None. `rate`: per second."""
+        room = self.headroom(value)
+        if room <= self.guard:
+            return f"{self.tag} {value:g} within {self.guard:g} of its {self.describe()}"
+        towards = rate if self.max is not None else -rate  # headroom lost per second
+        if self.lead > 0 and towards > 0 and room / towards <= self.lead:
+            return (
+                f"{self.tag} {value:g} reaches its {self.describe()} in about"
+                f" {room / towards:.0f} s"
+            )
+        return None
 
 
 class ShedLoad(StrictModel):
@@ -41,6 +93,9 @@ class ShedLoad(StrictModel):
     min_shed: Duration = 0.0
     max_shed: PositiveDuration | None = None
     min_between: Duration = 0.0
+    # The process variables this shed endangers; the shed is released before any reaches its
+    # limit.
+    limits: list[ProcessLimit] = Field(default_factory=list)
 
 
 class PeakShavingConfig(RuleCommon):
@@ -56,6 +111,12 @@ class PeakShavingConfig(RuleCommon):
     alignment: Literal["fixed", "sliding"] = "fixed"
     horizon: Duration = 0.0  # sliding: how far ahead the window's end is predicted
     timezone: TimeZoneName = "UTC"
+    # Least time between two restores: loads come back one at a time, so that the site's load
+    # ramps up instead of jumping.
+    restore_gap: Duration = 60.0
+    # When all loads together cannot keep the limit: `release` the sheds (they cannot keep it),
+    # or `shed` anyway to lower the peak the window sets (a penalty per kW over the limit).
+    when_unreachable: Literal["release", "shed"] = "release"
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -98,6 +159,9 @@ class PeakShavingConfig(RuleCommon):
         tags = [("power", self.power)]
         if self.energy is not None:
             tags.append(("energy", self.energy))
+        for i, load in enumerate(self.loads):
+            for j, limit in enumerate(load.limits):
+                tags.append((f"loads[{i}].limits[{j}].tag", limit.tag))
         return tags
 
     def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
@@ -108,6 +172,15 @@ class PeakShavingConfig(RuleCommon):
                 values.append((f"loads[{i}].restore_value", load.tag, load.restore_value))
         return values
 
+    def handed_back(self) -> list[tuple[str, str]]:
+        # A load released for a process limit without a restore value is only released if
+        # another rule (the chilled-water reset) takes its tag back.
+        return [
+            (f"loads[{i}].restore_value", load.tag)
+            for i, load in enumerate(self.loads)
+            if load.limits and load.restore_value is None
+        ]
+
 
 @dataclass
 class _Shed:
@@ -115,30 +188,61 @@ class _Shed:
     since: float | None = None  # monotonic time it was shed; None: not shed
     restored_at: float = -math.inf
     sheds: int = 0
+    endangered: str | None = None  # why a process limit forbids the shed now
+
+
+@dataclass
+class _Trend:
+    """The recent values of a process variable (measurement time s, value): its rate."""
+
+    points: deque[tuple[float, float]] = field(default_factory=deque)
+
+    def add(self, ts: float, value: float) -> None:
+        points = self.points
+        if points and ts <= points[-1][0]:
+            return
+        points.append((ts, value))
+        # keep one point at or before the window's start, as the slope's anchor
+        while len(points) > 2 and points[1][0] <= ts - _RATE_WINDOW_S:
+            points.popleft()
+
+    @property
+    def rate(self) -> float:
+        if len(self.points) < 2:
+            return 0.0
+        (t0, v0), (t1, v1) = self.points[0], self.points[-1]
+        return (v1 - v0) / (t1 - t0)
 
 
 class PeakShaving(DomainRule):
     """Each cycle: the window's average predicted from the energy used so far plus the
     uncontrolled load (measured + what is shed now) for the rest of the window; loads shed in
-    list order until what is shed covers the excess, restored last-shed-first when the rest
-    still covers it with `hysteresis_kw` to spare."""
+    list order until what is shed covers the excess, restored last-shed-first, `restore_gap`
+    apart, when the rest still covers it with `hysteresis_kw` to spare. A load whose process
+    variable nears its limit is released at once and not shed; when all loads together could
+    not cover the excess, the limit is unreachable: nothing more is shed and what is shed goes
+    back, one at a time."""
 
     config: PeakShavingConfig
 
     def __init__(self, config: PeakShavingConfig) -> None:
         super().__init__(config, "peak_shaving")
         self.config = config
+        self._total_kw = sum(load.kw for load in config.loads)
         self._restart()
 
     def _restart(self) -> None:
         self.window = DemandWindow(self.config.demand_config())
         self._loads = [_Shed(load) for load in self.config.loads]
         self._order: list[_Shed] = []  # shed loads, in the order they were shed
+        self._trends: dict[str, _Trend] = {}
         self._last_ts: int | None = None
+        self._last_restore = -math.inf
         self._reading: DemandReading | None = None
         self._measured_kw: float | None = None
         self._needed_kw: float | None = None
         self._uncontrolled_kw: float | None = None
+        self._unreachable = False
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # After a stop every load went back to its fallback: nothing is shed any more.
@@ -165,20 +269,47 @@ class PeakShaving(DomainRule):
             self.window.add_power(ts, power_kw)
             self._last_ts = ts
 
+    def _check_limits(self, snapshot: Mapping[str, Sample]) -> None:
+        """Each load's process variables: `endangered` says why a shed must not hold."""
+        values: dict[str, float] = {}
+        for shed in self._loads:
+            for limit in shed.load.limits:
+                if limit.tag not in values:
+                    values[limit.tag] = number(snapshot, limit.tag)
+                    trend = self._trends.setdefault(limit.tag, _Trend())
+                    trend.add(snapshot[limit.tag].source_ts / 1000, values[limit.tag])
+        for shed in self._loads:
+            shed.endangered = next(
+                (
+                    why
+                    for limit in shed.load.limits
+                    if (why := limit.endangered(values[limit.tag], self._trends[limit.tag].rate))
+                ),
+                None,
+            )
+
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         measured = number(snapshot, cfg.power)
         self._measured_kw = measured
         self._feed(snapshot, measured)
+        self._check_limits(snapshot)
         t = now.monotonic
         # The measurement saw the loads shed until now. In shadow mode nothing is really shed:
         # the measurement is the uncontrolled load.
         counted = self.shed_kw if self.mode == "auto" else 0.0
         uncontrolled = measured + counted
-        for shed in list(reversed(self._order)):
-            limit = shed.load.max_shed
-            if limit is not None and shed.since is not None and t - shed.since >= limit:
+        # A process limit first: released now, whatever the demand, min_shed or restore_gap.
+        for shed in list(self._order):
+            if shed.endangered is not None:
+                log.info(
+                    "shed_released_for_process_limit",
+                    rule=self.name,
+                    load=shed.load.name,
+                    why=shed.endangered,
+                )
                 self._restore(shed, t)
+        self._restore_at_max_shed(t)
         self._uncontrolled_kw = uncontrolled
         try:
             reading = self.window.reading(now.wall_ms, power_kw=uncontrolled)
@@ -197,27 +328,89 @@ class PeakShaving(DomainRule):
             + (reading.energy_kwh * _HOUR - cfg.target_kw * reading.covered_s) / remaining
         )
         self._needed_kw = needed
+        self._judge_reachable(needed, reading)
+        if self._unreachable and cfg.when_unreachable == "release":
+            # Shedding cannot bring this window under the limit: the sheds only cost the
+            # process. They go back one at a time, and nothing more is shed.
+            if self._order and self._may_restore(self._order[-1], t):
+                self._restore(self._order[-1], t)
+            return self._proposals(
+                f"limit unreachable: predicted {reading.predicted_kw:.1f} kW uncontrolled against"
+                f" {cfg.target_kw:g} kW, {needed:.1f} kW to shed and all loads together"
+                f" {self._total_kw:g} kW; nothing is shed"
+            )
         if needed > self.shed_kw:
             for shed in self._loads:
                 if self.shed_kw >= needed:
                     break
-                if shed.since is None and t - shed.restored_at >= shed.load.min_between:
+                if (
+                    shed.since is None
+                    and shed.endangered is None
+                    and t - shed.restored_at >= shed.load.min_between
+                ):
                     shed.since = t
                     shed.sheds += 1
                     self._order.append(shed)
         elif self._order:
             last = self._order[-1]
-            held = t - (last.since or t) < last.load.min_shed
-            if not held and self.shed_kw - last.load.kw >= needed + cfg.hysteresis_kw:
+            if (
+                self._may_restore(last, t)
+                and self.shed_kw - last.load.kw >= needed + cfg.hysteresis_kw
+            ):
                 self._restore(last, t)
+        unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
         return self._proposals(
-            f"predicted {reading.predicted_kw:.1f} kW uncontrolled against {cfg.target_kw:g} kW:"
-            f" {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
+            f"{unreachable}predicted {reading.predicted_kw:.1f} kW uncontrolled against"
+            f" {cfg.target_kw:g} kW: {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
         )
+
+    def _judge_reachable(self, needed: float, reading: DemandReading) -> None:
+        cfg = self.config
+        if not self._unreachable and needed > self._total_kw:
+            self._unreachable = True
+            log.warning(
+                "peak_limit_unreachable",
+                rule=self.name,
+                needed_kw=round(needed, 1),
+                loads_kw=self._total_kw,
+                target_kw=cfg.target_kw,
+                window_end=reading.window_end_ms,
+            )
+        elif self._unreachable and needed <= self._total_kw - cfg.hysteresis_kw:
+            self._unreachable = False
+            log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
+
+    def _may_restore(self, shed: _Shed, t: float) -> bool:
+        held = t - (shed.since if shed.since is not None else t) < shed.load.min_shed
+        return not held and t - self._last_restore >= self.config.restore_gap
+
+    def _restore_at_max_shed(self, t: float) -> None:
+        """Each load is back by its `max_shed` at the latest; loads due within `restore_gap` of
+        each other come back `restore_gap` apart, the earlier ones brought forward (not before
+        their `min_shed`)."""
+        gap = self.config.restore_gap
+        due = sorted(
+            (
+                (shed.since + shed.load.max_shed, shed)
+                for shed in self._order
+                if shed.since is not None and shed.load.max_shed is not None
+            ),
+            key=lambda item: item[0],
+        )
+        if not due:
+            return
+        planned = [deadline for deadline, _ in due]
+        for k in range(len(planned) - 2, -1, -1):
+            earliest = (due[k][1].since or 0.0) + due[k][1].load.min_shed
+            planned[k] = max(min(planned[k], planned[k + 1] - gap), earliest)
+        for at, (_, shed) in zip(planned, due, strict=True):
+            if t >= at:
+                self._restore(shed, t)
 
     def _restore(self, shed: _Shed, t: float) -> None:
         shed.since = None
         shed.restored_at = t
+        self._last_restore = t
         self._order.remove(shed)
 
     def _proposals(self, reason: str) -> list[Proposal]:
@@ -227,7 +420,8 @@ class PeakShaving(DomainRule):
             if shed.since is not None:
                 out.append(self.propose(load.tag, load.shed_value, f"shed {load.name}: {reason}"))
             elif load.restore_value is not None:
-                out.append(self.propose(load.tag, load.restore_value, reason))
+                why = f"{load.name} not shed: {shed.endangered}; " if shed.endangered else ""
+                out.append(self.propose(load.tag, load.restore_value, why + reason))
         return out
 
     def detail(self) -> dict[str, Any]:
@@ -250,4 +444,10 @@ class PeakShaving(DomainRule):
             "needed_kw": rounded(self._needed_kw),
             "shed_kw": self.shed_kw,
             "shed": self.shed_loads,
+            "unreachable": self._unreachable,
+            "blocked": {
+                shed.load.name: shed.endangered
+                for shed in self._loads
+                if shed.endangered is not None
+            },
         }

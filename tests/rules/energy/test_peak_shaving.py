@@ -3,14 +3,21 @@ the uncontrolled demand, shed time limits, shadow mode and restart, on synthetic
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from controller.config import ConfigError, parse_config
 from controller.rules.config import RuleConfig
 from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
-from tests.rules.plantloop import Driven
+from drivers.sim.plant.plant import Plant
+from drivers.sim.points import PointValue
+from tests.rules.plantloop import Driven, PlantLoop, scenario
+
+ROOT = Path(__file__).resolve().parents[3]
 
 LOADS = [
     {"name": "a", "tag": "cell.a_enable", "kw": 8, "shed_value": False, "restore_value": True},
@@ -101,7 +108,7 @@ def test_energy_counter_gives_the_same_prediction_as_power() -> None:
 
 
 def test_loads_are_restored_last_shed_first() -> None:
-    rule = PeakShaving(config())
+    rule = PeakShaving(config(restore_gap="0s"))
     site = Site(rule)
     site.run(10)
     site.load_kw = 60
@@ -214,3 +221,255 @@ def test_kind_is_part_of_the_rules_union() -> None:
     settings = {"name": "peak", "kind": "peak_shaving", "power": "meter.power_kw"}
     parsed = TypeAdapter(RuleConfig).validate_python(settings | {"limit_kw": 90, "loads": LOADS})
     assert isinstance(parsed, PeakShavingConfig)
+
+
+# --- process limits: a shed is released before the variable it endangers reaches its limit ---
+
+RETURN_LIMIT = {"tag": "plc.return_c", "max": 16.0, "guard": 1.0, "lead": "0s"}
+CHILLER: dict[str, Any] = {
+    "name": "chiller",
+    "tag": "plc.chw_sp",
+    "kw": 20,
+    "shed_value": 14.0,
+    "limits": [RETURN_LIMIT],
+}
+HEATER = {"name": "heater", "tag": "plc.heater_enable", "kw": 30, "shed_value": 0,
+          "restore_value": 1}
+
+
+Row = tuple[float, dict[str, float], dict[str, Any]]
+
+
+def run_table(rule: PeakShaving, rows: Sequence[Row]) -> list[str]:
+    """Step-table: rows of (seconds, inputs, expected proposals); each row runs one cycle at
+    that time. Returns the rows that did not get what they expected."""
+    driven = Driven(rule)
+    wrong = []
+    for seconds, inputs, expected in rows:
+        proposals = driven.step(inputs, dt=seconds - driven.t)
+        if proposals != expected:
+            wrong.append(f"{seconds:g} s {inputs}: {proposals} != {expected}")
+    return wrong
+
+
+def test_chiller_shed_is_released_when_return_water_enters_its_guard_band() -> None:
+    rule = PeakShaving(config(loads=[CHILLER], limit_kw=100))
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 115, "plc.return_c": 13.0}, {"plc.chw_sp": 14.0}),
+        (30, {"meter.power_kw": 95, "plc.return_c": 14.0}, {"plc.chw_sp": 14.0}),
+        (60, {"meter.power_kw": 95, "plc.return_c": 14.9}, {"plc.chw_sp": 14.0}),
+        # inside 16 - 1 °C: released, before the limit (nothing proposed: the chiller's own
+        # reset has the setpoint back)
+        (90, {"meter.power_kw": 95, "plc.return_c": 15.1}, {}),
+        (120, {"meter.power_kw": 115, "plc.return_c": 15.6}, {}),
+        (150, {"meter.power_kw": 115, "plc.return_c": 15.4}, {}),
+    ]
+    assert run_table(rule, rows) == []
+    detail = rule.detail()
+    assert detail["blocked"] == {"chiller": "plc.return_c 15.4 within 1 of its max 16"}
+    assert detail["unreachable"] is False
+
+
+def test_a_rise_predicted_to_reach_the_limit_within_lead_releases_before_the_guard_band() -> None:
+    chiller = dict(CHILLER, limits=[dict(RETURN_LIMIT, lead="2min")])
+    rule = PeakShaving(config(loads=[chiller], limit_kw=100))
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 115, "plc.return_c": 12.0}, {"plc.chw_sp": 14.0}),
+        (31, {"meter.power_kw": 95, "plc.return_c": 12.5}, {"plc.chw_sp": 14.0}),
+        (61, {"meter.power_kw": 95, "plc.return_c": 13.0}, {"plc.chw_sp": 14.0}),
+        # 1.5 °C in the last minute: 16 °C in 80 s, within the lead of 2 min
+        (91, {"meter.power_kw": 95, "plc.return_c": 14.0}, {}),
+    ]
+    assert run_table(rule, rows) == []
+
+
+def test_a_load_released_for_its_limit_is_replaced_by_the_next_one() -> None:
+    rule = PeakShaving(config(loads=[CHILLER, HEATER], limit_kw=100))
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 115, "plc.return_c": 13.0}, {"plc.chw_sp": 14.0,
+                                                            "plc.heater_enable": 1}),
+        (60, {"meter.power_kw": 95, "plc.return_c": 15.2}, {"plc.heater_enable": 0}),
+    ]
+    assert run_table(rule, rows) == []
+    assert rule.shed_loads == ["heater"]
+
+
+def test_a_load_inside_its_guard_band_is_not_shed() -> None:
+    rule = PeakShaving(config(loads=[CHILLER, HEATER], limit_kw=100))
+    rows: list[Row] = [(1, {"meter.power_kw": 115, "plc.return_c": 15.5}, {"plc.heater_enable": 0})]
+    assert run_table(rule, rows) == []
+
+
+def test_on_a_heatwave_afternoon_a_shed_chiller_keeps_the_process_return_under_16_c() -> None:
+    """The simulated chiller on the heatwave day from 15:00, its setpoint at 12.7 °C while not
+    shed (near where the chilled-water reset holds it on a hot afternoon), the shed holding
+    14 °C for up to 10 min: without the limit the return water goes over 16 °C (65 s in the
+    hour, shed 1201 s); with it each shed is released in the guard band."""
+    chiller = {
+        "name": "chiller",
+        "tag": "plc.chw_sp",
+        "kw": 3,
+        "shed_value": 14.0,
+        "restore_value": 12.7,
+        "max_shed": "10min",
+        "min_between": "15min",
+        "limits": [{"tag": "plc.return_c", "max": 16.0, "guard": 0.5}],
+    }
+    rule = PeakShaving(config(loads=[chiller], limit_kw=100))
+    day = scenario("heatwave")
+    plant = Plant(day.model_copy(update={"start": day.start.replace(hour=15)}))
+    plant.write_point("chiller.supply_setpoint_c", 12.7)
+
+    def meter(plant: Plant) -> dict[str, PointValue]:
+        # 2 kW over the limit, 1 kW under it while the chiller is shed: always worth a shed
+        shed = float(plant.read_point("chiller.supply_setpoint_c")) >= 14.0
+        return {"meter.power_kw": 99.0 if shed else 102.0}
+
+    loop = PlantLoop(
+        rule,
+        {"plc.chw_sp": "chiller.supply_setpoint_c", "plc.return_c": "chiller.return_temp_c"},
+        plant=plant,
+        extra=meter,
+    )
+    loop.advance(3600)
+    returns: list[float] = []
+    loop.run(3600, lambda lp: returns.append(lp.plant.chiller.return_c))
+    assert 14.0 in loop.written["plc.chw_sp"]  # it was shed
+    assert max(returns) < 16.0
+    assert plant.ground_truth().seconds_process_above_limit == 0
+
+
+def test_a_min_limit_releases_a_tank_heater_above_the_tank_minimum() -> None:
+    heater = dict(HEATER, min_shed="10min",
+                  limits=[{"tag": "plc.tank_c", "min": 55.0, "guard": 2.0, "lead": "0s"}])
+    rule = PeakShaving(config(loads=[heater], limit_kw=100))
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 115, "plc.tank_c": 60.0}, {"plc.heater_enable": 0}),
+        (60, {"meter.power_kw": 85, "plc.tank_c": 57.5}, {"plc.heater_enable": 0}),
+        # within 2 K of 55 °C: released although its min_shed has not passed
+        (120, {"meter.power_kw": 85, "plc.tank_c": 56.9}, {"plc.heater_enable": 1}),
+    ]
+    assert run_table(rule, rows) == []
+
+
+def test_a_limit_on_a_tag_the_config_does_not_declare_is_refused_at_load() -> None:
+    text = (ROOT / "configs" / "cosim.yaml").read_text()
+    text = text.replace("tag: process-plc.wash_tank_temp_c, min", "tag: process-plc.tank_c, min")
+    with pytest.raises(ConfigError, match=r"loads\[1\]\.limits\[0\]\.tag"):
+        parse_config(text, "cosim.yaml")
+
+
+def test_the_process_variables_are_inputs_of_the_rule() -> None:
+    rule = PeakShaving(config(loads=[CHILLER, HEATER]))
+    assert set(rule.inputs) == {"meter.power_kw", "plc.return_c"}
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ({"tag": "plc.t", "max": 16.0, "guard": 0}, "greater than 0"),
+        ({"tag": "plc.t", "max": 16.0, "guard": 1.0, "min": 3.0}, "exactly one"),
+        ({"tag": "plc.t", "guard": 1.0}, "exactly one"),
+        ({"tag": "plc.t", "max": float("nan"), "guard": 1.0}, "finite"),
+        ({"tag": "plc.t", "max": 16.0, "guard": float("inf")}, "finite"),
+    ],
+)
+def test_a_limit_without_one_finite_side_and_a_positive_guard_is_refused(
+    limit: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        config(loads=[dict(HEATER, limits=[limit])])
+
+
+# --- restores: one at a time, `restore_gap` apart ---
+
+def test_after_the_peak_loads_come_back_one_at_a_time_restore_gap_apart() -> None:
+    rule = PeakShaving(config(restore_gap="1min"))
+    site = Site(rule, load_kw=150)
+    site.run(10)
+    assert rule.shed_loads == ["a", "b", "c"]
+    site.load_kw = 40  # the peak ends
+    site.run(200)
+    changes = [i for i, shed in enumerate(site.history) if i and shed != site.history[i - 1]]
+    assert [site.history[i] for i in changes] == [["a", "b"], ["a"], []]
+    assert changes[1] - changes[0] >= 60
+    assert changes[2] - changes[1] >= 60
+
+
+def test_loads_reaching_max_shed_together_are_restored_restore_gap_apart() -> None:
+    loads = [dict(load, max_shed="10min", min_between="30min") for load in LOADS]
+    rule = PeakShaving(config(loads=loads, restore_gap="1min"))
+    site = Site(rule, load_kw=150)
+    site.run(700)
+    changes = [i for i, shed in enumerate(site.history) if i and shed != site.history[i - 1]]
+    assert len(changes) == 3
+    assert changes[1] - changes[0] >= 60
+    assert changes[2] - changes[1] >= 60
+    # none is held past its max_shed: the earlier ones come back early
+    assert changes[2] <= 600
+
+
+def test_the_default_restore_gap_staggers_restores() -> None:
+    rule = PeakShaving(config())
+    site = Site(rule, load_kw=150)
+    site.run(10)
+    site.load_kw = 40
+    site.run(5)
+    assert rule.shed_loads == ["a", "b"]
+
+
+# --- an unreachable limit: said, and nothing shed that cannot help ---
+
+def test_an_unreachable_limit_is_stated_and_releases_the_sheds() -> None:
+    rule = PeakShaving(config(restore_gap="1min"))
+    site = Site(rule, load_kw=120)
+    site.run(10)
+    assert rule.shed_loads == ["a", "b"]
+    assert rule.detail()["unreachable"] is False
+    site.load_kw = 200  # production alone: 100 kW over, all loads together 53 kW
+    site.run(1)
+    detail = rule.detail()
+    assert detail["unreachable"] is True
+    assert "unreachable" in site.driven.proposals[0].reason
+    site.run(120)
+    assert rule.shed_loads == []
+    assert all("c" not in shed for shed in site.history)
+    # one at a time
+    changes = [i for i, shed in enumerate(site.history) if i and shed != site.history[i - 1]]
+    assert changes[-1] - changes[-2] >= 60
+
+
+def test_when_unreachable_shed_states_it_and_sheds_every_load() -> None:
+    rule = PeakShaving(config(when_unreachable="shed"))
+    site = Site(rule, load_kw=200)
+    site.run(10)
+    assert rule.detail()["unreachable"] is True
+    assert rule.shed_loads == ["a", "b", "c"]
+    assert "limit unreachable, shedding anyway" in site.driven.proposals[0].reason
+
+
+def test_a_limit_reachable_again_in_a_new_window_sheds_again() -> None:
+    rule = PeakShaving(config(restore_gap="1min"))
+    site = Site(rule, load_kw=200)
+    site.run(899)
+    assert rule.detail()["unreachable"] is True
+    assert rule.shed_loads == []
+    site.load_kw = 120
+    site.run(5)  # the next fixed window starts at 900 s
+    assert rule.detail()["unreachable"] is False
+    assert rule.shed_loads == ["a", "b"]
+
+
+def test_restore_gap_must_be_a_duration() -> None:
+    with pytest.raises(ValidationError):
+        config(restore_gap="-1min")
+
+
+def test_a_limited_load_without_restore_value_needs_another_rule_driving_its_tag() -> None:
+    text = (ROOT / "configs" / "cosim.yaml").read_text()
+    parse_config(text, "cosim.yaml")  # the chilled-water reset drives the chiller setpoint
+    start = text.index("  - name: chiller_reset")
+    end = text.index("  - name:", start + 1)
+    alone = text[:start] + text[end:]  # nothing but peak_shaving writes the setpoint
+    with pytest.raises(ConfigError, match=r"loads\[2\].*no other rule drives"):
+        parse_config(alone, "cosim.yaml")
