@@ -19,8 +19,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from controller.config import Config
+from controller.rules.energy.chiller_reset import ChillerResetConfig
 from controller.rules.energy.compressed_air import CompressedAirConfig
 from controller.rules.energy.idle_standby import IdleStandbyConfig
+from controller.rules.energy.requirement import Requirement
 from controller.rules.schedule import Schedule, ScheduleConfig
 from controller.rules.water.cooling_tower_blowdown import BlowdownConfig
 from controller.rules.water.rinse_reuse import RinseReuseConfig
@@ -72,6 +74,9 @@ def check_cell(config: Config, scenario: Scenario) -> list[Finding]:
             findings += _rinse(rule, scenario)
         elif isinstance(rule, CompressedAirConfig):
             findings += _compressor(rule, scenario)
+            findings += _laxer(rule.name, "critical", rule.critical, points, scenario)
+        elif isinstance(rule, ChillerResetConfig):
+            findings += _laxer(rule.name, "process", rule.process, points, scenario)
     covered = {
         points.get(machine.state)
         for rule in config.rules
@@ -411,3 +416,42 @@ def _compressor(rule: CompressedAirConfig, scenario: Scenario) -> list[Finding]:
             "the compressor's rated flow differs: the leak estimate in m3/min is scaled wrong",
         )
     )
+
+
+def _laxer(
+    name: str, key: str, requirements: list[Requirement], points: dict[str, str], scenario: Scenario
+) -> list[Finding]:
+    """A process requirement on a point whose limit the scenario knows, set laxer than that limit
+    (a stricter one is the usual guard band and is not reported)."""
+    limits = {
+        "chiller.return_temp_c": (
+            "max",
+            "chilled_water.process_limit_c",
+            scenario.chilled_water.process_limit_c,
+        ),
+        "air.far_end_pressure_bar": (
+            "min",
+            "compressed_air.critical_min_bar",
+            scenario.compressed_air.critical_min_bar,
+        ),
+    }
+    findings: list[Finding] = []
+    for index, requirement in enumerate(requirements):
+        known = limits.get(points.get(requirement.tag, ""))
+        if known is None:
+            continue
+        side, field, limit = known
+        value = requirement.max if side == "max" else requirement.min
+        if value is None or (value <= limit if side == "max" else value >= limit):
+            continue
+        findings.append(
+            Finding(
+                "warning",
+                f"rules[{name}].{key}[{index}].{side}",
+                field,
+                value,
+                limit,
+                "laxer than the process limit: the rule lets the process break it",
+            )
+        )
+    return findings

@@ -66,6 +66,8 @@ def disagreeing() -> tuple[Config, Scenario]:
     cell["rinse"]["quality_limit_us_cm"] = 1000.0  # laxer than the config's 900
     cell["rinse"]["fresh_conductivity_us_cm"] = 700.0  # hard mains water
     cell["compressed_air"]["rated_flow_m3_min"] = 7.0
+    cell["compressed_air"]["critical_min_bar"] = 6.4  # the config holds 6.2
+    cell["chilled_water"]["process_limit_c"] = 15.0  # the config allows 16
     return config, Scenario.model_validate(cell)
 
 
@@ -103,6 +105,8 @@ def test_each_disagreement_is_named_with_both_values() -> None:
             "rules[compressed_air].leak_test.rated_flow_m3_min",
             "compressed_air.rated_flow_m3_min",
         ),
+        ("warning", "rules[compressed_air].critical[0].min", "compressed_air.critical_min_bar"),
+        ("warning", "rules[chiller_reset].process[0].max", "chilled_water.process_limit_c"),
     }
     by_config = {f.config: f for f in findings if f.config.startswith("rules[")}
     limit = by_config["rules[tower_blowdown].limit_us_cm"]
