@@ -13,6 +13,7 @@ import json
 import re
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from controller.cellcheck import Finding
 from controller.config import Config
 from controller.configtypes import format_duration
 from controller.cosim import CoSimulation
@@ -374,6 +376,10 @@ def markdown(report: dict[str, Any]) -> str:
         "Targets: "
         + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in report["targets"].items()),
     ]
+    findings = report.get("config_findings") or []
+    if findings:
+        lines += ["", "## Config and scenario disagree", ""]
+        lines += [f"- {Finding(**finding).line()}" for finding in findings]
     return "\n".join(lines) + "\n"
 
 
@@ -423,11 +429,19 @@ async def run_pair(
 
 
 def write_report(
-    baseline: RunResult, edgecell: RunResult, scenario: Scenario, out: Path, *, plots: bool = True
+    baseline: RunResult,
+    edgecell: RunResult,
+    scenario: Scenario,
+    out: Path,
+    *,
+    plots: bool = True,
+    findings: Sequence[Finding] = (),
 ) -> dict[str, Any]:
-    """Compare the two runs; write report.json, report.md and (with matplotlib) the plots."""
+    """Compare the two runs; write report.json, report.md and (with matplotlib) the plots.
+    `findings`: where the config and the scenario disagree (controller/cellcheck.py)."""
     out.mkdir(parents=True, exist_ok=True)
     report = compare(baseline, edgecell, scenario)
+    report["config_findings"] = [finding.as_dict() for finding in findings]
     report["currency"] = scenario.tariff.currency
     report["wall_s"] = round(baseline.wall_s + edgecell.wall_s, 1)
     report["plots"] = [p.name for p in plot(baseline, edgecell, out, scenario)] if plots else []
