@@ -84,7 +84,7 @@ def distribution(cells: list[dict[str, Any]]) -> dict[str, Any]:
     for key in SAVINGS:
         values = [c["savings_pct"][key] for c in cells if c["savings_pct"][key] is not None]
         out["savings_pct"][key] = (
-            {"min": min(values), "median": statistics.median(values), "max": max(values)}
+            {"min": min(values), "median": round(statistics.median(values), 2), "max": max(values)}
             if values
             else None
         )
