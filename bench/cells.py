@@ -84,7 +84,7 @@ def distribution(cells: list[dict[str, Any]]) -> dict[str, Any]:
     for key in SAVINGS:
         values = [c["savings_pct"][key] for c in cells if c["savings_pct"][key] is not None]
         out["savings_pct"][key] = (
-            {"min": min(values), "median": statistics.median(values), "max": max(values)}
+            {"min": min(values), "median": round(statistics.median(values), 2), "max": max(values)}
             if values
             else None
         )
@@ -134,10 +134,26 @@ def table(cells: list[dict[str, Any]], dist: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _write(out: Path, head: dict[str, Any], cells: list[dict[str, Any]]) -> None:
+    result = {**head, "cells": cells, "distribution": distribution(cells)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+
 async def run_cells(
-    count: int, *, seed: int, hours: float, cycle: float, first: int, work: Path
+    count: int,
+    *,
+    seed: int,
+    hours: float,
+    cycle: float,
+    first: int,
+    work: Path,
+    out: Path | None = None,
+    head: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    results = []
+    """Each cell in turn; with `out`, the JSON is rewritten after every cell, so a long run
+    that is stopped keeps the cells it finished."""
+    results: list[dict[str, Any]] = []
     for index in range(first, first + count):
         cell = generate(seed, index)
         scenario_path, config_path = cell.write(work / cell.name)
@@ -157,6 +173,8 @@ async def run_cells(
             f"{result['false_alarms']} false alarms, {result['leaks_missed']} missed and "
             f"{result['leaks_late']} late leaks ({time.perf_counter() - started:.0f} s)"
         )
+        if out is not None:
+            _write(out, head or {}, results)
     return results
 
 
@@ -180,6 +198,13 @@ def main(argv: list[str]) -> int:
     configure_logging("warning")
     started = time.strftime("%Y%m%dT%H%M%S")
     out = args.out or RESULTS / f"{started}-cells-{args.seed}x{args.cells}.json"
+    head = {
+        "started": started,
+        "seed": args.seed,
+        "first": args.first,
+        "hours": args.hours,
+        "cycle_s": args.cycle,
+    }
     with tempfile.TemporaryDirectory(prefix="edgecell-cells-") as scratch:
         work = args.keep or Path(scratch)
         cells = asyncio.run(
@@ -190,20 +215,11 @@ def main(argv: list[str]) -> int:
                 cycle=args.cycle,
                 first=args.first,
                 work=work,
+                out=out,
+                head=head,
             )
         )
-    dist = distribution(cells)
-    result = {
-        "started": started,
-        "seed": args.seed,
-        "first": args.first,
-        "hours": args.hours,
-        "cycle_s": args.cycle,
-        "cells": cells,
-        "distribution": dist,
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(table(cells, dist))
+    _write(out, head, cells)
+    print(table(cells, distribution(cells)))
     print(f"\nJSON: {out}")
     return 0

@@ -1,6 +1,7 @@
-"""The generated-cells run (bench/cells.py) keeps working: two cells, half an hour each, through
-`python -m bench --cells` and the real co-simulation; and how a cell's report is scored (late,
-missed and not-yet-due leaks). Not a benchmark: the figures are checked for being there."""
+"""The generated-cells run (bench/cells.py) keeps working: two cells, a quarter of an hour
+each, through `python -m bench --cells` and the real co-simulation (about 20 s on an idle
+machine); and how a cell's report is scored (late, missed and not-yet-due leaks). Not a
+benchmark: the figures are checked for being there."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
             "--cells",
             "2",
             "--hours",
-            "0.5",
+            "0.25",
             "--cycle",
             "10",
             "--out",
