@@ -221,7 +221,7 @@ class PeakShaving(DomainRule):
     apart, when the rest still covers it with `hysteresis_kw` to spare. A load whose process
     variable nears its limit is released at once and not shed; when all loads together could
     not cover the excess, the limit is unreachable: nothing more is shed and what is shed goes
-    back, one at a time."""
+    back, one at a time, when the site's present load leaves room for it under the target."""
 
     config: PeakShavingConfig
 
@@ -330,14 +330,22 @@ class PeakShaving(DomainRule):
         self._needed_kw = needed
         self._judge_reachable(needed, reading)
         if self._unreachable and cfg.when_unreachable == "release":
-            # Shedding cannot bring this window under the limit: the sheds only cost the
-            # process. They go back one at a time, and nothing more is shed.
-            if self._order and self._may_restore(self._order[-1], t):
-                self._restore(self._order[-1], t)
+            # Shedding cannot bring this window under the limit: nothing more is shed. What is
+            # shed goes back one at a time, but only into headroom (the site's present load and
+            # the load under the target): released into the peak itself, it would raise the
+            # peak it could not lower (a spike above the limit is when the rule notices). Its
+            # max_shed and its process limits still bring it back in any case.
+            last = self._order[-1] if self._order else None
+            if (
+                last is not None
+                and self._may_restore(last, t)
+                and measured + last.load.kw <= cfg.target_kw
+            ):
+                self._restore(last, t)
             return self._proposals(
                 f"limit unreachable: predicted {reading.predicted_kw:.1f} kW uncontrolled against"
                 f" {cfg.target_kw:g} kW, {needed:.1f} kW to shed and all loads together"
-                f" {self._total_kw:g} kW; nothing is shed"
+                f" {self._total_kw:g} kW; nothing more is shed, sheds come back into headroom"
             )
         if needed > self.shed_kw:
             for shed in self._loads:
