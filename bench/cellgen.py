@@ -175,6 +175,18 @@ def production_periods(
     return [(_clock(a), _clock(b)) for a, b in merged]
 
 
+def quiet_hours(schedule: dict[str, Any]) -> tuple[str, str]:
+    """When nobody is on site, as the shift plan says: from half an hour after the last shift
+    ends (the last people gone) to half an hour before the first arrive for the warm-up, on a
+    quarter-hour (configs/cosim.yaml: shifts 06:00-22:00, warm-up 30 min, quiet 22:30-05:00)."""
+    warmup = int(schedule["warmup"].removesuffix("min"))
+    first = min(_minutes(s["start"]) for s in schedule["shifts"])
+    last = max(_minutes(s["end"]) for s in schedule["shifts"])
+    arrive = (first - warmup - 30) // 15 * 15
+    leave = -(-(last + 30) // 15) * 15
+    return _clock(leave % 1440), _clock(arrive % 1440)
+
+
 class _Draw:
     """Uniform draws from one seeded generator, rounded as a data sheet would give them."""
 
@@ -564,6 +576,8 @@ def generate(seed: int, index: int) -> Cell:
         makeup=makeup,
         rinse_limit=rinse_limit,
         chiller_kw=round(max(1.0, capacity * 0.03), 1),
+        quiet=quiet_hours(schedule),
+        tower_volume=scenario["cooling_tower"]["system_volume_m3"],
     )
     return Cell(name, scenario, config)
 
@@ -672,6 +686,15 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
             "min_shed": "5min",
             "max_shed": "15min",
             "min_between": "20min",
+            # The tank's data sheet minimum: released 1 K above it.
+            "limits": [
+                {
+                    "tag": f"process-plc.{_tag(t['name'])}_temp_c",
+                    "min": t["min_c"],
+                    "guard": 1.0,
+                    "lead": "2min",
+                }
+            ],
         }
         for t in tanks
     ]
@@ -683,6 +706,16 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
             "shed_value": chw["max"],
             "max_shed": "10min",
             "min_between": "15min",
+            # The process return water's limit (chiller_reset's below, which takes the
+            # setpoint back when the shed is released).
+            "limits": [
+                {
+                    "tag": "process-plc.chiller_return_c",
+                    "max": cell["process_limit"],
+                    "guard": 1.0,
+                    "lead": "2min",
+                }
+            ],
         }
     )
     ca = rules["compressed_air"]
@@ -723,10 +756,24 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
                 "run_value": 0,
             }
         )
-    rules["water_leak"]["production"]["tags"] = states
+    leak = rules["water_leak"]
+    leak["production"]["tags"] = states
+    start, end = cell["quiet"]
+    leak["quiet_hours"]["schedule"]["periods"] = [
+        {
+            "name": "night",
+            "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+            "start": start,
+            "end": end,
+        }
+    ]
+    leak["quiet_hours"]["periods"] = ["night"]
     blowdown = rules["tower_blowdown"]
     blowdown["limit_us_cm"] = cell["tower_limit"]
     blowdown["makeup_us_cm"] = cell["makeup"]
+    balance = rules["tower_balance"]
+    balance["makeup_us_cm"] = cell["makeup"]  # the supplier's analysis
+    balance["volume_m3"] = cell["tower_volume"]  # the tower's and the loop's data sheets
     rinse = rules["rinse_reuse"]
     limit = cell["rinse_limit"]
     # The shipped thresholds, kept in the same proportion to the cell's limit (750/600 of 900).

@@ -4,13 +4,19 @@ its own cell, and runnable by the plant."""
 
 from __future__ import annotations
 
+from datetime import UTC
 from pathlib import Path
 
 import pytest
 import yaml
 
-from bench.cellgen import RANGES, Cell, generate, production_periods
+from bench.cellgen import RANGES, Cell, generate, production_periods, quiet_hours
+from controller.cellcheck import check_cell
 from controller.config import Config, load_config
+from controller.rules.energy.peak_shaving import PeakShavingConfig
+from controller.rules.schedule import Schedule
+from controller.rules.water.tower_balance import TowerBalanceConfig
+from controller.rules.water.water_leak import WaterLeakConfig
 from drivers.sim.plant.plant import Plant
 from drivers.sim.scenario import Scenario, load_scenario
 
@@ -44,6 +50,18 @@ def test_production_periods_are_the_shifts_less_their_pauses() -> None:
     expected = [(p["start"], p["end"]) for p in standby["schedule"]["periods"]]
 
     assert production_periods(shifts, pauses) == expected
+
+
+def test_quiet_hours_of_the_shipped_plan_are_the_shipped_ones() -> None:
+    # normal-day: shifts 06:00-22:00, warm-up 30 min; configs/cosim.yaml: quiet 22:30-05:00.
+    scenario = yaml.safe_load(
+        (ROOT / "configs" / "sim" / "normal-day.yaml").read_text(encoding="utf-8")
+    )
+    shipped = yaml.safe_load((ROOT / "configs" / "cosim.yaml").read_text(encoding="utf-8"))
+    (leak,) = [rule for rule in shipped["rules"] if rule["kind"] == "water_leak"]
+    (night,) = leak["quiet_hours"]["schedule"]["periods"]
+
+    assert quiet_hours(scenario["schedule"]) == (night["start"], night["end"])
 
 
 def test_generated_cells_stay_within_the_documented_ranges(
@@ -98,6 +116,70 @@ def test_each_config_is_fitted_to_its_own_cell(cells: list[tuple[Scenario, Confi
         assert process.max == scenario.chilled_water.process_limit_c
         blowdown = rules["tower_blowdown"]
         assert blowdown.limit_us_cm == scenario.cooling_tower.max_conductivity_us_cm  # type: ignore[union-attr]
+
+
+def test_no_config_disagrees_with_its_own_cell(cells: list[tuple[Scenario, Config]]) -> None:
+    # The config is written from the scenario: the report's config-against-scenario check
+    # (controller/cellcheck.py) must find nothing to warn about.
+    warnings = [
+        f"{scenario.name}: {finding.line()}"
+        for scenario, config in cells
+        for finding in check_cell(config, scenario)
+        if finding.severity == "warning"
+    ]
+    assert warnings == []
+
+
+def test_every_shed_load_names_the_process_limit_it_endangers(
+    cells: list[tuple[Scenario, Config]],
+) -> None:
+    for scenario, config in cells:
+        (peak,) = [r for r in config.rules if isinstance(r, PeakShavingConfig)]
+        loads = {load.name: load for load in peak.loads}
+        chiller = loads["chiller-setpoint-up"]
+        (limit,) = chiller.limits
+        assert limit.tag == "process-plc.chiller_return_c"
+        assert limit.max == scenario.chilled_water.process_limit_c
+        assert limit.min is None
+        for tank in scenario.heated_tanks:
+            heater = loads[f"{tank.name}-heater"]
+            (limit,) = heater.limits
+            assert limit.tag == f"process-plc.{tank.name.replace('-', '_')}_temp_c"
+            assert limit.min == tank.min_c
+            assert heater.restore_value is not None
+        for charger in scenario.ev_chargers:
+            assert loads[charger.name].limits == []
+        assert peak.restore_gap > 0
+
+
+def test_leak_rules_know_the_cell_s_quiet_hours_and_tower(
+    cells: list[tuple[Scenario, Config]],
+) -> None:
+    plans = set()
+    for scenario, config in cells:
+        (leak,) = [r for r in config.rules if isinstance(r, WaterLeakConfig)]
+        assert leak.quiet_hours is not None
+        clock = Schedule(leak.quiet_hours.schedule)
+        first = min(s.start for s in scenario.schedule.shifts)
+        last = max(s.end for s in scenario.schedule.shifts)
+        plans.add((first, last))
+        midnight = scenario.start.replace(hour=0, minute=0, second=0, microsecond=0)
+        # The co-simulation's clock reads the scenario's local time as UTC.
+        base_ms = int(midnight.replace(tzinfo=UTC).timestamp() * 1000)
+        quiet = [
+            clock.period_at(base_ms + minute * 60_000) in leak.quiet_hours.periods
+            for minute in range(24 * 60)
+        ]
+        # Quiet from shortly after the last shift to before the warm-up of the first, every
+        # minute between them; never during a shift.
+        assert quiet[(last.hour * 60 + last.minute + 60) % 1440]
+        assert quiet[3 * 60]
+        arrive = first.hour * 60 + first.minute - scenario.schedule.warmup / 60
+        assert not any(quiet[round(arrive) : last.hour * 60 + last.minute])
+        (balance,) = [r for r in config.rules if isinstance(r, TowerBalanceConfig)]
+        assert balance.makeup_us_cm == scenario.cooling_tower.makeup_conductivity_us_cm
+        assert balance.volume_m3 == scenario.cooling_tower.system_volume_m3
+    assert len(plans) >= 3  # the quiet hours follow each cell's own plan
 
 
 def test_generated_cells_run_in_the_plant(cells: list[tuple[Scenario, Config]]) -> None:
