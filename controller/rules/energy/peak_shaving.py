@@ -220,8 +220,9 @@ class PeakShaving(DomainRule):
     list order until what is shed covers the excess, restored last-shed-first, `restore_gap`
     apart, when the rest still covers it with `hysteresis_kw` to spare. A load whose process
     variable nears its limit is released at once and not shed; when all loads together could
-    not cover the excess, the limit is unreachable: nothing more is shed and what is shed goes
-    back, one at a time, when the site's present load leaves room for it under the target."""
+    not cover the excess, the limit is unreachable: nothing more is shed, a shed with process
+    limits goes back at once and the others, one at a time, when the site's present load
+    leaves room for them under the target."""
 
     config: PeakShavingConfig
 
@@ -335,8 +336,18 @@ class PeakShaving(DomainRule):
             # the load under the target): released into the peak itself, it would raise the
             # peak it could not lower (a spike above the limit is when the rule notices). Its
             # max_shed and its process limits still bring it back in any case.
+            # A shed with process limits is not held for headroom: its process would end it
+            # during the spike anyway, later and with a larger debt (a heater off lets its tank
+            # fall below the thermostat's on-point, and the run that follows lasts longer, into
+            # the spike). It goes back now, whatever its min_shed, restore_gap apart.
+            limited = [shed for shed in self._order if shed.load.limits]
             last = self._order[-1] if self._order else None
-            if (
+            if limited and t - self._last_restore >= cfg.restore_gap:
+                log.info(
+                    "shed_released_limit_unreachable", rule=self.name, load=limited[-1].load.name
+                )
+                self._restore(limited[-1], t)
+            elif (
                 last is not None
                 and self._may_restore(last, t)
                 and measured + last.load.kw <= cfg.target_kw

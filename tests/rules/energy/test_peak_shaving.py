@@ -448,6 +448,31 @@ def test_an_unreachable_limit_is_stated_and_releases_the_sheds() -> None:
     assert changes[-1] - changes[-2] >= 60
 
 
+def test_an_unreachable_limit_gives_a_shed_with_process_limits_back_at_once() -> None:
+    """A heater shed just before a spike cannot wait for headroom: its tank would end the shed
+    inside the spike, later and with a longer run (demand-spike: the wash tank heater shed at
+    06:03:45, released for its minimum at 06:12:25, then 18 min on into the furnace start; the
+    meter's peak 4.6 kW over the baseline's). It goes back at once, whatever its min_shed; a
+    load without limits still waits for headroom."""
+    a = dict(LOADS[0])
+    heater = dict(HEATER, min_shed="5min",
+                  limits=[{"tag": "plc.tank_c", "min": 55.0, "guard": 1.0, "lead": "0s"}])
+    rule = PeakShaving(config(loads=[a, heater], limit_kw=100))
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 115, "plc.tank_c": 58.0},
+         {"cell.a_enable": False, "plc.heater_enable": 0}),
+        (31, {"meter.power_kw": 87, "plc.tank_c": 57.9},
+         {"cell.a_enable": False, "plc.heater_enable": 0}),
+        # the spike: 300 kW uncontrolled, 38 kW of loads against 200 kW over the target
+        (61, {"meter.power_kw": 262, "plc.tank_c": 57.8},
+         {"cell.a_enable": False, "plc.heater_enable": 1}),
+        (121, {"meter.power_kw": 292, "plc.tank_c": 57.9},
+         {"cell.a_enable": False, "plc.heater_enable": 1}),
+    ]
+    assert run_table(rule, rows) == []
+    assert rule.detail()["unreachable"] is True
+
+
 def test_when_unreachable_shed_states_it_and_sheds_every_load() -> None:
     rule = PeakShaving(config(when_unreachable="shed"))
     site = Site(rule, load_kw=200)
