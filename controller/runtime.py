@@ -398,32 +398,13 @@ class Runtime:
         self.notifier.reloading()
         try:
             path = self.loaded.path
-            try:
-                loaded = await asyncio.to_thread(load_config, path)
-            except ConfigError as exc:
-                problems = exc.problems
-            except Exception as exc:  # whatever it is, a reload never stops the daemon
-                reason = f"{type(exc).__name__}: {exc}"[:400]
-                problems = [f"{path}:0: (file): cannot be loaded: {reason}"]
-            else:
-                problems = []
-            if problems:
+            outcome = await self._load_and_prepare(path)
+            if isinstance(outcome, list):
                 # The reason is the file's problems; a traceback of the loader says nothing more.
-                log.warning("reload_refused", config=str(path), problems=problems)
-                self._publish_config_event(ok=False, problems=problems)
+                log.warning("reload_refused", config=str(path), problems=outcome)
+                self._publish_config_event(ok=False, problems=outcome)
                 return False
-            try:
-                # Everything that can fail on a valid file is built before anything changes.
-                prepared = _Prepared(
-                    write_limits(loaded.config.devices), build_rules(loaded.config.rules)
-                )
-            except Exception as exc:  # a bug in building rules must not stop the daemon either
-                problems = [
-                    f"{path}:0: (rules): cannot be built: {type(exc).__name__}: {exc}"[:500]
-                ]
-                log.warning("reload_refused", config=str(path), problems=problems)
-                self._publish_config_event(ok=False, problems=problems)
-                return False
+            loaded, prepared = outcome
             try:
                 restart_required = await self._apply(loaded, prepared)
             except Exception as exc:
@@ -438,6 +419,25 @@ class Runtime:
             return True
         finally:
             self.notifier.ready()
+
+    @staticmethod
+    async def _load_and_prepare(path: Path) -> tuple[LoadedConfig, _Prepared] | list[str]:
+        """The file loaded, and what a reload builds from it before anything changes; or the
+        problems that refuse it. Whatever loading or building raises is a problem, never the
+        end of the daemon."""
+        try:
+            loaded = await asyncio.to_thread(load_config, path)
+        except ConfigError as exc:
+            return exc.problems
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:400]
+            return [f"{path}:0: (file): cannot be loaded: {reason}"]
+        try:
+            limits = write_limits(loaded.config.devices)
+            rules = build_rules(loaded.config.rules)
+        except Exception as exc:  # a bug in building rules must not stop the daemon either
+            return [f"{path}:0: (rules): cannot be built: {type(exc).__name__}: {exc}"[:500]]
+        return loaded, _Prepared(limits, rules)
 
     async def _apply(self, loaded: LoadedConfig, prepared: _Prepared) -> list[str]:
         """Apply a valid config; returns the settings that only a restart applies."""
