@@ -341,29 +341,29 @@ def _tower(rule: BlowdownConfig, scenario: Scenario) -> list[Finding]:
             if laxer
             else "below the water's chemistry limit: more blowdown than the chemistry needs",
         )
-    ) + _differs(
+    ) + _makeup_differs(rule.name, rule.makeup_us_cm, scenario, "")
+
+
+def _makeup_differs(
+    rule: str, makeup_us_cm: float | None, scenario: Scenario, why: str
+) -> list[Finding]:
+    """A tower rule's `makeup_us_cm` against the scenario's makeup water (blowdown and balance)."""
+    return _differs(
         Finding(
             "warning",
-            f"rules[{rule.name}].makeup_us_cm",
+            f"rules[{rule}].makeup_us_cm",
             "cooling_tower.makeup_conductivity_us_cm",
-            rule.makeup_us_cm,
-            tower.makeup_conductivity_us_cm,
-            "the makeup water's conductivity differs",
+            makeup_us_cm,
+            scenario.cooling_tower.makeup_conductivity_us_cm,
+            f"the makeup water's conductivity differs{why}",
         )
     )
 
 
 def _tower_balance(rule: TowerBalanceConfig, scenario: Scenario) -> list[Finding]:
     tower = scenario.cooling_tower
-    return _differs(
-        Finding(
-            "warning",
-            f"rules[{rule.name}].makeup_us_cm",
-            "cooling_tower.makeup_conductivity_us_cm",
-            rule.makeup_us_cm,
-            tower.makeup_conductivity_us_cm,
-            "the makeup water's conductivity differs: the cycles and the balance are off",
-        )
+    return _makeup_differs(
+        rule.name, rule.makeup_us_cm, scenario, ": the cycles and the balance are off"
     ) + _differs(
         Finding(
             "warning",
