@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 PROTOCOL = "opcua"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+_NAMESPACE_PREFIX = re.compile(r"^\d+:")
 MAX_NAME_CHARS = 160
 
 
@@ -49,7 +50,10 @@ class _Tracked:
 def alarm_name(event: DeviceEvent) -> str:
     """`opcua.{device}.{source}.{condition}`, each part made safe as a topic level."""
     assert event.condition is not None
-    parts = [PROTOCOL, event.device, event.source or "server", event.condition.name]
+    # A SourceName written as a browse name (`1:Tank`, as node-opcua sends it) loses its
+    # namespace index: it is not part of what the operator calls the source.
+    source = _NAMESPACE_PREFIX.sub("", event.source) or "server"
+    parts = [PROTOCOL, event.device, source, event.condition.name]
     name = ".".join(_UNSAFE.sub("_", part).strip("_") or "_" for part in parts)
     return name[:MAX_NAME_CHARS]
 
@@ -78,6 +82,11 @@ class DeviceAlarms:
     def on_event(self, event: DeviceEvent, publish: bool) -> None:
         now = self._clock.wall_ms()
         # RefreshStart/RefreshEnd only bracket a ConditionRefresh: not news to anyone.
+        if event.condition is not None and not event.may_raise:
+            # Under min_severity: only a condition already raised is followed (its clearing).
+            if event.alarms and (event.device, event.condition.condition_id) in self._names:
+                self._apply(event, now)
+            return
         if publish and self._sink is not None and event.kind is DeviceEventKind.EVENT:
             body = {"ts": now, **event.payload()}
             if event.condition is not None and event.alarms:

@@ -164,6 +164,9 @@ class DeviceEvent:
     event_id: bytes
     condition: ConditionState | None = None
     alarms: bool = True
+    # False for a condition state under the entry's min_severity: it may update or clear an
+    # alarm already raised, never raise one (and is not published).
+    may_raise: bool = True
 
     def payload(self) -> dict[str, Any]:
         """The JSON of `{base}/events/opcua/{device}` (docs/mqtt-topics.md), without `ts`."""

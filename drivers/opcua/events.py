@@ -102,10 +102,10 @@ class _Where:
 
 
 def event_filter(spec: OpcUaEvents) -> ua.EventFilter:
-    """Select the fixed fields; where: (one of the types, or any type) and severity at least
-    `min_severity`, or a RefreshStart/RefreshEnd event (always let through, whatever the
-    severity, so a ConditionRefresh can be bracketed; Part 9, 5.5.7 asks servers to send them
-    regardless of the filter, and this makes sure servers that do not still do).
+    """Select the fixed fields; where: (one of the types, or any type) and (severity at least
+    `min_severity`, or a condition), or a RefreshStart/RefreshEnd event (always let through,
+    whatever the severity, so a ConditionRefresh can be bracketed; Part 9, 5.5.7 asks servers
+    to send them regardless of the filter, and this makes sure servers that do not still do).
 
     Element 0 must be the root, so the tree is built first and then reordered root-first."""
     where = _Where()
@@ -114,13 +114,19 @@ def event_filter(spec: OpcUaEvents) -> ua.EventFilter:
         _attribute("Severity"),
         ua.LiteralOperand(Value=ua.Variant(spec.min_severity, ua.VariantType.UInt16)),
     )
-    wanted = severity
+    # A condition's later states (its return to normal, an acknowledgement) often carry a
+    # lower severity, 0 on some servers: conditions pass whatever their severity, and the
+    # gateway applies min_severity to raising them (DeviceEvent.may_raise).
+    is_condition = where.add(
+        ua.FilterOperator.OfType, ua.LiteralOperand(Value=ua.Variant(_std(_CONDITION)))
+    )
+    wanted = where.add(ua.FilterOperator.Or, severity, is_condition)
     if spec.types:
         types = [
             where.add(ua.FilterOperator.OfType, ua.LiteralOperand(Value=ua.Variant(_node(t))))
             for t in spec.types
         ]
-        wanted = where.add(ua.FilterOperator.And, where.any_of(types), severity)
+        wanted = where.add(ua.FilterOperator.And, where.any_of(types), wanted)
     refresh = [
         where.add(
             ua.FilterOperator.OfType,
@@ -193,8 +199,11 @@ def parse_event(
     severity = get("severity")
     if isinstance(severity, bool) or not isinstance(severity, int):
         raise BadEventError(f"Severity is {type(severity).__name__}, not an integer")
-    if not 1 <= severity <= 1000:
-        raise BadEventError(f"Severity {severity} is outside 1-1000")
+    # Part 5 gives 1-1000; servers do send 0 (node-opcua for a condition's return to normal
+    # and for RefreshStart/End): out-of-range values are read as the nearest end, so no
+    # state change is lost and none is made more severe than 1000.
+    raw_severity = severity
+    severity = min(max(severity, 1), 1000)
     time_value = get("time")
     time_ms = received_ms
     if isinstance(time_value, dt.datetime):
@@ -217,6 +226,7 @@ def parse_event(
         event_id=event_id,
         condition=condition,
         alarms=spec.alarms,
+        may_raise=raw_severity >= spec.min_severity,
     )
 
 
