@@ -49,6 +49,9 @@ class AlarmCondition:
     message: str = ""
     estimate: Mapping[str, Any] = field(default_factory=dict)
     rule: str = ""
+    # Set for an alarm a device raised (an OPC UA condition): where it came from, its severity
+    # (1-1000) and the device's time of the change (epoch ms).
+    origin: Mapping[str, Any] | None = None
 
 
 @runtime_checkable
@@ -100,6 +103,7 @@ class Alarm:
     cleared_ms: int | None = None
     raised_count: int = 1
     published_ms: int = 0
+    origin: dict[str, Any] | None = None
 
     def payload(self, ts: int) -> dict[str, Any]:
         """The JSON of `{base}/alarms/{alarm}` (docs/mqtt-topics.md)."""
@@ -117,6 +121,7 @@ class Alarm:
             "raised_count": self.raised_count,
             "message": self.message,
             "estimate": self.estimate,
+            **({"origin": self.origin} if self.origin is not None else {}),
         }
 
 
@@ -217,6 +222,7 @@ class AlarmBoard:
                 message=condition.message,
                 estimate=estimate,
                 raised_count=count,
+                origin=dict(condition.origin) if condition.origin is not None else None,
             )
             self._alarms[condition.name] = alarm
             log.warning(
@@ -229,9 +235,15 @@ class AlarmBoard:
             self._publish(alarm, now_ms)
             return
         alarm.last_ms = now_ms
-        changed = estimate != alarm.estimate or condition.message != alarm.message
+        origin = dict(condition.origin) if condition.origin is not None else None
+        changed = (
+            estimate != alarm.estimate
+            or condition.message != alarm.message
+            or origin != alarm.origin
+        )
         alarm.estimate = estimate
         alarm.message = condition.message
+        alarm.origin = origin
         if changed and now_ms - alarm.published_ms >= ESTIMATE_INTERVAL_MS:
             self._publish(alarm, now_ms)
 

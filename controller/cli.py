@@ -85,11 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands that live with their driver (OPC UA browse and certs)."""
+    """Commands that live with their driver (OPC UA browse and certs, Modbus scan)."""
     # Only argparse and config models are imported here; asyncua loads when a command runs.
+    from drivers.modbus.scan_cli import add_commands as add_modbus_commands  # noqa: PLC0415
     from drivers.opcua.cli import add_commands  # noqa: PLC0415
 
     add_commands(sub)
+    add_modbus_commands(sub)
 
 
 def _repo_file(relative: str) -> Path:

@@ -122,3 +122,71 @@ class WriteError(Exception):
 class DeviceUnavailableError(Exception):
     """The device did not answer (timeout, refused, closed). Drivers raise it, owners turn it into
     bad-quality samples and a device status, once per state change in the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionState:
+    """The state of an alarm condition a device reports (OPC UA Alarms & Conditions, Part 9):
+    `condition_id` identifies the condition on the device (its NodeId), `event_id` the event
+    that carried this state (an acknowledgement names it)."""
+
+    condition_id: str
+    name: str
+    active: bool
+    acked: bool
+    retain: bool
+    event_id: bytes
+
+
+class DeviceEventKind(StrEnum):
+    """What an event means to the gateway beyond being published."""
+
+    EVENT = "event"  # a plain event, or a condition's state change
+    REFRESH_START = "refresh_start"  # the device begins re-sending every retained condition
+    REFRESH_END = "refresh_end"  # ... and has sent them all
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """One event a device raised, already checked: `time_ms` is the device's time of the event,
+    `severity` 1-1000, `message` at most a few hundred characters; `condition` is set when the
+    event is a condition's state (then `alarms` says whether the device's config maps it to an
+    alarm)."""
+
+    device: str
+    kind: DeviceEventKind
+    event_type: str
+    source: str
+    source_node: str
+    time_ms: int
+    severity: int
+    message: str
+    event_id: bytes
+    condition: ConditionState | None = None
+    alarms: bool = True
+    # False for a condition state under the entry's min_severity: it may update or clear an
+    # alarm already raised, never raise one (and is not published).
+    may_raise: bool = True
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON of `{base}/events/opcua/{device}` (docs/mqtt-topics.md), without `ts`."""
+        body: dict[str, Any] = {
+            "device": self.device,
+            "event_id": self.event_id.hex(),
+            "type": self.event_type,
+            "source": self.source,
+            "source_node": self.source_node,
+            "time": self.time_ms,
+            "severity": self.severity,
+            "message": self.message,
+        }
+        if self.condition is not None:
+            c = self.condition
+            body["condition"] = {
+                "id": c.condition_id,
+                "name": c.name,
+                "active": c.active,
+                "acked": c.acked,
+                "retain": c.retain,
+            }
+        return body

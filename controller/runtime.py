@@ -25,9 +25,10 @@ from controller.alarms import AlarmBoard
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.config import Config, ConfigError, LoadedConfig, load_config
 from controller.configtypes import WriteLimits
+from controller.device_alarms import DeviceAlarms
 from controller.gcpolicy import collect_periodically, tune_for_daemon
 from controller.logs import set_log_level
-from controller.model import DeviceStatus, LinkState, Sample
+from controller.model import DeviceEvent, DeviceStatus, LinkState, Sample
 from controller.mqtt import topics
 from controller.mqtt.commands import CommandHandler
 from controller.mqtt.publisher import MqttPublisher
@@ -106,6 +107,7 @@ class Runtime:
         self._engine: RuleEngine | None = None
         self._actuator: Actuator | None = None
         self._alarms: AlarmBoard | None = None
+        self._device_alarms: DeviceAlarms | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._started_ms = clock.wall_ms()
         self._lag_max = 0.0
@@ -220,6 +222,13 @@ class Runtime:
             base_topic=self.base_topic,
         )
         self._alarms = AlarmBoard(publisher, base_topic=self.base_topic, clock=self.clock)
+        self._device_alarms = DeviceAlarms(
+            self._alarms,
+            publisher,
+            base_topic=self.base_topic,
+            clock=self.clock,
+            drivers=self._driver_or_none,
+        )
         self._engine = RuleEngine(
             build_rules(config.rules),
             self.table,
@@ -241,6 +250,7 @@ class Runtime:
                 on_reload=self.reload,
                 on_rebirth=self._rebirth,
                 alarms=self._alarms,
+                device_alarms=self._device_alarms,
             )
         )
         return self._engine
@@ -278,7 +288,12 @@ class Runtime:
             on_samples=self._on_samples,
             on_status=self._on_status,
             state_dir=self.state_dir,
+            on_event=self._on_device_event,
         )
+
+    def _on_device_event(self, event: DeviceEvent, publish: bool) -> None:
+        if self._device_alarms is not None:
+            self._device_alarms.on_event(event, publish)
 
     def _start_groups(self, devices: Sequence[Any]) -> None:
         assert self._tg is not None
@@ -357,6 +372,12 @@ class Runtime:
                 if driver.name == device:
                     return driver
         raise KeyError(device)
+
+    def _driver_or_none(self, device: str) -> Driver | None:
+        try:
+            return self.driver(device)
+        except KeyError:
+            return None
 
     def _on_samples(self, samples: Sequence[Sample]) -> None:
         if not samples:

@@ -13,13 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller.clock import Clock
-from controller.model import DeviceStatus, Sample, Value, WriteError
+from controller.model import DeviceEvent, DeviceStatus, Sample, Value, WriteError
 
 # Called with the samples of one poll (or one subscription batch) of one device. Must not block:
 # the runtime puts them in the TagTable and returns.
 SampleSink = Callable[[Sequence[Sample]], None]
 # Called whenever a device's status changes (state, error) and after each poll (latency).
 StatusSink = Callable[[DeviceStatus], None]
+# Called with each event a device raised (OPC UA events and conditions) and whether to publish
+# it (False: over the device's event rate; its condition state still counts). Must not block.
+EventSink = Callable[[DeviceEvent, bool], None]
+
+
+class ConditionCallError(WriteError):
+    """A condition method (Acknowledge) the device refused or could not be reached for."""
 
 
 class UnencodableValueError(WriteError):
@@ -44,6 +51,7 @@ class DriverContext:
     on_samples: SampleSink
     on_status: StatusSink
     state_dir: Path
+    on_event: EventSink | None = None
 
 
 class Driver(ABC):
@@ -82,6 +90,11 @@ class Driver(ABC):
         """The values `tag` can take when the device holds it as an integer; None for any other
         tag (or when the type is not known yet)."""
         return None
+
+    async def acknowledge_condition(self, condition_id: str, event_id: bytes, comment: str) -> None:
+        """Acknowledge a condition the device raised; `ConditionCallError` with the device's
+        reason when it refuses. Devices without conditions refuse every call."""
+        raise ConditionCallError(f"device {self.name} has no alarm conditions")
 
     async def close(self) -> None:  # noqa: B027  (optional hook, a no-op by default)
         """Release the connection; `run()` being cancelled must also do it."""

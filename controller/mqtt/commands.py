@@ -21,10 +21,12 @@ from controller.actuation import Actuator, Outcome
 from controller.alarms import AcknowledgeCommand, AlarmBoard, UnknownAlarmError
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.configtypes import PositiveDuration, StrictModel
+from controller.device_alarms import DeviceAlarms
 from controller.model import WriteError
 from controller.mqtt import topics
 from controller.rules.config import OutputValue, RuleMode, TagKey
 from controller.rules.engine import RuleEngine, UnknownRuleError
+from drivers.base import ConditionCallError
 
 log = structlog.get_logger(__name__)
 
@@ -119,9 +121,11 @@ class CommandHandler:
         on_reload: Callable[[], Awaitable[bool]],
         on_rebirth: Callable[[], Awaitable[None]],
         alarms: AlarmBoard | None = None,
+        device_alarms: DeviceAlarms | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._alarms = alarms
+        self._device_alarms = device_alarms
         self._clock = clock
         self._engine = engine
         self._actuator = actuator
@@ -174,16 +178,24 @@ class CommandHandler:
             await self._on_rebirth()
             return {}
         if command == "alarms/ack" and self._alarms is not None:
-            return self._acknowledge(self._alarms, self._parse(AcknowledgeCommand, payload))
+            return await self._acknowledge(self._alarms, self._parse(AcknowledgeCommand, payload))
         raise CommandRefusedError(
             f"unknown command {cut(command)!r}: known are rules/<rule>/mode, write, "
             "override/clear, reload, rebirth, alarms/ack"
         )
 
-    def _acknowledge(self, alarms: AlarmBoard, command: AcknowledgeCommand) -> dict[str, Any]:
+    async def _acknowledge(
+        self, alarms: AlarmBoard, command: AcknowledgeCommand
+    ) -> dict[str, Any]:
+        device = self._device_alarms
         try:
-            alarm = alarms.acknowledge(command.alarm, command.by)
-        except UnknownAlarmError as exc:
+            if device is not None and device.owns(command.alarm):
+                # The device's condition: acknowledged there first (it is the authority).
+                await device.acknowledge(command.alarm, command.by)
+                alarm = alarms[command.alarm]
+            else:
+                alarm = alarms.acknowledge(command.alarm, command.by)
+        except (UnknownAlarmError, ConditionCallError) as exc:
             raise CommandRefusedError(str(exc)) from None
         return {"alarm": alarm.name, "state": alarm.state.value, "by": alarm.acked_by}
 

@@ -67,6 +67,11 @@ def config_events(base: str) -> str:
     return f"{base}/events/config"
 
 
+def device_events(base: str, protocol: str, device: str) -> str:
+    """Events a device raised (OPC UA events and condition changes), in order, buffered."""
+    return f"{base}/events/{_level('protocol', protocol)}/{_level('device', device)}"
+
+
 def alarm(base: str, alarm_name: str) -> str:
     """Retained state of one alarm."""
     return f"{base}/alarms/{_level('alarm', alarm_name)}"

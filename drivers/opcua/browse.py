@@ -27,6 +27,13 @@ TAG_TYPES = frozenset(
         "Float", "Double", "String", "DateTime", "LocalizedText",
     )
 )  # fmt: skip
+# Standard condition types (Part 9): an object of one of them is an alarm, not a folder of tags;
+# it is listed as a condition and not descended into (its state variables are not process data).
+CONDITION_TYPES = frozenset(
+    number
+    for name, number in vars(ObjectIds).items()
+    if isinstance(number, int) and name.endswith(("AlarmType", "ConditionType"))
+)
 _BROWSE_BATCH = 100  # nodes per Browse request: every server takes that many
 _ACCESS_CURRENT_WRITE = 1  # bit of AccessLevel (Part 3, 8.57)
 
@@ -122,15 +129,17 @@ async def _browse_level(
                     continue  # EURange, EngineeringUnits...: metadata, not tags
                 if not include_ns0 and ref.NodeId.NamespaceIndex == 0:
                     continue
+                condition = _is_condition(ref.TypeDefinition)
                 node = BrowsedNode(
                     node_id=_node_id(ref.NodeId).to_string(),
                     browse_name=ref.BrowseName.to_string(),
                     display_name=str(ref.DisplayName.Text or ref.BrowseName.Name),
-                    node_class=ref.NodeClass.name,
+                    node_class="Condition" if condition else ref.NodeClass.name,
                     path=(*parent.path, ref.BrowseName.to_string()),
                 )
                 parent.children.append(node)
-                found.append(node)
+                if not condition:
+                    found.append(node)
     return found
 
 
@@ -161,6 +170,14 @@ async def _describe_variables(client: Client, variables: list[BrowsedNode]) -> N
             if node.data_type in (None, "BaseDataType", "Number"):
                 node.data_type = variant.VariantType.name
             node.value = _preview(variant)
+
+
+def _is_condition(type_definition: ua.ExpandedNodeId | None) -> bool:
+    return (
+        type_definition is not None
+        and type_definition.NamespaceIndex == 0
+        and type_definition.Identifier in CONDITION_TYPES
+    )
 
 
 def _node_id(expanded: ua.ExpandedNodeId) -> ua.NodeId:
@@ -282,4 +299,12 @@ def format_yaml(
     if count == 0:
         lines.append("      []  # no variables found: browse deeper with --depth")
     lines += skipped
+    conditions = [node for node in root.walk() if node.node_class == "Condition"]
+    if conditions:
+        lines += [
+            "    # The server has alarm conditions: receive their events and alarms.",
+            "    events:",
+            "      - notifier: i=2253  # the Server object",
+        ]
+        lines += [f"    # condition: {node.node_id}" for node in conditions]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from asyncua.ua.object_ids import ObjectIds
 from pydantic import BeforeValidator, Field, FilePath, field_validator, model_validator
 
 from controller.configtypes import Name, PositiveDuration, StrictModel, WriteLimits
@@ -211,6 +212,51 @@ def browse_path_parts(path: str) -> list[str]:
     return [part.strip() for part in path.strip().strip("/").split("/")]
 
 
+# Standard event types by name (Part 5/9), so a config can say `AlarmConditionType`.
+_EVENT_TYPE_NAMES = re.compile(r"^[A-Za-z][A-Za-z0-9]*Type$")
+
+
+def _event_type(value: object) -> object:
+    """A NodeId string stays as it is; a standard type name (`OffNormalAlarmType`) becomes its
+    NodeId (`i=10637`); anything else is refused naming what was given."""
+    if not isinstance(value, str) or _NODE_ID.match(value):
+        return value
+    if _EVENT_TYPE_NAMES.match(value):
+        number = getattr(ObjectIds, value, None)
+        if isinstance(number, int):
+            return f"i={number}"
+    raise ValueError(
+        f"{value!r} is neither a NodeId (ns=2;i=1001) nor a standard event type name "
+        "(BaseEventType, AlarmConditionType, OffNormalAlarmType, ...)"
+    )
+
+
+EventType = Annotated[str, BeforeValidator(_event_type)]
+
+
+class OpcUaEvents(StrictModel):
+    """Events of one notifier (the Server object by default, or any node whose EventNotifier
+    attribute subscribes to events), filtered on the server by type and severity. Conditions
+    among them (Alarms & Conditions, Part 9) become edgecell alarms when `alarms` is on."""
+
+    notifier: str = "i=2253"  # Server
+    # Event types to receive (a NodeId or a standard type name); empty: every event.
+    types: list[EventType] = Field(default_factory=list, max_length=32)
+    min_severity: int = Field(default=1, ge=1, le=1000)
+    alarms: bool = True
+    # Events published at most this often per second per device; more are counted, not sent
+    # (conditions still update the alarms).
+    max_rate: float = Field(default=50.0, gt=0, le=10_000)
+
+    @field_validator("notifier", "types")
+    @classmethod
+    def _node_ids(cls, value: str | list[str]) -> str | list[str]:
+        for item in [value] if isinstance(value, str) else value:
+            if not _NODE_ID.match(item):
+                raise ValueError(f"{item!r} is not a NodeId: write i=2253 or ns=2;s=Name")
+        return value
+
+
 class OpcUaDevice(StrictModel):
     """One OPC UA server (a PLC or a gateway) reached over opc.tcp."""
 
@@ -230,6 +276,7 @@ class OpcUaDevice(StrictModel):
     reconnect_min: PositiveDuration = 1.0
     reconnect_max: PositiveDuration = 60.0
     tags: list[OpcUaTag] = Field(min_length=1)
+    events: list[OpcUaEvents] = Field(default_factory=list, max_length=16)
 
     @field_validator("endpoint")
     @classmethod

@@ -20,8 +20,21 @@ from asyncua import ua
 from asyncua.client.ua_client import UaClientState
 from asyncua.ua.uaerrors import UaError
 
-from controller.model import DeviceStatus, LinkState, Sample, Value, WriteError
-from drivers.base import Driver, DriverContext, UnencodableValueError, WholeSteps
+from controller.model import (
+    DeviceEventKind,
+    DeviceStatus,
+    LinkState,
+    Sample,
+    Value,
+    WriteError,
+)
+from drivers.base import (
+    ConditionCallError,
+    Driver,
+    DriverContext,
+    UnencodableValueError,
+    WholeSteps,
+)
 from drivers.opcua.asyncua_log import drop_lines_reported_by_driver
 from drivers.opcua.codec import (
     bad_sample,
@@ -31,6 +44,8 @@ from drivers.opcua.codec import (
 )
 from drivers.opcua.config import OpcUaDevice, TagMode
 from drivers.opcua.errors import OpcUaSetupError
+from drivers.opcua.event_rate import EventBudget
+from drivers.opcua.events import BadEventError, acknowledge_request, parse_event, refresh_request
 from drivers.opcua.session import (
     OpcUaSession,
     PublishCallbacks,
@@ -58,6 +73,7 @@ class OpcUaDriver(Driver):
         self._polled = [tag.name for tag in device.tags if tag.mode is TagMode.POLL]
         self._subscribed = [tag.name for tag in device.tags if tag.mode is TagMode.SUBSCRIBE]
         self._writable = {tag.name for tag in device.tags if tag.writable}
+        self._event_budgets = [EventBudget(spec.max_rate) for spec in device.events]
         self._logged_error = ""
         self._read_error = ""
         self._ever_connected = False
@@ -271,9 +287,11 @@ class OpcUaDriver(Driver):
         once the subscription is in place."""
         lost: list[str] = []
         try:
-            if self._subscribed:
+            if self._subscribed or self.device.events:
                 await self._subscribe(session)
             self._connected(session)
+            if self.device.events:
+                await self._refresh_conditions(session)
             async with asyncio.TaskGroup() as tg:
                 if self._polled:
                     tg.create_task(self._poll_loop(session), name=f"opcua-poll:{self.name}")
@@ -300,12 +318,23 @@ class OpcUaDriver(Driver):
             if not status.is_good() and not session.lost_reason:
                 session.lost_reason = f"subscription status {status.name}"
 
+        def on_events(batch: list[tuple[int, list[ua.Variant]]]) -> None:
+            if self._session is session:
+                self._on_events(batch)
+
         try:
-            info = await session.subscribe(PublishCallbacks(on_data, on_status_change))
+            info = await session.subscribe(
+                PublishCallbacks(on_data, on_status_change, on_events)
+            )
         except Exception as exc:
             if is_session_loss(exc) or isinstance(exc, UaError):
                 raise SessionLostError(f"subscribe failed: {describe_error(exc)}") from exc
             raise
+        for index, reason in info.failed_events.items():
+            self._log.warning(
+                "opcua_event_item_failed", notifier=self.device.events[index].notifier,
+                reason=reason,
+            )
         self._status.extra["subscription_id"] = info.subscription_id
         self._status.extra["publishing_interval_ms"] = info.publishing_interval_ms
         if info.failed:
@@ -314,6 +343,63 @@ class OpcUaDriver(Driver):
                 self._log.warning("opcua_monitored_item_failed", tag=name, reason=reason)
             self._ctx.on_samples(
                 [bad_sample(self.name, name, reason, now) for name, reason in info.failed.items()]
+            )
+
+    def _on_events(self, batch: list[tuple[int, list[ua.Variant]]]) -> None:
+        """Check each event and hand it on: every condition state reaches the alarms, but
+        events are published at most `max_rate` a second per entry (the rest are counted)."""
+        sink = self._ctx.on_event
+        now = self._ctx.clock.wall_ms()
+        extra = self._status.extra
+        for index, fields in batch:
+            spec = self.device.events[index]
+            try:
+                event = parse_event(self.name, spec, fields, now)
+            except BadEventError as exc:
+                refused = int(extra.get("events_refused", 0)) + 1
+                extra["events_refused"] = refused
+                if refused == 1 or refused % 1000 == 0:
+                    self._log.warning("opcua_event_refused", reason=str(exc), refused=refused)
+                continue
+            if event.kind is not DeviceEventKind.EVENT:
+                if sink is not None:
+                    sink(event, False)  # brackets a ConditionRefresh; not published
+                continue
+            publish = self._event_budgets[index].take(time.monotonic())
+            if not publish:
+                extra["events_dropped"] = int(extra.get("events_dropped", 0)) + 1
+            if sink is not None:
+                sink(event, publish)
+
+    async def _refresh_conditions(self, session: OpcUaSession) -> None:
+        """Ask the server to send every retained condition again (after each (re)connect:
+        alarms raised or cleared while the session was down are caught up)."""
+        info = session.subscription
+        if info is None:
+            return
+        try:
+            result = await session.call(refresh_request(info.subscription_id))
+        except Exception as exc:
+            if is_session_loss(exc):
+                raise SessionLostError(f"ConditionRefresh failed: {describe_error(exc)}") from exc
+            self._log.warning("opcua_condition_refresh_failed", reason=describe_error(exc))
+            return
+        if not result.StatusCode.is_good():
+            self._log.warning("opcua_condition_refresh_failed", reason=result.StatusCode.name)
+
+    async def acknowledge_condition(self, condition_id: str, event_id: bytes, comment: str) -> None:
+        session = self._session
+        if session is None or not session.alive:
+            raise ConditionCallError(f"device {self.name} is not connected")
+        try:
+            result = await session.call(acknowledge_request(condition_id, event_id, comment))
+        except Exception as exc:
+            raise ConditionCallError(
+                f"device {self.name}: Acknowledge failed: {describe_error(exc)}"
+            ) from exc
+        if not result.StatusCode.is_good():
+            raise ConditionCallError(
+                f"device {self.name} refused the acknowledgement: {result.StatusCode.name}"
             )
 
     async def _watch(self, session: OpcUaSession) -> None:

@@ -35,6 +35,7 @@ from drivers.opcua.config import (
     browse_path_parts,
 )
 from drivers.opcua.connection import ConnectOptions, connect_client, new_client
+from drivers.opcua.events import EVENT_HANDLE_BASE, event_item
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +103,8 @@ class PublishCallbacks:
 
     on_data: Callable[[list[tuple[str, ua.DataValue]]], None]
     on_status_change: Callable[[ua.StatusCode], None]
+    # (index of the device's `events:` entry, the notification's EventFields)
+    on_events: Callable[[list[tuple[int, list[ua.Variant]]]], None] | None = None
 
 
 @dataclass(slots=True)
@@ -111,6 +114,8 @@ class SubscriptionInfo:
     keepalive_count: int
     handles: dict[int, str] = field(default_factory=dict)  # client handle -> tag name
     failed: dict[str, str] = field(default_factory=dict)  # tag name -> StatusCode name
+    # index of an `events:` entry -> why its monitored item was refused
+    failed_events: dict[int, str] = field(default_factory=dict)
 
 
 def status_error(exc: BaseException) -> ua.StatusCode | None:
@@ -350,19 +355,29 @@ class OpcUaSession:
         )
         handles: dict[int, str] = {}
 
+        event_count = len(device.events)
+
         def on_publish(result: ua.PublishResult) -> None:
             self.last_publish = time.monotonic()
             batch: list[tuple[str, ua.DataValue]] = []
+            events: list[tuple[int, list[ua.Variant]]] = []
             for notification in result.NotificationMessage.NotificationData or ():
                 if isinstance(notification, ua.DataChangeNotification):
                     for item in notification.MonitoredItems:
                         name = handles.get(item.ClientHandle)
                         if name is not None:
                             batch.append((name, item.Value))
+                elif isinstance(notification, ua.EventNotificationList):
+                    for fields in notification.Events:
+                        index = fields.ClientHandle - EVENT_HANDLE_BASE
+                        if 0 <= index < event_count:
+                            events.append((index, list(fields.EventFields or ())))
                 elif isinstance(notification, ua.StatusChangeNotification):
                     callbacks.on_status_change(notification.Status)
             if batch:
                 callbacks.on_data(batch)
+            if events and callbacks.on_events is not None:
+                callbacks.on_events(events)
 
         created = await self.client.uaclient.create_subscription(params, on_publish)
         info = SubscriptionInfo(
@@ -403,7 +418,41 @@ class OpcUaSession:
                 if not result.StatusCode.is_good():
                     handles.pop(request.RequestedParameters.ClientHandle, None)
                     info.failed[name] = result.StatusCode.name
+        if device.events:
+            await self._subscribe_events(info)
         return info
+
+    async def _subscribe_events(self, info: SubscriptionInfo) -> None:
+        """One event monitored item per `events:` entry, in the same subscription (one
+        publish loop, one keep-alive watch); a refused one is recorded, not fatal."""
+        specs = self.device.events
+        create = ua.CreateMonitoredItemsParameters(
+            SubscriptionId=info.subscription_id,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            ItemsToCreate=[
+                event_item(EVENT_HANDLE_BASE + index, spec) for index, spec in enumerate(specs)
+            ],
+        )
+        results = await self.client.uaclient.create_monitored_items(create)
+        for index, result in enumerate(results):
+            if not result.StatusCode.is_good():
+                info.failed_events[index] = result.StatusCode.name
+            elif result.FilterResult is not None:
+                bad = [
+                    code.name
+                    for code in getattr(result.FilterResult, "SelectClauseResults", None) or ()
+                    if not code.is_good()
+                ]
+                if bad:
+                    log.info("opcua_event_fields_refused", notifier=specs[index].notifier,
+                             results=bad)
+
+    async def call(self, request: ua.CallMethodRequest) -> ua.CallMethodResult:
+        """One method call; its result is returned as it is (the caller judges the code)."""
+        results = await asyncio.wait_for(
+            self.client.uaclient.call([request]), self.device.timeout
+        )
+        return results[0]
 
     def _monitored_item(
         self, handle: int, resolved: ResolvedTag, mfilter: ua.DataChangeFilter | None

@@ -146,7 +146,7 @@ class SimCell:
             for offset, spec in enumerate(opcua):
                 port = self._port_for(len(devices) + offset, spec.name, spec.port)
                 served = SimOpcUaSpec.model_validate(
-                    spec.model_dump(include={"namespace", "objects"})
+                    spec.model_dump(include={"namespace", "objects", "alarms"})
                 )
                 face: Any = SimOpcUaServer(self.plant, served, host=self.host, port=port)
                 await stack.enter_async_context(face)

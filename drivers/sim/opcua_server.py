@@ -30,7 +30,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from pydantic import Field, model_validator
 
 from controller.configtypes import StrictModel
+from drivers.sim.opcua_conditions import SimConditions
 from drivers.sim.points import PointSource, PointValue
+from drivers.sim.scenario import SimAlarm
 
 log = structlog.get_logger(__name__)
 
@@ -78,12 +80,19 @@ class SimObject(StrictModel):
 class SimOpcUaSpec(StrictModel):
     namespace: str = "urn:edgecell:sim"
     objects: list[SimObject] = Field(min_length=1)
+    alarms: list[SimAlarm] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique(self) -> SimOpcUaSpec:
         nodes = [p.node for o in self.objects for p in o.points.values()]
         if len(nodes) != len(set(nodes)):
             raise ValueError("two points share a node")
+        points = {o.name: set(o.points) for o in self.objects}
+        for alarm in self.alarms:
+            if alarm.point not in points.get(alarm.object, set()):
+                raise ValueError(
+                    f"alarm {alarm.name!r}: {alarm.point!r} is not a point of {alarm.object!r}"
+                )
         return self
 
 
@@ -127,7 +136,15 @@ def default_spec() -> SimOpcUaSpec:
                         },
                     },
                 },
-            ]
+            ],
+            # The chiller PLC's own alarm: chilled water leaving too warm for the process.
+            "alarms": [
+                {
+                    "name": "SupplyTemperatureHigh", "object": "Chiller",
+                    "point": "chiller.supply_temp_c", "above": 15.0, "severity": 700,
+                    "message": "chilled water supply temperature high",
+                },
+            ],
         }
     )  # fmt: skip
 
@@ -190,6 +207,7 @@ class SimOpcUaServer:
         self._nodes: dict[str, tuple[ua.NodeId, ua.VariantType]] = {}  # point -> node
         self._by_node: dict[ua.NodeId, str] = {}  # writable node -> point
         self._last: dict[str, PointValue] = {}
+        self.conditions = SimConditions(self.spec.alarms)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -218,6 +236,8 @@ class SimOpcUaServer:
 
     async def start(self) -> None:
         server = Server(user_manager=_Users(self.users, allow_anonymous=self.allow_anonymous))
+        # RefreshStart/RefreshEnd events around a ConditionRefresh (Part 9, 5.5.7).
+        server.iserver.bind_condition_methods = True
         await server.init()
         server.disable_clock(not self.server_clock)
         server.set_endpoint(f"opc.tcp://{self.host}:{self.port}")
@@ -283,6 +303,10 @@ class SimOpcUaServer:
     async def _build_nodes(self, server: Server) -> None:
         idx = self.namespace_index
         folders: dict[str, Node] = {}
+        await self._build_points(server, idx, folders)
+        await self.conditions.build(server, folders, idx)
+
+    async def _build_points(self, server: Server, idx: int, folders: dict[str, Node]) -> None:
         for obj in self.spec.objects:
             for point, spec in obj.points.items():
                 parts = spec.node.split(".")
@@ -354,6 +378,7 @@ class SimOpcUaServer:
             self._last[point] = value
             node_id, vtype = self._nodes[point]
             await server.write_attribute_value(node_id, _datavalue(value, vtype, stamp))
+            await self.conditions.observe(point, value)
 
     async def set_value(self, point: str, value: PointValue, at: dt.datetime | None = None) -> None:
         """Set one node directly (tests: a change the plant did not make)."""
@@ -361,6 +386,7 @@ class SimOpcUaServer:
         stamp = at or dt.datetime.now(dt.UTC)
         self._last[point] = value
         await self.server.write_attribute_value(node_id, _datavalue(value, vtype, stamp))
+        await self.conditions.observe(point, value)
 
     async def _after_write(self, event: ServerItemCallback, _dispatcher: Any) -> None:
         """A client wrote: pass accepted writes of setpoint nodes on to the plant."""

@@ -522,6 +522,32 @@ class OpcUaObjectSpec(StrictModel):
     points: dict[str, OpcUaPointSpec] = Field(min_length=1)
 
 
+class SimAlarm(StrictModel):
+    """An off-normal alarm of one PLC object on one of its points: active above `above` (or
+    below `below`)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    object: str = Field(pattern=r"^[A-Za-z0-9_]+$")
+    point: str
+    above: float | None = None
+    below: float | None = None
+    severity: int = Field(default=700, ge=1, le=1000)
+    message: str = Field(default="", max_length=200)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> SimAlarm:
+        if (self.above is None) == (self.below is None):
+            raise ValueError(f"alarm {self.name!r}: give exactly one of above / below")
+        return self
+
+    def crossed(self, value: float | int | bool) -> bool:
+        number = float(value)
+        if self.above is not None:
+            return number > self.above
+        assert self.below is not None
+        return number < self.below
+
+
 class OpcUaDeviceSpec(StrictModel):
     """One OPC UA server of the cell. `namespace` and `objects` are handed to SimOpcUaServer."""
 
@@ -529,6 +555,18 @@ class OpcUaDeviceSpec(StrictModel):
     port: int = Field(4840, ge=0, le=65535)  # 0: any free port
     namespace: str = "urn:edgecell:sim"
     objects: list[OpcUaObjectSpec] = Field(min_length=1)
+    # Conditions the PLC raises itself (OPC UA Alarms & Conditions).
+    alarms: list[SimAlarm] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _alarm_points(self) -> OpcUaDeviceSpec:
+        points = {o.name: set(o.points) for o in self.objects}
+        for alarm in self.alarms:
+            if alarm.point not in points.get(alarm.object, set()):
+                raise ValueError(
+                    f"alarm {alarm.name!r}: {alarm.point!r} is not a point of {alarm.object!r}"
+                )
+        return self
 
 
 # --- the scenario -----------------------------------------------------------------------------

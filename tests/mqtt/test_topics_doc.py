@@ -125,3 +125,16 @@ def test_float_values_are_described_as_each_driver_decodes_them():
     assert exact in modbus_part
     assert nearest in opcua_part
     assert exact not in opcua_part
+
+
+def test_opcua_event_example_has_the_fields_the_gateway_publishes():
+    from controller.model import ConditionState, DeviceEvent, DeviceEventKind
+
+    condition = ConditionState("ns=2;s=C.A", "A", True, False, True, b"\x01")
+    event = DeviceEvent(
+        "plc", DeviceEventKind.EVENT, "i=10637", "C", "ns=2;s=C", 1, 700, "m", b"\x01", condition
+    )
+    fields = {"ts", "alarm", *event.payload()}
+    example = examples()["opcua-event"]
+    assert set(example) == fields
+    assert set(example["condition"]) == set(event.payload()["condition"])

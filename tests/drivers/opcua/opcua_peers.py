@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from controller.clock import SYSTEM_CLOCK
-from controller.model import DeviceStatus, LinkState, Quality, Sample
+from controller.model import DeviceEvent, DeviceStatus, LinkState, Quality, Sample
 from drivers.base import DriverContext
 from drivers.opcua.config import OpcUaDevice
 from drivers.opcua.driver import OpcUaDriver
@@ -28,7 +28,7 @@ USERS = {"operator": "correct horse"}
 # compressor room and chiller). The plant stands still unless a test steps it.
 SCENARIO = load_scenario("normal-day")
 UTILITY_PLC = SimOpcUaSpec.model_validate(
-    SCENARIO.opcua_devices[0].model_dump(include={"namespace", "objects"})
+    SCENARIO.opcua_devices[0].model_dump(include={"namespace", "objects", "alarms"})
 )
 
 
@@ -44,6 +44,8 @@ class Recorder:
     samples: list[Sample] = field(default_factory=list)
     batches: list[list[Sample]] = field(default_factory=list)
     statuses: list[DeviceStatus] = field(default_factory=list)
+    # (event, whether the driver let it be published)
+    events: list[tuple[DeviceEvent, bool]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def context(self) -> DriverContext:
@@ -52,7 +54,12 @@ class Recorder:
             on_samples=self._on_samples,
             on_status=self._on_status,
             state_dir=self.state_dir,
+            on_event=self._on_event,
         )
+
+    def _on_event(self, event: DeviceEvent, publish: bool) -> None:
+        self.events.append((event, publish))
+        self._changed.set()
 
     def _on_samples(self, samples: Any) -> None:
         batch = list(samples)

@@ -53,7 +53,10 @@ async def test_yaml_is_a_device_entry_the_config_accepts(sim, tmp_path: Path):
     assert nodes["compressor_pressure"] == f"ns={ns};s=Compressor.Pressure"
     assert nodes["compressor_pressure_setpoint"] == f"ns={ns};s=Compressor.PressureSetpoint"
     assert nodes["chiller_supply_temperature"] == f"ns={ns};s=Chiller.SupplyTemperature"
+    # The chiller's alarm condition is not a folder of tags: it is offered as events.
     assert len(device.tags) == sum(len(obj.points) for obj in UTILITY_PLC.objects)
+    assert [e.notifier for e in device.events] == ["i=2253"]
+    assert f"condition: ns={ns};s=Chiller.SupplyTemperatureHigh" in text
 
 
 async def test_browse_command_prints_the_tree(sim, tmp_path: Path):

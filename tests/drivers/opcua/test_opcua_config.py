@@ -187,3 +187,52 @@ def test_duration_without_unit_is_refused():
         """
     )
     assert "cell.yaml:7: devices[0].publishing_interval: a duration is a string" in problems
+
+
+def test_events_take_standard_type_names_and_node_ids():
+    config = parse_config(
+        _config(
+            """\
+            - driver: opcua
+              name: plc
+              endpoint: opc.tcp://10.0.0.5:4840
+              tags: [{name: t, node: "ns=2;s=T"}]
+              events:
+                - {types: [OffNormalAlarmType, "ns=3;i=5001"], min_severity: 400}
+                - {notifier: "ns=2;s=Chiller", alarms: false}
+            """
+        ),
+        "cell.yaml",
+    )
+    device = config.devices[0]
+    assert isinstance(device, OpcUaDevice)
+    first, second = device.events
+    assert first.types == ["i=10637", "ns=3;i=5001"]
+    assert (first.notifier, first.min_severity, first.alarms) == ("i=2253", 400, True)
+    assert (second.notifier, second.types, second.alarms) == ("ns=2;s=Chiller", [], False)
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ("{types: [NoSuchAlarmType]}", "'NoSuchAlarmType' is neither a NodeId"),
+        ("{types: [alarm]}", "'alarm' is neither a NodeId"),
+        ("{notifier: Server}", "'Server' is not a NodeId"),
+        ("{min_severity: 0}", "min_severity"),
+        ("{min_severity: 1001}", "min_severity"),
+        ("{max_rate: .nan}", "max_rate"),
+    ],
+)
+def test_bad_events_entries_are_refused_naming_the_key(entry: str, expected: str):
+    problems = _problems(
+        f"""\
+        - driver: opcua
+          name: plc
+          endpoint: opc.tcp://10.0.0.5:4840
+          tags: [{{name: t, node: "ns=2;s=T"}}]
+          events: [{entry}]
+        """
+    )
+    assert "cell.yaml:" in problems
+    assert "events" in problems
+    assert expected in problems

@@ -36,7 +36,7 @@ SEPARATE_SERVER = textwrap.dedent(
     async def main():
         scenario = load_scenario("normal-day")
         spec = SimOpcUaSpec.model_validate(
-            scenario.opcua_devices[0].model_dump(include={"namespace", "objects"})
+            scenario.opcua_devices[0].model_dump(include={"namespace", "objects", "alarms"})
         )
         plant = Plant(scenario)
         async with SimOpcUaServer(plant, spec, security=("None",), server_clock=False) as server:
