@@ -617,6 +617,22 @@ class ModbusDeviceSpec(StrictModel):
         return self
 
 
+class SunSpecDeviceSpec(StrictModel):
+    """The PV inverter or the battery as a SunSpec device over Modbus TCP: the `SunS` marker at
+    `base_address`, model 1, model 103 (the inverter's AC side), for the battery model 124, the
+    end model (docs/simulator.md, "SunSpec")."""
+
+    name: Name
+    equipment: Literal["pv", "battery"]
+    unit_id: int = Field(1, ge=1, le=247)
+    port: int = Field(1502, ge=0, le=65535)  # 0: any free port
+    base_address: Literal[40000, 0, 50000] = 40000
+    manufacturer: str = Field("edgecell-sim", max_length=32)
+    model: str = Field("", max_length=32)  # empty: "PV inverter" or "Battery inverter"
+    serial: str = Field("0001", max_length=32)
+    resembles: str = ""
+
+
 OpcUaType = Literal[
     "Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
     "Float", "Double",
@@ -676,6 +692,7 @@ class Scenario(StrictModel):
     events: EventsSpec = EventsSpec()
     modbus_devices: list[ModbusDeviceSpec] = Field(default_factory=list)
     opcua_devices: list[OpcUaDeviceSpec] = Field(default_factory=list)
+    sunspec_devices: list[SunSpecDeviceSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Scenario:
@@ -698,7 +715,17 @@ class Scenario(StrictModel):
                 raise ValueError(
                     f"{prefix!r} names the {prefix} section's points: rename the equipment"
                 )
-        devices = [d.name for d in self.modbus_devices] + [d.name for d in self.opcua_devices]
+        devices = (
+            [d.name for d in self.modbus_devices]
+            + [d.name for d in self.opcua_devices]
+            + [d.name for d in self.sunspec_devices]
+        )
+        for sunspec in self.sunspec_devices:
+            if getattr(self, sunspec.equipment) is None:
+                raise ValueError(
+                    f"SunSpec device {sunspec.name!r} serves the {sunspec.equipment}, "
+                    f"but the scenario has no {sunspec.equipment}: section"
+                )
         if len(set(devices)) != len(devices):
             raise ValueError("device names repeat")
         leaks = [leak.name for leak in self.events.leaks]
