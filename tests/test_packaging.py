@@ -44,7 +44,7 @@ def test_the_daemon_does_not_load_the_simulators_libraries() -> None:
     code = (
         "import sys\n"
         "import controller.cli, controller.runtime, drivers.registry\n"
-        "import drivers.modbus.driver\n"
+        "import drivers.modbus.driver, drivers.modbus.sunspec\n"
         "heavy = sorted(m for m in ('pvlib', 'pandas', 'scipy', 'sunspec2') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
