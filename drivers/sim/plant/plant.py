@@ -350,8 +350,9 @@ class Plant:
             soc, spec = battery.soc_pct, battery.spec
             if truth.battery_initial_soc_pct is None:
                 truth.battery_initial_soc_pct = spec.initial_soc_pct
-            truth.battery_soc_min_pct = min(soc, truth.battery_soc_min_pct or soc)
-            truth.battery_soc_max_pct = max(soc, truth.battery_soc_max_pct or soc)
+            low, high = truth.battery_soc_min_pct, truth.battery_soc_max_pct
+            truth.battery_soc_min_pct = soc if low is None else min(soc, low)
+            truth.battery_soc_max_pct = soc if high is None else max(soc, high)
             truth.battery_final_soc_pct = soc
             # A hair below the limit is rounding in the step; standby draw is not.
             if not spec.soc_min_pct - 1e-6 <= soc <= spec.soc_max_pct + 1e-6:

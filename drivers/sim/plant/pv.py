@@ -7,6 +7,7 @@ pvlib is in the `sim` extra, never in the daemon's dependencies (docs/simulator.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -63,6 +64,12 @@ class PvArray:
             return cached
         start = pd.Timestamp(datetime.combine(day, datetime.min.time()), tz=self.spec.timezone)
         times = pd.date_range(start, start + timedelta(days=1), freq=f"{int(GRID_S)}s")
+        with warnings.catch_warnings():
+            # pvlib 0.16 still calls DatetimeIndex.dayofyear, which pandas 3 deprecates.
+            warnings.simplefilter("ignore", pd.errors.Pandas4Warning)
+            return self._poa_on(day, times)
+
+    def _poa_on(self, day: date, times: pd.DatetimeIndex) -> np.ndarray:
         solar = self.location.get_solarposition(times)
         sky = self.location.get_clearsky(times, model="ineichen", solar_position=solar)
         poa = pvlib.irradiance.get_total_irradiance(
