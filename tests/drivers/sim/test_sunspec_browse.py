@@ -21,8 +21,6 @@ from drivers.sim.cell import SimCell
 
 from .test_sunspec_server import storage_scenario
 
-pytest.importorskip("pvlib", reason="the `sim` extra (scripts/setup installs it)")
-
 REPO = Path(__file__).resolve().parents[3]
 
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import sunspec2.modbus.client as sunspec_client  # the SunSpec Alliance's client (dev extra)
 from pymodbus.client import AsyncModbusTcpClient
 
 from drivers.modbus.sunspec_models import MODELS
@@ -21,10 +22,6 @@ from drivers.sim.scenario import (
     SunSpecDeviceSpec,
     load_scenario,
 )
-
-pytest.importorskip("pvlib", reason="the `sim` extra (scripts/setup installs it)")
-sunspec_client = pytest.importorskip("sunspec2.modbus.client", reason="pysunspec2 (dev extra)")
-sunspec_mdef = pytest.importorskip("sunspec2.mdef")
 
 
 def storage_scenario() -> Scenario:

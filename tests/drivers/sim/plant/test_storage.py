@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from typing import Any
 
+import pvlib  # the `sim` extra; scripts/setup installs it
 import pytest
 
 from drivers.sim.plant import Plant
@@ -19,8 +20,6 @@ from drivers.sim.scenario import (
     ScenarioError,
     load_scenario,
 )
-
-pvlib = pytest.importorskip("pvlib", reason="the `sim` extra (scripts/setup installs it)")
 
 # A site in Stuttgart: 48.78 N, 9.18 E, 245 m.
 SITE: dict[str, Any] = {"latitude": 48.78, "longitude": 9.18, "altitude_m": 245.0}
