@@ -12,9 +12,10 @@ import re
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel
 from drivers.modbus.config import REGISTERS, ByteOrder, DataType, Table
@@ -418,6 +419,15 @@ class PvSpec(StrictModel):
     # PVWatts' default system losses (soiling, wiring, mismatch, ...): 14 %.
     system_losses: float = Field(0.14, ge=0, lt=1)
     clouds: list[CloudPoint] = Field(default_factory=list)  # none: clear sky all day
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value
 
     @model_validator(mode="after")
     def _clouds_in_order(self) -> PvSpec:

@@ -238,6 +238,8 @@ def test_part_load_costs_more_than_full_load() -> None:
         ("pv: {latitude: 48, longitude: 9, kwp: 10, clouds: [{at: '12:00', factor: 1},"
          " {at: '10:00', factor: 0.5}]}", "time order"),
         ("pv: {latitude: 95, longitude: 9, kwp: 10}", "pv.latitude"),
+        ("pv: {latitude: 48, longitude: 9, kwp: 10, timezone: Mars/Olympus}",
+         "not an IANA time zone"),
         ("pv: {latitude: 48, longitude: 9, kwp: 10, clouds: [{at: '12:00', factor: -1}]}",
          "factor"),
         ("ev_chargers: [{name: battery, kw: 11}]\nbattery: {usable_kwh: 100, max_charge_kw: 50,"
