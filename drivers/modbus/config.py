@@ -79,6 +79,9 @@ class ModbusTag(WriteLimits):
     length: int | None = Field(default=None, ge=1, le=123, description="registers, for strings")
     scale: float = 1.0
     offset: float = 0.0
+    # Another tag of the device holding a power-of-ten exponent (a SunSpec `sunssf`, int16):
+    # value = raw * 10**exponent * scale + offset, both read in the same request.
+    scale_factor: Name | None = None
     unit: str | None = None
 
     @model_validator(mode="after")
@@ -110,6 +113,14 @@ class ModbusTag(WriteLimits):
         if self.scale == 0:
             # Every reading would be `offset`, and no raw value could be written.
             raise ValueError("scale: 0 maps every raw value to the offset; write a nonzero scale")
+        if self.scale_factor is not None and self.type in (
+            DataType.BOOL,
+            DataType.BIT,
+            DataType.STRING,
+        ):
+            raise ValueError(f"scale_factor: a {self.type.value} tag has no scale")
+        if self.scale_factor == self.name:
+            raise ValueError("scale_factor: a tag cannot be its own scale factor")
         self._fallback_fits_type()
         return self
 
@@ -223,6 +234,7 @@ class ModbusDevice(StrictModel):
                     f"one read may take (max_registers_per_request: "
                     f"{self.max_registers_per_request})"
                 )
+        self._scale_factors_resolve()
         # Only pairs with a writable tag can clash: O(writable x tags), not O(tags^2) (a device
         # of 1,000 read-only tags took 0.4 s here). The first pair in (i, j) order is reported.
         tags = self.tags
@@ -241,6 +253,49 @@ class ModbusDevice(StrictModel):
                 f"{b.name!r} overlap in the {a.table.value} table"
             )
         return self
+
+    def _scale_factors_resolve(self) -> None:
+        """A scale factor is a plain int16 tag of the same table, close enough to its tags that
+        one request reads both (a value and its exponent from different reads could mix)."""
+        by_name = {tag.name: (j, tag) for j, tag in enumerate(self.tags)}
+        for j, tag in enumerate(self.tags):
+            if tag.scale_factor is None:
+                continue
+            where = f"tags[{j}].scale_factor"
+            found = by_name.get(tag.scale_factor)
+            if found is None:
+                raise ValueError(f"{where}: no tag {tag.scale_factor!r} on this device")
+            _, sf = found
+            if sf.type is not DataType.INT16:
+                raise ValueError(
+                    f"{where}: {sf.name!r} is {sf.type.value}; a scale factor is int16"
+                )
+            if sf.table is not tag.table:
+                raise ValueError(
+                    f"{where}: {sf.name!r} is in the {sf.table.value} table, {tag.name!r} in "
+                    f"the {tag.table.value} table: one request must read both"
+                )
+            if sf.scale_factor is not None or (sf.scale, sf.offset) != (1.0, 0.0):
+                raise ValueError(
+                    f"{where}: {sf.name!r} must be read raw (no scale, offset or scale_factor)"
+                )
+            if sf.writable:
+                raise ValueError(f"{where}: {sf.name!r} is writable; a scale factor is read-only")
+        # A scale factor and every tag it scales are read in one request.
+        groups: dict[str, list[ModbusTag]] = {}
+        for tag in self.tags:
+            if tag.scale_factor is not None:
+                groups.setdefault(tag.scale_factor, [by_name[tag.scale_factor][1]]).append(tag)
+        for sf_name, members in groups.items():
+            first = min(t.address for t in members)
+            end = max(t.address + t.register_count for t in members)
+            if end - first > self.max_registers_per_request:
+                j = by_name[members[-1].name][0]
+                raise ValueError(
+                    f"tags[{j}].scale_factor: {sf_name!r} and the tags it scales span "
+                    f"{end - first} registers ({first}..{end - 1}), more than one read may take "
+                    f"(max_registers_per_request: {self.max_registers_per_request})"
+                )
 
 
 def _overlap(a: ModbusTag, b: ModbusTag) -> bool:

@@ -30,6 +30,7 @@ from drivers.modbus.codec import (
     DecodeError,
     EncodeError,
     FieldSpec,
+    apply_scale,
     encode,
     remove_scale,
     set_bit,
@@ -64,15 +65,30 @@ _INTEGERS = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class _Scaled:
+    """A tag whose scale comes from another tag of the same read (a SunSpec scale factor):
+    `value = raw * 10**values[sf_index] * scale + offset`."""
+
+    index: int
+    sf_index: int
+    sf_name: str
+    scale: float
+    offset: float
+
+
+@dataclass(frozen=True, slots=True)
 class _CompiledRead:
     """A planned request with its decoder and the names of the tags it yields."""
 
     request: ReadRequest
     decoder: BlockDecoder
     names: tuple[str, ...]
+    scaled: tuple[_Scaled, ...] = ()
+    exponents: tuple[tuple[int, str], ...] = ()  # (index, name) of the scale factors read
 
 
 def _compile(device: ModbusDevice, request: ReadRequest) -> _CompiledRead:
+    position = {tag.name: i for i, tag in enumerate(request.tags)}
     fields = [
         FieldSpec(
             position=tag.address - request.address,
@@ -80,13 +96,46 @@ def _compile(device: ModbusDevice, request: ReadRequest) -> _CompiledRead:
             order=tag.order or device.byte_order,
             bit=tag.bit,
             length=tag.length,
-            scale=tag.scale,
-            offset=tag.offset,
+            # A tag scaled by another is decoded raw here and scaled once both are in.
+            scale=tag.scale if tag.scale_factor is None else 1.0,
+            offset=tag.offset if tag.scale_factor is None else 0.0,
         )
         for tag in request.tags
     ]
+    scaled = tuple(
+        _Scaled(i, position[tag.scale_factor], tag.scale_factor, tag.scale, tag.offset)
+        for i, tag in enumerate(request.tags)
+        if tag.scale_factor is not None
+    )
+    sf_names = {s.sf_name for s in scaled}
+    exponents = tuple((position[name], name) for name in sorted(sf_names))
     decoder = BlockDecoder(fields, request.count, bits=request.table.is_bits)
-    return _CompiledRead(request, decoder, tuple(tag.name for tag in request.tags))
+    return _CompiledRead(
+        request, decoder, tuple(tag.name for tag in request.tags), scaled, exponents
+    )
+
+
+def _power_of_ten(raw: Value, exponent: int, scale: float, offset: float) -> Value:
+    """`raw * 10**exponent`, dividing for negative exponents so 2345 with -1 is 234.5, not
+    234.50000000000003; then the tag's own scale and offset."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return raw
+    shifted = raw * 10**exponent if exponent >= 0 else raw / 10**-exponent
+    return apply_scale(shifted, scale, offset)
+
+
+def scale_factor_error(name: str, exponent: Value | DecodeError) -> str | None:
+    """Why a scale factor's reading cannot scale a value (None: it can). SunSpec marks an
+    unimplemented scale factor 0x8000 (-32768) and keeps real ones within -10..10."""
+    if isinstance(exponent, DecodeError):
+        return f"scale factor {name} unreadable: {exponent}"
+    if not isinstance(exponent, int) or isinstance(exponent, bool):
+        return f"scale factor {name} is not an integer: {exponent!r}"
+    if exponent == -32768:
+        return f"scale factor {name} reads -32768: not implemented by the device"
+    if not -10 <= exponent <= 10:
+        return f"scale factor {name} reads {exponent}, outside -10..10"
+    return None
 
 
 @dataclass(slots=True)
@@ -107,6 +156,8 @@ class ModbusDriver(Driver):
         self.ctx = ctx
         self._reads = tuple(_compile(device, request) for request in plan_device(device))
         self._tags = {tag.name: tag for tag in device.tags}
+        # The last good reading of each scale factor: writes to the tags it scales use it.
+        self._exponents: dict[str, int] = {}
         self._status = DeviceStatus(
             device=device.name,
             since_ms=ctx.clock.wall_ms(),
@@ -191,11 +242,17 @@ class ModbusDriver(Driver):
                 self._bad(outcome, read, f"decode error: {exc}", now_ms)
                 continue
             device = self.name
-            if not read.decoder.may_fail:  # every field decoded: one batch, no per-tag checks
+            if read.scaled:
+                values = self._apply_scale_factors(read, values)
+            elif not read.decoder.may_fail:  # every field decoded: one batch, no per-tag checks
                 good = cast("list[Value]", values)
                 outcome.samples.extend(
                     samples_of(
-                        device, read.names, good, quality=Quality.GOOD, source_ts=now_ms,
+                        device,
+                        read.names,
+                        good,
+                        quality=Quality.GOOD,
+                        source_ts=now_ms,
                         read_ts=now_ms,
                     )
                 )
@@ -212,6 +269,29 @@ class ModbusDriver(Driver):
                         Sample(device, name, value, Quality.GOOD, now_ms, now_ms)
                     )
         return outcome
+
+    def _apply_scale_factors(
+        self, read: _CompiledRead, values: list[Value | DecodeError]
+    ) -> list[Value | DecodeError]:
+        """Scale each tag by its scale factor read in the same response; a tag whose factor is
+        unreadable, unimplemented or out of range is bad, with the reason."""
+        out = list(values)
+        for index, name in read.exponents:
+            exponent = values[index]
+            if scale_factor_error(name, exponent) is None:
+                self._exponents[name] = cast("int", exponent)
+            else:
+                self._exponents.pop(name, None)
+        for spec in read.scaled:
+            raw, exponent = values[spec.index], values[spec.sf_index]
+            if isinstance(raw, DecodeError):
+                continue
+            problem = scale_factor_error(spec.sf_name, exponent)
+            if problem is not None:
+                out[spec.index] = DecodeError(problem)
+                continue
+            out[spec.index] = _power_of_ten(raw, cast("int", exponent), spec.scale, spec.offset)
+        return out
 
     async def _read(self, request: ReadRequest) -> list[int] | list[bool]:
         """One planned read; a timeout is retried `retries` times, each retry queued anew so
@@ -286,7 +366,18 @@ class ModbusDriver(Driver):
         spec = self._tags.get(tag)
         if spec is None or spec.type not in _INTEGERS or spec.scale == 0:
             return None
-        return WholeSteps(abs(spec.scale), spec.offset)
+        scale = self._scale_of(spec)
+        if scale is None:
+            return None
+        return WholeSteps(abs(scale), spec.offset)
+
+    def _scale_of(self, spec: ModbusTag) -> float | None:
+        """The tag's scale now: its own, times 10**(its scale factor's last good reading);
+        None while that scale factor has not been read."""
+        if spec.scale_factor is None:
+            return spec.scale
+        exponent = self._exponents.get(spec.scale_factor)
+        return None if exponent is None else spec.scale * 10.0**exponent
 
     async def write(self, tag: str, value: Value) -> None:
         """Write one tag: FC5 for a coil, FC6 for one register, FC16 (one request) for wider
@@ -311,15 +402,21 @@ class ModbusDriver(Driver):
         try:
             if spec.table is Table.COIL or spec.type is DataType.BIT:
                 return _as_bool(value)
-            raw = remove_scale(value, spec.scale, spec.offset)
+            scale = self._scale_of(spec)
+            if scale is None:
+                raise EncodeError(
+                    f"its scale factor {spec.scale_factor} has not been read yet (or reads "
+                    "as not implemented): no raw value can be worked out"
+                )
+            raw = remove_scale(value, scale, spec.offset)
             if (
                 spec.type in _INTEGERS
                 and isinstance(raw, float)
-                and (spec.scale, spec.offset) != (1.0, 0.0)
+                and (scale, spec.offset) != (1.0, 0.0)
                 and whole_number(raw) is None
             ):
                 raise EncodeError(
-                    f"{value:g} is not one of its steps of {abs(spec.scale):g} "
+                    f"{value:g} is not one of its steps of {abs(scale):g} "
                     f"(raw {raw:g} is not a whole number)"
                 )
             return encode(raw, spec.type, spec.order or self.device.byte_order, length=spec.length)

@@ -72,7 +72,8 @@ def plan_reads(
     max_registers_per_request: int = MAX_REGISTERS,
     max_bits_per_request: int = MAX_BITS,
 ) -> list[ReadRequest]:
-    """The fewest read requests covering every tag, per table; deterministic for a given map."""
+    """The fewest read requests covering every tag, per table; deterministic for a given map.
+    A tag with a `scale_factor` is read in the same request as that scale factor."""
     requests: list[ReadRequest] = []
     for table in TABLE_ORDER:
         in_table = [tag for tag in tags if tag.table is table]
@@ -84,12 +85,38 @@ def plan_reads(
             max_registers_per_request=max_registers_per_request,
             max_bits_per_request=max_bits_per_request,
         )
-        spans = [(tag.address, tag.address + tag.register_count) for tag in in_table]
-        for start, end, members in plan_spans(spans, limits):
-            requests.append(
-                ReadRequest(table, start, end - start, tuple(in_table[i] for i in members))
+        groups = _read_together(in_table)
+        spans = [
+            (
+                min(in_table[i].address for i in group),
+                max(in_table[i].address + in_table[i].register_count for i in group),
             )
+            for group in groups
+        ]
+        for start, end, members in plan_spans(spans, limits):
+            order = sorted(
+                (i for member in members for i in groups[member]),
+                key=lambda i: (in_table[i].address, in_table[i].register_count, i),
+            )
+            read_tags = tuple(in_table[i] for i in order)
+            requests.append(ReadRequest(table, start, end - start, read_tags))
     return requests
+
+
+def _read_together(tags: Sequence[ModbusTag]) -> list[tuple[int, ...]]:
+    """Indexes of `tags` that one request must read: a scale factor with every tag it scales
+    (planned as one span, so a value is never decoded with another poll's exponent); every
+    other tag alone. In the order of each group's first tag."""
+    index = {tag.name: i for i, tag in enumerate(tags)}
+    group_of = list(range(len(tags)))
+    for i, tag in enumerate(tags):
+        sf = index.get(tag.scale_factor) if tag.scale_factor is not None else None
+        if sf is not None:
+            group_of[i] = sf
+    groups: dict[int, list[int]] = {}
+    for i in range(len(tags)):
+        groups.setdefault(group_of[i], []).append(i)
+    return [tuple(members) for members in sorted(groups.values(), key=lambda m: m[0])]
 
 
 def plan_spans(

@@ -37,10 +37,17 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     """Add `browse` and `certs`; each sets `handler` to a function `(args) -> exit code`."""
     browse = subparsers.add_parser(
         "browse",
-        help="show an OPC UA server's nodes, or a device entry for the config (--yaml)",
-        description="Browse an OPC UA server below Objects.",
+        help=(
+            "show an OPC UA server's nodes or a SunSpec device's models, or a device entry "
+            "for the config (--yaml)"
+        ),
+        description=(
+            "Browse an OPC UA server below Objects, or a SunSpec device over Modbus TCP "
+            "(modbus://host:port --unit N)."
+        ),
     )
-    browse.add_argument("url", help="opc.tcp://host:port[/path]")
+    browse.add_argument("url", help="opc.tcp://host:port[/path] or modbus://host[:port]")
+    browse.add_argument("--unit", type=int, default=1, help="Modbus unit id (modbus://, default 1)")
     browse.add_argument("--depth", type=int, default=3, help="levels below Objects (default 3)")
     browse.add_argument(
         "--yaml", action="store_true", help="print a devices: entry with one tag per variable"
@@ -103,6 +110,10 @@ def _security_from(args: argparse.Namespace) -> tuple[OpcUaSecurity, OpcUaAuth]:
 
 
 def run_browse(args: argparse.Namespace) -> int:
+    if args.url.startswith("modbus://"):
+        from drivers.modbus.sunspec import run_browse as run_sunspec_browse  # noqa: PLC0415
+
+        return run_sunspec_browse(args)
     from drivers.opcua.browse import browse, format_tree, format_yaml  # noqa: PLC0415
 
     try:

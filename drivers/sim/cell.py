@@ -23,6 +23,7 @@ import structlog
 from drivers.sim.modbus_server import SimModbusServer
 from drivers.sim.plant import GroundTruth, Plant, write_ground_truth
 from drivers.sim.scenario import ModbusDeviceSpec, OpcUaDeviceSpec, Scenario
+from drivers.sim.sunspec_server import SunSpecUnit
 
 log = structlog.get_logger(__name__)
 
@@ -152,6 +153,16 @@ class SimCell:
                 await stack.enter_async_context(face)
                 self.opcua_endpoints[spec.name] = str(face.endpoint)
                 self._faces.append(face)
+        first = len(devices) + len(opcua)
+        for offset, sunspec in enumerate(self.scenario.sunspec_devices):
+            # SunSpec devices are Modbus TCP devices too: their endpoints sit with the others.
+            port = self._port_for(first + offset, sunspec.name, sunspec.port)
+            server = SimModbusServer(
+                self.plant, [], units=[SunSpecUnit(self.plant, sunspec)], host=self.host, port=port
+            )
+            await stack.enter_async_context(server)
+            self.modbus_endpoints[sunspec.name] = server.endpoint(sunspec.name)
+            self._faces.append(server)
 
     async def __aexit__(
         self,

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import structlog
 from pymodbus.constants import ExcCodes
@@ -43,9 +43,31 @@ class SimServerError(Exception):
 
 
 @dataclass(frozen=True)
-class _Span:
+class Span:
     first: int
     count: int
+
+
+class _UnitSpec(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def unit_id(self) -> int: ...
+
+
+class ServedUnit(Protocol):
+    """What a server needs of a unit: a register map (SimUnit) or a SunSpec device."""
+
+    @property
+    def spec(self) -> _UnitSpec: ...
+
+    @property
+    def spans(self) -> dict[Table, Span]: ...
+
+    def simdevice(self) -> SimDevice: ...
+
+    def images(self) -> Any: ...
 
 
 class SimUnit:
@@ -59,13 +81,13 @@ class SimUnit:
         for reg in spec.registers:
             if reg.point not in known:
                 raise SimServerError(f"device {spec.name}: the plant has no point {reg.point!r}")
-        self.spans: dict[Table, _Span] = {}
+        self.spans: dict[Table, Span] = {}
         for table in Table:
             regs = [r for r in spec.registers if r.table is table]
             if regs:
                 first = min(r.address for r in regs)
                 last = max(r.address + r.register_count for r in regs)
-                self.spans[table] = _Span(first, last - first)
+                self.spans[table] = Span(first, last - first)
 
     def simdevice(self) -> SimDevice:
         blocks: list[list[SimData]] = []
@@ -188,6 +210,7 @@ async def _on_access(  # noqa: PLR0917  (pymodbus's SimAction signature)
 class SimModbusServer:
     """One Modbus server (a TCP port, or a serial line) serving one or more simulated units.
 
+    `units=` adds units that are not register maps (drivers/sim/sunspec_server.py).
     `async with SimModbusServer(plant, [device], port=0) as server:` listens on 127.0.0.1 on a
     free port (`server.port`); `await server.refresh()` copies the plant's points in.
     With `serial_port=` it serves Modbus RTU on that device instead (a pty from socat works).
@@ -198,6 +221,7 @@ class SimModbusServer:
         plant: PointSource,
         devices: Sequence[ModbusDeviceSpec],
         *,
+        units: Sequence[ServedUnit] = (),
         host: str = "127.0.0.1",
         port: int = 0,
         serial_port: str | None = None,
@@ -205,13 +229,15 @@ class SimModbusServer:
         parity: str = "N",
         stopbits: int = 1,
     ) -> None:
-        if not devices:
+        served: list[ServedUnit] = [SimUnit(plant, d) for d in devices]
+        served.extend(units)
+        if not served:
             raise SimServerError("a Modbus server needs at least one device")
-        ids = [d.unit_id for d in devices]
+        ids = [u.spec.unit_id for u in served]
         if len(set(ids)) != len(ids):
             raise SimServerError(f"unit ids repeat on one server: {ids}")
         self.plant = plant
-        self.units = [SimUnit(plant, d) for d in devices]
+        self.units = served
         self.host = host
         self._requested_port = port
         self.serial_port = serial_port

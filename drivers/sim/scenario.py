@@ -12,9 +12,10 @@ import re
 from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, field_validator, model_validator
 
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel
 from drivers.modbus.config import REGISTERS, ByteOrder, DataType, Table
@@ -381,6 +382,132 @@ class PlcsSpec(StrictModel):
     process: PlcSpec = PlcSpec()
 
 
+# --- storage and sun (optional: off unless a scenario has `pv:` / `battery:`) ---------------
+
+
+class CloudPoint(StrictModel):
+    """The share of clear-sky irradiance that reaches the array at a time of day."""
+
+    at: ClockTime
+    factor: float = Field(ge=0, le=1.2)  # above 1: cloud-edge enhancement, seen up to ~1.2
+
+
+class PvSpec(StrictModel):
+    """A rooftop PV array behind the site meter, modelled with pvlib (docs/simulator.md, "PV
+    array"): clear-sky irradiance at the site on the tilted plane, module temperature, PVWatts
+    DC and inverter models, times the scenario's cloud profile."""
+
+    latitude: float = Field(ge=-90, le=90)
+    longitude: float = Field(ge=-180, le=180)
+    altitude_m: float = 0.0
+    timezone: str = "Europe/Berlin"  # the scenario's local time is this zone's
+    tilt_deg: float = Field(15.0, ge=0, le=90)
+    azimuth_deg: float = Field(180.0, ge=0, lt=360)  # 180: facing south
+    kwp: float = Field(gt=0)  # DC nameplate at STC
+    # Inverter AC rating over the DC nameplate (1 / DC-to-AC ratio); PVWatts default 1/1.2.
+    inverter_kw: float | None = Field(None, gt=0)  # None: kwp / 1.2
+    inverter_efficiency: float = Field(0.96, gt=0, le=1)  # PVWatts eta_inv_nom
+    temperature_coefficient: float = Field(-0.0037, le=0)  # per K, PVWatts "premium" modules
+    # pvlib.temperature.TEMPERATURE_MODEL_PARAMETERS["sapm"] key
+    mounting: Literal[
+        "open_rack_glass_glass",
+        "close_mount_glass_glass",
+        "open_rack_glass_polymer",
+        "insulated_back_glass_polymer",
+    ] = "open_rack_glass_polymer"
+    wind_m_s: float = Field(1.0, ge=0)
+    # PVWatts' default system losses (soiling, wiring, mismatch, ...): 14 %.
+    system_losses: float = Field(0.14, ge=0, lt=1)
+    clouds: list[CloudPoint] = Field(default_factory=list)  # none: clear sky all day
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Berlin)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _clouds_in_order(self) -> PvSpec:
+        times = [c.at for c in self.clouds]
+        if times != sorted(times) or len(set(times)) != len(times):
+            raise ValueError("clouds: give the points in time order, one per time")
+        return self
+
+    @property
+    def inverter_ac_kw(self) -> float:
+        return self.inverter_kw if self.inverter_kw is not None else self.kwp / 1.2
+
+
+class EfficiencyPoint(StrictModel):
+    """One point of the battery inverter's efficiency curve: at `fraction` of rated power."""
+
+    fraction: float = Field(gt=0, le=1)
+    efficiency: float = Field(gt=0, le=1)
+
+
+# Dynapower MPS-100 (a 100 kW C&I battery PCS), its CEC test data as the Sandia inverter model
+# in pvlib's CEC inverter library (DYNAPOWER_COMPANY_LLC__MPS_100__480_), evaluated at Vdco.
+# tests/drivers/sim/plant/test_storage.py recomputes these from pvlib.
+MPS_100_EFFICIENCY: list[tuple[float, float]] = [
+    (0.05, 0.445),
+    (0.1, 0.722),
+    (0.2, 0.859),
+    (0.3, 0.903),
+    (0.5, 0.937),
+    (0.75, 0.95),
+    (1.0, 0.955),
+]
+
+
+class BatterySpec(StrictModel):
+    """A stationary battery behind the site meter (docs/simulator.md, "Battery")."""
+
+    usable_kwh: float = Field(gt=0)
+    max_charge_kw: float = Field(gt=0)
+    max_discharge_kw: float = Field(gt=0)
+    # The power conversion system's rating, which the efficiency curve's fractions refer to.
+    inverter_kw: float | None = Field(None, gt=0)  # None: the larger of the two limits
+    inverter_efficiency: list[EfficiencyPoint] = Field(
+        default_factory=lambda: [
+            EfficiencyPoint(fraction=f, efficiency=e) for f, e in MPS_100_EFFICIENCY
+        ],
+        min_length=2,
+    )
+    # DC round trip of the cells and DC bus (charge then discharge), without the inverter.
+    dc_round_trip: float = Field(0.94, gt=0, le=1)
+    soc_min_pct: float = Field(10.0, ge=0, lt=100)
+    soc_max_pct: float = Field(95.0, gt=0, le=100)
+    initial_soc_pct: float = Field(50.0, ge=0, le=100)
+    standby_kw: float = Field(0.2, ge=0)  # BMS, controls and thermal management, from the cells
+    heartbeat_timeout: PositiveDuration | None = 30.0  # the remote setpoint's watchdog
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BatterySpec:
+        if self.soc_min_pct >= self.soc_max_pct:
+            raise ValueError("soc_min_pct is not below soc_max_pct")
+        if not self.soc_min_pct <= self.initial_soc_pct <= self.soc_max_pct:
+            raise ValueError("initial_soc_pct is outside soc_min_pct..soc_max_pct")
+        fractions = [p.fraction for p in self.inverter_efficiency]
+        if fractions != sorted(fractions) or len(set(fractions)) != len(fractions):
+            raise ValueError("inverter_efficiency: fractions rise from point to point")
+        if self.inverter_kw is not None and self.inverter_kw < max(
+            self.max_charge_kw, self.max_discharge_kw
+        ):
+            raise ValueError("inverter_kw is below a power limit the inverter must carry")
+        return self
+
+    @property
+    def rated_kw(self) -> float:
+        return (
+            self.inverter_kw
+            if self.inverter_kw is not None
+            else max(self.max_charge_kw, self.max_discharge_kw)
+        )
+
+
 # --- tariff -----------------------------------------------------------------------------------
 
 
@@ -399,6 +526,8 @@ class TariffSpec(StrictModel):
     # Charged on the month's highest demand_window average, prorated per day in ground truth.
     demand_charge_per_kw_month: float = Field(0.0, ge=0)
     water_price_per_m3: float = Field(0.0, ge=0)
+    # Paid for energy exported to the grid (feed-in), per kWh.
+    export_price_per_kwh: float = Field(0.0, ge=0)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -498,6 +627,22 @@ class ModbusDeviceSpec(StrictModel):
         return self
 
 
+class SunSpecDeviceSpec(StrictModel):
+    """The PV inverter or the battery as a SunSpec device over Modbus TCP: the `SunS` marker at
+    `base_address`, model 1, model 103 (the inverter's AC side), for the battery model 124, the
+    end model (docs/simulator.md, "SunSpec")."""
+
+    name: Name
+    equipment: Literal["pv", "battery"]
+    unit_id: int = Field(1, ge=1, le=247)
+    port: int = Field(1502, ge=0, le=65535)  # 0: any free port
+    base_address: Literal[40000, 0, 50000] = 40000
+    manufacturer: str = Field("edgecell-sim", max_length=32)
+    model: str = Field("", max_length=32)  # empty: "PV inverter" or "Battery inverter"
+    serial: str = Field("0001", max_length=32)
+    resembles: str = ""
+
+
 OpcUaType = Literal[
     "Boolean", "SByte", "Byte", "Int16", "UInt16", "Int32", "UInt32", "Int64", "UInt64",
     "Float", "Double",
@@ -589,10 +734,13 @@ class Scenario(StrictModel):
     heated_tanks: list[HeatedTankSpec] = Field(default_factory=list)
     ev_chargers: list[EvChargerSpec] = Field(default_factory=list)
     plcs: PlcsSpec = PlcsSpec()
+    pv: PvSpec | None = None
+    battery: BatterySpec | None = None
     tariff: TariffSpec
     events: EventsSpec = EventsSpec()
     modbus_devices: list[ModbusDeviceSpec] = Field(default_factory=list)
     opcua_devices: list[OpcUaDeviceSpec] = Field(default_factory=list)
+    sunspec_devices: list[SunSpecDeviceSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Scenario:
@@ -610,7 +758,22 @@ class Scenario(StrictModel):
         )
         if len(set(equipment)) != len(equipment):
             raise ValueError("machine, heated tank and charger names repeat")
-        devices = [d.name for d in self.modbus_devices] + [d.name for d in self.opcua_devices]
+        for prefix, present in (("pv", self.pv), ("battery", self.battery)):
+            if present is not None and prefix in equipment:
+                raise ValueError(
+                    f"{prefix!r} names the {prefix} section's points: rename the equipment"
+                )
+        devices = (
+            [d.name for d in self.modbus_devices]
+            + [d.name for d in self.opcua_devices]
+            + [d.name for d in self.sunspec_devices]
+        )
+        for sunspec in self.sunspec_devices:
+            if getattr(self, sunspec.equipment) is None:
+                raise ValueError(
+                    f"SunSpec device {sunspec.name!r} serves the {sunspec.equipment}, "
+                    f"but the scenario has no {sunspec.equipment}: section"
+                )
         if len(set(devices)) != len(devices):
             raise ValueError("device names repeat")
         leaks = [leak.name for leak in self.events.leaks]

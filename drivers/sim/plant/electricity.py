@@ -1,5 +1,6 @@
 """The site's main electricity meter: every load of the plant summed into phase voltages,
-currents, powers, power factor, frequency, an import kWh register and a rolling demand."""
+currents, powers, power factor, frequency, import and export kWh registers and a rolling demand.
+PV and a discharging battery enter as negative loads; the net may flow out (export)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from drivers.sim.scenario import SiteMeterSpec
 
 @dataclass(frozen=True)
 class Load:
-    """One consumer's mean power over a step."""
+    """One consumer's mean power over a step (negative for a source behind the meter)."""
 
     name: str
     kw: float
@@ -62,6 +63,7 @@ class SiteMeter:
     def __init__(self, spec: SiteMeterSpec, rng: random.Random) -> None:
         self.spec = spec
         self.import_kwh = spec.initial_import_kwh
+        self.export_kwh = 0.0
         self.demand = RollingDemand(spec.demand_window)
         self.max_demand_kw = 0.0
         self._voltage_noise = [Disturbance(rng, spec.voltage_noise, tau=300.0) for _ in range(3)]
@@ -71,18 +73,23 @@ class SiteMeter:
         self.apparent_kva = 0.0
         self.power_factor = 1.0
         self.frequency_hz = spec.frequency_hz
+        self.last_export_kwh = 0.0
         self.phase_kw = [0.0, 0.0, 0.0]
         self.phase_kvar = [0.0, 0.0, 0.0]
         self.voltage_v = [spec.nominal_voltage_v] * 3
         self.current_a = [0.0, 0.0, 0.0]
 
     def step(self, dt: float, loads: list[Load]) -> float:
-        """Integrate the loads over the step; returns the kWh imported."""
+        """Integrate the loads over the step; returns the kWh imported (`last_export_kwh` holds
+        what flowed out). Demand counts import only, as a utility's demand register does."""
         spec = self.spec
         active = sum(load.kw for load in loads)
         reactive = sum(load.kvar for load in loads)
-        kwh = active * dt / 3600.0
+        net_kwh = active * dt / 3600.0
+        kwh = max(0.0, net_kwh)
+        self.last_export_kwh = max(0.0, -net_kwh)
         self.import_kwh += kwh
+        self.export_kwh += self.last_export_kwh
         self.demand.add(dt, kwh)
         self.max_demand_kw = max(self.max_demand_kw, self.demand.kw)
         self.active_kw = active

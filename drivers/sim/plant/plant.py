@@ -5,11 +5,14 @@ and the ground truth kept aside for scoring."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from drivers.sim.plant.air import CompressedAir, orifice_free_air_m3_min_per_bar_abs
+from drivers.sim.plant.battery import Battery, setpoint_for
 from drivers.sim.plant.charging import EvCharger
 from drivers.sim.plant.chiller import ChilledWater
 from drivers.sim.plant.electricity import Load, SiteMeter
@@ -30,6 +33,9 @@ from drivers.sim.scenario import (
     WaterLeak,
     seconds_of_day,
 )
+
+if TYPE_CHECKING:
+    from drivers.sim.plant.pv import PvArray
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,18 @@ class Plant:
             process.add(f"{charger_spec.name}.enable", enable)
             self.chargers.append(EvCharger(charger_spec, enable))
         self.meter = SiteMeter(sc.site.meter, seeded(self.seed, "grid"))
+        self.pv: PvArray | None = None
+        if sc.pv is not None:
+            # pvlib (pandas, scipy) loads only for a scenario with PV: the `sim` extra.
+            from drivers.sim.plant.pv import PvArray  # noqa: PLC0415
+
+            self.pv = PvArray(sc.pv)
+        self.battery: Battery | None = None
+        if sc.battery is not None:
+            self.plcs["battery"] = Plc("battery", sc.battery.heartbeat_timeout)
+            battery_sp = setpoint_for(sc.battery)
+            self.plcs["battery"].add("battery.setpoint_kw", battery_sp)
+            self.battery = Battery(sc.battery, battery_sp)
         self._pressure_sp = _setpoint(sc.compressed_air.setpoint_bar)
         self._supply_sp = _setpoint(sc.chilled_water.supply_setpoint_c)
         self._blowdown_sp = Setpoint(default=None, min=0.0, max=100.0)
@@ -271,7 +289,8 @@ class Plant:
             if begin <= t < begin + extra.duration:
                 loads.append(Load(extra.name, extra.kw, extra.power_factor))
 
-        kwh = self.meter.step(dt, loads)
+        behind_meter = self._behind_meter(now, dt, loads)
+        kwh = self.meter.step(dt, loads + behind_meter if behind_meter else loads)
 
         domestic_m3_h = sc.site.domestic_water.m3_h + (
             sc.site.domestic_water.occupied_m3_h if occupied else 0.0
@@ -306,6 +325,39 @@ class Plant:
             main_leak_m3=main_leak_m3_h * hours,
         )
         self.time_s = t + dt
+
+    def _behind_meter(self, now: datetime, dt: float, loads: list[Load]) -> list[Load]:
+        """PV and battery as negative loads on the site meter (none without them). The battery's
+        local program sees the site's net before its own power, as its CT on the feeder does."""
+        sources: list[Load] = []
+        truth, hours = self.truth, dt / 3600.0
+        if self.pv is not None:
+            pv = self.pv.step(now, dt, self.ambient.dry_bulb_c)
+            sources.append(Load("pv", -pv.ac_kw, 1.0))
+            truth.pv_kwh += pv.ac_kw * hours
+            truth.pv_clipped_kwh += pv.clipped_kw * hours
+        battery = self.battery
+        if battery is not None:
+            net = sum(load.kw for load in loads) + sum(s.kw for s in sources)
+            step = battery.step(dt, net)
+            sources.append(Load("battery", -step.ac_kw, 1.0))
+            truth.battery_loss_kwh += step.loss_kwh
+            truth.battery_curtailed_kwh += step.curtailed_kw * hours
+            if step.ac_kw > 0:
+                truth.battery_discharged_kwh += step.ac_kw * hours
+            else:
+                truth.battery_charged_kwh -= step.ac_kw * hours
+            soc, spec = battery.soc_pct, battery.spec
+            if truth.battery_initial_soc_pct is None:
+                truth.battery_initial_soc_pct = spec.initial_soc_pct
+            low, high = truth.battery_soc_min_pct, truth.battery_soc_max_pct
+            truth.battery_soc_min_pct = soc if low is None else min(soc, low)
+            truth.battery_soc_max_pct = soc if high is None else max(soc, high)
+            truth.battery_final_soc_pct = soc
+            # A hair below the limit is rounding in the step; standby draw is not.
+            if not spec.soc_min_pct - 1e-6 <= soc <= spec.soc_max_pct + 1e-6:
+                truth.seconds_soc_outside_limits += dt
+        return sources
 
     def _start_leaks(self, t: float) -> None:
         for leak in self.scenario.events.leaks:
@@ -360,6 +412,10 @@ class Plant:
         self._split_leaks(dt, air_leak_m3)
         price, period = self._price(now)
         truth.energy_cost += kwh * price
+        exported = self.meter.last_export_kwh
+        if exported:
+            truth.site_export_kwh += exported
+            truth.export_revenue += exported * self.scenario.tariff.export_price_per_kwh
         truth.energy_cost_by_period[period] = (
             truth.energy_cost_by_period.get(period, 0.0) + kwh * price
         )
@@ -459,6 +515,9 @@ class Plant:
         measure("site_meter.frequency_hz", "Hz", lambda: m.frequency_hz, "grid frequency")
         measure(
             "site_meter.import_energy_kwh", "kWh", lambda: m.import_kwh, "imported active energy"
+        )
+        measure(
+            "site_meter.export_energy_kwh", "kWh", lambda: m.export_kwh, "exported active energy"
         )
         measure("site_meter.demand_kw", "kW", lambda: m.demand.kw, "rolling demand (mean power)")
         measure("site_meter.max_demand_kw", "kW", lambda: m.max_demand_kw, "highest rolling demand")
@@ -647,6 +706,7 @@ class Plant:
                 "1: charge, 0: pause charging (deferred)",
             )
 
+        self._storage_points(points, measure)
         for plc in self.plcs.values():
 
             def beat(value: PointValue, plc: Plc = plc) -> None:
@@ -664,3 +724,59 @@ class Plant:
                 "remote setpoints active (heartbeat alive)",
             )
         return points
+
+    def _storage_points(self, points: dict[str, _Point], measure: Callable[..., None]) -> None:
+        """The PV array's and the battery's points, when the scenario has them."""
+        pv = self.pv
+        if pv is not None:
+            measure("pv.power_kw", "kW", lambda: pv.power_kw, "PV inverter AC power")
+            measure("pv.dc_power_kw", "kW", lambda: pv.dc_kw, "PV array DC power into the inverter")
+            measure("pv.energy_kwh", "kWh", lambda: pv.energy_kwh, "PV AC energy delivered")
+            measure("pv.irradiance_w_m2", "W/m2", lambda: pv.poa_w_m2, "plane-of-array irradiance")
+            measure("pv.cell_temp_c", "degC", lambda: pv.cell_c, "module cell temperature")
+            measure("pv.rated_kw", "kW", lambda: pv.spec.inverter_ac_kw, "PV inverter AC rating")
+        battery = self.battery
+        if battery is None:
+            return
+        spec, plc = battery.spec, self.plcs["battery"]
+        measure("battery.power_kw", "kW", lambda: battery.power_kw, "AC power, + discharging")
+        measure("battery.soc_pct", "%", lambda: battery.soc_pct, "state of charge (usable)")
+        measure(
+            "battery.following_setpoint",
+            "",
+            lambda: battery.remote,
+            "following the remote setpoint (false: its local self-consumption program)",
+        )
+        measure("battery.usable_kwh", "kWh", lambda: spec.usable_kwh, "usable capacity")
+        measure("battery.max_charge_kw", "kW", lambda: spec.max_charge_kw, "charge power limit")
+        measure("battery.max_discharge_kw", "kW", lambda: spec.max_discharge_kw, "discharge limit")
+        measure("battery.soc_min_pct", "%", lambda: spec.soc_min_pct, "lowest SoC it goes to")
+        measure("battery.soc_max_pct", "%", lambda: spec.soc_max_pct, "highest SoC it goes to")
+        measure("battery.charged_kwh", "kWh", lambda: battery.charged_kwh, "AC energy charged")
+        measure(
+            "battery.discharged_kwh", "kWh", lambda: battery.discharged_kwh, "AC energy discharged"
+        )
+        measure(
+            "battery.watchdog_s",
+            "s",
+            lambda: plc.heartbeat_timeout or 0.0,
+            "the setpoint reverts to local after this long without a write or heartbeat (0: never)",
+        )
+
+        def write_setpoint(value: PointValue) -> None:
+            number = _number("battery.setpoint_kw", value)
+            if not math.isfinite(number):
+                raise ValueError(f"battery.setpoint_kw takes a finite number, not {number}")
+            plc.keepalive(self.time_s)  # a new setpoint renews the watchdog (SunSpec 124)
+            plc.write("battery.setpoint_kw", number)
+
+        points["battery.setpoint_kw"] = _Point(
+            PointInfo(
+                "battery.setpoint_kw",
+                "kW",
+                True,
+                "remote power setpoint, + discharge / - charge; reads 0 in the local program",
+            ),
+            lambda: battery.setpoint.value if battery.setpoint.value is not None else 0.0,
+            write_setpoint,
+        )

@@ -50,6 +50,14 @@ class Plc:
                 self.remote = True
                 log.info("plc_remote_control", plc=self.name, heartbeat=value)
 
+    def keepalive(self, now: float) -> None:
+        """A write that renews the watchdog by itself, as a SunSpec storage's revert timer
+        (model 124 InOutWRte_RvrtTms) restarts on every new rate."""
+        self._last_beat = now
+        if not self.remote:
+            self.remote = True
+            log.info("plc_remote_control", plc=self.name, keepalive=True)
+
     def write(self, point: str, value: float) -> None:
         """Apply a remote setpoint within the PLC's limits; ignored in local mode, as a PLC that
         lost its controller keeps to its own program."""

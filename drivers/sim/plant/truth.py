@@ -48,6 +48,20 @@ class GroundTruth:
     # By charging point: energy the cars wanted and left without.
     ev_energy_short_kwh: dict[str, float] = field(default_factory=dict)
     plc_fallbacks: dict[str, int] = field(default_factory=dict)
+    # Storage and sun (zero unless the scenario has `pv:` / `battery:`).
+    site_export_kwh: float = 0.0
+    export_revenue: float = 0.0
+    pv_kwh: float = 0.0  # AC energy the PV inverter delivered
+    pv_clipped_kwh: float = 0.0  # DC energy above the inverter's rating, not converted
+    battery_charged_kwh: float = 0.0  # AC, from the site
+    battery_discharged_kwh: float = 0.0  # AC, to the site
+    battery_loss_kwh: float = 0.0  # inverter, DC round trip and standby
+    battery_curtailed_kwh: float = 0.0  # remote setpoint asked beyond a limit, not given
+    battery_soc_min_pct: float | None = None
+    battery_soc_max_pct: float | None = None
+    battery_initial_soc_pct: float | None = None
+    battery_final_soc_pct: float | None = None
+    seconds_soc_outside_limits: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
