@@ -129,3 +129,18 @@ def test_a_refused_connection_exits_1() -> None:
     )
     assert result.returncode == 1, result.stderr
     assert "connection refused" in result.stderr
+
+
+async def test_scan_recognises_the_simulated_sunspec_devices() -> None:
+    from tests.drivers.sim.test_sunspec_server import storage_scenario
+
+    async with SimCell(storage_scenario(), speed=None, ports=0, opcua=False) as cell:
+        for name in ("pv-inverter", "battery"):
+            host, port, unit = cell.modbus_endpoints[name]
+            link = TcpLink(host=host, port=port)
+            report = await scan(link, [unit], ScanLimits(timeout=0.3, rate=1000, max_address=200))
+            assert [u.unit for u in report.units] == [unit]
+            assert report.units[0].sunspec_base == 40000, name
+            text = format_yaml(link, report, device_prefix=name)
+            assert "SunSpec device: 'SunS' at holding 40000" in text
+            parse_config(text, "s.yaml")
