@@ -12,6 +12,7 @@ bench/failover.py is the longer run, with both a stop and a crash (SIGKILL) of a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from closedloop import SteppedClock, float_tag, start_plant
 
 from bench.rabbitmq_cluster import RabbitCluster, RabbitNode, installed
+from controller.clock import SYSTEM_CLOCK
 from controller.mqtt import topics
 from controller.mqtt.commands import CommandHandler
 from controller.mqtt.config import MqttConfig
@@ -160,6 +162,60 @@ async def test_a_command_sent_on_the_other_node_is_answered_on_cmd_response(
     refused = await operator.send("write", write(9.5))
     assert refused["ok"] is False
     assert "above the max 8" in refused["error"]
+
+
+def fleet_permissions(cluster: RabbitCluster, user: str) -> None:
+    """docs/fleet.md's per-gateway permissions for RabbitMQ, as written there."""
+    cluster.ctl(0, "add_user", user, f"{user}-secret")
+    queues = f"mqtt-subscription-edgecell-{user}qos[01]"
+    cluster.ctl(
+        0, "set_permissions", "-p", "/", user,
+        f"^{queues}$", f"^(amq\\.topic|{queues})$", f"^(amq\\.topic|{queues})$",
+    )
+    cluster.ctl(
+        0, "set_topic_permissions", "-p", "/", user, "amq.topic",
+        "^edgecell\\.{username}\\.", "^edgecell\\.{username}\\.cmd\\.",
+    )
+
+
+async def test_a_gateway_under_the_fleet_permissions_publishes_its_topics_and_nothing_else(
+    cluster, mqtt_names, mqtt_collect, power_sample, tmp_path
+):
+    first, second = cluster.nodes
+    user = mqtt_names.stem[-12:].strip("-_") + "-gw"
+    await asyncio.to_thread(fleet_permissions, cluster, user)
+    secret = tmp_path / "password"
+    secret.write_text(f"{user}-secret\n", encoding="utf-8")
+    base, other = f"edgecell/{user}", f"edgecell/{user}-other"
+    mine = await mqtt_collect(second, f"{base}/#", protocol="3.1.1")
+    theirs = await mqtt_collect(second, f"{other}/#", protocol="3.1.1")
+    config = cluster_config(cluster).model_copy(
+        update={"username": user, "password_file": secret}
+    )
+    publisher = MqttPublisher(
+        config, base_topic=base, client_id=f"edgecell-{user}", state_dir=tmp_path / "state",
+        clock=SYSTEM_CLOCK, birth=topics.birth(version="1", config_hash="0", started=0),
+    )
+
+    async def answer(topic: str, payload: bytes, properties: object) -> None:
+        publisher.respond(None, b'{"ok": true}')
+
+    publisher.subscribe_commands(answer)
+    async with publisher:
+        await on_node(publisher, first, 20)
+        publisher.publish_samples("press", [power_sample(1.0)])
+        # With the gateway's account into another gateway's topics: refused by the broker.
+        with contextlib.suppress(aiomqtt.MqttError):
+            async with aiomqtt.Client(
+                first.host, first.port, identifier=f"edgecell-{user}-stray", username=user,
+                password=f"{user}-secret", protocol=aiomqtt.ProtocolVersion.V311, timeout=10,
+            ) as stray:
+                await stray.publish(f"{other}/data/press", b'{"seq": 1}', qos=1, timeout=10)
+        operator = Operator(second, base, mqtt_names, mqtt_collect)
+        assert (await operator.send("reload", "{}"))["ok"] is True
+        await mine.wait_for(lambda _: f"{base}/data/press" in mine.topics())
+    assert f"{base}/status" in mine.topics()
+    assert theirs.messages == []
 
 
 async def test_the_node_in_use_stopped_the_gateway_moves_over_and_the_subscriber_sees_no_gap(
