@@ -79,6 +79,31 @@ DEFAULT_PORT = 1883
 _HOST = r"^[^\s/]+$"
 
 
+_SHORTHAND = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/\[\]]+))(?::(?P<port>\d{1,5}))?$"
+)
+_BARE_V6 = re.compile(r"^[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$")
+
+
+def broker_shorthand(value: Any) -> Any:
+    """An entry of `brokers` written as `host`, `host:port` or `[IPv6]:port` -> its mapping."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if _BARE_V6.match(text):
+        return {"host": text}  # an IPv6 address without a port
+    match = _SHORTHAND.match(text)
+    if match is None:
+        raise ValueError(
+            f"{value[:100]!r} is not a broker: write host, host:port or [IPv6 address]:port "
+            "(no scheme, no path), or a mapping with host, port, tls, username, ..."
+        )
+    entry: dict[str, Any] = {"host": match["v6"] or match["host"]}
+    if match["port"]:
+        entry["port"] = int(match["port"])
+    return entry
+
+
 class BrokerConfig(StrictModel):
     """One entry of `mqtt.brokers`. A key it leaves out is taken from the section (`port`,
     `tls`); the credentials go as one: an entry that gives any of `username`, `password`,
@@ -116,7 +141,9 @@ class MqttConfig(StrictModel):
     tls: TlsConfig | None = None
     # Fail over through these in order (docs/configuration.md, "Several brokers"); instead of
     # `host`, and after port, tls and the credentials, whose values are their defaults.
-    brokers: list[BrokerConfig] | None = Field(default=None, max_length=MAX_BROKERS)
+    brokers: list[Annotated[BrokerConfig, BeforeValidator(broker_shorthand)]] | None = Field(
+        default=None, max_length=MAX_BROKERS
+    )
     retain_tags: bool = False  # also publish {base}/tags/{device}/{tag} retained
     # changes: report by exception (only samples whose value or quality changed);
     # every_poll: every sample of every poll, as polling gateways without a tag table do.

@@ -170,3 +170,33 @@ def test_a_reload_keeps_the_broker_in_use_when_it_is_still_listed():
     assert BrokerRotation.from_config(reordered, previous=running).current.host == "B"
     elsewhere = config(brokers=[{"host": "d"}, {"host": "e"}])
     assert BrokerRotation.from_config(elsewhere, previous=running).current.host == "d"
+
+
+def test_a_broker_may_be_written_as_host_or_host_and_port():
+    brokers = config(
+        port=8883, brokers=["node-1", "node-2:18883", "[fd00::1]:1884", "fd00::2"]
+    ).endpoints()
+    assert [b.name for b in brokers] == [
+        "node-1:8883", "node-2:18883", "[fd00::1]:1884", "[fd00::2]:8883"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("mqtt://node-1", "is not a broker: write host, host:port"),
+        ("node-1:1883/edgecell", "is not a broker"),
+        ("node 1", "is not a broker"),
+        ("node-1:", "is not a broker"),
+        ("node-1:99999", "less than or equal to 65535"),
+        (17, "valid dictionary"),
+    ],
+)
+def test_a_broker_written_as_text_must_be_host_and_port(entry, problem):
+    with pytest.raises(ValidationError, match=problem):
+        config(brokers=[entry])
+
+
+def test_the_same_broker_written_both_ways_is_refused():
+    with pytest.raises(ValidationError, match="same broker"):
+        config(brokers=["node-1:1883", {"host": "node-1"}])
