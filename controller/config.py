@@ -621,6 +621,11 @@ def _missing_files(config: Config) -> list[tuple[Path_, str]]:
     if config.mqtt.tls is not None:
         for key in ("ca_file", "cert_file", "key_file"):
             checks.append((("mqtt", "tls", key), getattr(config.mqtt.tls, key)))
+    for index, broker in enumerate(config.mqtt.brokers or ()):
+        checks.append((("mqtt", "brokers", index, "password_file"), broker.password_file))
+        if broker.tls is not None:
+            for key in ("ca_file", "cert_file", "key_file"):
+                checks.append((("mqtt", "brokers", index, "tls", key), getattr(broker.tls, key)))
     for path, file in checks:
         if file is not None and not file.is_file():
             problems.append((path, f"{_dotted(path)}: file not found: {file}"))

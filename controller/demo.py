@@ -56,7 +56,9 @@ async def run_demo(
             if use_config_broker:
                 return await _run_for(loaded, config, duration, clock, say)
             async with LocalMosquitto() as broker:
-                mqtt = config.mqtt.model_copy(update={"host": broker.host, "port": broker.port})
+                mqtt = config.mqtt.model_copy(
+                    update={"host": broker.host, "port": broker.port, "brokers": None}
+                )
                 config = config.model_copy(update={"mqtt": mqtt})
                 return await _run_for(loaded, config, duration, clock, say)
 
@@ -68,10 +70,10 @@ async def _run_for(
         LoadedConfig(config=config, path=loaded.path, digest=loaded.digest), clock=clock
     )
     runtime.install_signal_handlers()
-    mqtt = config.mqtt
+    broker = config.mqtt.endpoints()[0]
     say(
         "edgecell demo is running. Watch it with:\n"
-        f"  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -t '{config.base_topic}/#' -v\n"
+        f"  mosquitto_sub -h {broker.host} -p {broker.port} -t '{config.base_topic}/#' -v\n"
         + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C.")
     )
     if duration is not None:

@@ -1,5 +1,6 @@
-"""The `mqtt:` section of the config: broker, session, TLS, credentials, what is published and
-how the store-and-forward buffer keeps messages while the broker is away."""
+"""The `mqtt:` section of the config: brokers (one, or a list to fail over through), session,
+TLS, credentials, what is published and how the store-and-forward buffer keeps messages while
+the broker is away."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
 from controller.configtypes import PositiveDuration, StrictModel
+from controller.mqtt.brokers import BrokerEndpoint
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|kB|KB|KiB|MB|MiB|GB|GiB)?\s*$")
 _UNIT_BYTES = {
@@ -70,9 +72,64 @@ class BufferConfig(StrictModel):
     memory_high_water: ByteSize = 16 * 1024**2
 
 
+# More brokers than this is a typo or a hostile file, not a cluster (a round tries each).
+MAX_BROKERS = 16
+DEFAULT_PORT = 1883
+# A host name or address: no spaces, no scheme, no path (`mqtt://x` and `x/y` are refused).
+_HOST = r"^[^\s/]+$"
+
+
+_SHORTHAND = re.compile(
+    r"^(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/\[\]]+))(?::(?P<port>\d{1,5}))?$"
+)
+_BARE_V6 = re.compile(r"^[0-9A-Fa-f]*:[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*$")
+
+
+def broker_shorthand(value: Any) -> Any:
+    """An entry of `brokers` written as `host`, `host:port` or `[IPv6]:port` -> its mapping."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if _BARE_V6.match(text):
+        return {"host": text}  # an IPv6 address without a port
+    match = _SHORTHAND.match(text)
+    if match is None:
+        raise ValueError(
+            f"{value[:100]!r} is not a broker: write host, host:port or [IPv6 address]:port "
+            "(no scheme, no path), or a mapping with host, port, tls, username, ..."
+        )
+    entry: dict[str, Any] = {"host": match["v6"] or match["host"]}
+    if match["port"]:
+        entry["port"] = int(match["port"])
+    return entry
+
+
+class BrokerConfig(StrictModel):
+    """One entry of `mqtt.brokers`. A key it leaves out is taken from the section (`port`,
+    `tls`); the credentials go as one: an entry that gives any of `username`, `password`,
+    `password_file` takes none of them from the section."""
+
+    host: str = Field(min_length=1, max_length=253, pattern=_HOST)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: TlsConfig | None = None
+    username: str | None = None
+    password: str | None = None  # only as ${ENV_VAR}, never literal
+    password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> BrokerConfig:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password (as ${ENV_VAR}) or password_file, not both")
+        return self
+
+    @property
+    def gives_credentials(self) -> bool:
+        return not {"username", "password", "password_file"}.isdisjoint(self.model_fields_set)
+
+
 class MqttConfig(StrictModel):
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253, pattern=_HOST)
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
     client_id: str | None = None  # default edgecell-{gateway.id}
     base_topic: str | None = None  # default edgecell/{gateway.id}
@@ -82,6 +139,11 @@ class MqttConfig(StrictModel):
     password: str | None = None  # only as ${ENV_VAR}, never literal
     password_file: Path | None = None
     tls: TlsConfig | None = None
+    # Fail over through these in order (docs/configuration.md, "Several brokers"); instead of
+    # `host`, and after port, tls and the credentials, whose values are their defaults.
+    brokers: list[Annotated[BrokerConfig, BeforeValidator(broker_shorthand)]] | None = Field(
+        default=None, max_length=MAX_BROKERS
+    )
     retain_tags: bool = False  # also publish {base}/tags/{device}/{tag} retained
     # changes: report by exception (only samples whose value or quality changed);
     # every_poll: every sample of every poll, as polling gateways without a tag table do.
@@ -97,6 +159,38 @@ class MqttConfig(StrictModel):
         if value is not None and (set(value) & {"+", "#"} or value.endswith("/") or not value):
             raise ValueError("base_topic must be a topic without wildcards or a trailing '/'")
         return value
+
+    @field_validator("brokers")
+    @classmethod
+    def _distinct_brokers(
+        cls, brokers: list[BrokerConfig] | None, info: ValidationInfo
+    ) -> list[BrokerConfig] | None:
+        if brokers is None:
+            return None
+        if not brokers:
+            raise ValueError(
+                "the list is empty: name at least one broker, or leave brokers out and give host"
+            )
+        section_port = info.data.get("port", DEFAULT_PORT)
+        seen: dict[tuple[str, int], int] = {}
+        for index, broker in enumerate(brokers):
+            address = (broker.host.lower(), broker.port or section_port)
+            if address in seen:
+                raise ValueError(
+                    f"brokers[{index}] ({broker.host}:{address[1]}) is the same broker as "
+                    f"brokers[{seen[address]}]: each broker once"
+                )
+            seen[address] = index
+        return brokers
+
+    @model_validator(mode="after")
+    def _host_or_brokers(self) -> MqttConfig:
+        if self.brokers is not None and "host" in self.model_fields_set:
+            raise ValueError(
+                "give host or brokers, not both (port, tls and the credentials may stay as "
+                "the defaults of every broker in the list)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_password_source(self) -> MqttConfig:
@@ -114,6 +208,24 @@ class MqttConfig(StrictModel):
         if self.password_file is not None:
             return self.password_file.read_text(encoding="utf-8").strip()
         return self.password
+
+    def endpoints(self) -> tuple[BrokerEndpoint, ...]:
+        """The brokers in the order they are tried, each with the section's defaults filled
+        in: `brokers`, or the one broker of `host` and `port`."""
+        if self.brokers is None:
+            return (self._endpoint(BrokerConfig(host=self.host)),)
+        return tuple(self._endpoint(broker) for broker in self.brokers)
+
+    def _endpoint(self, broker: BrokerConfig) -> BrokerEndpoint:
+        own = broker.gives_credentials
+        return BrokerEndpoint(
+            host=broker.host,
+            port=broker.port or self.port,
+            tls=broker.tls if broker.tls is not None else self.tls,
+            username=broker.username if own else self.username,
+            password=broker.password if own else self.password,
+            password_file=broker.password_file if own else self.password_file,
+        )
 
     def resolve_client_id(self, gateway_id: str) -> str:
         """The configured client id, else `edgecell-{gateway.id}`."""

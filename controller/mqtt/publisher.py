@@ -1,5 +1,6 @@
 """The one MQTT connection of the gateway: birth and Last Will, telemetry through the
-store-and-forward buffer, retained state re-published after every reconnect, commands in.
+store-and-forward buffer, retained state re-published after every reconnect, commands in; with
+several brokers configured, a lost one is left for the next at once (`BrokerRotation`).
 
 Drivers and rules call the synchronous `publish_*` methods, which never block and never fail
 because of the broker; the loops of this module do the network work. Timestamps come from the
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
 import ssl
 import time
 from collections import deque
@@ -30,8 +30,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from controller.clock import Clock
 from controller.model import DeviceStatus, Sample
 from controller.mqtt import topics
+from controller.mqtt.brokers import BrokerEndpoint, BrokerRotation
 from controller.mqtt.buffer import BUFFER_FILE, Entry, MessageBuffer
-from controller.mqtt.config import MqttConfig, TlsConfig
+from controller.mqtt.config import MqttConfig
 from controller.mqtt.taskgroup import task_group_exit_args
 
 log = structlog.get_logger(__name__)
@@ -50,6 +51,7 @@ SWITCH_TIMEOUT = OFFLINE_TIMEOUT + 2.0
 # The `mqtt:` settings a live session was made with: changing one needs a new connection.
 CONNECTION_SETTINGS = (
     "host", "port", "protocol", "keepalive", "username", "password", "password_file", "tls",
+    "brokers",
 )
 
 
@@ -66,7 +68,9 @@ class PublisherStats:
     """What the health topic reports about MQTT."""
 
     connected: bool
+    broker: str | None  # `host:port` of the broker of the session; None while not connected
     reconnects: int
+    failovers: int  # sessions that began on another broker than the one before
     buffer_depth: int
     buffer_bytes: int
     buffer_oldest_age_s: float | None
@@ -113,6 +117,10 @@ class MqttPublisher:
         birth: Mapping[str, Any],
     ) -> None:
         self._config = config
+        self._rotation = BrokerRotation.from_config(config)
+        self._broker: BrokerEndpoint | None = None  # of the session that is up
+        self._last_broker: BrokerEndpoint | None = None  # of the last session that was up
+        self._failovers = 0
         self._base = base_topic
         self._client_id = client_id
         self._buffer_path = state_dir / BUFFER_FILE
@@ -147,7 +155,9 @@ class MqttPublisher:
         async with contextlib.AsyncExitStack() as stack:
             buffer = MessageBuffer(self._buffer_path, self._config.buffer, self._clock)
             self._buffer = await stack.enter_async_context(buffer)
-            self._birth = topics.encode(topics.online(self._birth_fields, epoch=buffer.epoch))
+            self._birth = topics.encode(
+                topics.online(self._birth_fields, epoch=buffer.epoch, broker=None)
+            )
             self._running = True
             stack.callback(setattr, self, "_running", False)
             task_group = await stack.enter_async_context(asyncio.TaskGroup())
@@ -202,7 +212,9 @@ class MqttPublisher:
             getattr(old, name) != getattr(config, name) for name in CONNECTION_SETTINGS
         )
         if reconnect:
-            log.info("mqtt_reconfigured", host=config.host, port=config.port, client_id=client_id)
+            self._rotation = BrokerRotation.from_config(config, previous=self._rotation)
+            log.info("mqtt_reconfigured", broker=self._rotation.current.name,
+                     brokers=len(self._rotation.endpoints), client_id=client_id)
             self._settings_in_force.clear()
             self._reconnect.set()
             # What is published from now on (the reload's own event) goes to the new broker:
@@ -314,7 +326,9 @@ class MqttPublisher:
         buffer = self._buffer.stats()
         return PublisherStats(
             connected=self._connected.is_set(),
+            broker=self._broker.name if self._broker is not None else None,
             reconnects=self._reconnects,
+            failovers=self._failovers,
             buffer_depth=buffer.depth,
             buffer_bytes=buffer.bytes,
             buffer_oldest_age_s=buffer.oldest_age_s,
@@ -342,54 +356,59 @@ class MqttPublisher:
     # --- connection --------------------------------------------------------------------------
 
     async def _connection_loop(self) -> None:
-        attempt = 0
         lost_at: float | None = None
         # At least one attempt even when stopped at once: a clean stop flushes if it can.
         while True:
+            endpoint = self._rotation.current
             try:
-                client = await self._make_client()
+                client = await self._make_client(endpoint)
                 async with client:
-                    attempt = 0
-                    if lost_at is not None:
-                        log.info("mqtt_reconnected", host=self._config.host,
-                                 port=self._config.port,
-                                 outage_s=round(time.monotonic() - lost_at, 3))
-                    else:
-                        log.info("mqtt_connected", host=self._config.host, port=self._config.port,
-                                 client_id=self._client_id)
+                    self._rotation.connected()
+                    self._session_began(endpoint, lost_at)
                     lost_at = None
-                    await self._session(client)
+                    await self._session(client, endpoint)
                 if self._stopping.is_set():
                     return  # a clean stop
                 # New settings (reconfigure): connect with them at once.
                 self._session_ended()
-                attempt = 0
                 continue
             except (aiomqtt.MqttError, _ConnectionLostError, OSError, ssl.SSLError) as exc:
                 self._session_ended()
+                error = str(exc) or type(exc).__name__
                 if lost_at is None:
                     lost_at = time.monotonic()
-                    log.warning("mqtt_unavailable", host=self._config.host,
-                                port=self._config.port, error=str(exc) or type(exc).__name__)
+                    log.warning("mqtt_unavailable", broker=endpoint.name, error=error)
                 else:
-                    log.debug("mqtt_connect_failed", error=str(exc) or type(exc).__name__)
+                    log.debug("mqtt_connect_failed", broker=endpoint.name, error=error)
             if self._stopping.is_set():
                 return
-            delay = self._backoff(attempt)
-            attempt += 1
-            if not self._reconnect.is_set():
+            if self._reconnect.is_set():
+                continue  # new settings: the rotation was made again, try them at once
+            # The next broker at once; a backoff only once a whole round has failed.
+            delay = self._rotation.failed()
+            if delay > 0:
                 await _first_of(self._stopping, self._reconnect, seconds=delay)
 
-    def _backoff(self, attempt: int) -> float:
-        """Capped, fully random: uniform(0, min(max, min * 2**attempt)), at least 10 ms."""
-        cap = min(self._config.reconnect_max, self._config.reconnect_min * 2 ** min(attempt, 30))
-        return max(0.01, random.uniform(0, cap))
+    def _session_began(self, endpoint: BrokerEndpoint, lost_at: float | None) -> None:
+        previous, self._last_broker = self._last_broker, endpoint
+        moved = previous is not None and previous.name != endpoint.name
+        if moved:
+            self._failovers += 1
+        if lost_at is None and not moved:
+            log.info("mqtt_connected", broker=endpoint.name, client_id=self._client_id)
+            return
+        log.info(
+            "mqtt_reconnected",
+            broker=endpoint.name,
+            previous=previous.name if previous is not None else None,
+            outage_s=round(time.monotonic() - lost_at, 3) if lost_at is not None else 0.0,
+        )
 
-    async def _make_client(self) -> aiomqtt.Client:
+    async def _make_client(self, endpoint: BrokerEndpoint) -> aiomqtt.Client:
         self._reconnect.clear()  # this client has the settings in force now
         self._settings_in_force.set()
         # Credentials and certificates are read on every attempt: rotated files are picked up.
-        password, tls_context = await asyncio.to_thread(self._read_secrets)
+        options = await endpoint.client_options()
         v5 = self._config.protocol == "5"
         will = aiomqtt.Will(
             topics.status(self._base),
@@ -398,10 +417,7 @@ class MqttPublisher:
             retain=True,
         )
         client = aiomqtt.Client(
-            self._config.host,
-            self._config.port,
-            username=self._config.username,
-            password=password,
+            **options,
             identifier=self._client_id,
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             will=will,
@@ -409,7 +425,6 @@ class MqttPublisher:
             timeout=CONNECT_TIMEOUT,
             keepalive=max(1, round(self._config.keepalive)),
             max_inflight_messages=WINDOW,
-            tls_context=tls_context,
         )
         self._watch_receive_maximum(client)
         return client
@@ -432,20 +447,26 @@ class MqttPublisher:
 
         paho.on_connect = on_connect
 
-    def _read_secrets(self) -> tuple[str | None, ssl.SSLContext | None]:
-        tls = self._config.tls
-        return self._config.resolve_password(), (_tls_context(tls) if tls is not None else None)
-
     def _session_ended(self) -> None:
         self._client = None
+        self._broker = None
         if self._connected.is_set():
             self._connected.clear()
             self._reconnects += 1
         if self._buffer is not None:
             self._buffer.session_lost()
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: aiomqtt.Client, endpoint: BrokerEndpoint) -> None:
         buffer = self._open_buffer()
+        self._broker = endpoint
+        # The birth names the broker it was published on: a consumer listening on several
+        # independent brokers sees where the gateway is now.
+        self._birth = topics.encode(
+            topics.online(self._birth_fields, epoch=buffer.epoch, broker=endpoint.name)
+        )
+        status = topics.status(self._base)
+        if status in self._retained:  # a rebirth's copy: the birth of this session replaces it
+            self._retained[status] = self._birth
         client.pending_calls_threshold = WINDOW + 16  # aiomqtt warns above this many in flight
         await client.publish(
             topics.status(self._base), self._birth, qos=max(1, self._config.qos), retain=True,
@@ -625,16 +646,3 @@ def _payload_bytes(payload: Any) -> bytes:
     if payload is None:
         return b""
     return str(payload).encode()
-
-
-def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        cafile=str(tls.ca_file) if tls.ca_file is not None else None
-    )
-    if tls.cert_file is not None:
-        context.load_cert_chain(
-            str(tls.cert_file), str(tls.key_file) if tls.key_file is not None else None
-        )
-    if tls.insecure:
-        context.check_hostname = False
-    return context

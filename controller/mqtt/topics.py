@@ -160,10 +160,10 @@ def birth(*, version: str, config_hash: str, started: int) -> dict[str, Any]:
     return {"state": "online", "version": version, "config_hash": config_hash, "started": started}
 
 
-def online(birth_: Mapping[str, Any], *, epoch: str) -> dict[str, Any]:
+def online(birth_: Mapping[str, Any], *, epoch: str, broker: str | None) -> dict[str, Any]:
     """The birth as published: with the epoch of the data topics' seq, known once the
-    buffer is open."""
-    return {**birth_, "epoch": epoch}
+    buffer is open, and the broker (`host:port`) of the session it is published on."""
+    return {**birth_, "epoch": epoch, "broker": broker}
 
 
 def death(*, ts: int, clean: bool) -> bytes:

@@ -49,6 +49,7 @@ async def test_birth_is_published_retained_on_connect_with_the_epoch_of_the_data
         "config_hash": "cafe",
         "started": 1_700_000_000_000,
         "epoch": epoch,
+        "broker": f"{mosquitto.host}:{mosquitto.port}",
     }
 
 

@@ -103,8 +103,9 @@ def test_birth_and_death_payloads():
         "state": "online", "version": "0.1.0", "config_hash": "ab12", "started": 5,
     }
     online = topics.online(topics.birth(version="0.1.0", config_hash="ab12", started=5),
-                           epoch="5e1f0a9c27b3")
+                           epoch="5e1f0a9c27b3", broker="node-2.plant:8883")
     assert online["epoch"] == "5e1f0a9c27b3"
+    assert online["broker"] == "node-2.plant:8883"
     death = topics.decode(topics.death(ts=9, clean=True))
     assert death == {"state": "offline", "ts": 9, "clean": True}
 

@@ -34,7 +34,7 @@ def built(name: str) -> dict:
     good = Sample("press", "power_kw", 1.0, Quality.GOOD, 1, 2)
     payloads = {
         "status-online": topics.online(
-            topics.birth(version="0", config_hash="0", started=0), epoch="0"
+            topics.birth(version="0", config_hash="0", started=0), epoch="0", broker="b:1883"
         ),
         "status-offline": topics.decode(topics.death(ts=0, clean=True)),
         "data": topics.decode(topics.data_batch([good], epoch="0", seq=1, ts=0)),
