@@ -31,7 +31,7 @@ from controller.clock import Clock
 from controller.model import DeviceStatus, Sample
 from controller.mqtt import topics
 from controller.mqtt.buffer import BUFFER_FILE, Entry, MessageBuffer
-from controller.mqtt.config import MqttConfig, TlsConfig
+from controller.mqtt.config import MqttConfig
 from controller.mqtt.taskgroup import task_group_exit_args
 
 log = structlog.get_logger(__name__)
@@ -434,7 +434,7 @@ class MqttPublisher:
 
     def _read_secrets(self) -> tuple[str | None, ssl.SSLContext | None]:
         tls = self._config.tls
-        return self._config.resolve_password(), (_tls_context(tls) if tls is not None else None)
+        return self._config.resolve_password(), (tls.ssl_context() if tls is not None else None)
 
     def _session_ended(self) -> None:
         self._client = None
@@ -625,16 +625,3 @@ def _payload_bytes(payload: Any) -> bytes:
     if payload is None:
         return b""
     return str(payload).encode()
-
-
-def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        cafile=str(tls.ca_file) if tls.ca_file is not None else None
-    )
-    if tls.cert_file is not None:
-        context.load_cert_chain(
-            str(tls.cert_file), str(tls.key_file) if tls.key_file is not None else None
-        )
-    if tls.insecure:
-        context.check_hostname = False
-    return context
