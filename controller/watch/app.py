@@ -30,7 +30,7 @@ from textual.strip import Strip
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from controller.watch.link import BrokerSettings, WatchLink
-from controller.watch.state import AlarmRow, CellState, TagSample, Versions
+from controller.watch.state import AlarmRow, CellState, Versions
 from controller.watch.text import age, clock, number, safe, size, value
 
 RENDER_HZ = 4
@@ -86,6 +86,9 @@ class TagView(ScrollView, can_focus=True):
         self.only_not_good = False
         self._sorted: list[str] = []
         self._sorted_version = -1
+        self._base = Style()
+        self._styles: dict[str, Style] = {}
+        self._unknown = self._dim = Style()
 
     def refilter(self) -> None:
         state = self.state
@@ -105,34 +108,36 @@ class TagView(ScrollView, can_focus=True):
         self.refilter()
         self.refresh()
 
+    def new_frame(self) -> None:
+        """Styles looked up once per frame, not once per line (the widget's style walks its
+        ancestors)."""
+        base = self.rich_style
+        self._base = base
+        self._styles = {q: base + Style.parse(style) for q, style in QUALITY_STYLE.items()}
+        self._unknown = base + Style.parse("magenta")
+        self._dim = base + Style(dim=True)
+        self.refresh()
+
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = y + scroll_y
         width = self.size.width
-        base = self.rich_style
+        base = self._base
         if index >= len(self.keys):
             return Strip.blank(width, base)
         key = self.keys[index]
         sample = self.state.tags.get(key)
         segments = [Segment(set_cell_size(safe(key, 200), self.NAME_WIDTH) + " ", base)]
         if sample is not None:
-            segments += self._cells(sample, base)
+            quality = sample.quality
+            segments += [
+                Segment(value(sample.value, 18).rjust(18)[:18] + "  ", base),
+                Segment(set_cell_size(quality, 10), self._styles.get(quality, self._unknown)),
+                Segment(age(sample.ts).rjust(7) + "  ", base),
+                Segment(safe(sample.reason, 80), self._dim),
+            ]
         strip = Strip(segments)
         return strip.crop(scroll_x, scroll_x + width).adjust_cell_length(width, base)
-
-    @staticmethod
-    def _cells(sample: TagSample, base: Style) -> list[Segment]:
-        shown = value(sample.value, 18)
-        quality = sample.quality
-        return [
-            Segment(shown.rjust(18)[:18] + "  ", base),
-            Segment(
-                set_cell_size(quality, 10),
-                base + Style.parse(QUALITY_STYLE.get(quality, "magenta")),
-            ),
-            Segment(age(sample.ts).rjust(7) + "  ", base),
-            Segment(safe(sample.reason, 80), base + Style(dim=True)),
-        ]
 
 
 class RulesTable(DataTable[Text]):
@@ -283,7 +288,7 @@ class WatchApp(App[None]):
         await self.link.command("alarms/ack", {"alarm": alarm})
 
     def _say(self, text: str) -> None:
-        self.query_one("#answer", Static).update(styled(text, "bold"))
+        self.query_one("#answer", Static).update(styled(text, "bold"), layout=False)
 
     # --- drawing ---------------------------------------------------------------------------
 
@@ -292,7 +297,7 @@ class WatchApp(App[None]):
         state, drawn = self.state, self._drawn
         versions = state.versions
         self.link.expire()
-        self.query_one("#summary", Static).update(self._summary())
+        self.query_one("#summary", Static).update(self._summary(), layout=False)
         if versions.devices != drawn.devices:
             drawn.devices = versions.devices
             self._fill(
@@ -328,20 +333,31 @@ class WatchApp(App[None]):
         if key != self._filter_version or view.only_not_good:
             self._filter_version = key
             view.refilter()
-        view.refresh()
+        view.new_frame()
 
     @staticmethod
     def _fill(
         table: DataTable[Text], columns: tuple[str, ...], rows: Iterable[tuple[str, list[Text]]]
     ) -> None:
-        """Refill `table`, keeping the cursor on the same row (by key) when it is still there.
-        The columns are made again too, so that their widths fit what they hold now (the tables
-        are small: devices, rules, alarms, the last writes)."""
+        """Show `rows` in `table`. The same rows as shown (a device's new status): the cells
+        that changed are updated in place. Other rows: the table is made again, columns too,
+        so that their widths fit what they hold now, and the cursor stays on the row (by key)
+        it was on when that row is still there."""
+        rows = list(rows)
+        shown = [key.value for key in table.rows]
+        if table.columns and shown == [key for key, _ in rows]:
+            for key, cells in rows:
+                for column, cell in zip(columns, cells, strict=True):
+                    held = table.get_cell(key, column)
+                    if (held.plain, held.style, held.spans) != (cell.plain, cell.style, cell.spans):
+                        table.update_cell(key, column, cell, update_width=True)
+            return
         current = None
         if table.row_count:
             current = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
         table.clear(columns=True)
-        table.add_columns(*columns)
+        for column in columns:
+            table.add_column(column, key=column)
         for key, cells in rows:
             table.add_row(*cells, key=key)
         if current is not None and current in table.rows:
@@ -568,7 +584,7 @@ class WatchApp(App[None]):
         answer = self.state.answers[0]
         style = "yellow" if answer.ok is None else "bold green" if answer.ok else "bold red"
         self.query_one("#answer", Static).update(
-            styled(f"{safe(answer.command, 80)}: {answer.text}", style)
+            styled(f"{safe(answer.command, 80)}: {answer.text}", style), layout=False
         )
 
 

@@ -234,24 +234,47 @@ class CellState:
     # --- parts ---------------------------------------------------------------------------
 
     def _data(self, device: str, batch: dict[str, Any]) -> None:
+        """The hot path (10,000 samples/s at the bench's workload): `_put`, inlined."""
         values = batch.get("values")
         if not isinstance(values, dict):
             raise _Bad("no 'values' object")
         tags = self.tags
-        bad = 0
-        fresh = False
+        qualities = QUALITIES
+        bad = new = 0
+        prefix = device + "."
         for name, sample in values.items():
-            if not isinstance(sample, dict) or not name or len(name) > MAX_NAME:
+            if type(sample) is not dict or not name or len(name) > MAX_NAME:
                 bad += 1
                 continue
-            key = f"{device}.{name}"
-            if self._put(tags, key, sample):
-                fresh = True
+            key = prefix + name
+            ts = sample.get("ts")
+            if type(ts) is not int:
+                ts = None
+            held = tags.get(key)
+            if held is None:
+                if len(tags) >= MAX_TAGS:
+                    bad += 1
+                    continue
+                new += 1
+            elif ts is not None and held.ts is not None and ts < held.ts:
+                continue  # a backlog older than what is shown
+            quality = sample.get("q")
+            reason = sample.get("r")
+            tags[key] = TagSample(
+                sample.get("v"),
+                quality if type(quality) is str and quality in qualities else "?",
+                ts,
+                reason if type(reason) is str else "",
+            )
         self.samples += len(values)
-        if fresh:
-            self.versions.tags += 1
+        self.versions.tags += 1
+        if new:
+            self.versions.tag_names += 1
         if bad:
-            raise _Bad(f"{bad} of {len(values)} samples are not {{v, q, ts}} objects")
+            raise _Bad(
+                f"{bad} of {len(values)} samples are not {{v, q, ts}} objects, or past the "
+                f"bound of {MAX_TAGS} tags"
+            )
 
     def _tag(self, device: str, name: str, sample: dict[str, Any]) -> None:
         self.samples += 1
@@ -275,7 +298,7 @@ class CellState:
         reason = sample.get("r")
         tags[key] = TagSample(
             sample.get("v"),
-            quality if quality in QUALITIES else "?",
+            quality if type(quality) is str and quality in QUALITIES else "?",
             ts,
             reason if isinstance(reason, str) else "",
         )

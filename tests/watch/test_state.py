@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from controller.mqtt import topics
@@ -169,7 +169,9 @@ def test_tags_past_the_bound_are_ignored_not_kept() -> None:
         values |= {f"x{i}": {"v": i, "q": "good", "ts": 1} for i in range(5 * (device == 0))}
         state.ingest(f"{BASE}/data/d{device}", orjson.dumps({"values": values}))
     assert len(state.tags) == MAX_TAGS
-    assert state.ignored.count == per_device + 5
+    # The two batches that went past the bound (5 tags of d4, all of d5) are each counted.
+    assert state.ignored.count == 2
+    assert "past the bound of 250000 tags" in state.ignored.last
 
 
 @settings(max_examples=300, deadline=None)
@@ -221,6 +223,8 @@ def test_tags_past_the_bound_are_ignored_not_kept() -> None:
         ).map(lambda obj: json.dumps(obj).encode()),  # big integers and NaN too
     ),
 )
+@example(level="tags/d/t", payload=b'{"q": []}')  # a list is not hashable: found by this test
+@example(level="data/d", payload=b'{"values": {"t": {"q": {}}}}')
 def test_no_payload_on_any_topic_raises(level: str, payload: bytes) -> None:
     state = CellState(BASE)
     state.ingest(f"{BASE}/{level}", payload)
