@@ -91,7 +91,7 @@ async def measure(host: str, port: int, workload: Workload, duration: float,
         wall_before = time.perf_counter()
         while time.perf_counter() - wall_before < duration:
             await asyncio.sleep(1 / 4)
-            shown = app.query_one("#tag-view").keys  # type: ignore[attr-defined]
+            shown = app.tag_view.keys
             newest = max((app.state.tags[k].ts or 0) for k in shown[:50]) if shown else 0
             staleness.append(time.time() * 1000 - newest)
         wall = time.perf_counter() - wall_before

@@ -27,6 +27,7 @@ from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from controller.watch.link import BrokerSettings, WatchLink
@@ -179,6 +180,9 @@ class WatchApp(App[None]):
     CSS = """
     #summary { height: 3; padding: 0 1; background: $boost; }
     #answer { height: 1; padding: 0 1; background: $boost; }
+    TabbedContent { height: 1fr; }
+    TabbedContent > ContentSwitcher { height: 1fr; }
+    TabPane { height: 1fr; padding: 0; }
     #tag-filter { height: 3; }
     #tag-head { height: 1; text-style: bold; }
     TagView { height: 1fr; }
@@ -209,32 +213,47 @@ class WatchApp(App[None]):
         self._drawn.writes = self._drawn.plan = self._drawn.answers = -1
         self._filter_version = (-1, "", False)
         self._armed: tuple[str, str, float] | None = None
+        # Kept here, not looked up: a query goes to the active screen, which is another one
+        # while the command palette is open, and the redraw goes on meanwhile.
+        self.header_view = Static(id="summary")
+        self.tab_view = TabbedContent(initial="devices")
+        self.devices_view = DataTable[Text](
+            id="devices-table", cursor_type="row", zebra_stripes=True
+        )
+        self.tag_filter = Input(placeholder="filter: part of device.tag", id="tag-filter")
+        self.tag_head = Static(id="tag-head")
+        self.tag_view = TagView(self.state, id="tag-view")
+        self.rules_view = RulesTable(id="rules-table", cursor_type="row", zebra_stripes=True)
+        self.alarms_view = AlarmsTable(id="alarms-table", cursor_type="row", zebra_stripes=True)
+        self.writes_view = DataTable[Text](id="writes-table", cursor_type="row", zebra_stripes=True)
+        self.plan_view = Static(id="plan-view")
+        self.answer_view = Static(id="answer")
 
     # --- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Static(id="summary")
-        with TabbedContent(initial="devices"):
+        yield self.header_view
+        with self.tab_view:
             with TabPane("Devices", id="devices"):
-                yield DataTable[Text](id="devices-table", cursor_type="row", zebra_stripes=True)
+                yield self.devices_view
             with TabPane("Tags", id="tags"):
-                yield Input(placeholder="filter: part of device.tag", id="tag-filter")
-                yield Static(id="tag-head")
-                yield TagView(self.state, id="tag-view")
+                yield self.tag_filter
+                yield self.tag_head
+                yield self.tag_view
             with TabPane("Rules", id="rules"):
-                yield RulesTable(id="rules-table", cursor_type="row", zebra_stripes=True)
+                yield self.rules_view
             with TabPane("Alarms", id="alarms"):
-                yield AlarmsTable(id="alarms-table", cursor_type="row", zebra_stripes=True)
+                yield self.alarms_view
             with TabPane("Writes", id="writes"):
-                yield DataTable[Text](id="writes-table", cursor_type="row", zebra_stripes=True)
+                yield self.writes_view
             with TabPane("Plan", id="plan"):
-                yield Static(id="plan-view")
-        yield Static(id="answer")
+                yield self.plan_view
+        yield self.answer_view
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = f"{self.gateway} on {self.broker_label}"
-        self.query_one("#tag-head", Static).update(
+        self.tag_head.update(
             styled(
                 f"{'tag'.ljust(TagView.NAME_WIDTH)} {'value'.rjust(18)}  {'quality':10}"
                 f"{'age'.rjust(7)}  reason"
@@ -247,31 +266,31 @@ class WatchApp(App[None]):
     # --- actions ---------------------------------------------------------------------------
 
     def action_show(self, tab: str) -> None:
-        self.query_one(TabbedContent).active = tab
-        target = {
-            "tags": "#tag-view",
-            "rules": "#rules-table",
-            "alarms": "#alarms-table",
-            "devices": "#devices-table",
-            "writes": "#writes-table",
-        }.get(tab)
-        if target is not None:
-            self.query_one(target).focus()
+        self.tab_view.active = tab
+        target: dict[str, Widget] = {
+            "tags": self.tag_view,
+            "rules": self.rules_view,
+            "alarms": self.alarms_view,
+            "devices": self.devices_view,
+            "writes": self.writes_view,
+        }
+        if tab in target:
+            target[tab].focus()
 
     def action_search(self) -> None:
-        self.query_one(TabbedContent).active = "tags"
-        self.query_one("#tag-filter", Input).focus()
+        self.tab_view.active = "tags"
+        self.tag_filter.focus()
 
     def action_leave_search(self) -> None:
-        if self.query_one(TabbedContent).active == "tags":
-            self.query_one("#tag-view").focus()
+        if self.tab_view.active == "tags":
+            self.tag_view.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.query_one(TagView).search = event.value
+        self.tag_view.search = event.value
         self._redraw_tags()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one("#tag-view").focus()
+        self.tag_view.focus()
 
     async def set_mode(self, rule: str, mode: str) -> None:
         """Pressed once: armed, and the answer line says to press again; twice within
@@ -288,7 +307,7 @@ class WatchApp(App[None]):
         await self.link.command("alarms/ack", {"alarm": alarm})
 
     def _say(self, text: str) -> None:
-        self.query_one("#answer", Static).update(styled(text, "bold"), layout=False)
+        self.answer_view.update(styled(text, "bold"), layout=False)
 
     # --- drawing ---------------------------------------------------------------------------
 
@@ -297,26 +316,22 @@ class WatchApp(App[None]):
         state, drawn = self.state, self._drawn
         versions = state.versions
         self.link.expire()
-        self.query_one("#summary", Static).update(self._summary(), layout=False)
+        self.header_view.update(self._summary(), layout=False)
         if versions.devices != drawn.devices:
             drawn.devices = versions.devices
-            self._fill(
-                self.query_one("#devices-table", DataTable), DEVICE_COLUMNS, self._device_rows()
-            )
+            self._fill(self.devices_view, DEVICE_COLUMNS, self._device_rows())
         if versions.rules != drawn.rules:
             drawn.rules = versions.rules
-            self._fill(self.query_one(RulesTable), RULE_COLUMNS, self._rule_rows())
+            self._fill(self.rules_view, RULE_COLUMNS, self._rule_rows())
         if versions.alarms != drawn.alarms:
             drawn.alarms = versions.alarms
-            self._fill(self.query_one(AlarmsTable), ALARM_COLUMNS, self._alarm_rows())
+            self._fill(self.alarms_view, ALARM_COLUMNS, self._alarm_rows())
         if versions.writes != drawn.writes:
             drawn.writes = versions.writes
-            self._fill(
-                self.query_one("#writes-table", DataTable), WRITE_COLUMNS, self._write_rows()
-            )
+            self._fill(self.writes_view, WRITE_COLUMNS, self._write_rows())
         if versions.plan != drawn.plan:
             drawn.plan = versions.plan
-            self.query_one("#plan-view", Static).update(self._plan())
+            self.plan_view.update(self._plan())
         if versions.answers != drawn.answers:
             drawn.answers = versions.answers
             self._show_answer()
@@ -328,7 +343,7 @@ class WatchApp(App[None]):
         )
 
     def _redraw_tags(self) -> None:
-        view = self.query_one(TagView)
+        view = self.tag_view
         key = (self.state.versions.tag_names, view.search, view.only_not_good)
         if key != self._filter_version or view.only_not_good:
             self._filter_version = key
@@ -364,7 +379,7 @@ class WatchApp(App[None]):
             table.move_cursor(row=table.get_row_index(current), animate=False)
 
     def _label_tabs(self) -> None:
-        tabs = self.query_one(TabbedContent)
+        tabs = self.tab_view
         state = self.state
         unacked = sum(1 for a in state.alarms.values() if a.state == "active")
         labels = {
@@ -583,7 +598,7 @@ class WatchApp(App[None]):
             return
         answer = self.state.answers[0]
         style = "yellow" if answer.ok is None else "bold green" if answer.ok else "bold red"
-        self.query_one("#answer", Static).update(
+        self.answer_view.update(
             styled(f"{safe(answer.command, 80)}: {answer.text}", style), layout=False
         )
 

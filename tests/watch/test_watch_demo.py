@@ -154,6 +154,6 @@ async def test_watch_shows_the_demo_and_sets_a_mode_and_acks_an_alarm(
         assert "by test-operator" in row_of(screen, ALARM)
         svg = os.environ.get("EDGECELL_WATCH_SVG")
         if svg:
-            await pilot.press("1")
-            await until_shown(app, lambda s: "latency" in s, what="the devices tab")
+            await pilot.press("3")
+            await until_shown(app, lambda s: "outputs" in s, what="the rules tab")
             Path(svg).write_text(app.export_screenshot(title="edgecell watch"))  # noqa: ASYNC240

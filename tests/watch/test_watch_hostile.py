@@ -5,6 +5,7 @@ written, and goes on taking good messages."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiomqtt
@@ -99,5 +100,10 @@ async def test_hostile_payloads_do_not_crash_the_console(mosquitto: Any) -> None
             screen = await until_shown(app, lambda s: "boom" in s, what="the device's error")
             assert "\x1b" not in screen
             assert "\x07" not in screen
+            # The command palette is another screen: the redraw goes on under it.
+            await pilot.press("ctrl+p")
+            await asyncio.sleep(1)
+            await pilot.press("escape")
+            await until_shown(app, lambda s: "boom" in s, what="back from the palette")
         assert app.is_running
     # Leaving run_test re-raises anything the app raised while running.
