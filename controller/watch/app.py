@@ -24,6 +24,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -312,6 +313,15 @@ class WatchApp(App[None]):
     # --- drawing ---------------------------------------------------------------------------
 
     def redraw(self) -> None:
+        """One frame: every part whose version moved, the header and the visible tags."""
+        try:
+            self._redraw()
+        except NoMatches:
+            # The widgets are held by reference; only the tabs' own parts are looked up
+            # (`get_tab`), and they are gone only while the app closes under a firing timer.
+            return
+
+    def _redraw(self) -> None:
         started = time.perf_counter()
         state, drawn = self.state, self._drawn
         versions = state.versions
