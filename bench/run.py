@@ -336,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import idle  # noqa: PLC0415 (bench.idle builds on this module)
 
         return idle.main([a for a in argv if a != "--idle"])
+    if "--watch" in argv:
+        from bench import watch  # noqa: PLC0415 (the console extra, only when asked for)
+
+        return watch.main([a for a in argv if a != "--watch"])
     if any(a == "--cells" or a.startswith("--cells=") for a in argv):
         from bench import cells  # noqa: PLC0415 (the co-simulation, only when asked for)
 

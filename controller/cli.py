@@ -85,13 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Commands that live with their driver (OPC UA browse and certs, Modbus scan)."""
-    # Only argparse and config models are imported here; asyncua loads when a command runs.
+    """Commands that live with their driver (OPC UA browse and certs, Modbus scan) or their
+    extra (watch)."""
+    # Only argparse and config models are imported here; asyncua, pymodbus and textual load
+    # when a command runs.
+    from controller.watch.cli import add_commands as add_watch  # noqa: PLC0415
     from drivers.modbus.scan_cli import add_commands as add_modbus_commands  # noqa: PLC0415
     from drivers.opcua.cli import add_commands  # noqa: PLC0415
 
     add_commands(sub)
     add_modbus_commands(sub)
+    add_watch(sub)
 
 
 def _repo_file(relative: str) -> Path:

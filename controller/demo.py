@@ -71,9 +71,14 @@ async def _run_for(
     )
     runtime.install_signal_handlers()
     broker = config.mqtt.endpoints()[0]
+    base = config.base_topic
+    custom_base = "" if base == f"edgecell/{config.gateway.id}" else f" --base-topic '{base}'"
     say(
         "edgecell demo is running. Watch it with:\n"
-        f"  mosquitto_sub -h {broker.host} -p {broker.port} -t '{config.base_topic}/#' -v\n"
+        f"  mosquitto_sub -h {broker.host} -p {broker.port} -t '{base}/#' -v\n"
+        "or, in a live console (the console extra, in the dev install):\n"
+        f"  edgecell watch --broker {broker.host}:{broker.port} --gateway {config.gateway.id}"
+        f"{custom_base}\n"
         + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C.")
     )
     if duration is not None:

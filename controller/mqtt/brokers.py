@@ -56,16 +56,7 @@ class BrokerEndpoint:
 
 
 def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        cafile=str(tls.ca_file) if tls.ca_file is not None else None
-    )
-    if tls.cert_file is not None:
-        context.load_cert_chain(
-            str(tls.cert_file), str(tls.key_file) if tls.key_file is not None else None
-        )
-    if tls.insecure:
-        context.check_hostname = False
-    return context
+    return tls.ssl_context()
 
 
 class BrokerRotation:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+import ssl
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -57,6 +58,20 @@ class TlsConfig(StrictModel):
         if self.key_file is not None and self.cert_file is None:
             raise ValueError("key_file needs cert_file (the client certificate)")
         return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The client's TLS context (the daemon's, and `edgecell watch`'s with `--config`);
+        reads the files, so call it at each connection attempt to pick up rotated ones."""
+        context = ssl.create_default_context(
+            cafile=str(self.ca_file) if self.ca_file is not None else None
+        )
+        if self.cert_file is not None:
+            context.load_cert_chain(
+                str(self.cert_file), str(self.key_file) if self.key_file is not None else None
+            )
+        if self.insecure:
+            context.check_hostname = False
+        return context
 
 
 class BufferConfig(StrictModel):
