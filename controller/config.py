@@ -27,6 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 from controller.configtypes import ErrorBudget, Name, StrictModel, TooManyProblemsError
 from controller.mqtt.config import MqttConfig
 from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop
+from controller.sparkplug.config import SparkplugConfig
 from drivers.modbus.config import ModbusDevice
 from drivers.opcua.config import OpcUaDevice
 
@@ -50,6 +51,7 @@ class Config(StrictModel):
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     actuation: ActuationConfig = ActuationConfig()
+    sparkplug: SparkplugConfig = SparkplugConfig()
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> Config:

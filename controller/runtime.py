@@ -35,6 +35,7 @@ from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
 from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
 from controller.rules.rule import Rule
+from controller.sparkplug.edge_node import EdgeNode
 from controller.statedir import StateDirLock
 from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
@@ -103,6 +104,7 @@ class Runtime:
         self._published_status: dict[str, tuple[LinkState, str]] = {}
         self._counters = _Counters()
         self._publisher: MqttPublisher | None = None
+        self._edge_node: EdgeNode | None = None
         self._engine: RuleEngine | None = None
         self._actuator: Actuator | None = None
         self._alarms: AlarmBoard | None = None
@@ -172,9 +174,12 @@ class Runtime:
             state_dir=self.state_dir,
             clock=self.clock,
             birth=birth,
-        ) as publisher:
+        ) as publisher, contextlib.AsyncExitStack() as sparkplug:
             self._publisher = publisher
             engine = self._build_closed_loop(publisher)
+            if config.sparkplug.enabled:
+                # Left before the publisher: its NDEATH goes out while the JSON session lives.
+                self._edge_node = await sparkplug.enter_async_context(self._build_edge_node())
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self._start_groups(config.devices)
@@ -203,6 +208,7 @@ class Runtime:
                 for task in background:
                     task.cancel()
             self._tg = None
+            self._edge_node = None
         self._publisher = None
         log.info("stopped")
 
@@ -244,6 +250,29 @@ class Runtime:
             )
         )
         return self._engine
+
+    def _build_edge_node(self) -> EdgeNode:
+        """The Sparkplug B edge node (docs/sparkplug.md): births from the config and the tag
+        table, DCMD writes through the same actuator as `cmd/write`."""
+        assert self._actuator is not None
+        config = self.config
+        return EdgeNode(
+            config.sparkplug,
+            config.mqtt,
+            gateway_id=self._identity.gateway.id,
+            devices=config.devices,
+            state_dir=self.state_dir,
+            clock=self.clock,
+            node_properties=self._node_properties(),
+            current=self.table.device_samples,
+            writer=self._actuator,
+        )
+
+    def _node_properties(self) -> dict[str, str]:
+        return {
+            "Properties/Software": f"edgecell {__version__}",
+            "Properties/JSON Base Topic": self.base_topic,
+        }
 
     async def _rebirth(self) -> None:
         if self._publisher is None:
@@ -365,6 +394,9 @@ class Runtime:
         self._counters.samples += len(samples)
         changed = self.table.update(samples)
         self._counters.changes += len(changed)
+        if self._edge_node is not None and changed:
+            # By exception, whatever mqtt.publish says: Sparkplug DATA carries changes only.
+            self._edge_node.publish_samples(changed[0].device, changed)
         if self._publisher is None:
             return
         if self.config.mqtt.publish == "every_poll":
@@ -374,6 +406,8 @@ class Runtime:
 
     def _on_status(self, status: DeviceStatus) -> None:
         self._status[status.device] = status
+        if self._edge_node is not None:
+            self._edge_node.device_status(status)
         signature = (status.state, status.last_error)
         if self._published_status.get(status.device) != signature:
             self._published_status[status.device] = signature
@@ -471,6 +505,8 @@ class Runtime:
         ]
         removed = {d.name for d in old.devices} - {d.name for d in new.devices}
         await self._stop_groups(stop)
+        if self._edge_node is not None and new.devices != old.devices:
+            self._edge_node.reconfigure(new.devices, self._node_properties())
         if self._actuator is not None and self._engine is not None:
             self._actuator.reconfigure(prepared.limits, new.actuation)
             self._engine.replace_rules(prepared.rules)
@@ -591,6 +627,8 @@ def identity_changes(started: Config, new: Config) -> list[str]:
         changes.append("mqtt.base_topic")
     if new.gateway.state_dir != started.gateway.state_dir:
         changes.append("gateway.state_dir")
+    if new.sparkplug != started.sparkplug:
+        changes.append("sparkplug")
     return changes
 
 
