@@ -27,7 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 from controller.configtypes import ErrorBudget, Name, StrictModel, TooManyProblemsError
 from controller.mqtt.config import MqttConfig
 from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop
-from controller.sparkplug.config import SparkplugConfig
+from controller.sparkplug.config import SparkplugConfig, metric_name_clash
 from drivers.modbus.config import ModbusDevice
 from drivers.opcua.config import OpcUaDevice
 
@@ -77,6 +77,13 @@ class Config(StrictModel):
     def _rules_match_tags(self) -> Config:
         # Rules and the actuator name tags that exist and write only tags declared writable.
         problem = check_closed_loop(self.rules, self.actuation, self.devices)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _sparkplug_metric_names(self) -> Config:
+        problem = metric_name_clash(self.devices) if self.sparkplug.enabled else None
         if problem is not None:
             raise ValueError(problem)
         return self

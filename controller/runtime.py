@@ -505,8 +505,10 @@ class Runtime:
         ]
         removed = {d.name for d in old.devices} - {d.name for d in new.devices}
         await self._stop_groups(stop)
-        if self._edge_node is not None and new.devices != old.devices:
-            self._edge_node.reconfigure(new.devices, self._node_properties())
+        if self._edge_node is not None:
+            self._edge_node.reconfigure_broker(new.mqtt)
+            if new.devices != old.devices:
+                self._edge_node.reconfigure(new.devices, self._node_properties())
         if self._actuator is not None and self._engine is not None:
             self._actuator.reconfigure(prepared.limits, new.actuation)
             self._engine.replace_rules(prepared.rules)

@@ -3,6 +3,9 @@ its group and edge node ids, the primary host it waits for, and how DCMD writes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from pydantic import Field, field_validator, model_validator
 
 from controller.configtypes import PositiveDuration, StrictModel
@@ -52,3 +55,20 @@ class SparkplugConfig(StrictModel):
     def resolve_client_id(self, gateway_id: str) -> str:
         """Another client id than the JSON session's: a broker would end one for the other."""
         return self.client_id or f"edgecell-{gateway_id}-spb"
+
+
+def metric_name_clash(devices: Sequence[Any]) -> str | None:
+    """A device whose tag names differ only in case: Sparkplug hosts may fold case, so an edge
+    node SHOULD NOT publish such names (tck-id-case-sensitivity-metric-names)."""
+    for device in devices:
+        seen: dict[str, str] = {}
+        for tag in device.tags:
+            folded = tag.name.lower()
+            if folded in seen:
+                return (
+                    f"sparkplug: device {device.name!r} has tags {seen[folded]!r} and "
+                    f"{tag.name!r}, which differ only in case; Sparkplug hosts may not tell "
+                    "them apart: rename one"
+                )
+            seen[folded] = tag.name
+    return None

@@ -52,6 +52,8 @@ COMMAND_MAX_METRICS = 100
 WRITER = "sparkplug"  # the `by` of a DCMD write: events/writes says `command:sparkplug`
 FIRST_NODE_ALIAS = 1
 ALIVE = frozenset({LinkState.CONNECTED})
+# The `mqtt:` settings the session was made with (the protocol is always 3.1.1 here).
+BROKER_SETTINGS = ("host", "port", "keepalive", "username", "password", "password_file", "tls")
 
 
 class Writer(Protocol):
@@ -119,6 +121,7 @@ class EdgeNode:
         self._stopping = asyncio.Event()
         self._host_online = asyncio.Event()
         self._host_offline = asyncio.Event()
+        self._renew = asyncio.Event()  # new broker settings: end the session, connect again
         self._host_timestamp = -1
         self._commands: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100)
         self._history: MessageBuffer | None = None
@@ -193,6 +196,14 @@ class EdgeNode:
         self._rebirth = True
         self._wakeup.set()
 
+    def reconfigure_broker(self, mqtt: MqttConfig) -> None:
+        """Reloaded `mqtt:` settings: when the broker, credentials, TLS or keepalive changed,
+        the session ends (NDEATH) and a new one starts at once with them."""
+        old, self._mqtt = self._mqtt, mqtt
+        if any(getattr(old, name) != getattr(mqtt, name) for name in BROKER_SETTINGS):
+            log.info("sparkplug_reconfigured", host=mqtt.host, port=mqtt.port)
+            self._renew.set()
+
     def reconfigure(self, devices: Sequence[Any], node_properties: Mapping[str, str]) -> None:
         """A reloaded config: new metrics, aliases and devices, announced by a full rebirth."""
         self._properties = dict(node_properties)
@@ -220,7 +231,8 @@ class EdgeNode:
                 qos=1,
                 retain=False,
             )
-            host_went_offline = False
+            reconnect_now = False
+            self._renew.clear()
             try:
                 password, tls_context = await asyncio.to_thread(brokers_.read_secrets, self._mqtt)
                 client = brokers_.make_client(
@@ -232,7 +244,7 @@ class EdgeNode:
                     self.stats.connected = True
                     log.info("sparkplug_connected", host=broker.host, port=broker.port,
                              bdseq=bdseq, edge_node=self.topics.edge_node_id)
-                    host_went_offline = await self._session(client, bdseq)
+                    reconnect_now = await self._session(client, bdseq)
             except (aiomqtt.MqttError, _SessionEndError, OSError, ssl.SSLError) as exc:
                 log.warning("sparkplug_session_lost", host=broker.host, port=broker.port,
                             error=str(exc) or type(exc).__name__)
@@ -240,7 +252,7 @@ class EdgeNode:
                 self._session_ended()
             if self._stopping.is_set():
                 return
-            if host_went_offline:
+            if reconnect_now:
                 continue  # reconnect at once and wait for the host again
             attempt += 1
             cap = min(self._mqtt.reconnect_max, self._mqtt.reconnect_min * 2 ** min(attempt, 30))
@@ -260,7 +272,7 @@ class EdgeNode:
 
     async def _session(self, client: aiomqtt.Client, bdseq: int) -> bool:
         """One MQTT session; returns True when it ended because the primary host went offline
-        (NDEATH published, the caller reconnects at once)."""
+        or the broker settings changed (NDEATH published, the caller reconnects at once)."""
         await client.subscribe(self.topics.ncmd, qos=1, timeout=PUBLISH_TIMEOUT)
         await client.subscribe(self.topics.dcmd_filter, qos=1, timeout=PUBLISH_TIMEOUT)
         primary = self._config.primary_host_id
@@ -269,14 +281,15 @@ class EdgeNode:
         else:
             self._host_online.set()
         self.stats.sessions += 1
-        ended_by_host = False
+        reconnect_now = False
         try:
             async with asyncio.TaskGroup() as group:
                 receiver = group.create_task(self._receive_loop(client))
                 commands = group.create_task(self._command_loop())
-                await _first_of(self._stopping, self._host_online)
+                await _first_of(self._stopping, self._host_online, self._renew)
                 sender: asyncio.Task[None] | None = None
-                if not self._stopping.is_set():
+                reconnect_now = self._renew.is_set()
+                if not (self._stopping.is_set() or self._renew.is_set()):
                     # From here changes of born devices wait for DDATA, others are in their
                     # DBIRTH (read from the tag table): none goes to the history file.
                     self._in_session = True
@@ -284,8 +297,8 @@ class EdgeNode:
                     if self._history is not None:
                         self._history.session_started()
                     sender = group.create_task(self._send_loop(client, bdseq))
-                    await _first_of(self._stopping, self._host_offline)
-                    ended_by_host = self._host_offline.is_set() and not self._stopping.is_set()
+                    await _first_of(self._stopping, self._host_offline, self._renew)
+                    reconnect_now = not self._stopping.is_set()
                 self._in_session = False
                 for task in (receiver, commands, sender):
                     if task is not None:
@@ -307,9 +320,11 @@ class EdgeNode:
             )
         except aiomqtt.MqttError as exc:
             log.warning("sparkplug_ndeath_not_published", error=str(exc))
-        log.info("sparkplug_session_ended", bdseq=bdseq,
-                 reason="primary host offline" if ended_by_host else "stop")
-        return ended_by_host
+        reason = "stop"
+        if reconnect_now:
+            reason = "new broker settings" if self._renew.is_set() else "primary host offline"
+        log.info("sparkplug_session_ended", bdseq=bdseq, reason=reason)
+        return reconnect_now
 
     # --- births and data -------------------------------------------------------------------------
 
