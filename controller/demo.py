@@ -69,9 +69,17 @@ async def _run_for(
     )
     runtime.install_signal_handlers()
     mqtt = config.mqtt
+    sparkplug = ""
+    if config.sparkplug.enabled:
+        node = config.sparkplug.resolve_edge_node_id(config.gateway.id)
+        sparkplug = (
+            f"It is also Sparkplug B edge node {config.sparkplug.group_id}/{node}: "
+            f"spBv1.0/{config.sparkplug.group_id}/# (docs/sparkplug.md).\n"
+        )
     say(
         "edgecell demo is running. Watch it with:\n"
         f"  mosquitto_sub -h {mqtt.host} -p {mqtt.port} -t '{config.base_topic}/#' -v\n"
+        + sparkplug
         + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C.")
     )
     if duration is not None:

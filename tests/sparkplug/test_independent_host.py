@@ -72,14 +72,14 @@ class Host:
             await self._reader
 
 
-async def start_host(broker: Any, json_base: str) -> Host:
+async def start_host(broker: Any, json_base: str, group: str = GROUP) -> Host:
     node = shutil.which("node")
     assert node is not None, "node is needed: scripts/setup installs it"
     assert (HOST / "node_modules" / "sparkplug-payload").is_dir(), (
         "run scripts/setup: it installs tests/sparkplug/host's npm packages"
     )
     process = await asyncio.create_subprocess_exec(
-        node, str(HOST / "host.js"), f"mqtt://{broker.host}:{broker.port}", GROUP, json_base,
+        node, str(HOST / "host.js"), f"mqtt://{broker.host}:{broker.port}", group, json_base,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
     )
     host = Host(process)

@@ -6,7 +6,7 @@
 //
 // usage: node host.js MQTT_URL GROUP_ID JSON_BASE_TOPIC
 // stdout: one JSON object a line: {event: ready | nbirth | dbirth | ddata | ddeath | ndeath |
-//   json | sent | error, ...}; stdin: {"cmd": "rebirth", "node": ...} or
+//   json | write_event | sent | error, ...}; stdin: {"cmd": "rebirth", "node": ...} or
 //   {"cmd": "write", "node": ..., "device": ..., "metric": ..., "value": ...}.
 "use strict";
 
@@ -127,6 +127,10 @@ function onSparkplug(topic, message) {
 }
 
 function onJson(topic, message) {
+  if (topic.endsWith("/events/writes")) {
+    emit({ event: "write_event", payload: JSON.parse(message.toString()) });
+    return;
+  }
   const device = topic.split("/").pop();
   const batch = JSON.parse(message.toString());
   const values = {};
@@ -145,7 +149,8 @@ client.on("message", (topic, message) => {
   }
 });
 client.on("connect", () => {
-  client.subscribe([`spBv1.0/${group}/#`, `${jsonBase}/data/+`], { qos: 1 }, (error) => {
+  const filters = [`spBv1.0/${group}/#`, `${jsonBase}/data/+`, `${jsonBase}/events/writes`];
+  client.subscribe(filters, { qos: 1 }, (error) => {
     emit(error ? { event: "error", error: String(error) } : { event: "ready" });
   });
 });
