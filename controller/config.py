@@ -82,10 +82,17 @@ class Config(StrictModel):
         return self
 
     @model_validator(mode="after")
-    def _sparkplug_metric_names(self) -> Config:
-        problem = metric_name_clash(self.devices) if self.sparkplug.enabled else None
+    def _sparkplug_fits_the_cell(self) -> Config:
+        if not self.sparkplug.enabled:
+            return self
+        problem = metric_name_clash(self.devices)
         if problem is not None:
             raise ValueError(problem)
+        if self.sparkplug.write_ttl > self.actuation.manual_max_ttl:
+            raise ValueError(
+                "sparkplug.write_ttl is longer than actuation.manual_max_ttl: every DCMD write "
+                "would be refused"
+            )
         return self
 
     @property

@@ -506,7 +506,7 @@ class Runtime:
         removed = {d.name for d in old.devices} - {d.name for d in new.devices}
         await self._stop_groups(stop)
         if self._edge_node is not None:
-            self._edge_node.reconfigure_broker(new.mqtt)
+            await self._edge_node.reconfigure_broker(new.mqtt)
             if new.devices != old.devices:
                 self._edge_node.reconfigure(new.devices, self._node_properties())
         if self._actuator is not None and self._engine is not None:
@@ -584,6 +584,8 @@ class Runtime:
                 payload["mqtt"] = self._publisher.stats().as_dict()
                 if self._engine is not None:
                     payload["rules"] = self._engine.health()
+                if self._edge_node is not None:
+                    payload["sparkplug"] = self._edge_node.health()
                 self._publisher.publish_health(payload)
                 for status in self._status.values():
                     self._publish_status(status)

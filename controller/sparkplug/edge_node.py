@@ -19,7 +19,7 @@ import math
 import random
 import ssl
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -107,6 +107,7 @@ class EdgeNode:
         self._current = current
         self._writer = writer
         self._bdseq = BdSeqStore(state_dir)
+        self._bdseq_in_use: int | None = None
         self._properties = dict(node_properties)
         self._metrics = m.device_metrics(devices, self._first_device_alias())
         self._alive: dict[str, bool] = {}
@@ -196,10 +197,13 @@ class EdgeNode:
         self._rebirth = True
         self._wakeup.set()
 
-    def reconfigure_broker(self, mqtt: MqttConfig) -> None:
-        """Reloaded `mqtt:` settings: when the broker, credentials, TLS or keepalive changed,
-        the session ends (NDEATH) and a new one starts at once with them."""
+    async def reconfigure_broker(self, mqtt: MqttConfig) -> None:
+        """Reloaded `mqtt:` settings: the history file takes the new `buffer` bounds; when the
+        broker, credentials, TLS or keepalive changed, the session ends (NDEATH) and a new one
+        starts at once with them."""
         old, self._mqtt = self._mqtt, mqtt
+        if old.buffer != mqtt.buffer and self._history is not None:
+            await self._history.reconfigure(mqtt.buffer)
         if any(getattr(old, name) != getattr(mqtt, name) for name in BROKER_SETTINGS):
             log.info("sparkplug_reconfigured", host=mqtt.host, port=mqtt.port)
             self._renew.set()
@@ -213,9 +217,15 @@ class EdgeNode:
                 del self._alive[device]
         self.request_rebirth()
 
-    @property
-    def connected(self) -> bool:
-        return self.stats.connected
+    def health(self) -> dict[str, Any]:
+        """What `{base}/health` says about the Sparkplug session."""
+        return {
+            **asdict(self.stats),
+            "in_session": self._in_session,
+            "bdseq": self._bdseq_in_use,
+            "devices_born": len(self._born),
+            "history_depth": self._history.depth if self._history is not None else 0,
+        }
 
     # --- connection ----------------------------------------------------------------------------
 
@@ -225,6 +235,7 @@ class EdgeNode:
             choices = brokers_.brokers(self._mqtt)
             broker = choices[attempt % len(choices)]
             bdseq = await asyncio.to_thread(self._bdseq.take)
+            self._bdseq_in_use = bdseq
             will = aiomqtt.Will(
                 self.topics.node(MessageType.NDEATH),
                 m.node_death(bdseq=bdseq, now=self._clock.wall_ms()),

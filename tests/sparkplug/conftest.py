@@ -60,7 +60,8 @@ def chiller_spec(port: int = 0) -> ModbusDeviceSpec:
 
 CONFIG = """
 gateway: {{id: {gateway}, state_dir: {state}}}
-mqtt: {{host: 127.0.0.1, port: {broker}, reconnect_min: 50ms, reconnect_max: 300ms}}
+mqtt: {{host: 127.0.0.1, port: {broker}, reconnect_min: 50ms, reconnect_max: 300ms,
+       health_interval: 1s}}
 sparkplug:
   enabled: true
   group_id: {group}

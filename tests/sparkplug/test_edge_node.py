@@ -149,8 +149,9 @@ async def test_data_by_exception_equals_the_json_contract(
 
 
 async def test_rebirth_command_repeats_the_births(
-    daemon: Daemon, sparkplug_watch: Watcher, mosquitto: Any
+    daemon: Daemon, sparkplug_watch: Watcher, mosquitto: Any, mqtt_collect: Any
 ) -> None:
+    health = await mqtt_collect(mosquitto, "edgecell/spb-gw/health")
     nbirth, _ = await born(sparkplug_watch)
     await publish(mosquitto, NODE_TOPIC.format("NCMD"), rebirth_request())
     births = await sparkplug_watch.wait_kind("NBIRTH", 2)
@@ -160,6 +161,55 @@ async def test_rebirth_command_repeats_the_births(
     dbirths = await sparkplug_watch.wait_kind("DBIRTH", 2, "chiller")
     assert dbirths[-1].payload.seq == 1
     assert sparkplug_watch.messages.index(dbirths[-1]) > sparkplug_watch.messages.index(again)
+    # The health topic says so.
+    await health.wait_for(lambda _: any(
+        p.get("sparkplug", {}).get("births", 0) >= 2 for p in health.payloads()
+    ))
+    state = next(p["sparkplug"] for p in health.payloads() if p["sparkplug"]["births"] >= 2)
+    assert state["in_session"] is True
+    assert state["devices_born"] == 1
+    assert state["bdseq"] == nbirth.metric("bdSeq").long_value
+
+
+async def test_a_reload_rebirths_new_tags_and_reconnects_for_new_broker_settings(
+    tmp_path: Path, mosquitto: Any, sparkplug_watch: Watcher
+) -> None:
+    chiller = Chiller()
+    from controller.runtime import Runtime
+
+    async with SimModbusServer(chiller, [chiller_spec()], port=0) as server:
+        path = tmp_path / "c.yaml"
+        text = config_text(tmp_path, mosquitto, server.port)
+        path.write_text(text, encoding="utf-8")
+        runtime = Runtime(load_config(path))
+        task = asyncio.create_task(runtime.run())
+        try:
+            nbirth, _ = await born(sparkplug_watch)
+            # A new tag: a full rebirth in the same session (same bdSeq), the tag in the DBIRTH.
+            path.write_text(text.replace(
+                "      - {name: starts, address: 200, type: uint16}",
+                "      - {name: starts, address: 200, type: uint16}\n"
+                "      - {name: return_c, address: 2, type: float32, unit: degC}",
+            ), encoding="utf-8")
+            assert await runtime.reload()
+            births = await sparkplug_watch.wait_kind("NBIRTH", 2)
+            assert births[1].metric("bdSeq").long_value == nbirth.metric("bdSeq").long_value
+            dbirth = await sparkplug_watch.wait_for(lambda _: next(
+                (m for m in sparkplug_watch.of("DBIRTH", "chiller")
+                 if any(x.name == "return_c" for x in m.payload.metrics)), None))
+            assert len(dbirth.payload.metrics) == 4
+            # New broker settings (keepalive): NDEATH, then a new session with the next bdSeq.
+            path.write_text(path.read_text(encoding="utf-8").replace(
+                "health_interval: 1s", "health_interval: 1s, keepalive: 20s"), encoding="utf-8")
+            assert await runtime.reload()
+            ndeath = (await sparkplug_watch.wait_kind("NDEATH"))[0]
+            assert ndeath.metric("bdSeq").long_value == nbirth.metric("bdSeq").long_value
+            third = (await sparkplug_watch.wait_kind("NBIRTH", 3))[2]
+            assert third.metric("bdSeq").long_value == (
+                nbirth.metric("bdSeq").long_value + 1) % 256
+        finally:
+            runtime.request_stop()
+            await asyncio.wait_for(task, 10)
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -435,6 +485,11 @@ def test_sparkplug_is_off_by_default_and_needs_a_group(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as refused:
         load_config(path)
     assert "sparkplug.group_id" in str(refused.value.problems)
+    path.write_text(base + "sparkplug: {enabled: true, group_id: g, write_ttl: 2h}\n",
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert "write_ttl is longer than actuation.manual_max_ttl" in str(refused.value.problems)
 
 
 async def test_a_retained_or_malformed_command_writes_nothing(
