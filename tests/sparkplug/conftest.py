@@ -154,20 +154,23 @@ async def sparkplug_watch(mosquitto: Any) -> AsyncIterator[Watcher]:
     ready = asyncio.Event()
 
     async def run() -> None:
-        async with aiomqtt.Client(mosquitto.host, mosquitto.port, timeout=5,
-                                  identifier="sparkplug-watcher") as client:
-            await client.subscribe("spBv1.0/#", qos=1)
-            ready.set()
-            async for message in client.messages:
-                raw = bytes(message.payload)  # type: ignore[arg-type]
-                decoded = None
-                if "/STATE/" not in message.topic.value:
-                    with contextlib.suppress(DecodeError):  # the tests' own malformed ones
-                        decoded = Payload.FromString(raw)
-                watcher.messages.append(SparkplugMessage(
-                    message.topic.value, decoded, message.qos, message.retain, raw
-                ))
-                watcher.arrived.set()
+        while True:  # through broker restarts: subscribe again
+            with contextlib.suppress(aiomqtt.MqttError):
+                async with aiomqtt.Client(mosquitto.host, mosquitto.port, timeout=5,
+                                          identifier="sparkplug-watcher") as client:
+                    await client.subscribe("spBv1.0/#", qos=1)
+                    ready.set()
+                    async for message in client.messages:
+                        raw = bytes(message.payload)  # type: ignore[arg-type]
+                        decoded = None
+                        if "/STATE/" not in message.topic.value:
+                            with contextlib.suppress(DecodeError):  # the tests' malformed ones
+                                decoded = Payload.FromString(raw)
+                        watcher.messages.append(SparkplugMessage(
+                            message.topic.value, decoded, message.qos, message.retain, raw
+                        ))
+                        watcher.arrived.set()
+            await asyncio.sleep(0.05)
 
     task = asyncio.create_task(run())
     async with asyncio.timeout(10):

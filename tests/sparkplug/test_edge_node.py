@@ -470,6 +470,38 @@ async def test_primary_host_state_gates_births_and_history_is_replayed(
         await publish(mosquitto, state_topic, b"", retain=True)
 
 
+async def test_changes_made_while_the_broker_is_away_are_replayed_as_historical(
+    tmp_path: Path, mosquitto: Any, sparkplug_watch: Watcher
+) -> None:
+    table = {"supply_c": supply(1.0)}
+    async with edge_node(tmp_path, mosquitto, table) as node:
+        node.device_status(DeviceStatus("chiller", LinkState.CONNECTED))
+        first = (await sparkplug_watch.wait_kind("NBIRTH"))[0]
+        await sparkplug_watch.wait_kind("DBIRTH", 1, "chiller")
+        mosquitto.stop(kill=True)  # no Will reaches anyone: the broker itself is gone
+        await asyncio.sleep(0.3)
+        held = [supply(20.0 + i) for i in range(3)]
+        for sample in held:
+            node.publish_samples("chiller", [sample])
+        assert node.health()["history_depth"] == 3
+        table["supply_c"] = held[-1]
+        mosquitto.start()
+        second = (await sparkplug_watch.wait_kind("NBIRTH", 2, within=15))[1]
+        # A new session, a new bdSeq (each CONNECT attempt in the outage took one).
+        assert second.metric("bdSeq").long_value != first.metric("bdSeq").long_value
+        assert second.metric("bdSeq").long_value == node.health()["bdseq"]
+        replayed = await sparkplug_watch.wait_for(lambda _: len([
+            m for m in sparkplug_watch.of("DDATA", "chiller")
+            if m.payload.metrics[0].is_historical]) >= 3 and sparkplug_watch.of("DDATA", "chiller"))
+        values = [m.payload.metrics[0].float_value for m in replayed]
+        assert values == [20.0, 21.0, 22.0]  # in order, with their own timestamps
+        assert [m.payload.metrics[0].timestamp for m in replayed] == [s.source_ts for s in held]
+        dbirth = sparkplug_watch.of("DBIRTH", "chiller")[-1]
+        assert dbirth.metric("supply_c").float_value == 22.0  # the birth has the latest
+        assert sparkplug_watch.messages.index(replayed[0]) > sparkplug_watch.messages.index(dbirth)
+        assert node.health()["history_depth"] == 0
+
+
 # --- config ---------------------------------------------------------------------------------
 
 
