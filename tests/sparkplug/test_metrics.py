@@ -6,10 +6,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.config import ConfigError, load_config, parse_config
 from controller.sparkplug import metrics as m
+from controller.sparkplug.hoststate import HostStateError, parse_state
 from controller.sparkplug.sparkplug_b_pb2 import DataType, Payload
 
 
@@ -96,3 +101,39 @@ def test_tag_names_that_differ_only_in_case_are_refused_with_sparkplug_on(
     assert "differ only in case" in str(refused.value.problems)
     path.write_text(text.replace("enabled: true", "enabled: false"), encoding="utf-8")
     load_config(path)  # the JSON contract alone has no such limit
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=200), datatype=st.sampled_from(list(DataType.values())))
+def test_any_command_bytes_are_a_value_or_a_typed_refusal(raw: bytes, datatype: int) -> None:
+    """What a DCMD handler meets: a decode error, or metrics whose values are read as a bool
+    or a finite number, or refused with `CommandValueError`; nothing else escapes."""
+    try:
+        payload = Payload.FromString(raw)
+    except DecodeError:
+        return
+    for metric in payload.metrics:
+        try:
+            value = m.command_value(metric, datatype)
+        except m.CommandValueError:
+            continue
+        assert isinstance(value, bool | int | float)
+        assert value == value  # not NaN
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.one_of(
+    st.binary(max_size=100),
+    st.builds(lambda o, t: orjson.dumps({"online": o, "timestamp": t}),
+              st.one_of(st.booleans(), st.integers(-9, 9), st.none(), st.text(max_size=5)),
+              st.one_of(st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False),
+                        st.booleans(), st.none())),
+))
+def test_any_state_payload_is_a_host_state_or_a_typed_refusal(raw: bytes) -> None:
+    try:
+        state = parse_state(raw)
+    except HostStateError:
+        return
+    assert isinstance(state.online, bool)
+    assert isinstance(state.timestamp, int)
+    assert state.timestamp >= 0
