@@ -15,7 +15,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -35,12 +35,14 @@ from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
 from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
 from controller.rules.rule import Rule
-from controller.sparkplug.edge_node import EdgeNode
 from controller.statedir import StateDirLock
 from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
 from drivers.registry import build_drivers, share_key
+
+if TYPE_CHECKING:
+    from controller.sparkplug.edge_node import EdgeNode
 
 log = structlog.get_logger(__name__)
 
@@ -254,6 +256,9 @@ class Runtime:
     def _build_edge_node(self) -> EdgeNode:
         """The Sparkplug B edge node (docs/sparkplug.md): births from the config and the tag
         table, DCMD writes through the same actuator as `cmd/write`."""
+        # Imported here: a gateway without Sparkplug never loads protobuf (7 MB of RSS).
+        from controller.sparkplug.edge_node import EdgeNode  # noqa: PLC0415
+
         assert self._actuator is not None
         config = self.config
         return EdgeNode(
