@@ -22,21 +22,20 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import aiomqtt
 import structlog
-from google.protobuf.message import DecodeError
 
-from controller.actuation.outcomes import ActuationRefusedError
 from controller.clock import Clock
-from controller.model import DeviceStatus, LinkState, Quality, Sample, WriteError
+from controller.model import DeviceStatus, LinkState, Quality, Sample
 from controller.mqtt.buffer import Entry, MessageBuffer
 from controller.mqtt.config import MqttConfig
 from controller.mqtt.taskgroup import task_group_exit_args
 from controller.sparkplug import broker as brokers_
 from controller.sparkplug import metrics as m
 from controller.sparkplug.bdseq import BdSeqStore
+from controller.sparkplug.commands import CommandReader, Writer
 from controller.sparkplug.config import SparkplugConfig
 from controller.sparkplug.hoststate import HostStateError, parse_state
 from controller.sparkplug.sparkplug_b_pb2 import Payload
@@ -47,23 +46,10 @@ log = structlog.get_logger(__name__)
 HISTORY_FILE = "sparkplug-history.sqlite3"
 PUBLISH_TIMEOUT = 10.0
 STOP_TIMEOUT = 3.0
-COMMAND_MAX_BYTES = 64 * 1024  # a DCMD of a few metrics is ~100 bytes
-COMMAND_MAX_METRICS = 100
-WRITER = "sparkplug"  # the `by` of a DCMD write: events/writes says `command:sparkplug`
 FIRST_NODE_ALIAS = 1
 ALIVE = frozenset({LinkState.CONNECTED})
 # The `mqtt:` settings the session was made with (the protocol is always 3.1.1 here).
 BROKER_SETTINGS = ("host", "port", "keepalive", "username", "password", "password_file", "tls")
-
-
-class Writer(Protocol):
-    """The actuator, as DCMD uses it."""
-
-    async def override(self, tag: str, value: Any, ttl: float, *, by: str = ...) -> Any: ...
-
-    def record_refusal(
-        self, tag: str, value: Any, reason: str, *, by: str = ...
-    ) -> None: ...
 
 
 class _SessionEndError(Exception):
@@ -77,7 +63,6 @@ class NodeStats:
     births: int = 0
     history_replayed: int = 0
     history_dropped: int = 0
-    commands_refused: int = 0
 
 
 class EdgeNode:
@@ -105,7 +90,9 @@ class EdgeNode:
         self._state_dir = state_dir
         self._clock = clock
         self._current = current
-        self._writer = writer
+        self._command_reader = CommandReader(
+            self.topics, writer, write_ttl=config.write_ttl, on_rebirth=self.request_rebirth
+        )
         self._bdseq = BdSeqStore(state_dir)
         self._bdseq_in_use: int | None = None
         self._properties = dict(node_properties)
@@ -129,6 +116,7 @@ class EdgeNode:
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
         self.stats = NodeStats()
+        self._dropped_commands = 0
 
     def _first_device_alias(self) -> int:
         return FIRST_NODE_ALIAS + 1 + len(self._properties)
@@ -217,10 +205,15 @@ class EdgeNode:
                 del self._alive[device]
         self.request_rebirth()
 
+    def _commands_refused(self) -> int:
+        """Commands refused: by the reader, and retained or queued-out ones here."""
+        return self._command_reader.refused + self._dropped_commands
+
     def health(self) -> dict[str, Any]:
         """What `{base}/health` says about the Sparkplug session."""
         return {
             **asdict(self.stats),
+            "commands_refused": self._commands_refused(),
             "in_session": self._in_session,
             "bdseq": self._bdseq_in_use,
             "devices_born": len(self._born),
@@ -493,14 +486,14 @@ class EdgeNode:
                 continue
             if message.retain:
                 # A command acts once: a broker's stored copy is not one.
-                self.stats.commands_refused += 1
+                self._dropped_commands += 1
                 log.warning("sparkplug_command_refused", topic=topic[:200],
                             error="a retained message is not a command")
                 continue
             try:
                 self._commands.put_nowait((topic, bytes(payload)))
             except asyncio.QueueFull:
-                self.stats.commands_refused += 1
+                self._dropped_commands += 1
                 log.warning("sparkplug_command_refused", topic=topic[:200],
                             error="too many commands waiting")
 
@@ -528,84 +521,9 @@ class EdgeNode:
         while True:
             topic, payload = await self._commands.get()
             try:
-                await self._command(topic, payload)
+                await self._command_reader.handle(topic, payload, self._metrics, self._datatypes)
             except Exception:
                 log.exception("sparkplug_command_failed", topic=topic[:200])
-
-    async def _command(self, topic: str, raw: bytes) -> None:
-        if len(raw) > COMMAND_MAX_BYTES:
-            self._refused(topic, f"{len(raw)} bytes; commands are at most {COMMAND_MAX_BYTES}")
-            return
-        try:
-            payload = Payload.FromString(raw)
-        except DecodeError as exc:
-            self._refused(topic, f"not a Sparkplug B payload: {exc}")
-            return
-        if len(payload.metrics) > COMMAND_MAX_METRICS:
-            self._refused(topic, f"{len(payload.metrics)} metrics; at most {COMMAND_MAX_METRICS}")
-            return
-        if topic == self.topics.ncmd:
-            self._node_command(payload)
-            return
-        device = self.topics.dcmd_device(topic)
-        if device is None:
-            return
-        if device not in self._metrics:
-            self._refused(topic, f"unknown device {device[:100]!r}")
-            return
-        for metric in payload.metrics:
-            await self._device_write(device, metric)
-
-    def _node_command(self, payload: Payload) -> None:
-        for metric in payload.metrics:
-            if metric.name == m.REBIRTH:
-                if metric.WhichOneof("value") == "boolean_value" and metric.boolean_value:
-                    log.info("sparkplug_rebirth_requested")
-                    self.request_rebirth()
-                else:
-                    self._refused(self.topics.ncmd, "Node Control/Rebirth must be true")
-            else:
-                self._refused(self.topics.ncmd,
-                              f"unknown node metric {(metric.name or str(metric.alias))[:100]!r}")
-
-    async def _device_write(self, device: str, metric: Payload.Metric) -> None:
-        metrics = self._metrics[device]
-        if metric.HasField("alias"):
-            tag = metrics.by_alias.get(metric.alias)
-            shown = f"alias {metric.alias}"
-        else:
-            tag = metrics.tags.get(metric.name)
-            shown = metric.name[:100]
-        if tag is None:
-            self.stats.commands_refused += 1
-            reason = f"DCMD names no metric of {device}: {shown}"
-            log.warning("sparkplug_write_refused", device=device, error=reason)
-            self._writer.record_refusal(f"{device}.{shown}", None, reason, by=WRITER)
-            return
-        key = f"{device}.{tag.name}"
-        datatype = self._datatypes.get((device, tag.name), tag.datatype or 0)
-        try:
-            value = m.command_value(metric, datatype)
-        except m.CommandValueError as exc:
-            self.stats.commands_refused += 1
-            log.warning("sparkplug_write_refused", tag=key, error=str(exc))
-            self._writer.record_refusal(key, None, f"DCMD: {exc}", by=WRITER)
-            return
-        try:
-            await self._writer.override(key, value, self._config.write_ttl, by=WRITER)
-        except ActuationRefusedError as exc:
-            self.stats.commands_refused += 1
-            log.warning("sparkplug_write_refused", tag=key, value=value, error=str(exc))
-            self._writer.record_refusal(key, value, str(exc), by=WRITER)
-        except WriteError as exc:  # refused in the cycle or failed: the actuator published it
-            self.stats.commands_refused += 1
-            log.warning("sparkplug_write_not_done", tag=key, value=value, error=str(exc))
-        else:
-            log.info("sparkplug_write", tag=key, value=value)
-
-    def _refused(self, topic: str, reason: str) -> None:
-        self.stats.commands_refused += 1
-        log.warning("sparkplug_command_refused", topic=topic[:200], error=reason[:300])
 
 
 async def _first_of(*events: asyncio.Event) -> None:

@@ -548,6 +548,6 @@ async def test_a_retained_or_malformed_command_writes_nothing(
             assert writes.writes == [("chiller.setpoint_c", 9.0)]  # the live one only
             assert writes.refusals == [("chiller.setpoint_c", "DCMD: the metric is null; "
                                         "edgecell writes a number or a boolean")]
-            assert node.stats.commands_refused == 4  # retained, malformed, ghost, null
+            assert node.health()["commands_refused"] == 4  # retained, malformed, ghost, null
     finally:
         await publish(mosquitto, dcmd, b"", retain=True)
