@@ -161,6 +161,7 @@ async def test_an_independent_host_builds_the_tree_reads_data_writes_and_rebirth
             reborn = {m["name"]: m["value"] for m in host.of("dbirth")[-1]["metrics"]}
             assert reborn["setpoint_c"] == pytest.approx(9.5)
             assert not host.of("error"), host.of("error")
+            assert not host.of("unborn"), host.of("unborn")  # it was there before the births
         finally:
             runtime.request_stop()
             await asyncio.wait_for(daemon, 10)

@@ -6,7 +6,7 @@
 //
 // usage: node host.js MQTT_URL GROUP_ID JSON_BASE_TOPIC
 // stdout: one JSON object a line: {event: ready | nbirth | dbirth | ddata | ddeath | ndeath |
-//   json | write_event | sent | error, ...}; stdin: {"cmd": "rebirth", "node": ...} or
+//   unborn (a message of a node before its NBIRTH) | json | write_event | sent | error, ...}; stdin: {"cmd": "rebirth", "node": ...} or
 //   {"cmd": "write", "node": ..., "device": ..., "metric": ..., "value": ...}.
 "use strict";
 
@@ -82,7 +82,9 @@ function onSparkplug(topic, message) {
   }
   const tree = nodes[node];
   if (tree === undefined) {
-    emit({ event: "error", error: `${kind} of ${node} before its NBIRTH` });
+    // A host that joins a live node sees its data before any birth: it keeps none of it
+    // (no tree to read it with) and waits for the births it asks for.
+    emit({ event: "unborn", kind, node, device });
     return;
   }
   if (kind === "DBIRTH") {
