@@ -27,6 +27,7 @@ from pydantic import Field, ValidationError, model_validator
 from controller.configtypes import ErrorBudget, Name, StrictModel, TooManyProblemsError
 from controller.mqtt.config import MqttConfig
 from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop
+from controller.sparkplug.config import SparkplugConfig, metric_name_clash
 from drivers.modbus.config import ModbusDevice
 from drivers.opcua.config import OpcUaDevice
 
@@ -50,6 +51,7 @@ class Config(StrictModel):
     devices: list[DeviceConfig] = Field(default_factory=list)
     rules: list[RuleConfig] = Field(default_factory=list)
     actuation: ActuationConfig = ActuationConfig()
+    sparkplug: SparkplugConfig = SparkplugConfig()
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> Config:
@@ -77,6 +79,20 @@ class Config(StrictModel):
         problem = check_closed_loop(self.rules, self.actuation, self.devices)
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _sparkplug_fits_the_cell(self) -> Config:
+        if not self.sparkplug.enabled:
+            return self
+        problem = metric_name_clash(self.devices)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.sparkplug.write_ttl > self.actuation.manual_max_ttl:
+            raise ValueError(
+                "sparkplug.write_ttl is longer than actuation.manual_max_ttl: every DCMD write "
+                "would be refused"
+            )
         return self
 
     @property

@@ -73,12 +73,20 @@ async def _run_for(
     broker = config.mqtt.endpoints()[0]
     base = config.base_topic
     custom_base = "" if base == f"edgecell/{config.gateway.id}" else f" --base-topic '{base}'"
+    sparkplug = ""
+    if config.sparkplug.enabled:
+        node = config.sparkplug.resolve_edge_node_id(config.gateway.id)
+        sparkplug = (
+            f"It is also Sparkplug B edge node {config.sparkplug.group_id}/{node}: "
+            f"spBv1.0/{config.sparkplug.group_id}/# (docs/sparkplug.md).\n"
+        )
     say(
         "edgecell demo is running. Watch it with:\n"
         f"  mosquitto_sub -h {broker.host} -p {broker.port} -t '{base}/#' -v\n"
         "or, in a live console (the console extra, in the dev install):\n"
         f"  edgecell watch --broker {broker.host}:{broker.port} --gateway {config.gateway.id}"
         f"{custom_base}\n"
+        + sparkplug
         + (f"It stops after {duration:g} s." if duration else "Stop it with Ctrl-C.")
     )
     if duration is not None:

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -41,6 +41,9 @@ from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
 from drivers.registry import build_drivers, share_key
+
+if TYPE_CHECKING:
+    from controller.sparkplug.edge_node import EdgeNode
 
 log = structlog.get_logger(__name__)
 
@@ -104,6 +107,7 @@ class Runtime:
         self._published_status: dict[str, tuple[LinkState, str]] = {}
         self._counters = _Counters()
         self._publisher: MqttPublisher | None = None
+        self._edge_node: EdgeNode | None = None
         self._engine: RuleEngine | None = None
         self._actuator: Actuator | None = None
         self._alarms: AlarmBoard | None = None
@@ -174,9 +178,12 @@ class Runtime:
             state_dir=self.state_dir,
             clock=self.clock,
             birth=birth,
-        ) as publisher:
+        ) as publisher, contextlib.AsyncExitStack() as sparkplug:
             self._publisher = publisher
             engine = self._build_closed_loop(publisher)
+            if config.sparkplug.enabled:
+                # Left before the publisher: its NDEATH goes out while the JSON session lives.
+                self._edge_node = await sparkplug.enter_async_context(self._build_edge_node())
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self._start_groups(config.devices)
@@ -205,6 +212,7 @@ class Runtime:
                 for task in background:
                     task.cancel()
             self._tg = None
+            self._edge_node = None
         self._publisher = None
         log.info("stopped")
 
@@ -254,6 +262,32 @@ class Runtime:
             )
         )
         return self._engine
+
+    def _build_edge_node(self) -> EdgeNode:
+        """The Sparkplug B edge node (docs/sparkplug.md): births from the config and the tag
+        table, DCMD writes through the same actuator as `cmd/write`."""
+        # Imported here: a gateway without Sparkplug never loads protobuf (7 MB of RSS).
+        from controller.sparkplug.edge_node import EdgeNode  # noqa: PLC0415
+
+        assert self._actuator is not None
+        config = self.config
+        return EdgeNode(
+            config.sparkplug,
+            config.mqtt,
+            gateway_id=self._identity.gateway.id,
+            devices=config.devices,
+            state_dir=self.state_dir,
+            clock=self.clock,
+            node_properties=self._node_properties(),
+            current=self.table.device_samples,
+            writer=self._actuator,
+        )
+
+    def _node_properties(self) -> dict[str, str]:
+        return {
+            "Properties/Software": f"edgecell {__version__}",
+            "Properties/JSON Base Topic": self.base_topic,
+        }
 
     async def _rebirth(self) -> None:
         if self._publisher is None:
@@ -386,6 +420,9 @@ class Runtime:
         self._counters.samples += len(samples)
         changed = self.table.update(samples)
         self._counters.changes += len(changed)
+        if self._edge_node is not None and changed:
+            # By exception, whatever mqtt.publish says: Sparkplug DATA carries changes only.
+            self._edge_node.publish_samples(changed[0].device, changed)
         if self._publisher is None:
             return
         if self.config.mqtt.publish == "every_poll":
@@ -395,6 +432,8 @@ class Runtime:
 
     def _on_status(self, status: DeviceStatus) -> None:
         self._status[status.device] = status
+        if self._edge_node is not None:
+            self._edge_node.device_status(status)
         signature = (status.state, status.last_error)
         if self._published_status.get(status.device) != signature:
             self._published_status[status.device] = signature
@@ -492,6 +531,10 @@ class Runtime:
         ]
         removed = {d.name for d in old.devices} - {d.name for d in new.devices}
         await self._stop_groups(stop)
+        if self._edge_node is not None:
+            await self._edge_node.reconfigure_broker(new.mqtt)
+            if new.devices != old.devices:
+                self._edge_node.reconfigure(new.devices, self._node_properties())
         if self._actuator is not None and self._engine is not None:
             self._actuator.reconfigure(prepared.limits, new.actuation)
             self._engine.replace_rules(prepared.rules)
@@ -567,6 +610,8 @@ class Runtime:
                 payload["mqtt"] = self._publisher.stats().as_dict()
                 if self._engine is not None:
                     payload["rules"] = self._engine.health()
+                if self._edge_node is not None:
+                    payload["sparkplug"] = self._edge_node.health()
                 self._publisher.publish_health(payload)
                 for status in self._status.values():
                     self._publish_status(status)
@@ -612,6 +657,8 @@ def identity_changes(started: Config, new: Config) -> list[str]:
         changes.append("mqtt.base_topic")
     if new.gateway.state_dir != started.gateway.state_dir:
         changes.append("gateway.state_dir")
+    if new.sparkplug != started.sparkplug:
+        changes.append("sparkplug")
     return changes
 
 

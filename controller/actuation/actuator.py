@@ -228,6 +228,29 @@ class Actuator:
             log.info("override_set", tag=tag, value=value, ttl_s=ttl, by=by)
             return outcome
 
+    def record_refusal(
+        self, tag: str, value: OutputValue | None, reason: str, *, by: str = "command"
+    ) -> None:
+        """A manual write refused before it reached the cycle (by `check_manual`, or by the
+        command's own reading of its payload): published on `{base}/events/writes` with outcome
+        `refused`, as a refusal inside the cycle is. Protocols without an answer channel
+        (Sparkplug DCMD) report their refusals here."""
+        self.stats.refusals += 1
+        self._publish(
+            WriteResult(
+                tag,
+                Outcome.REFUSED,
+                f"command:{by}",
+                value,
+                None,
+                present(self._table.snapshot(), tag),
+                reason=reason,
+                checks={"command": "refused"},
+                ts=self._clock.wall_ms(),
+            ),
+            None,
+        )
+
     async def clear_override(self, tag: str, *, by: str = "command") -> bool:
         """End an operator's override now; the rules take the tag back next cycle. False when
         the tag had none."""
