@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -49,7 +48,9 @@ STOP_TIMEOUT = 3.0
 FIRST_NODE_ALIAS = 1
 ALIVE = frozenset({LinkState.CONNECTED})
 # The `mqtt:` settings the session was made with (the protocol is always 3.1.1 here).
-BROKER_SETTINGS = ("host", "port", "keepalive", "username", "password", "password_file", "tls")
+BROKER_SETTINGS = (
+    "host", "port", "brokers", "keepalive", "username", "password", "password_file", "tls",
+)
 
 
 class _SessionEndError(Exception):
@@ -84,6 +85,7 @@ class EdgeNode:
     ) -> None:
         self._config = config
         self._mqtt = mqtt
+        self._rotation = brokers_.rotation(mqtt)
         self._client_id = config.resolve_client_id(gateway_id)
         assert config.group_id is not None  # the config model requires it when enabled
         self.topics = NodeTopics(config.group_id, config.resolve_edge_node_id(gateway_id))
@@ -190,10 +192,11 @@ class EdgeNode:
         broker, credentials, TLS or keepalive changed, the session ends (NDEATH) and a new one
         starts at once with them."""
         old, self._mqtt = self._mqtt, mqtt
+        self._rotation = brokers_.rotation(mqtt, previous=self._rotation)
         if old.buffer != mqtt.buffer and self._history is not None:
             await self._history.reconfigure(mqtt.buffer)
         if any(getattr(old, name) != getattr(mqtt, name) for name in BROKER_SETTINGS):
-            log.info("sparkplug_reconfigured", host=mqtt.host, port=mqtt.port)
+            log.info("sparkplug_reconfigured", broker=self._rotation.current.name)
             self._renew.set()
 
     def reconfigure(self, devices: Sequence[Any], node_properties: Mapping[str, str]) -> None:
@@ -223,10 +226,8 @@ class EdgeNode:
     # --- connection ----------------------------------------------------------------------------
 
     async def _connection_loop(self) -> None:
-        attempt = 0
         while not self._stopping.is_set():
-            choices = brokers_.brokers(self._mqtt)
-            broker = choices[attempt % len(choices)]
+            broker = self._rotation.current
             bdseq = await asyncio.to_thread(self._bdseq.take)
             self._bdseq_in_use = bdseq
             will = aiomqtt.Will(
@@ -238,31 +239,32 @@ class EdgeNode:
             reconnect_now = False
             self._renew.clear()
             try:
-                password, tls_context = await asyncio.to_thread(brokers_.read_secrets, self._mqtt)
+                password, tls_context = await asyncio.to_thread(broker.read_secrets)
                 client = brokers_.make_client(
                     self._mqtt, broker, client_id=self._client_id, will=will,
                     password=password, tls_context=tls_context,
                 )
                 async with client:
-                    attempt = 0
+                    self._rotation.connected()
                     self.stats.connected = True
-                    log.info("sparkplug_connected", host=broker.host, port=broker.port,
+                    log.info("sparkplug_connected", broker=broker.name,
                              bdseq=bdseq, edge_node=self.topics.edge_node_id)
                     reconnect_now = await self._session(client, bdseq)
             except (aiomqtt.MqttError, _SessionEndError, OSError, ssl.SSLError) as exc:
-                log.warning("sparkplug_session_lost", host=broker.host, port=broker.port,
+                log.warning("sparkplug_session_lost", broker=broker.name,
                             error=str(exc) or type(exc).__name__)
             finally:
                 self._session_ended()
             if self._stopping.is_set():
                 return
             if reconnect_now:
-                continue  # reconnect at once and wait for the host again
-            attempt += 1
-            cap = min(self._mqtt.reconnect_max, self._mqtt.reconnect_min * 2 ** min(attempt, 30))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.01, random.uniform(0, cap))):
-                    await self._stopping.wait()
+                continue  # reconnect at once (same broker) and wait for the host again
+            # The next broker at once; a jittered backoff only after a whole round failed.
+            delay = self._rotation.failed()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._stopping.wait()
 
     def _session_ended(self) -> None:
         self.stats.connected = False
