@@ -112,7 +112,7 @@ class EdgeNode:
         self._host_online = asyncio.Event()
         self._host_offline = asyncio.Event()
         self._renew = asyncio.Event()  # new broker settings: end the session, connect again
-        self._host_timestamp = -1
+        self._host_timestamps: dict[str, int] = {}  # server -> newest STATE timestamp seen
         self._commands: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100)
         self._history: MessageBuffer | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
@@ -257,9 +257,11 @@ class EdgeNode:
                 self._session_ended()
             if self._stopping.is_set():
                 return
-            if reconnect_now:
-                continue  # reconnect at once (same broker) and wait for the host again
-            # The next broker at once; a jittered backoff only after a whole round failed.
+            if reconnect_now and len(self._rotation.endpoints) == 1:
+                continue  # the one server: at once, and wait for the host to return there
+            # The next server at once (after a lost session, a refusal, or the primary host
+            # offline on this one: Sparkplug 3.0 asks the node to walk to the next server);
+            # a jittered backoff only after a whole round failed.
             delay = self._rotation.failed()
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
@@ -506,11 +508,14 @@ class EdgeNode:
             log.warning("sparkplug_state_refused", host=self._config.primary_host_id,
                         error=str(exc))
             return
-        if host.timestamp < self._host_timestamp:
+        # Newest per server: with several, the host publishes its STATE on each on its own,
+        # and an online on the next server may be older than the offline that ended this one.
+        newest = self._host_timestamps.get(self._rotation.current.name, -1)
+        if host.timestamp < newest:
             log.info("sparkplug_state_stale", host=self._config.primary_host_id,
-                     timestamp=host.timestamp, newest=self._host_timestamp)
+                     timestamp=host.timestamp, newest=newest)
             return
-        self._host_timestamp = host.timestamp
+        self._host_timestamps[self._rotation.current.name] = host.timestamp
         log.info("sparkplug_primary_host", host=self._config.primary_host_id, online=host.online)
         if host.online:
             self._host_online.set()

@@ -148,16 +148,17 @@ class Watcher:
         )
 
 
-@pytest.fixture
-async def sparkplug_watch(mosquitto: Any) -> AsyncIterator[Watcher]:
+@contextlib.asynccontextmanager
+async def watching(broker: Any, identifier: str = "sparkplug-watcher") -> AsyncIterator[Watcher]:
+    """A Watcher of `spBv1.0/#` on `broker`, subscribed again after a broker restart."""
     watcher = Watcher()
     ready = asyncio.Event()
 
     async def run() -> None:
         while True:  # through broker restarts: subscribe again
             with contextlib.suppress(aiomqtt.MqttError):
-                async with aiomqtt.Client(mosquitto.host, mosquitto.port, timeout=5,
-                                          identifier="sparkplug-watcher") as client:
+                async with aiomqtt.Client(broker.host, broker.port, timeout=5,
+                                          identifier=identifier) as client:
                     await client.subscribe("spBv1.0/#", qos=1)
                     ready.set()
                     async for message in client.messages:
@@ -173,12 +174,20 @@ async def sparkplug_watch(mosquitto: Any) -> AsyncIterator[Watcher]:
             await asyncio.sleep(0.05)
 
     task = asyncio.create_task(run())
-    async with asyncio.timeout(10):
-        await ready.wait()
-    yield watcher
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    try:
+        async with asyncio.timeout(10):
+            await ready.wait()
+        yield watcher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def sparkplug_watch(mosquitto: Any) -> AsyncIterator[Watcher]:
+    async with watching(mosquitto) as watcher:
+        yield watcher
 
 
 @dataclass
