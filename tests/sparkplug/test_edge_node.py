@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import GROUP, NODE, Chiller, Daemon, Watcher, chiller_spec, config_text, publish
+from spb_peers import GROUP, NODE, Chiller, Daemon, Watcher, chiller_spec, config_text, publish
 
 from controller.clock import SYSTEM_CLOCK
 from controller.config import ConfigError, load_config, parse_config

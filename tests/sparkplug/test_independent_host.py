@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import GROUP, NODE, Chiller, chiller_spec, config_text
+from spb_peers import GROUP, NODE, Chiller, chiller_spec, config_text
 
 from controller.config import LoadedConfig, parse_config
 from controller.runtime import Runtime

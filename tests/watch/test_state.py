@@ -60,7 +60,11 @@ def test_every_topic_of_the_contract_is_read_with_the_builders_payloads() -> Non
     state.ingest(
         topics.status(BASE),
         topics.encode(
-            topics.online(topics.birth(version="0.1.0", config_hash="x", started=1), epoch="e")
+            topics.online(
+                topics.birth(version="0.1.0", config_hash="x", started=1),
+                epoch="e",
+                broker="127.0.0.1:1883",
+            )
         ),
     )
     state.ingest(

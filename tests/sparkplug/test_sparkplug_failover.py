@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from conftest import config_text, publish, watching
+from spb_peers import config_text, publish, watching
 from test_edge_node import Writes, supply
 
 from controller.clock import SYSTEM_CLOCK
