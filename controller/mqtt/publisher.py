@@ -33,7 +33,7 @@ from controller.mqtt import topics
 from controller.mqtt.brokers import BrokerEndpoint, BrokerRotation
 from controller.mqtt.buffer import BUFFER_FILE, Entry, MessageBuffer
 from controller.mqtt.config import MqttConfig
-from controller.mqtt.taskgroup import task_group_exit_args
+from controller.mqtt.taskgroup import task_group_exit_args, wait_or_cancel
 
 log = structlog.get_logger(__name__)
 
@@ -178,16 +178,9 @@ class MqttPublisher:
             return
         self._stopping.set()
         self._wakeup.set()
-        task = self._connection_task
         try:
-            if task is not None:
-                # asyncio.wait neither raises on timeout nor cancels: the bound is ours.
-                done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
-                if not done:
-                    log.warning("mqtt_stop_timeout", seconds=STOP_TIMEOUT)
+            await wait_or_cancel(self._connection_task, STOP_TIMEOUT, "mqtt_stop_timeout")
         finally:
-            if task is not None and not task.done():
-                task.cancel()
             await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
 
     async def connected(self) -> None:

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger(__name__)
 
 ExitArgs = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
 
@@ -19,3 +24,18 @@ def task_group_exit_args(
     if exc_type is None or issubclass(exc_type, asyncio.CancelledError):
         return exc_type, exc, tb
     return None, None, None
+
+
+async def wait_or_cancel(task: asyncio.Task[Any] | None, within: float, event: str) -> None:
+    """Let the owner's connection task end by itself `within` seconds (it was told to stop),
+    else log `event` and cancel it. asyncio.wait neither raises on timeout nor cancels: the
+    bound is ours."""
+    if task is None:
+        return
+    try:
+        done, _ = await asyncio.wait({task}, timeout=within)
+        if not done:
+            log.warning(event, seconds=within)
+    finally:
+        if not task.done():
+            task.cancel()

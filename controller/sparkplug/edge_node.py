@@ -30,7 +30,7 @@ from controller.clock import Clock
 from controller.model import DeviceStatus, LinkState, Quality, Sample
 from controller.mqtt.buffer import Entry, MessageBuffer
 from controller.mqtt.config import MqttConfig
-from controller.mqtt.taskgroup import task_group_exit_args
+from controller.mqtt.taskgroup import task_group_exit_args, wait_or_cancel
 from controller.sparkplug import broker as brokers_
 from controller.sparkplug import metrics as m
 from controller.sparkplug.bdseq import BdSeqStore
@@ -148,15 +148,9 @@ class EdgeNode:
             return
         self._stopping.set()
         self._wakeup.set()
-        task = self._task
         try:
-            if task is not None:
-                done, _ = await asyncio.wait({task}, timeout=STOP_TIMEOUT)
-                if not done:
-                    log.warning("sparkplug_stop_timeout", seconds=STOP_TIMEOUT)
+            await wait_or_cancel(self._task, STOP_TIMEOUT, "sparkplug_stop_timeout")
         finally:
-            if task is not None and not task.done():
-                task.cancel()
             await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
 
     # --- the runtime's calls -------------------------------------------------------------------
