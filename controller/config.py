@@ -471,6 +471,8 @@ def _dotted(path: Path_) -> str:
             out += f"[{part}]"
         else:
             name = _cut(part, MAX_SHOWN)
+            if not name.strip() or name != name.strip():
+                name = repr(name)  # a key of spaces (or padded) is shown as one
             out += f".{name}" if out else name
     return out or "(top)"
 
