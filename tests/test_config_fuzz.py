@@ -8,7 +8,7 @@ import math
 import re
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from controller import config as config_module
@@ -129,6 +129,7 @@ def numbers(value: Any) -> list[float]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(config_texts())
+@example("'  ': ")  # a key of spaces: the path was shown blank ("fuzz.yaml:1:   : unknown key")
 def test_generated_config_text_is_loaded_or_refused_with_lines(text: str) -> None:
     problems: list[str] = []
     try:
