@@ -12,6 +12,7 @@ import asyncio
 import tempfile
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ from controller.model import DeviceStatus, Sample
 from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
 from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
+from controller.rules.timing import ControlTiming
 from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
 from drivers.registry import build_drivers
@@ -165,7 +167,7 @@ class CoSimulation:
             )
             self.alarms = AlarmBoard(self.events, base_topic=config.base_topic, clock=self.clock)
             self.engine = RuleEngine(
-                build_rules(config.rules) if self.rules_enabled else [],
+                build_rules(config.rules, self._timing(config)) if self.rules_enabled else [],
                 self.table,
                 self.actuator,
                 self.clock,
@@ -191,6 +193,13 @@ class CoSimulation:
             await driver.close()
         await self._cell.__aexit__(exc_type, exc, tb)
         self._state.cleanup()
+
+    def _timing(self, config: Config) -> ControlTiming:
+        """In lock-step the engine runs and every device is polled once per `cycle`,
+        whatever the config's own periods."""
+        polls = {device.name: self.cycle for device in config.devices}
+        timing = ControlTiming.of(config.actuation, config.devices, cycle_s=self.cycle)
+        return replace(timing, poll_s=polls)
 
     def driver(self, device: str) -> Driver:
         for driver in self._drivers:

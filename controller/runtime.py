@@ -36,6 +36,7 @@ from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
 from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
 from controller.rules.rule import Rule
+from controller.rules.timing import ControlTiming
 from controller.statedir import StateDirLock
 from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
@@ -238,7 +239,7 @@ class Runtime:
             drivers=self._driver_or_none,
         )
         self._engine = RuleEngine(
-            build_rules(config.rules),
+            build_rules(config.rules, ControlTiming.of(config.actuation, config.devices)),
             self.table,
             self._actuator,
             self.clock,
@@ -494,7 +495,8 @@ class Runtime:
             return [f"{path}:0: (file): cannot be loaded: {reason}"]
         try:
             limits = write_limits(loaded.config.devices)
-            rules = build_rules(loaded.config.rules)
+            new = loaded.config
+            rules = build_rules(new.rules, ControlTiming.of(new.actuation, new.devices))
         except Exception as exc:  # a bug in building rules must not stop the daemon either
             return [f"{path}:0: (rules): cannot be built: {type(exc).__name__}: {exc}"[:500]]
         return loaded, _Prepared(limits, rules)

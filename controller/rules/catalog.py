@@ -10,6 +10,7 @@ from controller.rules.energy.compressed_air import CompressedAir, CompressedAirC
 from controller.rules.energy.idle_standby import IdleStandby, IdleStandbyConfig
 from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
 from controller.rules.rule import Rule
+from controller.rules.timing import ControlTiming
 from controller.rules.water.cooling_tower_blowdown import BlowdownConfig, CoolingTowerBlowdown
 from controller.rules.water.rinse_reuse import RinseReuse, RinseReuseConfig
 from controller.rules.water.tower_balance import TowerBalance, TowerBalanceConfig
@@ -27,8 +28,8 @@ DomainRuleConfig: TypeAlias = (
 )
 
 
-def build_domain_rule(config: DomainRuleConfig) -> Rule:
-    """The rule of an energy or water rule config."""
+def build_domain_rule(config: DomainRuleConfig, timing: ControlTiming | None = None) -> Rule:
+    """The rule of an energy or water rule config; `timing` for idle_standby's wake-up."""
     if isinstance(config, PeakShavingConfig):
         return PeakShaving(config)
     if isinstance(config, CompressedAirConfig):
@@ -36,7 +37,7 @@ def build_domain_rule(config: DomainRuleConfig) -> Rule:
     if isinstance(config, ChillerResetConfig):
         return ChillerReset(config)
     if isinstance(config, IdleStandbyConfig):
-        return IdleStandby(config)
+        return IdleStandby(config, timing)
     if isinstance(config, WaterLeakConfig):
         return WaterLeak(config)
     if isinstance(config, BlowdownConfig):

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def report(leaks: list[dict[str, Any]], hours: float = 24.0) -> dict[str, Any]:
     """The fields of an `edgecell report` that the summary reads."""
     totals = {"ev_energy_short_kwh": 0.0, "wall_s": 1.0}
+    baseline_violations = {"production_lost": 0.0, "process_temperature_above_limit": 20.0}
     return {
         "hours": hours,
-        "baseline": totals,
+        "baseline": {**totals, "violations_s": baseline_violations},
         "edgecell": totals,
         "constraint_violations": {"process_temperature_above_limit": 45.0},
         "constraint_violations_s": 45.0,
@@ -64,6 +65,8 @@ def test_leaks_are_scored_missed_late_or_not_yet_due() -> None:
     assert [entry["leak"] for entry in scored["leaks"]] == ["on-time", "late", "missed"]
     assert (scored["leaks_late"], scored["leaks_missed"], scored["leaks_not_due"]) == (1, 1, 1)
     assert scored["violations_total_s"] == 45.0
+    # The baseline's own violations beside edgecell's, those it has only.
+    assert scored["baseline_violations_s"] == {"process_temperature_above_limit": 20.0}
     assert scored["false_alarms"] == 1
     assert scored["uses_more"] == ["peak_demand_kw"]
 

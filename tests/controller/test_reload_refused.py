@@ -63,7 +63,7 @@ async def test_rules_that_cannot_be_built_are_a_refused_reload_that_changes_noth
         f"gateway: {{id: cell-1, state_dir: {tmp_path / 'state'}, log_level: debug}}\n", "utf-8"
     )
 
-    def build_fails(configs: object) -> None:
+    def build_fails(*args: object) -> None:
         raise ValueError("a rule kind's bug")
 
     monkeypatch.setattr(runtime_module, "build_rules", build_fails)

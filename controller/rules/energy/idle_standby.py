@@ -22,6 +22,7 @@ from controller.rules.domain import (
 )
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.schedule import Schedule, ScheduleConfig
+from controller.rules.timing import ControlTiming
 
 _HOUR = 3600.0
 
@@ -91,10 +92,11 @@ class IdleStandbyConfig(RuleCommon):
         return values
 
 
-def standby_saving_kwh(machine: StandbyMachine, pause_s: float) -> float:
+def standby_saving_kwh(machine: StandbyMachine, pause_s: float, lag_s: float = 0.0) -> float:
     """Energy a standby saves over a pause: (idle - standby) kW over the time spent in standby
-    (the pause less the time to enter it and to wake), less the energy to come back."""
-    in_standby = max(0.0, pause_s - machine.time_to_pause - machine.wake_up_time)
+    (the pause less the time to enter it and to wake, the wake sent `lag_s` early), less the
+    energy to come back."""
+    in_standby = max(0.0, pause_s - machine.time_to_pause - machine.wake_up_time - lag_s)
     return (machine.idle_kw - machine.standby_kw) * in_standby / _HOUR - machine.restart_kwh
 
 
@@ -102,6 +104,7 @@ def standby_saving_kwh(machine: StandbyMachine, pause_s: float) -> float:
 class _Machine:
     spec: StandbyMachine
     starts: MinOnOffTimes
+    lag_s: float  # the gateway's write lag to the machine's command (ControlTiming)
     idle_since: float | None = None
     standby_since: float | None = None
     reason: str = ""
@@ -111,13 +114,16 @@ class _Machine:
 class IdleStandby(DomainRule):
     """PROFIenergy's rule: a pause is used for standby only when it is at least the machine's
     minimum pause and saves more energy than the restart costs; the machine is woken by its
-    wake-up time before the next production period, or at once by its start signal."""
+    wake-up time before the next production period, or at once by its start signal. The wake
+    is sent that much earlier again as a write to its command can lag (`ControlTiming`: a
+    cycle, the write's bound, the read-back poll), so the machine is ready when it is due."""
 
     config: IdleStandbyConfig
 
-    def __init__(self, config: IdleStandbyConfig) -> None:
+    def __init__(self, config: IdleStandbyConfig, timing: ControlTiming | None = None) -> None:
         super().__init__(config, "idle_standby")
         self.config = config
+        self.timing = timing or ControlTiming()
         self.schedule = Schedule(config.schedule)
         self._machines: list[_Machine] = []
         self._next_start: int | None = None
@@ -129,8 +135,9 @@ class IdleStandby(DomainRule):
         previous = {m.spec.name: m.starts for m in self._machines}
         self._machines = [
             _Machine(
-                spec,
-                previous.get(spec.name)
+                spec=spec,
+                lag_s=self.timing.write_lag_s(spec.command),
+                starts=previous.get(spec.name)
                 or MinOnOffTimes(
                     MinOnOffConfig(max_starts_per_hour=spec.max_starts_per_hour),
                     state=True,
@@ -171,7 +178,7 @@ class IdleStandby(DomainRule):
             machine.pause_s = pause_s
             started = spec.start is not None and spec.start.on(snapshot)
             if machine.standby_since is not None:
-                wake = started or (pause_s is not None and pause_s <= spec.wake_up_time)
+                wake = started or (pause_s is not None and pause_s <= self.lead_s(machine))
                 if wake:
                     machine.standby_since = None
                     machine.idle_since = None
@@ -189,7 +196,7 @@ class IdleStandby(DomainRule):
                     machine.starts.request(t, False)
                     machine.reason = (
                         f"standby: pause {format_duration(round(pause_s or 0.0))},"
-                        f" saves {standby_saving_kwh(spec, pause_s or 0.0):.2f} kWh"
+                        f" saves {self._saving(machine, pause_s or 0.0):.2f} kWh"
                     )
             if machine.standby_since is not None:
                 out.append(self.propose(spec.command, spec.standby_value, machine.reason))
@@ -212,12 +219,27 @@ class IdleStandby(DomainRule):
             return "no production period ahead in the schedule"
         if pause_s < spec.min_pause:
             return f"pause {format_duration(round(pause_s))} shorter than min_pause"
-        if standby_saving_kwh(spec, pause_s) <= 0:
+        if pause_s <= spec.time_to_pause + self.lead_s(machine):
+            return (
+                f"pause {format_duration(round(pause_s))} too short to enter standby and be"
+                f" woken {format_duration(round(self.lead_s(machine)))} ahead"
+            )
+        if self._saving(machine, pause_s) <= 0:
             return "standby would save less than the restart costs"
         limit = spec.max_starts_per_hour
         if limit is not None and machine.starts.starts_in_last_hour(t) >= limit:
             return f"{limit} starts in the last hour already"
         return ""
+
+    @staticmethod
+    def lead_s(machine: _Machine) -> float:
+        """How long before a production start the machine is woken: its wake-up time plus
+        the write lag, so it is ready at the start."""
+        return machine.spec.wake_up_time + machine.lag_s
+
+    @staticmethod
+    def _saving(machine: _Machine, pause_s: float) -> float:
+        return standby_saving_kwh(machine.spec, pause_s, machine.lag_s)
 
     def detail(self) -> dict[str, Any]:
         return {
@@ -228,10 +250,9 @@ class IdleStandby(DomainRule):
                 else round(self._t - machine.idle_since, 1),
                 "pause_s": rounded(machine.pause_s, 0),
                 "saving_kwh": rounded(
-                    None
-                    if machine.pause_s is None
-                    else standby_saving_kwh(machine.spec, machine.pause_s)
+                    None if machine.pause_s is None else self._saving(machine, machine.pause_s)
                 ),
+                "wake_lead_s": rounded(self.lead_s(machine), 0),
                 "reason": machine.reason,
             }
             for machine in self._machines
