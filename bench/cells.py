@@ -55,7 +55,10 @@ def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
         "ev_energy_short_kwh": [base["ev_energy_short_kwh"], ours["ev_energy_short_kwh"]],
         "false_alarms": report["false_alarms"],
         "leaks": [
-            {k: leak[k] for k in ("leak", "kind", "true_start_s", "alarm", "detected_after_min")}
+            {
+                k: leak.get(k)
+                for k in ("leak", "kind", "location", "true_start_s", "alarm", "detected_after_min")
+            }
             for leak in due
         ],
         "leaks_not_due": len(leaks) - len(due),

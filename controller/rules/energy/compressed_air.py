@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
 from controller.rules.config import OutputValue, RuleCommon, TagKey
@@ -25,6 +26,7 @@ from controller.rules.domain import (
 from controller.rules.energy.load_cycles import LoadCycle, LoadUnloadCycles, leak_fraction
 from controller.rules.energy.requirement import Requirement, count_requests
 from controller.rules.rule import Now, Proposal, number
+from controller.rules.steps import EstimateSteps
 from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
 
 _HOUR = 3600.0
@@ -119,6 +121,10 @@ class CompressedAir(DomainRule):
     setpoint or stop outside production, and the leak estimate from load/unload cycles."""
 
     config: CompressedAirConfig
+    ALARMS = declare(
+        air_leak=DeclaredAlarm(Indicates.AIR_LEAK, "compressed_air"),
+        pressure_low=DeclaredAlarm(Indicates.PROCESS_LIMIT, "compressed_air"),
+    )
 
     def __init__(self, config: CompressedAirConfig) -> None:
         super().__init__(config, "compressed_air")
@@ -133,6 +139,11 @@ class CompressedAir(DomainRule):
         self._rise: dict[str, Any] | None = None
         self._test_alarm = False
         self._rise_alarm = False
+        test = config.leak_test or LeakTestConfig(loaded="unused.loaded", full_load_kw=1.0)
+        # The air_leak alarm's estimate stepping up by the rise that raises it: another leak.
+        self._steps = EstimateSteps(
+            test.rise_above or test.alarm_above, test.rise_for, test.rise_window
+        )
         self._restart_state()
 
     def _restart_state(self) -> None:
@@ -261,25 +272,31 @@ class CompressedAir(DomainRule):
                 self._test_alarm = self._leak["leak_fraction"] >= test.alarm_above
         if test.rise_above is not None and done is not None:
             self._watch_rise(test, test.rise_above, t)
+        steps = self._steps
         if self._test_alarm and self._leak is not None:
             leak = self._leak
+            step = steps.update(t, True, leak["leak_fraction"], "load_unload_test")
             self.set_alarm(
                 "air_leak",
                 True,
                 f"leak test: compressor loaded {leak['leak_fraction']:.0%} of the time with no"
                 f" air used, about {leak['kw_lost']:.1f} kW lost",
                 leak,
+                steps=step,
             )
         elif self._rise_alarm and self._rise is not None:
             rise = self._rise
+            step = steps.update(t, True, rise["rise"], "air_use_rise")
             self.set_alarm(
                 "air_leak",
                 True,
                 f"air use {rise['rise']:.0%} of capacity above earlier windows in the same mode"
                 f" for over {format_duration(test.rise_for)}: about {rise['kw_lost']:.1f} kW lost",
                 rise,
+                steps=step,
             )
         else:
+            steps.update(t, False, None)
             self.set_alarm("air_leak", False)
 
     def _loaded_kw(self, test: LeakTestConfig, cycles: list[LoadCycle]) -> float:

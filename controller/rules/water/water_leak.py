@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
 from controller.rules.average import MovingAverage, MovingAverageConfig
@@ -28,6 +29,7 @@ from controller.rules.domain import (
 from controller.rules.memory import RuleMemoryError
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.schedule import Schedule, ScheduleConfig
+from controller.rules.steps import EstimateSteps
 
 _DAY_S = 86_400.0
 
@@ -221,6 +223,8 @@ class WaterLeak(DomainRule):
     flow over `floor_window` standing `threshold_m3_h` above `night_flow_m3_h` is a leak."""
 
     config: WaterLeakConfig
+    # Water behind the main meter that no submeter accounts for.
+    ALARMS = declare(leak=DeclaredAlarm(Indicates.WATER_LEAK, "main"))
 
     def __init__(self, config: WaterLeakConfig) -> None:
         super().__init__(config, "water_leak")
@@ -239,6 +243,10 @@ class WaterLeak(DomainRule):
         self._baseline: float | None = None
         self._floor: float | None = None
         self._wall_ms: int | None = None
+        self._steps = EstimateSteps(
+            config.threshold_m3_h, config.duration, max(config.watch_window, config.floor_window)
+        )
+        self._t = 0.0
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # A gap in the flow breaks the window: it is not learned; the alarm stays latched.
@@ -270,7 +278,7 @@ class WaterLeak(DomainRule):
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
-        t = now.monotonic
+        t = self._t = now.monotonic
         self._wall_ms = now.wall_ms
         flow = number(snapshot, cfg.flow) - sum(number(snapshot, tag) for tag in cfg.submeters)
         self._flow = flow
@@ -327,6 +335,7 @@ class WaterLeak(DomainRule):
         cfg = self.config
         if self._alarm:
             episode.suspect = True
+            steps = self._steps.update(self._t, True, self._excess, "baseline")
             self.set_alarm(
                 "leak",
                 True,
@@ -340,10 +349,12 @@ class WaterLeak(DomainRule):
                     "basis": f"{cfg.percentile:g}th percentile of the minimum rolling"
                     f" {format_duration(cfg.learn_window)} of earlier windows in this mode",
                 },
+                steps=steps,
             )
         elif self._floor_alarm:
             episode.suspect = True
             floor = self._floor if self._floor is not None else 0.0
+            steps = self._steps.update(self._t, True, self._floor, "floor")
             self.set_alarm(
                 "leak",
                 True,
@@ -358,8 +369,10 @@ class WaterLeak(DomainRule):
                     "basis": f"lowest one-minute flow over {format_duration(cfg.floor_window)}"
                     " of quiet hours against night_flow_m3_h (no trusted learned baseline)",
                 },
+                steps=steps,
             )
         else:
+            self._steps.update(self._t, False, None)
             self.set_alarm("leak", False)
 
     def _learn(self, episode: _Episode, wall_ms: int) -> None:

@@ -317,3 +317,25 @@ def test_a_baseline_older_than_its_bound_is_not_trusted_and_the_cold_start_watch
     assert raised is not None
     assert raised <= 2 * 3600 + 47 * 60
     assert rule.learned((1.0,)) == [0.5]
+
+
+def test_a_second_leak_under_the_raised_alarm_is_a_step_of_its_estimate() -> None:
+    """docs/rules.md "Alarms": the alarm stays raised; its estimate steps by the second leak."""
+    rule = WaterLeak(config())
+    driven = Driven(rule)
+    run(driven, 3, 0.05, state=1)
+    run(driven, 1, 2.0, state=3)
+    run(driven, 0.75, 0.85, state=1)  # the first leak: raised, its estimate settled at 0.8
+    assert leak(rule).active
+    assert leak(rule).steps == 0
+    run(driven, 0.25, 0.85, state=1)
+    assert leak(rule).steps == 0  # a steady leak is no step
+    run(driven, 0.5, 1.15, state=1)  # +0.3 m3/h: above the step (0.2) for the duration
+    assert leak(rule).active
+    assert leak(rule).steps == 1
+    assert leak(rule).estimate["leak_m3_h"] == pytest.approx(1.1)
+    run(driven, 1, 1.15, state=1)
+    assert leak(rule).steps == 1
+    run(driven, 1, 0.05, state=1)  # repaired: cleared, the next episode counts from 0
+    assert not leak(rule).active
+    assert leak(rule).steps == 0
