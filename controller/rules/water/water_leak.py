@@ -99,6 +99,12 @@ class WaterLeakConfig(RuleCommon):
     # are not an empty site (people arrive before the shift and use water).
     quiet_hours: QuietHours | None = None
     night_flow_m3_h: float = Field(default=0.0, ge=0)
+    # First day outside quiet hours: what the occupied site draws above the night flow while
+    # no machine produces (washrooms, canteen: the domestic design flow), unmetered. With it,
+    # the floor of an occupied idle window is compared with the night's floor (carried into the
+    # day) plus this; without it (null) a leak starting while people are on site waits for
+    # the night or a learned baseline.
+    occupied_flow_m3_h: float | None = Field(default=None, ge=0)
     floor_window: PositiveDuration = 900.0
     baseline_max_age: PositiveDuration = 14 * _DAY_S  # older learned minima are not trusted
     isolation: IsolationValve | None = None
@@ -242,6 +248,11 @@ class WaterLeak(DomainRule):
         self._excess: float | None = None
         self._baseline: float | None = None
         self._floor: float | None = None
+        self._expected: float | None = None  # what the floor is compared with (cold start)
+        self._expected_basis = ""
+        self._floor_leak: tuple[float, float, str] = (0.0, 0.0, "")  # as last judged
+        self._night_floor: float | None = None  # lowest floor of the last quiet stretch
+        self._was_quiet = False
         self._wall_ms: int | None = None
         self._steps = EstimateSteps(
             config.threshold_m3_h, config.duration, max(config.watch_window, config.floor_window)
@@ -316,20 +327,55 @@ class WaterLeak(DomainRule):
                 self._above_since = None
                 if excess < cfg.threshold_m3_h / 2:
                     self._alarm = False
+        self._cold_start(episode, trusted, producing, floor, now.wall_ms)
+        self._raise(episode, mode)
+        return self._valve(producing)
+
+    def _cold_start(
+        self,
+        episode: _Episode,
+        trusted: bool,
+        producing: bool,
+        floor: float | None,
+        wall_ms: int,
+    ) -> None:
+        """Without a trusted baseline for the mode: the floor of the flow against what the site
+        should draw now. In quiet hours: the prior `night_flow_m3_h`. Occupied and idle (not
+        quiet, no production), with `occupied_flow_m3_h`: the last quiet stretch's floor (the
+        prior before any night was seen) plus that."""
+        cfg = self.config
+        quiet = self.quiet(producing, wall_ms)
+        if quiet and floor is not None:
+            fresh = not self._was_quiet or self._night_floor is None
+            self._night_floor = floor if fresh else min(floor, self._night_floor or floor)
+        self._was_quiet = quiet
         self._floor = None
         if trusted or cfg.quiet_hours is None:
             self._floor_alarm = False  # a learned baseline has taken over
-        elif floor is not None and self.quiet(producing, now.wall_ms):
-            self._floor = floor
-            over = floor - cfg.night_flow_m3_h
-            if over >= cfg.threshold_m3_h:
-                self._floor_alarm = True
-            elif over < cfg.threshold_m3_h / 2:
-                self._floor_alarm = False
-            if over >= cfg.threshold_m3_h / 2:
-                episode.suspect = True  # a night with a floor is not learned as normal
-        self._raise(episode, mode)
-        return self._valve(producing)
+            return
+        if floor is None:
+            return
+        if quiet:
+            expected, basis = cfg.night_flow_m3_h, "quiet hours against night_flow_m3_h"
+        elif not producing and cfg.occupied_flow_m3_h is not None:
+            night = self._night_floor
+            carried = night if night is not None else cfg.night_flow_m3_h
+            expected = carried + cfg.occupied_flow_m3_h
+            basis = (
+                "an occupied idle window against the last quiet floor"
+                if night is not None
+                else "an occupied idle window against night_flow_m3_h"
+            ) + f" + occupied_flow_m3_h {cfg.occupied_flow_m3_h:g}"
+        else:
+            return
+        self._floor, self._expected, self._expected_basis = floor, expected, basis
+        over = floor - expected
+        if over >= cfg.threshold_m3_h:
+            self._floor_alarm = True
+        elif over < cfg.threshold_m3_h / 2:
+            self._floor_alarm = False
+        if over >= cfg.threshold_m3_h / 2:
+            episode.suspect = True  # a window with a floor is not learned as normal
 
     def _raise(self, episode: _Episode, mode: ProductionMode) -> None:
         cfg = self.config
@@ -353,21 +399,23 @@ class WaterLeak(DomainRule):
             )
         elif self._floor_alarm:
             episode.suspect = True
-            floor = self._floor if self._floor is not None else 0.0
-            steps = self._steps.update(self._t, True, self._floor, "floor")
+            if self._floor is not None and self._expected is not None:
+                self._floor_leak = (self._floor, self._expected, self._expected_basis)
+            floor, expected, basis = self._floor_leak
+            steps = self._steps.update(self._t, True, floor - expected, "floor")
             self.set_alarm(
                 "leak",
                 True,
-                f"quiet-hours water flow never fell below {floor:.2f} m3/h in"
-                f" {format_duration(cfg.floor_window)}, {floor - cfg.night_flow_m3_h:.2f} m3/h"
-                f" above the expected night flow {cfg.night_flow_m3_h:g} m3/h: probable leak",
+                f"water flow never fell below {floor:.2f} m3/h in"
+                f" {format_duration(cfg.floor_window)}, {floor - expected:.2f} m3/h"
+                f" above the expected {expected:.2f} m3/h: probable leak",
                 {
-                    "leak_m3_h": rounded(floor - cfg.night_flow_m3_h),
-                    "flow_m3_h": rounded(self._floor),
-                    "baseline_m3_h": cfg.night_flow_m3_h,
+                    "leak_m3_h": rounded(floor - expected),
+                    "flow_m3_h": rounded(floor),
+                    "baseline_m3_h": rounded(expected),
                     "mode": list(mode),
                     "basis": f"lowest one-minute flow over {format_duration(cfg.floor_window)}"
-                    " of quiet hours against night_flow_m3_h (no trusted learned baseline)",
+                    f" of {basis} (no trusted learned baseline)",
                 },
                 steps=steps,
             )
