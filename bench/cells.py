@@ -54,6 +54,7 @@ def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
         "violations_total_s": report["constraint_violations_s"],
         "ev_energy_short_kwh": [base["ev_energy_short_kwh"], ours["ev_energy_short_kwh"]],
         "false_alarms": report["false_alarms"],
+        "other_alarms": report.get("other_alarms", {}),
         "leaks": [
             {
                 k: leak.get(k)

@@ -37,6 +37,8 @@ class Indicates(StrEnum):
     AIR_LEAK = "air_leak"  # compressed air escapes: the compressor makes up for a leak
     PROCESS_LIMIT = "process_limit"  # a process value outside its limit (pressure, chemistry)
     EQUIPMENT = "equipment"  # equipment does not do what it was told (a valve open too long)
+    # A standing condition worth a work order, not a new event (air leakage above its target).
+    MAINTENANCE = "maintenance"
 
 
 LEAKS = frozenset({Indicates.WATER_LEAK, Indicates.AIR_LEAK})

@@ -77,8 +77,9 @@ def leak_scores(
     (`_about`) that no earlier leak took: a raise, or a step of a raised alarm's estimate (a
     second leak under an alarm still raised for the first). A raise is a false alarm when no
     leak of its kind and place was flowing; a step, when none began since the finding before
-    it (nothing new to find); an alarm that indicates no leak (a process limit) counts as false
-    too, as the scenarios have no process upset in their events."""
+    it (nothing new to find). Alarms that indicate no leak (a process limit, equipment,
+    maintenance) are not leak alarms: `other_alarms` counts their raises by what they
+    indicate, judged elsewhere (the plant's violations), never as a found or a false leak."""
     found = findings(truth, alarms)
     taken: set[AlarmFinding] = set()
     scored: list[dict[str, Any]] = []
@@ -111,4 +112,16 @@ def leak_scores(
         since = finding.previous_s
         return not any(leak["started_s"] > since for leak in about)
 
-    return scored, sum(1 for finding in found if false(finding))
+    leak_findings = [finding for finding in found if finding.indicates in LEAK_ALARMS.values()]
+    return scored, sum(1 for finding in leak_findings if false(finding))
+
+
+def other_alarms(truth: dict[str, Any], alarms: list[dict[str, Any]]) -> dict[str, int]:
+    """Raises of alarms that indicate no leak, by what they indicate (`process_limit`,
+    `equipment`, `maintenance`; `unknown` for a payload without `indicates`)."""
+    counts: dict[str, int] = {}
+    for finding in findings(truth, alarms):
+        if finding.step == 0 and finding.indicates not in LEAK_ALARMS.values():
+            kind = finding.indicates or "unknown"
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts

@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from controller.alarmscore import leak_scores
+from controller.alarmscore import leak_scores, other_alarms
 from controller.cellcheck import Finding
 from controller.config import Config
 from controller.configtypes import format_duration
@@ -232,6 +232,8 @@ def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dic
         "constraint_violations": {k: v for k, v in ours["violations_s"].items() if v > 0},
         "leaks": leaks,
         "false_alarms": false_alarms,
+        # Raises of alarms that indicate no leak, by kind: not leak findings, not false ones.
+        "other_alarms": other_alarms(edgecell.truth, edgecell.alarms),
         "alarms": edgecell.alarms,
         # The peak is the site meter's own sliding window (what the plant's meter shows), not
         # a utility's clock-aligned billing window.
@@ -323,7 +325,11 @@ def markdown(report: dict[str, Any]) -> str:
             )
             or "none in this scenario"
         )
-        + f"; false alarms: {report['false_alarms']}",
+        + f"; false alarms: {report['false_alarms']}"
+        + "".join(
+            f"; {kind} alarms: {count}"
+            for kind, count in sorted(report.get("other_alarms", {}).items())
+        ),
         "",
         "Targets: "
         + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in report["targets"].items()),
