@@ -398,3 +398,8 @@ def test_without_occupied_flow_a_leak_in_the_warm_up_waits() -> None:
     """The behaviour before the key existed, kept as the default."""
     rule = WaterLeak(config(quiet_hours=QUIET))
     assert first_day_alarm(rule, day_flow(WARMUP_S + 600), hours=12) is None
+
+
+def test_a_negative_occupied_flow_is_refused() -> None:
+    with pytest.raises(ValidationError, match="occupied_flow_m3_h"):
+        config(quiet_hours=QUIET, occupied_flow_m3_h=-0.1)
