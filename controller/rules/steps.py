@@ -3,8 +3,10 @@ in the same place (or the first one growing), found while the alarm is still rai
 
 One alarm per rule and place cannot be raised twice while it holds, so a second leak would
 otherwise be hidden by the first. The estimate is what tells them apart: a leak adds its rate
-to it. After a raise (or a step) the estimate may still be settling (a moving window filling
-with the leak), so for `settle` seconds its level follows it up; afterwards an estimate held
+to it. After a raise (or a step, or a change of basis) the estimate may still be settling (a
+moving window filling with the leak), so for `settle` seconds of measured estimates (a cycle
+without one, e.g. while the rule does not judge, does not count) its level follows it up;
+afterwards an estimate held
 `step` or more above the level for `hold` seconds is a step, and the level moves to it. The
 level follows the estimate down (a leak repaired, a smaller flow), never up by itself.
 docs/rules.md, "Alarms", gives the convention and how `edgecell report` scores it.
@@ -22,7 +24,8 @@ class EstimateSteps:
         self.settle = settle
         self.count = 0
         self.level: float | None = None
-        self._settle_until = 0.0
+        self._settle_left = 0.0
+        self._last_t: float | None = None  # the last cycle with an estimate
         self._above_since: float | None = None
         self._basis = ""
 
@@ -34,16 +37,21 @@ class EstimateSteps:
             self.count = 0
             self.level = None
             self._above_since = None
+            self._last_t = None
             return 0
         if estimate is None:
+            self._last_t = None
+            self._above_since = None
             return self.count
+        last_t, self._last_t = self._last_t, t
         if self.level is None or basis != self._basis:
             self._basis = basis
             self._above_since = None
             self.level = estimate
-            self._settle_until = t + self.settle
+            self._settle_left = self.settle
             return self.count
-        if t < self._settle_until:
+        if self._settle_left > 0:
+            self._settle_left -= 0.0 if last_t is None else t - last_t
             self.level = max(self.level, estimate)
             return self.count
         self.level = min(self.level, estimate)
@@ -53,7 +61,7 @@ class EstimateSteps:
             if t - self._above_since >= self.hold:
                 self.count += 1
                 self.level = estimate
-                self._settle_until = t + self.settle
+                self._settle_left = self.settle
                 self._above_since = None
         else:
             self._above_since = None

@@ -402,7 +402,9 @@ class WaterLeak(DomainRule):
             if self._floor is not None and self._expected is not None:
                 self._floor_leak = (self._floor, self._expected, self._expected_basis)
             floor, expected, basis = self._floor_leak
-            steps = self._steps.update(self._t, True, floor - expected, "floor")
+            # Only a floor judged this cycle is a measurement (none in production).
+            measured = None if self._floor is None else floor - expected
+            steps = self._steps.update(self._t, True, measured, basis)
             self.set_alarm(
                 "leak",
                 True,

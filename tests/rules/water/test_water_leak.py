@@ -403,3 +403,16 @@ def test_without_occupied_flow_a_leak_in_the_warm_up_waits() -> None:
 def test_a_negative_occupied_flow_is_refused() -> None:
     with pytest.raises(ValidationError, match="occupied_flow_m3_h"):
         config(quiet_hours=QUIET, occupied_flow_m3_h=-0.1)
+
+
+def test_the_floor_alarm_does_not_step_when_the_site_fills_or_empties() -> None:
+    """A leak raised at night stays one finding through the day: when people arrive (05:30)
+    or leave (22:00) the expected flow changes while the floor still lags behind it; that is
+    no second leak (it was counted as one before: the estimate fell and rose back)."""
+    rule = WaterLeak(config(quiet_hours=QUIET, occupied_flow_m3_h=0.3))
+    flow = day_flow(2 * 3600, leak_m3_h=0.5)
+    driven = Driven(rule)
+    for _ in range(26 * 360):
+        driven.step({"wm.flow_m3_h": flow(driven.t), "plc.state": day_state(driven.t)}, dt=10.0)
+        assert leak(rule).steps == 0, driven.t / 3600
+    assert leak(rule).active
