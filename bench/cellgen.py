@@ -177,12 +177,15 @@ def production_periods(
 
 def quiet_hours(schedule: dict[str, Any]) -> tuple[str, str]:
     """When nobody is on site, as the shift plan says: from half an hour after the last shift
-    ends (the last people gone) to half an hour before the first arrive for the warm-up, on a
-    quarter-hour (configs/cosim.yaml: shifts 06:00-22:00, warm-up 30 min, quiet 22:30-05:00)."""
+    ends (the last people gone) to when the first arrive for the warm-up, on a quarter-hour
+    (configs/cosim.yaml: shifts 06:00-22:00, warm-up 30 min, quiet 22:30-05:30). No margin
+    before the warm-up: the floor the rule judges is the lowest minute of `floor_window`, so
+    people arriving up to that window early do not raise it, and from the warm-up on the
+    occupied check (`occupied_flow_m3_h`) watches."""
     warmup = int(schedule["warmup"].removesuffix("min"))
     first = min(_minutes(s["start"]) for s in schedule["shifts"])
     last = max(_minutes(s["end"]) for s in schedule["shifts"])
-    arrive = (first - warmup - 30) // 15 * 15
+    arrive = (first - warmup) // 15 * 15
     leave = -(-(last + 30) // 15) * 15
     return _clock(leave % 1440), _clock(arrive % 1440)
 
@@ -577,6 +580,7 @@ def generate(seed: int, index: int) -> Cell:
         rinse_limit=rinse_limit,
         chiller_kw=round(max(1.0, capacity * 0.03), 1),
         quiet=quiet_hours(schedule),
+        occupied_water=round(site["domestic_water"]["occupied_m3_h"], 2),
         tower_volume=scenario["cooling_tower"]["system_volume_m3"],
     )
     return Cell(name, scenario, config)
@@ -768,6 +772,8 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
         }
     ]
     leak["quiet_hours"]["periods"] = ["night"]
+    # The domestic design flow while people are on site (washrooms, canteen), unmetered.
+    leak["occupied_flow_m3_h"] = cell["occupied_water"]
     blowdown = rules["tower_blowdown"]
     blowdown["limit_us_cm"] = cell["tower_limit"]
     blowdown["makeup_us_cm"] = cell["makeup"]

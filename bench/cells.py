@@ -56,8 +56,12 @@ def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
         "baseline_violations_s": {k: v for k, v in base["violations_s"].items() if v > 0},
         "ev_energy_short_kwh": [base["ev_energy_short_kwh"], ours["ev_energy_short_kwh"]],
         "false_alarms": report["false_alarms"],
+        "other_alarms": report.get("other_alarms", {}),
         "leaks": [
-            {k: leak[k] for k in ("leak", "kind", "true_start_s", "alarm", "detected_after_min")}
+            {
+                k: leak.get(k)
+                for k in ("leak", "kind", "location", "true_start_s", "alarm", "detected_after_min")
+            }
             for leak in due
         ],
         "leaks_not_due": len(leaks) - len(due),

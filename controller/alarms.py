@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 import structlog
@@ -26,6 +27,36 @@ log = structlog.get_logger(__name__)
 # While an alarm stays active its estimate is republished when it changes, at most this often
 # (a leak estimate moves a little every cycle; operators need the trend, not every wobble).
 ESTIMATE_INTERVAL_MS = 60_000
+
+
+class Indicates(StrEnum):
+    """What an alarm says is wrong, declared by its rule (`DeclaredAlarm`) and carried in the
+    payload, so a host and `edgecell report` match on it, never on words in a message."""
+
+    WATER_LEAK = "water_leak"  # water leaves the pipes or a vessel unmetered
+    AIR_LEAK = "air_leak"  # compressed air escapes: the compressor makes up for a leak
+    PROCESS_LIMIT = "process_limit"  # a process value outside its limit (pressure, chemistry)
+    EQUIPMENT = "equipment"  # equipment does not do what it was told (a valve open too long)
+    # A standing condition worth a work order, not a new event (air leakage above its target).
+    MAINTENANCE = "maintenance"
+
+
+LEAKS = frozenset({Indicates.WATER_LEAK, Indicates.AIR_LEAK})
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredAlarm:
+    """One alarm a rule kind can raise, as data: what it indicates and where (`location`: the
+    part of the plant it watches, e.g. `main` for the water behind the main meter that no
+    submeter accounts for, `cooling_tower`, `compressed_air`)."""
+
+    indicates: Indicates
+    location: str
+
+
+def declare(**alarms: DeclaredAlarm) -> Mapping[str, DeclaredAlarm]:
+    """A rule kind's alarms by `what` (the alarm's name is `rule.what`), read-only."""
+    return MappingProxyType(alarms)
 
 
 class AlarmState(StrEnum):
@@ -52,6 +83,11 @@ class AlarmCondition:
     # Set for an alarm a device raised (an OPC UA condition): where it came from, its severity
     # (1-1000) and the device's time of the change (epoch ms).
     origin: Mapping[str, Any] | None = None
+    indicates: str | None = None
+    location: str | None = None
+    # Times the estimate stepped up by a leak's size while the alarm stayed raised (another
+    # leak, or one that grew): counted by the rule within the episode, 0 when it is raised.
+    steps: int = 0
 
 
 @runtime_checkable
@@ -104,6 +140,10 @@ class Alarm:
     raised_count: int = 1
     published_ms: int = 0
     origin: dict[str, Any] | None = None
+    indicates: str | None = None
+    location: str | None = None
+    steps: int = 0
+    stepped_ms: int | None = None
 
     def payload(self, ts: int) -> dict[str, Any]:
         """The JSON of `{base}/alarms/{alarm}` (docs/mqtt-topics.md)."""
@@ -111,6 +151,8 @@ class Alarm:
             "ts": ts,
             "alarm": self.name,
             "rule": self.rule,
+            "indicates": self.indicates,
+            "location": self.location,
             "state": self.state.value,
             "acknowledged": self.acknowledged,
             "acked_by": self.acked_by,
@@ -119,6 +161,8 @@ class Alarm:
             "last": self.last_ms,
             "cleared": self.cleared_ms,
             "raised_count": self.raised_count,
+            "steps": self.steps,
+            "stepped_at": self.stepped_ms,
             "message": self.message,
             "estimate": self.estimate,
             **({"origin": self.origin} if self.origin is not None else {}),
@@ -133,7 +177,9 @@ class AlarmBoard:
     Life of an alarm: a condition that turns active raises it (`active`, `first` = now); an
     acknowledgement makes it `acknowledged`; when the condition goes it is `cleared` (whether
     acknowledged or not: the payload's `acknowledged` says which). Raised again after clearing,
-    it starts a new episode with a new `first`.
+    it starts a new episode with a new `first`. While it stays raised, each step of its estimate
+    by a leak's size (the rule's `steps` going up: another leak of the same kind and place) is
+    published at once, with `stepped_at` = now.
     """
 
     def __init__(
@@ -223,6 +269,8 @@ class AlarmBoard:
                 estimate=estimate,
                 raised_count=count,
                 origin=dict(condition.origin) if condition.origin is not None else None,
+                indicates=condition.indicates,
+                location=condition.location,
             )
             self._alarms[condition.name] = alarm
             log.warning(
@@ -244,7 +292,20 @@ class AlarmBoard:
         alarm.estimate = estimate
         alarm.message = condition.message
         alarm.origin = origin
-        if changed and now_ms - alarm.published_ms >= ESTIMATE_INTERVAL_MS:
+        if condition.steps > alarm.steps:
+            # Another leak found under the raised alarm: published at once, like a raise.
+            alarm.steps = condition.steps
+            alarm.stepped_ms = now_ms
+            log.warning(
+                "alarm_stepped",
+                alarm=alarm.name,
+                rule=alarm.rule,
+                steps=alarm.steps,
+                message=alarm.message,
+                estimate=estimate,
+            )
+            self._publish(alarm, now_ms)
+        elif changed and now_ms - alarm.published_ms >= ESTIMATE_INTERVAL_MS:
             self._publish(alarm, now_ms)
 
     def _clear(self, alarm: Alarm, why: str, now_ms: int) -> None:

@@ -10,17 +10,16 @@ scenario's true leak starts. Writes report.json, report.md and PNG plots.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from controller.alarmscore import leak_scores, other_alarms
 from controller.cellcheck import Finding
 from controller.config import Config
 from controller.configtypes import format_duration
@@ -153,10 +152,11 @@ async def run_once(
                 _progress(label, i + 1, cycles, started)
         result.truth = plant.ground_truth().as_dict()
         result.writes = sum(1 for w in sim.events.writes() if w.get("outcome") == "written")
-        # Every episode of every alarm: the first publication of each (alarm, raised_count).
-        episodes: dict[tuple[str, int], dict[str, Any]] = {}
+        # Every finding of every alarm: the first publication of each (alarm, raised_count,
+        # steps): its raise, and each step of its estimate by another leak.
+        episodes: dict[tuple[str, int, int], dict[str, Any]] = {}
         for topic, payload in sim.events.retained_history:
-            key = (topic, int(payload.get("raised_count", 1)))
+            key = (topic, int(payload.get("raised_count", 1)), int(payload.get("steps") or 0))
             episodes.setdefault(key, {"topic": topic, **payload})
         result.alarms = list(episodes.values())
     result.wall_s = time.perf_counter() - started
@@ -202,57 +202,9 @@ def _totals(run: RunResult) -> dict[str, Any]:
     }
 
 
-# Words in an alarm's name, rule or message that say which kind of leak it is about.
-_LEAK_WORDS = {"water": {"water", "flow"}, "air": {"air", "compressed", "compressor"}}
-
-
-def _leak_scores(run: RunResult) -> tuple[list[dict[str, Any]], int]:
-    """Each true leak with the delay until an alarm of its kind was raised; false alarms.
-
-    Every episode is judged on its own: it is a false alarm unless a leak of its kind was
-    flowing when it was raised (an alarm raised before a leak and again after it found the leak
-    with its second episode; the first was still false)."""
-    # The co-simulation's clock reads the scenario's local start as UTC (controller/cosim.py).
-    start = datetime.fromisoformat(run.truth["start"]).replace(tzinfo=UTC)
-    start_ms = start.timestamp() * 1000
-
-    def delay_s(leak: dict[str, Any], alarm: dict[str, Any]) -> float | None:
-        """Seconds from the leak's start to the episode, None when it is not about the leak."""
-        first = alarm.get("first")
-        about = f"{alarm['topic']} {alarm.get('rule', '')} {alarm.get('message', '')}".lower()
-        kind_matches = _LEAK_WORDS[leak["kind"]] & set(re.split(r"[^a-z]+", about))
-        if not kind_matches or leak["started_s"] is None or first is None:
-            return None
-        delay = (first - start_ms) / 1000 - leak["started_s"]
-        return delay if delay >= 0 else None
-
-    scored: list[dict[str, Any]] = []
-    for leak in run.truth["leaks"]:
-        entry: dict[str, Any] = {
-            "leak": leak["name"],
-            "kind": leak["kind"],
-            "true_start_s": leak["started_s"],
-            "alarm": None,
-            "detected_after_min": None,
-        }
-        for alarm in run.alarms:
-            delay = delay_s(leak, alarm)
-            if delay is not None:
-                entry["alarm"] = alarm["topic"].rsplit("/", 1)[-1]
-                entry["detected_after_min"] = round(delay / 60, 1)
-                break
-        scored.append(entry)
-    false_alarms = sum(
-        1
-        for alarm in run.alarms
-        if all(delay_s(leak, alarm) is None for leak in run.truth["leaks"])
-    )
-    return scored, false_alarms
-
-
 def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dict[str, Any]:
     base, ours = _totals(baseline), _totals(edgecell)
-    leaks, false_alarms = _leak_scores(edgecell)
+    leaks, false_alarms = leak_scores(edgecell.truth, edgecell.alarms)
     savings = {
         key: _pct(base[key], ours[key])
         for key in ("energy_kwh", "peak_demand_kw", "energy_cost", "water_m3")
@@ -280,6 +232,8 @@ def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dic
         "constraint_violations": {k: v for k, v in ours["violations_s"].items() if v > 0},
         "leaks": leaks,
         "false_alarms": false_alarms,
+        # Raises of alarms that indicate no leak, by kind: not leak findings, not false ones.
+        "other_alarms": other_alarms(edgecell.truth, edgecell.alarms),
         "alarms": edgecell.alarms,
         # The peak is the site meter's own sliding window (what the plant's meter shows), not
         # a utility's clock-aligned billing window.
@@ -371,7 +325,11 @@ def markdown(report: dict[str, Any]) -> str:
             )
             or "none in this scenario"
         )
-        + f"; false alarms: {report['false_alarms']}",
+        + f"; false alarms: {report['false_alarms']}"
+        + "".join(
+            f"; {kind} alarms: {count}"
+            for kind, count in sorted(report.get("other_alarms", {}).items())
+        ),
         "",
         "Targets: "
         + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in report["targets"].items()),

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
-from controller.alarms import AlarmCondition
+from controller.alarms import AlarmCondition, DeclaredAlarm
 from controller.configtypes import StrictModel
 from controller.model import Quality, Sample
 from controller.rules.config import OutputValue, RuleCommon, TagKey
@@ -38,9 +38,16 @@ def signal_inputs(path: str, signal: ProductionSignal | None) -> list[tuple[str,
     return [(f"{path}.tags[{i}]", tag) for i, tag in enumerate(signal.tags)]
 
 
+class UndeclaredAlarmError(KeyError):
+    """A rule set an alarm its kind does not declare in `ALARMS`."""
+
+
 class DomainRule(Rule):
     """Name, mode, priority, inputs and outputs from the config; alarm conditions kept by
-    name and reported every cycle (`AlarmSource`)."""
+    name and reported every cycle (`AlarmSource`). Each kind declares its alarms in `ALARMS`
+    (what each indicates and where), carried in every alarm it raises."""
+
+    ALARMS: ClassVar[Mapping[str, DeclaredAlarm]] = {}
 
     def __init__(self, config: RuleCommon, kind: str) -> None:
         self.name = config.name
@@ -56,12 +63,29 @@ class DomainRule(Rule):
         return f"{self.name}.{what}"
 
     def set_alarm(
-        self, what: str, active: bool, message: str = "", estimate: Mapping[str, Any] | None = None
+        self,
+        what: str,
+        active: bool,
+        message: str = "",
+        estimate: Mapping[str, Any] | None = None,
+        *,
+        steps: int = 0,
     ) -> None:
-        """Record the state of the alarm `what` (its name is `rule.what`) for this cycle."""
+        """Record the state of the alarm `what` (its name is `rule.what`) for this cycle;
+        `steps`: times its estimate stepped up by a leak's size in this episode."""
+        declared = self.ALARMS.get(what)
+        if declared is None:
+            raise UndeclaredAlarmError(f"{self.kind} does not declare an alarm {what!r}")
         name = self.alarm_name(what)
         self._conditions[name] = AlarmCondition(
-            name=name, active=active, message=message, estimate=dict(estimate or {}), rule=self.name
+            name=name,
+            active=active,
+            message=message,
+            estimate=dict(estimate or {}),
+            rule=self.name,
+            indicates=declared.indicates.value,
+            location=declared.location,
+            steps=steps if active else 0,
         )
 
     def alarm_conditions(self) -> list[AlarmCondition]:

@@ -53,7 +53,7 @@ def test_production_periods_are_the_shifts_less_their_pauses() -> None:
 
 
 def test_quiet_hours_of_the_shipped_plan_are_the_shipped_ones() -> None:
-    # normal-day: shifts 06:00-22:00, warm-up 30 min; configs/cosim.yaml: quiet 22:30-05:00.
+    # normal-day: shifts 06:00-22:00, warm-up 30 min; configs/cosim.yaml: quiet 22:30-05:30.
     scenario = yaml.safe_load(
         (ROOT / "configs" / "sim" / "normal-day.yaml").read_text(encoding="utf-8")
     )
@@ -176,6 +176,7 @@ def test_leak_rules_know_the_cell_s_quiet_hours_and_tower(
         assert quiet[3 * 60]
         arrive = first.hour * 60 + first.minute - scenario.schedule.warmup / 60
         assert not any(quiet[round(arrive) : last.hour * 60 + last.minute])
+        assert leak.occupied_flow_m3_h == round(scenario.site.domestic_water.occupied_m3_h, 2)
         (balance,) = [r for r in config.rules if isinstance(r, TowerBalanceConfig)]
         assert balance.makeup_us_cm == scenario.cooling_tower.makeup_conductivity_us_cm
         assert balance.volume_m3 == scenario.cooling_tower.system_volume_m3

@@ -126,7 +126,7 @@ def test_each_disagreement_is_named_with_both_values() -> None:
     ]
     quiet = by_config["rules[water_leak].quiet_hours"]
     assert quiet.message.startswith(
-        "quiet hours while the scenario's site is occupied: mon 04:30-05:00, tue 04:30-05:00"
+        "quiet hours while the scenario's site is occupied: mon 04:30-05:30, tue 04:30-05:30"
     )
 
 

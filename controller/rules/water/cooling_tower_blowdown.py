@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, PositiveDuration, format_duration
 from controller.model import Sample
 from controller.rules.blocks import Hysteresis, HysteresisConfig
@@ -80,6 +81,10 @@ class CoolingTowerBlowdown(DomainRule):
     `bleed_time_limit`, conductivity over the limit raises `conductivity_high`."""
 
     config: BlowdownConfig
+    ALARMS = declare(
+        bleed_time_limit=DeclaredAlarm(Indicates.EQUIPMENT, "cooling_tower"),
+        conductivity_high=DeclaredAlarm(Indicates.PROCESS_LIMIT, "cooling_tower"),
+    )
 
     def __init__(self, config: BlowdownConfig) -> None:
         super().__init__(config, "cooling_tower_blowdown")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.model import Sample
 from controller.rules.blocks import Hysteresis, HysteresisConfig
 from controller.rules.config import OutputValue, RuleCommon, TagKey
@@ -115,6 +116,7 @@ class RinseReuse(DomainRule):
     rinse is under `reuse_below`; `quality` alarm over the limit."""
 
     config: RinseReuseConfig
+    ALARMS = declare(quality=DeclaredAlarm(Indicates.PROCESS_LIMIT, "rinse"))
 
     def __init__(self, config: RinseReuseConfig) -> None:
         super().__init__(config, "rinse_reuse")

@@ -27,11 +27,13 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, PositiveDuration, format_duration
 from controller.model import Sample
 from controller.rules.config import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import DomainRule, rounded
 from controller.rules.rule import Now, Proposal, number
+from controller.rules.steps import EstimateSteps
 from controller.rules.water.tower_chemistry import cycles_of_concentration
 
 _HOUR = 3600.0
@@ -107,6 +109,8 @@ class TowerBalance(DomainRule):
 
     config: TowerBalanceConfig
     STEP = 60.0
+    # Water leaving the tower unmetered: the basin, the tower side (not the main's pipes).
+    ALARMS = declare(leak=DeclaredAlarm(Indicates.WATER_LEAK, "cooling_tower"))
 
     def __init__(self, config: TowerBalanceConfig) -> None:
         super().__init__(config, "tower_balance")
@@ -117,6 +121,7 @@ class TowerBalance(DomainRule):
         self._above_since: float | None = None
         self._alarm = False
         self.balance: Balance | None = None
+        self._steps = EstimateSteps(config.threshold_m3_h, config.duration, config.window)
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # A gap in the readings: the integrals start again; the alarm stays latched.
@@ -155,6 +160,7 @@ class TowerBalance(DomainRule):
             if balance is not None and balance.leak_m3_h < cfg.threshold_m3_h / 2:
                 self._alarm = False
         if self._alarm and balance is not None:
+            steps = self._steps.update(t, True, balance.leak_m3_h)
             self.set_alarm(
                 "leak",
                 True,
@@ -175,8 +181,10 @@ class TowerBalance(DomainRule):
                     " makeup conductivity = (bleed + drift + leak) x tower conductivity"
                     " + volume x conductivity change",
                 },
+                steps=steps,
             )
         elif not self._alarm:
+            self._steps.update(t, False, None)
             self.set_alarm("leak", False)
         return []
 

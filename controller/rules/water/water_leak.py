@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
 from controller.rules.average import MovingAverage, MovingAverageConfig
@@ -28,6 +29,7 @@ from controller.rules.domain import (
 from controller.rules.memory import RuleMemoryError
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.schedule import Schedule, ScheduleConfig
+from controller.rules.steps import EstimateSteps
 
 _DAY_S = 86_400.0
 
@@ -97,6 +99,12 @@ class WaterLeakConfig(RuleCommon):
     # are not an empty site (people arrive before the shift and use water).
     quiet_hours: QuietHours | None = None
     night_flow_m3_h: float = Field(default=0.0, ge=0)
+    # First day outside quiet hours: what the occupied site draws above the night flow while
+    # no machine produces (washrooms, canteen: the domestic design flow), unmetered. With it,
+    # the floor of an occupied idle window is compared with the night's floor (carried into the
+    # day) plus this; without it (null) a leak starting while people are on site waits for
+    # the night or a learned baseline.
+    occupied_flow_m3_h: float | None = Field(default=None, ge=0)
     floor_window: PositiveDuration = 900.0
     baseline_max_age: PositiveDuration = 14 * _DAY_S  # older learned minima are not trusted
     isolation: IsolationValve | None = None
@@ -221,6 +229,8 @@ class WaterLeak(DomainRule):
     flow over `floor_window` standing `threshold_m3_h` above `night_flow_m3_h` is a leak."""
 
     config: WaterLeakConfig
+    # Water behind the main meter that no submeter accounts for.
+    ALARMS = declare(leak=DeclaredAlarm(Indicates.WATER_LEAK, "main"))
 
     def __init__(self, config: WaterLeakConfig) -> None:
         super().__init__(config, "water_leak")
@@ -238,7 +248,16 @@ class WaterLeak(DomainRule):
         self._excess: float | None = None
         self._baseline: float | None = None
         self._floor: float | None = None
+        self._expected: float | None = None  # what the floor is compared with (cold start)
+        self._expected_basis = ""
+        self._floor_leak: tuple[float, float, str] = (0.0, 0.0, "")  # as last judged
+        self._night_floor: float | None = None  # lowest floor of the last quiet stretch
+        self._was_quiet = False
         self._wall_ms: int | None = None
+        self._steps = EstimateSteps(
+            config.threshold_m3_h, config.duration, max(config.watch_window, config.floor_window)
+        )
+        self._t = 0.0
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # A gap in the flow breaks the window: it is not learned; the alarm stays latched.
@@ -270,7 +289,7 @@ class WaterLeak(DomainRule):
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
-        t = now.monotonic
+        t = self._t = now.monotonic
         self._wall_ms = now.wall_ms
         flow = number(snapshot, cfg.flow) - sum(number(snapshot, tag) for tag in cfg.submeters)
         self._flow = flow
@@ -308,25 +327,61 @@ class WaterLeak(DomainRule):
                 self._above_since = None
                 if excess < cfg.threshold_m3_h / 2:
                     self._alarm = False
+        self._cold_start(episode, trusted, producing, floor, now.wall_ms)
+        self._raise(episode, mode)
+        return self._valve(producing)
+
+    def _cold_start(
+        self,
+        episode: _Episode,
+        trusted: bool,
+        producing: bool,
+        floor: float | None,
+        wall_ms: int,
+    ) -> None:
+        """Without a trusted baseline for the mode: the floor of the flow against what the site
+        should draw now. In quiet hours: the prior `night_flow_m3_h`. Occupied and idle (not
+        quiet, no production), with `occupied_flow_m3_h`: the last quiet stretch's floor (the
+        prior before any night was seen) plus that."""
+        cfg = self.config
+        quiet = self.quiet(producing, wall_ms)
+        if quiet and floor is not None:
+            fresh = not self._was_quiet or self._night_floor is None
+            self._night_floor = floor if fresh else min(floor, self._night_floor or floor)
+        self._was_quiet = quiet
         self._floor = None
         if trusted or cfg.quiet_hours is None:
             self._floor_alarm = False  # a learned baseline has taken over
-        elif floor is not None and self.quiet(producing, now.wall_ms):
-            self._floor = floor
-            over = floor - cfg.night_flow_m3_h
-            if over >= cfg.threshold_m3_h:
-                self._floor_alarm = True
-            elif over < cfg.threshold_m3_h / 2:
-                self._floor_alarm = False
-            if over >= cfg.threshold_m3_h / 2:
-                episode.suspect = True  # a night with a floor is not learned as normal
-        self._raise(episode, mode)
-        return self._valve(producing)
+            return
+        if floor is None:
+            return
+        if quiet:
+            expected, basis = cfg.night_flow_m3_h, "quiet hours against night_flow_m3_h"
+        elif not producing and cfg.occupied_flow_m3_h is not None:
+            night = self._night_floor
+            carried = night if night is not None else cfg.night_flow_m3_h
+            expected = carried + cfg.occupied_flow_m3_h
+            basis = (
+                "an occupied idle window against the last quiet floor"
+                if night is not None
+                else "an occupied idle window against night_flow_m3_h"
+            ) + f" + occupied_flow_m3_h {cfg.occupied_flow_m3_h:g}"
+        else:
+            return
+        self._floor, self._expected, self._expected_basis = floor, expected, basis
+        over = floor - expected
+        if over >= cfg.threshold_m3_h:
+            self._floor_alarm = True
+        elif over < cfg.threshold_m3_h / 2:
+            self._floor_alarm = False
+        if over >= cfg.threshold_m3_h / 2:
+            episode.suspect = True  # a window with a floor is not learned as normal
 
     def _raise(self, episode: _Episode, mode: ProductionMode) -> None:
         cfg = self.config
         if self._alarm:
             episode.suspect = True
+            steps = self._steps.update(self._t, True, self._excess, "baseline")
             self.set_alarm(
                 "leak",
                 True,
@@ -340,26 +395,34 @@ class WaterLeak(DomainRule):
                     "basis": f"{cfg.percentile:g}th percentile of the minimum rolling"
                     f" {format_duration(cfg.learn_window)} of earlier windows in this mode",
                 },
+                steps=steps,
             )
         elif self._floor_alarm:
             episode.suspect = True
-            floor = self._floor if self._floor is not None else 0.0
+            if self._floor is not None and self._expected is not None:
+                self._floor_leak = (self._floor, self._expected, self._expected_basis)
+            floor, expected, basis = self._floor_leak
+            # Only a floor judged this cycle is a measurement (none in production).
+            measured = None if self._floor is None else floor - expected
+            steps = self._steps.update(self._t, True, measured, basis)
             self.set_alarm(
                 "leak",
                 True,
-                f"quiet-hours water flow never fell below {floor:.2f} m3/h in"
-                f" {format_duration(cfg.floor_window)}, {floor - cfg.night_flow_m3_h:.2f} m3/h"
-                f" above the expected night flow {cfg.night_flow_m3_h:g} m3/h: probable leak",
+                f"water flow never fell below {floor:.2f} m3/h in"
+                f" {format_duration(cfg.floor_window)}, {floor - expected:.2f} m3/h"
+                f" above the expected {expected:.2f} m3/h: probable leak",
                 {
-                    "leak_m3_h": rounded(floor - cfg.night_flow_m3_h),
-                    "flow_m3_h": rounded(self._floor),
-                    "baseline_m3_h": cfg.night_flow_m3_h,
+                    "leak_m3_h": rounded(floor - expected),
+                    "flow_m3_h": rounded(floor),
+                    "baseline_m3_h": rounded(expected),
                     "mode": list(mode),
                     "basis": f"lowest one-minute flow over {format_duration(cfg.floor_window)}"
-                    " of quiet hours against night_flow_m3_h (no trusted learned baseline)",
+                    f" of {basis} (no trusted learned baseline)",
                 },
+                steps=steps,
             )
         else:
+            self._steps.update(self._t, False, None)
             self.set_alarm("leak", False)
 
     def _learn(self, episode: _Episode, wall_ms: int) -> None:

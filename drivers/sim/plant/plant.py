@@ -169,6 +169,7 @@ class Plant:
                 LeakTruth(
                     name=leak.name,
                     kind=leak.kind,
+                    location="compressed_air" if isinstance(leak, AirLeak) else leak.location,
                     configured_start=(
                         sc.start + timedelta(seconds=self._leak_starts[leak.name])
                     ).isoformat(),

@@ -16,6 +16,9 @@ class LeakTruth:
     configured_start: str  # local time the scenario names
     started_s: float | None = None  # simulated seconds when it first flowed
     volume_m3: float = 0.0  # water m3, or free air m3
+    # Where it is, in the words alarms use for their location (controller/alarms.py): `main`
+    # (a pipe behind the main meter), `cooling_tower` (the basin), `compressed_air`.
+    location: str = ""
 
 
 @dataclass

@@ -166,3 +166,31 @@ def test_plant_normal_day_raises_no_tower_leak() -> None:
 
     loop.run(24 * 3600, watch)
     assert max(worst) < 0.025
+
+
+def test_a_second_basin_leak_under_the_raised_alarm_is_a_step() -> None:
+    """docs/rules.md "Alarms": 0.1 m3/h from 1 h raises the alarm; 0.1 m3/h more from 2.5 h is
+    a step of its estimate within 30 min, while the alarm stays raised."""
+    basin = tower(2000.0, bleed_pct=0.0)
+    rule = TowerBalance(config())
+    driven = Driven(rule)
+    stepped: list[float] = []
+    for _ in range(5 * 360):
+        hours = driven.t / 3600
+        basin.leak_m3_h = 0.2 if hours >= 2.5 else 0.1 if hours >= 1 else 0.0
+        basin.step(10.0, heat_kw=150.0, wet_bulb_c=20.0, running=True)
+        values = {
+            "plc.makeup_m3_h": basin.makeup_m3_h,
+            "plc.tower_us_cm": basin.conductivity,
+            "plc.blowdown_m3_h": basin.blowdown_m3_h,
+        }
+        driven.step(values, dt=10.0)
+        if driven.t < 2.5 * 3600:
+            assert leak(rule).steps == 0
+        elif not stepped and leak(rule).steps == 1:
+            stepped.append(driven.t)
+        assert leak(rule).active or driven.t < 1.5 * 3600
+    assert stepped, "no step in 2.5 h"
+    assert stepped[0] - 2.5 * 3600 <= 30 * 60
+    assert leak(rule).steps == 1
+    assert leak(rule).estimate["leak_m3_h"] == pytest.approx(0.2, abs=0.03)

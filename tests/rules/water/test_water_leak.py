@@ -317,3 +317,102 @@ def test_a_baseline_older_than_its_bound_is_not_trusted_and_the_cold_start_watch
     assert raised is not None
     assert raised <= 2 * 3600 + 47 * 60
     assert rule.learned((1.0,)) == [0.5]
+
+
+def test_a_second_leak_under_the_raised_alarm_is_a_step_of_its_estimate() -> None:
+    """docs/rules.md "Alarms": the alarm stays raised; its estimate steps by the second leak."""
+    rule = WaterLeak(config())
+    driven = Driven(rule)
+    run(driven, 3, 0.05, state=1)
+    run(driven, 1, 2.0, state=3)
+    run(driven, 0.75, 0.85, state=1)  # the first leak: raised, its estimate settled at 0.8
+    assert leak(rule).active
+    assert leak(rule).steps == 0
+    run(driven, 0.25, 0.85, state=1)
+    assert leak(rule).steps == 0  # a steady leak is no step
+    run(driven, 0.5, 1.15, state=1)  # +0.3 m3/h: above the step (0.2) for the duration
+    assert leak(rule).active
+    assert leak(rule).steps == 1
+    assert leak(rule).estimate["leak_m3_h"] == pytest.approx(1.1)
+    run(driven, 1, 1.15, state=1)
+    assert leak(rule).steps == 1
+    run(driven, 1, 0.05, state=1)  # repaired: cleared, the next episode counts from 0
+    assert not leak(rule).active
+    assert leak(rule).steps == 0
+
+
+# --- the first day outside quiet hours (docs/rules.md, water_leak, "First day") ---------------
+
+WARMUP_S = 5 * 3600 + 30 * 60  # people arrive at 05:30, machines idle (warm-up)
+SHIFT_S = 6 * 3600  # production from 06:00 to 14:00, an idle hour, then to 22:00
+
+
+def day_state(t: float) -> float:
+    if t < WARMUP_S or t >= 22 * 3600:
+        return 1  # standby
+    if SHIFT_S <= t < 14 * 3600 or 15 * 3600 <= t < 22 * 3600:
+        return 3  # producing
+    return 2  # idle: the warm-up, the hour between shifts
+
+
+def day_flow(leak_at: float | None, leak_m3_h: float = 0.25) -> Any:
+    """0.05 m3/h at night with a 1.2 m3/h draw for 2 min every 40 min; while occupied 0.3 m3/h
+    more and a draw every 10 min; production water is on the submeters (not here)."""
+
+    def flow(t: float) -> float:
+        occupied = WARMUP_S <= t < 22 * 3600
+        value = 0.05 + (1.2 if t % (600 if occupied else 2400) < 120 else 0.0)
+        value += 0.3 if occupied else 0.0
+        return value + (leak_m3_h if leak_at is not None and t >= leak_at else 0.0)
+
+    return flow
+
+
+def first_day_alarm(rule: WaterLeak, flow: Any, hours: float = 24) -> float | None:
+    driven = Driven(rule)
+    for _ in range(round(hours * 360)):
+        driven.step({"wm.flow_m3_h": flow(driven.t), "plc.state": day_state(driven.t)}, dt=10.0)
+        if leak(rule).active:
+            return driven.t
+    return None
+
+
+def test_first_day_leak_while_people_are_on_site_is_alarmed_within_30_minutes() -> None:
+    """A leak from 05:40, ten minutes into the warm-up: not quiet, nothing learned. The floor of
+    the occupied idle window stands above the night's floor + occupied_flow_m3_h."""
+    rule = WaterLeak(config(quiet_hours=QUIET, occupied_flow_m3_h=0.3))
+    start = WARMUP_S + 600
+    raised = first_day_alarm(rule, day_flow(start))
+    assert raised is not None, "no alarm on the first day"
+    assert start < raised <= start + 30 * 60
+    assert leak(rule).estimate["baseline_m3_h"] == pytest.approx(0.35, abs=0.01)  # 0.05 + 0.3
+    assert leak(rule).estimate["leak_m3_h"] == pytest.approx(0.25, abs=0.01)
+
+
+def test_first_day_without_a_leak_raises_nothing_in_the_occupied_windows() -> None:
+    rule = WaterLeak(config(quiet_hours=QUIET, occupied_flow_m3_h=0.3))
+    assert first_day_alarm(rule, day_flow(None), hours=30) is None
+
+
+def test_without_occupied_flow_a_leak_in_the_warm_up_waits() -> None:
+    """The behaviour before the key existed, kept as the default."""
+    rule = WaterLeak(config(quiet_hours=QUIET))
+    assert first_day_alarm(rule, day_flow(WARMUP_S + 600), hours=12) is None
+
+
+def test_a_negative_occupied_flow_is_refused() -> None:
+    with pytest.raises(ValidationError, match="occupied_flow_m3_h"):
+        config(quiet_hours=QUIET, occupied_flow_m3_h=-0.1)
+
+
+def test_the_floor_alarm_does_not_step_when_the_site_fills_or_empties() -> None:
+    """A leak raised at night stays one finding through the day: when people arrive (05:30)
+    or leave (22:00) the expected flow changes while the floor still lags behind it; that is
+    no second leak (it was counted as one before: the estimate fell and rose back)."""
+    rule = WaterLeak(config(quiet_hours=QUIET, occupied_flow_m3_h=0.3))
+    flow = day_flow(2 * 3600, leak_m3_h=0.5)
+    driven = Driven(rule)
+    for _ in range(26 * 360):
+        driven.step({"wm.flow_m3_h": flow(driven.t), "plc.state": day_state(driven.t)}, dt=10.0)
+        assert leak(rule).steps == 0, driven.t / 3600
+    assert leak(rule).active
