@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from controller.config import Config, load_config
 from controller.cosim import CoSimulation
@@ -90,3 +91,18 @@ async def test_the_baseline_battery_runs_its_vendor_self_consumption_program() -
         assert sim.plant.read_point("battery.following_setpoint") in (0, False)
         assert sim.plant.read_point("battery.power_kw") > 50.0  # the night's ~69 kW, covered
         assert sim.plant.read_point("site_meter.active_power_kw") < 20.0
+
+
+def test_the_storage_config_is_cosim_yaml_plus_the_battery() -> None:
+    """configs/cosim-storage.yaml repeats configs/cosim.yaml by hand: it must stay in step."""
+    plain = yaml.safe_load((ROOT / "configs" / "cosim.yaml").read_text("utf-8"))
+    storage = yaml.safe_load((ROOT / "configs" / "cosim-storage.yaml").read_text("utf-8"))
+    added = {"pv-inverter", "bess-1"}
+    storage["devices"] = [d for d in storage["devices"] if d["name"] not in added]
+    battery_kinds = ("battery_peak_shaving", "pv_self_consumption")
+    storage["rules"] = [r for r in storage["rules"] if r["kind"] not in battery_kinds]
+    outputs = storage["actuation"]["outputs"]
+    storage["actuation"]["outputs"] = {
+        tag: value for tag, value in outputs.items() if tag.split(".")[0] not in added
+    }
+    assert storage == plain
