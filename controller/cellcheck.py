@@ -129,9 +129,12 @@ def _tag_points(config: Config, scenario: Scenario) -> dict[str, str]:
 
 
 def _devices(config: Config, scenario: Scenario) -> list[Finding]:
-    served = {d.name: "modbus" for d in scenario.modbus_devices} | {
-        d.name: "opcua" for d in scenario.opcua_devices
-    }
+    # SunSpec devices (the PV inverter, the battery) are served over Modbus TCP too.
+    served = (
+        {d.name: "modbus" for d in scenario.modbus_devices}
+        | {d.name: "opcua" for d in scenario.opcua_devices}
+        | {d.name: "modbus" for d in scenario.sunspec_devices}
+    )
     polled = {d.name: d.driver for d in config.devices}
     findings = [
         Finding(

@@ -10,6 +10,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -17,6 +18,9 @@ from controller import __version__
 from controller.config import ConfigError, LoadedConfig, load_config
 from controller.logs import configure_logging
 from controller.statedir import StateDirLockedError
+
+if TYPE_CHECKING:
+    from drivers.sim.scenario import Scenario
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -74,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="savings on the simulated cell: baseline vs rules, same scenario and seed",
     )
     report.add_argument("--scenario", default="normal-day", help="a name in configs/sim/ or a path")
-    report.add_argument("--config", type=Path, default=_repo_file("configs/cosim.yaml"))
+    report.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="default: configs/cosim.yaml, or configs/cosim-storage.yaml for a cell with a battery",
+    )
     report.add_argument("--seed", type=int, default=None)
     report.add_argument("--hours", type=float, default=None, help="default: the scenario's")
     report.add_argument("--cycle", type=float, default=5.0, help="controller cycle, seconds")
@@ -175,18 +184,27 @@ def cmd_validate(paths: Sequence[Path]) -> int:
     return worst
 
 
+def report_config_for(scenario: Scenario) -> Path:
+    """The shipped co-simulation config for a scenario: configs/cosim-storage.yaml for a cell
+    with a battery (it polls the SunSpec devices and drives the battery), else cosim.yaml."""
+    if scenario.battery is not None:
+        return _repo_file("configs/cosim-storage.yaml")
+    return _repo_file("configs/cosim.yaml")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from controller.cellcheck import check_cell  # noqa: PLC0415
     from controller.report import markdown, run_pair, write_report  # noqa: PLC0415
     from drivers.sim.scenario import ScenarioError, load_scenario  # noqa: PLC0415
 
-    loaded = _load_or_report(args.config)
-    if loaded is None:
-        return EXIT_BAD_INPUT
     try:
         scenario = load_scenario(args.scenario)
     except ScenarioError as exc:
         print(exc, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    config_path = args.config or report_config_for(scenario)
+    loaded = _load_or_report(config_path)
+    if loaded is None:
         return EXIT_BAD_INPUT
     # Where the config repeats the plant by hand and the scenario says otherwise: said before
     # the run, kept in the report; the run goes ahead (a deliberate difference is allowed).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,24 @@ def window_label(seconds: float) -> str:
     return format_duration(seconds)
 
 
+# Series of a cell with PV and a battery (scenario `pv:` / `battery:`), sampled and plotted too.
+STORAGE_SERIES: dict[str, str] = {
+    "pv.power_kw": "PV power (kW)",
+    "battery.power_kw": "battery power, + discharging (kW)",
+    "battery.soc_pct": "battery state of charge (%)",
+}
+
+
+def storage_series(scenario: Scenario) -> dict[str, str]:
+    """The storage series this scenario's plant has (point -> label)."""
+    return {
+        point: label
+        for point, label in STORAGE_SERIES.items()
+        if (point.startswith("pv.") and scenario.pv is not None)
+        or (point.startswith("battery.") and scenario.battery is not None)
+    }
+
+
 def series_labels(scenario: Scenario) -> dict[str, str]:
     """The plots' axis labels (plant point -> label). The site meter's demand is its own sliding
     window (site.meter.demand_window), not a utility's clock-aligned billing window."""
@@ -64,6 +82,7 @@ def series_labels(scenario: Scenario) -> dict[str, str]:
         "tower.conductivity_us_cm": "tower conductivity (uS/cm)",
         "rinse.conductivity_us_cm": "rinse conductivity (uS/cm)",
         "chiller.supply_temp_c": "chilled water supply (degC)",
+        **storage_series(scenario),
     }
 
 
@@ -129,7 +148,7 @@ async def run_once(
     """One co-simulated run of `hours`, baseline (`rules=False`) or with the rules."""
     label = "edgecell" if rules else "baseline"
     result = RunResult(label=label, truth={}, hours=hours)
-    result.series = {point: [] for point in SERIES}
+    result.series = {point: [] for point in (*SERIES, *storage_series(scenario))}
     watched = start_points(scenario)
     result.starts_by_equipment = dict.fromkeys(watched, 0)
     cycles = max(1, round(hours * 3600 / cycle))
@@ -170,6 +189,64 @@ def _pct(baseline: float, value: float) -> float | None:
 # What the site draws from the mains (the others are parts of these: tower makeup =
 # evaporation + drift + blowdown + tower leaks).
 DRAWN_WATER = ("tower_makeup", "rinse_fresh", "rinse_regeneration", "domestic", "main_leak")
+
+
+def storage_totals(
+    truth: Mapping[str, Any], usable_kwh: float | None, stored_price: float
+) -> dict[str, Any]:
+    """The storage figures of a run from the plant's ground truth (docs/simulator.md): grid
+    import and export, how much of the PV the site used and how much of its use the site
+    covered itself, the battery's throughput, cycles and losses, the cost net of export with
+    the demand charge, and the SoC and setpoint limits it was held to.
+
+    Loads = import - export + PV + battery discharged - battery charged (the meter's balance);
+    self-consumption = (PV - export) / PV; self-sufficiency = (loads - import) / loads;
+    equivalent full cycles = (charged + discharged) / (2 x usable kWh). The energy left in the
+    battery at the end differs between runs (the vendor program empties it overnight, a peak
+    shaver refills it): `net_cost_soc_adjusted` credits the stored kWh at `stored_price` (the
+    off-peak price it would cost to put back) so the two days compare."""
+    imported, exported = truth["site_import_kwh"], truth.get("site_export_kwh", 0.0)
+    pv = truth.get("pv_kwh", 0.0)
+    charged = truth.get("battery_charged_kwh", 0.0)
+    discharged = truth.get("battery_discharged_kwh", 0.0)
+    loads = imported - exported + pv + discharged - charged
+    throughput = charged + discharged
+    net_cost = (
+        truth["energy_cost"] - truth.get("export_revenue", 0.0) + truth["demand_charge_prorated"]
+    )
+    initial, final = truth.get("battery_initial_soc_pct"), truth.get("battery_final_soc_pct")
+    stored_kwh = (
+        0.0
+        if usable_kwh is None or initial is None or final is None
+        else (final - initial) / 100.0 * usable_kwh
+    )
+    return {
+        "import_kwh": round(imported, 2),
+        "export_kwh": round(exported, 2),
+        "pv_kwh": round(pv, 2),
+        "pv_clipped_kwh": round(truth.get("pv_clipped_kwh", 0.0), 2),
+        "pv_self_consumption_pct": round(100.0 * max(0.0, pv - exported) / pv, 1) if pv else None,
+        "self_sufficiency_pct": round(100.0 * max(0.0, loads - imported) / loads, 1)
+        if loads > 0
+        else None,
+        "battery_charged_kwh": round(charged, 2),
+        "battery_discharged_kwh": round(discharged, 2),
+        "battery_throughput_kwh": round(throughput, 2),
+        "battery_equivalent_full_cycles": round(throughput / (2.0 * usable_kwh), 3)
+        if usable_kwh
+        else None,
+        "battery_loss_kwh": round(truth.get("battery_loss_kwh", 0.0), 2),
+        "battery_soc_min_pct": truth.get("battery_soc_min_pct"),
+        "battery_soc_max_pct": truth.get("battery_soc_max_pct"),
+        "battery_final_soc_pct": truth.get("battery_final_soc_pct"),
+        "battery_initial_soc_pct": truth.get("battery_initial_soc_pct"),
+        "soc_outside_limits_s": truth.get("seconds_soc_outside_limits", 0.0),
+        "battery_setpoint_curtailed_kwh": round(truth.get("battery_curtailed_kwh", 0.0), 3),
+        "export_revenue": round(truth.get("export_revenue", 0.0), 2),
+        "net_cost": round(net_cost, 2),
+        "battery_stored_kwh": round(stored_kwh, 2),
+        "net_cost_soc_adjusted": round(net_cost - stored_kwh * stored_price, 2),
+    }
 
 
 def _totals(run: RunResult) -> dict[str, Any]:
@@ -219,9 +296,30 @@ def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dic
         for name, m3 in ours["water_m3_by_use"].items()
         if name in base["water_m3_by_use"]
     }
+    storage: dict[str, Any] | None = None
+    targets: dict[str, bool] = {}
+    if scenario.pv is not None or scenario.battery is not None:
+        usable = None if scenario.battery is None else scenario.battery.usable_kwh
+        price = scenario.tariff.default_price_per_kwh
+        storage = {
+            "baseline": storage_totals(baseline.truth, usable, price),
+            "edgecell": storage_totals(edgecell.truth, usable, price),
+        }
+        storage["net_cost_saved_pct"] = _pct(
+            storage["baseline"]["net_cost"], storage["edgecell"]["net_cost"]
+        )
+        storage["net_cost_soc_adjusted_saved_pct"] = _pct(
+            storage["baseline"]["net_cost_soc_adjusted"],
+            storage["edgecell"]["net_cost_soc_adjusted"],
+        )
+        targets = {
+            "net_cost_15pct_lower": (storage["net_cost_soc_adjusted_saved_pct"] or 0) >= 15,
+            "zero_soc_violations": storage["edgecell"]["soc_outside_limits_s"] == 0,
+        }
     return {
         "scenario": scenario.name,
         "seed": baseline.truth["seed"],
+        "storage": storage,
         "hours": baseline.hours,
         "baseline": base,
         "edgecell": ours,
@@ -261,6 +359,7 @@ def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dic
                 leak["detected_after_min"] is not None and leak["detected_after_min"] <= 30
                 for leak in leaks
             ),
+            **targets,
         },
     }
 
@@ -334,11 +433,76 @@ def markdown(report: dict[str, Any]) -> str:
         "Targets: "
         + ", ".join(f"{k} {'yes' if v else 'NO'}" for k, v in report["targets"].items()),
     ]
+    if report.get("storage"):
+        lines += ["", *storage_markdown(report["storage"], currency, window)]
     findings = report.get("config_findings") or []
     if findings:
         lines += ["", "## Config and scenario disagree", ""]
         lines += [f"- {Finding(**finding).line()}" for finding in findings]
     return "\n".join(lines) + "\n"
+
+
+# The storage table's rows: (label, key in storage_totals or a two-value row, unit).
+STORAGE_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("grid import", "import_kwh", "kWh"),
+    ("grid export", "export_kwh", "kWh"),
+    ("PV energy", "pv_kwh", "kWh"),
+    ("PV self-consumption", "pv_self_consumption_pct", "%"),
+    ("self-sufficiency", "self_sufficiency_pct", "%"),
+    ("battery charged / discharged", "charged_discharged", "kWh"),
+    ("battery throughput", "battery_throughput_kwh", "kWh"),
+    ("equivalent full cycles", "battery_equivalent_full_cycles", ""),
+    ("battery losses", "battery_loss_kwh", "kWh"),
+    ("SoC min / max", "soc_range", "%"),
+    ("SoC outside its limits", "soc_outside_limits_s", "s"),
+    ("setpoint beyond a limit (curtailed)", "battery_setpoint_curtailed_kwh", "kWh"),
+    ("export revenue", "export_revenue", ""),
+    ("net cost (import - export + demand charge)", "net_cost", ""),
+    ("energy left in the battery at the end", "battery_stored_kwh", "kWh"),
+    ("net cost, stored energy credited", "net_cost_soc_adjusted", ""),
+)
+
+
+def storage_markdown(storage: dict[str, Any], currency: str, window: str) -> list[str]:
+    """The storage table of a cell with PV or a battery: baseline (the battery in its vendor
+    self-consumption program) beside edgecell."""
+    base, ours = storage["baseline"], storage["edgecell"]
+
+    def shown(totals: dict[str, Any], key: str, unit: str) -> str:
+        if key == "charged_discharged":
+            return (
+                f"{totals['battery_charged_kwh']:,.2f} / {totals['battery_discharged_kwh']:,.2f}"
+                " kWh"
+            )
+        if key == "soc_range":
+            low, high = totals["battery_soc_min_pct"], totals["battery_soc_max_pct"]
+            return "n/a" if low is None or high is None else f"{low:.1f} / {high:.1f} %"
+        value = totals[key]
+        if value is None:
+            return "n/a"
+        unit = unit or (currency if key.startswith(("export_revenue", "net_cost")) else "")
+        return f"{value:,.2f} {unit}".rstrip()
+
+    saved = storage.get("net_cost_saved_pct")
+    adjusted = storage.get("net_cost_soc_adjusted_saved_pct")
+    lines = [
+        "## Storage and sun",
+        "",
+        "| | baseline (vendor self-consumption) | edgecell |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {label} | {shown(base, key, unit)} | {shown(ours, key, unit)} |"
+        for label, key, unit in STORAGE_ROWS
+    ]
+    lines += [
+        "",
+        f"Net cost saved: {'n/a' if saved is None else f'{saved:+.1f} %'} (the import bill, less"
+        f" the export revenue, plus the demand charge prorated on the peak {window} demand);"
+        f" with the energy left in the battery credited at the off-peak price:"
+        f" {'n/a' if adjusted is None else f'{adjusted:+.1f} %'}.",
+    ]
+    return lines
 
 
 def plot(baseline: RunResult, edgecell: RunResult, out: Path, scenario: Scenario) -> list[Path]:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+from controller.rules.energy.battery_peak_shaving import (
+    BatteryPeakShaving,
+    BatteryPeakShavingConfig,
+)
 from controller.rules.energy.chiller_reset import ChillerReset, ChillerResetConfig
 from controller.rules.energy.compressed_air import CompressedAir, CompressedAirConfig
 from controller.rules.energy.idle_standby import IdleStandby, IdleStandbyConfig
 from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
+from controller.rules.energy.pv_self_consumption import PvSelfConsumption, PvSelfConsumptionConfig
 from controller.rules.rule import Rule
 from controller.rules.timing import ControlTiming
 from controller.rules.water.cooling_tower_blowdown import BlowdownConfig, CoolingTowerBlowdown
@@ -25,6 +30,8 @@ DomainRuleConfig: TypeAlias = (
     | BlowdownConfig
     | RinseReuseConfig
     | TowerBalanceConfig
+    | BatteryPeakShavingConfig
+    | PvSelfConsumptionConfig
 )
 
 
@@ -42,6 +49,10 @@ def build_domain_rule(config: DomainRuleConfig, timing: ControlTiming | None = N
         return WaterLeak(config)
     if isinstance(config, BlowdownConfig):
         return CoolingTowerBlowdown(config)
+    if isinstance(config, BatteryPeakShavingConfig):
+        return BatteryPeakShaving(config)
+    if isinstance(config, PvSelfConsumptionConfig):
+        return PvSelfConsumption(config)
     if isinstance(config, TowerBalanceConfig):
         return TowerBalance(config)
     return RinseReuse(config)
