@@ -523,6 +523,9 @@ def generate(seed: int, index: int) -> Cell:
             }
         ],
         "demand_charge_per_kw_month": draw.uniform(RANGES["demand_charge_per_kw_month"], 1),
+        # Billed on clock-aligned windows as long as the meter's (peak shaving keeps the same).
+        "demand_window": f"{window_min}min",
+        "demand_alignment": "fixed",
         "water_price_per_m3": draw.uniform(RANGES["water_price_per_m3"]),
     }
     for device in scenario["modbus_devices"]:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from drivers.sim.plant.air import CompressedAir, orifice_free_air_m3_min_per_bar_abs
 from drivers.sim.plant.charging import EvCharger
 from drivers.sim.plant.chiller import ChilledWater
-from drivers.sim.plant.electricity import Load, SiteMeter
+from drivers.sim.plant.electricity import Load, SiteMeter, billing_demand
 from drivers.sim.plant.machines import Machine
 from drivers.sim.plant.noise import seeded
 from drivers.sim.plant.plc import Plc, Setpoint
@@ -115,6 +115,14 @@ class Plant:
             process.add(f"{charger_spec.name}.enable", enable)
             self.chargers.append(EvCharger(charger_spec, enable))
         self.meter = SiteMeter(sc.site.meter, seeded(self.seed, "grid"))
+        # What the utility bills: the tariff's windows on the site's clock (the meter's own
+        # demand above is a sliding window, what its display shows).
+        start = sc.start
+        self.billing = billing_demand(
+            sc.tariff.demand_window,
+            sc.tariff.demand_alignment,
+            start.hour * 3600.0 + start.minute * 60.0 + start.second + start.microsecond / 1e6,
+        )
         self._pressure_sp = _setpoint(sc.compressed_air.setpoint_bar)
         self._supply_sp = _setpoint(sc.chilled_water.supply_setpoint_c)
         self._blowdown_sp = Setpoint(default=None, min=0.0, max=100.0)
@@ -147,6 +155,9 @@ class Plant:
             scenario=sc.name,
             seed=self.seed,
             start=sc.start.isoformat(),
+            meter_demand_window_s=sc.site.meter.demand_window,
+            billing_window_s=sc.tariff.demand_window,
+            billing_alignment=sc.tariff.demand_alignment,
             leaks=[
                 LeakTruth(
                     name=leak.name,
@@ -192,8 +203,9 @@ class Plant:
     def ground_truth(self) -> GroundTruth:
         self.truth.elapsed_s = self.time_s
         self.truth.max_demand_kw = self.meter.max_demand_kw
+        self.truth.billing_demand_kw = self.billing.max_kw
         self.truth.demand_charge_prorated = (
-            self.meter.max_demand_kw
+            self.billing.max_kw
             * self.scenario.tariff.demand_charge_per_kw_month
             * min(1.0, self.time_s / (30 * 86400.0))
         )
@@ -272,6 +284,7 @@ class Plant:
                 loads.append(Load(extra.name, extra.kw, extra.power_factor))
 
         kwh = self.meter.step(dt, loads)
+        self.billing.add(dt, kwh)
 
         domestic_m3_h = sc.site.domestic_water.m3_h + (
             sc.site.domestic_water.occupied_m3_h if occupied else 0.0
