@@ -11,6 +11,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -117,6 +118,13 @@ class PeakShavingConfig(RuleCommon):
     # When all loads together cannot keep the limit: `release` the sheds (they cannot keep it),
     # or `shed` anyway to lower the peak the window sets (a penalty per kW over the limit).
     when_unreachable: Literal["release", "shed"] = "release"
+    # Least time the limit stays unreachable once said (None: one window): the site's load
+    # swings with the machines' cycles, and a verdict on each swing would flap.
+    unreachable_dwell: Duration | None = None
+    # `month`: a window average above the limit already set this calendar month is what the
+    # bill charges; later windows are kept under that peak, not under the limit (fixed windows
+    # only). `ignore`: every window is kept under the limit (a connection capacity).
+    peak_already_set: Literal["month", "ignore"] = "month"
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -143,6 +151,14 @@ class PeakShavingConfig(RuleCommon):
     @property
     def target_kw(self) -> float:
         return self.limit_kw - self.margin_kw
+
+    @property
+    def dwell_s(self) -> float:
+        return self.window if self.unreachable_dwell is None else self.unreachable_dwell
+
+    @property
+    def counts_peak_set(self) -> bool:
+        return self.peak_already_set == "month" and self.alignment == "fixed"
 
     def demand_config(self) -> DemandWindowConfig:
         settings: dict[str, Any] = {
@@ -230,6 +246,10 @@ class PeakShaving(DomainRule):
         super().__init__(config, "peak_shaving")
         self.config = config
         self._total_kw = sum(load.kw for load in config.loads)
+        # The highest window average of this billing month (kept over a restart: the bill
+        # keeps it too) and the month it is of.
+        self._peak_set_kw = 0.0
+        self._peak_month: str | None = None
         self._restart()
 
     def _restart(self) -> None:
@@ -244,6 +264,11 @@ class PeakShaving(DomainRule):
         self._needed_kw: float | None = None
         self._uncontrolled_kw: float | None = None
         self._unreachable = False
+        self._unreachable_since = -math.inf
+        # This window's recent uncontrolled load (monotonic s, kW), for the verdict's mean.
+        self._recent: deque[tuple[float, float]] = deque()
+        self._window_start: int | None = None
+        self._window_kw: float | None = None  # this window's average, as billed, if it ends now
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # After a stop every load went back to its fallback: nothing is shed any more.
@@ -317,6 +342,8 @@ class PeakShaving(DomainRule):
         except NoSampleError:
             return self._proposals("waiting for a second energy reading")
         self._reading = reading
+        self._follow_window(reading, measured, t, uncontrolled)
+        target = self.target_kw
         # The window ends at the target when E + (P_u - S) * R + target * U = target * W, with E
         # the energy over the covered time C, R the time left and U = W - C - R the past the
         # data does not cover (a controller started mid-window), taken at the target itself:
@@ -325,11 +352,11 @@ class PeakShaving(DomainRule):
         remaining = max(reading.remaining_s, 1.0)
         needed = (
             uncontrolled
-            - cfg.target_kw
-            + (reading.energy_kwh * _HOUR - cfg.target_kw * reading.covered_s) / remaining
+            - target
+            + (reading.energy_kwh * _HOUR - target * reading.covered_s) / remaining
         )
         self._needed_kw = needed
-        self._judge_reachable(needed, reading)
+        self._judge_reachable(needed, reading, t, uncontrolled)
         if self._unreachable and cfg.when_unreachable == "release":
             # Shedding cannot bring this window under the limit: nothing more is shed. What is
             # shed goes back one at a time, but only into headroom (the site's present load and
@@ -350,12 +377,12 @@ class PeakShaving(DomainRule):
             elif (
                 last is not None
                 and self._may_restore(last, t)
-                and measured + last.load.kw <= cfg.target_kw
+                and measured + last.load.kw <= target
             ):
                 self._restore(last, t)
             return self._proposals(
                 f"limit unreachable: predicted {reading.predicted_kw:.1f} kW uncontrolled against"
-                f" {cfg.target_kw:g} kW, {needed:.1f} kW to shed and all loads together"
+                f" {target:g} kW, {needed:.1f} kW to shed and all loads together"
                 f" {self._total_kw:g} kW; nothing more is shed, sheds come back into headroom"
             )
         if needed > self.shed_kw:
@@ -380,24 +407,84 @@ class PeakShaving(DomainRule):
         unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
         return self._proposals(
             f"{unreachable}predicted {reading.predicted_kw:.1f} kW uncontrolled against"
-            f" {cfg.target_kw:g} kW: {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
+            f" {target:g} kW: {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
         )
 
-    def _judge_reachable(self, needed: float, reading: DemandReading) -> None:
+    @property
+    def target_kw(self) -> float:
+        """What the window is kept under: the limit less the margin, or the peak already set
+        this month less the margin when that is higher (a lower window would not lower the
+        bill; `peak_already_set`)."""
+        cfg = self.config
+        return max(cfg.target_kw, self._peak_set_kw - cfg.margin_kw)
+
+    def _follow_window(
+        self, reading: DemandReading, measured: float, t: float, uncontrolled: float
+    ) -> None:
+        """A window that ended sets the month's peak if it was higher; the window's recent
+        uncontrolled load is kept for the unreachable verdict."""
+        cfg = self.config
+        start = reading.window_start_ms
+        if self._window_start is not None and start != self._window_start:
+            self._recent.clear()
+            if self._window_kw is not None:
+                self._close_window(self._window_start, self._window_kw)
+        if cfg.counts_peak_set:
+            month = datetime.fromtimestamp(start / 1000, self.window.zone).strftime("%Y-%m")
+            if month != self._peak_month:
+                self._peak_month, self._peak_set_kw = month, 0.0
+        self._window_start = start
+        # What the window averages if the present (measured) load runs to its end; at its last
+        # cycle, the billed average within a cycle's energy.
+        self._window_kw = (reading.energy_kwh * _HOUR + measured * reading.remaining_s) / (
+            cfg.window
+        )
+        self._recent.append((t, uncontrolled))
+        while self._recent[0][0] < t - _RATE_WINDOW_S:
+            self._recent.popleft()
+
+    def _close_window(self, start_ms: int, average_kw: float) -> None:
+        cfg = self.config
+        if not cfg.counts_peak_set:
+            return
+        month = datetime.fromtimestamp(start_ms / 1000, self.window.zone).strftime("%Y-%m")
+        if month == self._peak_month and average_kw > self._peak_set_kw:
+            self._peak_set_kw = average_kw
+            if average_kw > cfg.limit_kw:
+                log.info(
+                    "peak_set_above_limit",
+                    rule=self.name,
+                    peak_kw=round(average_kw, 1),
+                    limit_kw=cfg.limit_kw,
+                    window_start=start_ms,
+                )
+
+    def _judge_reachable(
+        self, needed: float, reading: DemandReading, t: float, uncontrolled: float
+    ) -> None:
+        """Unreachable at once when all loads together cannot cover the need (nothing more is
+        shed then: the safe direction); reachable again only after `unreachable_dwell` and when
+        both the need now and its mean over the window's last minute are `hysteresis_kw` under
+        what the loads can shed: the machines' cycles swing the load by more than that within a
+        minute, and a verdict on each swing would flap."""
         cfg = self.config
         if not self._unreachable and needed > self._total_kw:
             self._unreachable = True
+            self._unreachable_since = t
             log.warning(
                 "peak_limit_unreachable",
                 rule=self.name,
                 needed_kw=round(needed, 1),
                 loads_kw=self._total_kw,
-                target_kw=cfg.target_kw,
+                target_kw=self.target_kw,
                 window_end=reading.window_end_ms,
             )
-        elif self._unreachable and needed <= self._total_kw - cfg.hysteresis_kw:
-            self._unreachable = False
-            log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
+        elif self._unreachable and t - self._unreachable_since >= cfg.dwell_s:
+            mean_u = sum(kw for _, kw in self._recent) / len(self._recent)
+            worst = max(needed, needed + mean_u - uncontrolled)
+            if worst <= self._total_kw - cfg.hysteresis_kw:
+                self._unreachable = False
+                log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
 
     def _may_restore(self, shed: _Shed, t: float) -> bool:
         held = t - (shed.since if shed.since is not None else t) < shed.load.min_shed
@@ -459,7 +546,8 @@ class PeakShaving(DomainRule):
             "predicted_kw": rounded(
                 None if predicted_u is None else predicted_u - counted * remaining_share
             ),
-            "target_kw": self.config.target_kw,
+            "target_kw": self.target_kw,
+            "peak_set_kw": rounded(self._peak_set_kw if self.config.counts_peak_set else None),
             "needed_kw": rounded(self._needed_kw),
             "shed_kw": self.shed_kw,
             "shed": self.shed_loads,
