@@ -639,6 +639,9 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
                 tags.append(
                     {"name": f"{_tag(t['name'])}_temp_c", "address": at + 2, "type": "float32"}
                 )
+                tags.append(
+                    {"name": f"{_tag(t['name'])}_heater_kw", "address": at + 4, "type": "float32"}
+                )
             for i, c in enumerate(chargers):
                 at = CHARGER_AT + 10 * i
                 tags.append(
@@ -671,6 +674,8 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
             "name": c["name"],
             "tag": f"process-plc.{_tag(c['name'])}_enable",
             "kw": c["kw"],
+            # what the charger draws: without a car, a shed saves nothing
+            "power": f"process-plc.{_tag(c['name'])}_kw",
             "shed_value": 0,
             "restore_value": 1,
             "min_shed": "5min",
@@ -684,6 +689,8 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
             "name": f"{t['name']}-heater",
             "tag": f"process-plc.{_tag(t['name'])}_heater_enable",
             "kw": t["heater_kw"],
+            # what the heater draws: off by its thermostat, a shed saves nothing
+            "power": f"process-plc.{_tag(t['name'])}_heater_kw",
             "shed_value": 0,
             "restore_value": 1,
             "min_shed": "5min",

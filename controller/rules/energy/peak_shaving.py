@@ -32,6 +32,8 @@ from controller.rules.schedule import TimeZoneName
 log = structlog.get_logger(__name__)
 
 _HOUR = 3600.0
+# A load with a power tag drawing under this share of its kw is not shed: it would save nothing.
+_MIN_DRAW_SHARE = 0.05
 # The rate of a process variable is its slope over about this long: long enough to smooth a
 # sensor's noise, short enough to see a rise that started a minute ago.
 _RATE_WINDOW_S = 60.0
@@ -88,6 +90,10 @@ class ShedLoad(StrictModel):
     tag: TagKey
     kw: float = Field(gt=0)
     shed_value: OutputValue
+    # The load's own draw, kW (a charger's power, a heater's): a shed saves what the load drew
+    # when it was shed (at most `kw`), and a load drawing next to nothing (a charger without a
+    # car, a heater whose thermostat is satisfied) is not shed. None: a shed saves `kw`.
+    power: TagKey | None = None
     # Proposed while the load is not shed; null: nothing is proposed (the tag goes back to
     # the rule or PLC that normally drives it).
     restore_value: OutputValue | None = None
@@ -176,6 +182,8 @@ class PeakShavingConfig(RuleCommon):
         if self.energy is not None:
             tags.append(("energy", self.energy))
         for i, load in enumerate(self.loads):
+            if load.power is not None:
+                tags.append((f"loads[{i}].power", load.power))
             for j, limit in enumerate(load.limits):
                 tags.append((f"loads[{i}].limits[{j}].tag", limit.tag))
         return tags
@@ -205,6 +213,8 @@ class _Shed:
     restored_at: float = -math.inf
     sheds: int = 0
     endangered: str | None = None  # why a process limit forbids the shed now
+    drawing_kw: float = 0.0  # what shedding it would save now: its draw, or its kw
+    saved_kw: float = 0.0  # while shed: what it drew when it was shed
 
 
 @dataclass
@@ -245,7 +255,6 @@ class PeakShaving(DomainRule):
     def __init__(self, config: PeakShavingConfig) -> None:
         super().__init__(config, "peak_shaving")
         self.config = config
-        self._total_kw = sum(load.kw for load in config.loads)
         # The highest window average of this billing month (kept over a restart: the bill
         # keeps it too) and the month it is of.
         self._peak_set_kw = 0.0
@@ -280,7 +289,15 @@ class PeakShaving(DomainRule):
 
     @property
     def shed_kw(self) -> float:
-        return sum(shed.load.kw for shed in self._order)
+        return sum(shed.saved_kw for shed in self._order)
+
+    @property
+    def sheddable_kw(self) -> float:
+        """What all loads together can save now: the shed ones what they drew, the others
+        what they draw (their kw without a power tag)."""
+        return sum(
+            shed.saved_kw if shed.since is not None else shed.drawing_kw for shed in self._loads
+        )
 
     def _feed(self, snapshot: Mapping[str, Sample], power_kw: float) -> None:
         cfg = self.config
@@ -294,6 +311,17 @@ class PeakShaving(DomainRule):
         if self._last_ts is None or ts > self._last_ts:
             self.window.add_power(ts, power_kw)
             self._last_ts = ts
+
+    def _read_draws(self, snapshot: Mapping[str, Sample]) -> None:
+        """Each load's draw now (its `power` tag, at most its kw; its kw without one)."""
+        for shed in self._loads:
+            load = shed.load
+            if load.power is None:
+                shed.drawing_kw = load.kw
+            else:
+                drawn = min(max(number(snapshot, load.power), 0.0), load.kw)
+                # A load drawing under this share of its kw saves nothing worth a shed.
+                shed.drawing_kw = drawn if drawn >= _MIN_DRAW_SHARE * load.kw else 0.0
 
     def _check_limits(self, snapshot: Mapping[str, Sample]) -> None:
         """Each load's process variables: `endangered` says why a shed must not hold."""
@@ -319,6 +347,7 @@ class PeakShaving(DomainRule):
         measured = number(snapshot, cfg.power)
         self._measured_kw = measured
         self._feed(snapshot, measured)
+        self._read_draws(snapshot)
         self._check_limits(snapshot)
         t = now.monotonic
         # The measurement saw the loads shed until now. In shadow mode nothing is really shed:
@@ -383,7 +412,7 @@ class PeakShaving(DomainRule):
             return self._proposals(
                 f"limit unreachable: predicted {reading.predicted_kw:.1f} kW uncontrolled against"
                 f" {target:g} kW, {needed:.1f} kW to shed and all loads together"
-                f" {self._total_kw:g} kW; nothing more is shed, sheds come back into headroom"
+                f" {self.sheddable_kw:.1f} kW; nothing more is shed, sheds come back into headroom"
             )
         if needed > self.shed_kw:
             for shed in self._loads:
@@ -392,16 +421,18 @@ class PeakShaving(DomainRule):
                 if (
                     shed.since is None
                     and shed.endangered is None
+                    and shed.drawing_kw > 0
                     and t - shed.restored_at >= shed.load.min_between
                 ):
                     shed.since = t
+                    shed.saved_kw = shed.drawing_kw
                     shed.sheds += 1
                     self._order.append(shed)
         elif self._order:
             last = self._order[-1]
             if (
                 self._may_restore(last, t)
-                and self.shed_kw - last.load.kw >= needed + cfg.hysteresis_kw
+                and self.shed_kw - last.saved_kw >= needed + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
         unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
@@ -468,21 +499,22 @@ class PeakShaving(DomainRule):
         what the loads can shed: the machines' cycles swing the load by more than that within a
         minute, and a verdict on each swing would flap."""
         cfg = self.config
-        if not self._unreachable and needed > self._total_kw:
+        sheddable = self.sheddable_kw
+        if not self._unreachable and needed > sheddable:
             self._unreachable = True
             self._unreachable_since = t
             log.warning(
                 "peak_limit_unreachable",
                 rule=self.name,
                 needed_kw=round(needed, 1),
-                loads_kw=self._total_kw,
+                loads_kw=round(sheddable, 1),
                 target_kw=self.target_kw,
                 window_end=reading.window_end_ms,
             )
         elif self._unreachable and t - self._unreachable_since >= cfg.dwell_s:
             mean_u = sum(kw for _, kw in self._recent) / len(self._recent)
             worst = max(needed, needed + mean_u - uncontrolled)
-            if worst <= self._total_kw - cfg.hysteresis_kw:
+            if worst <= sheddable - cfg.hysteresis_kw:
                 self._unreachable = False
                 log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
 
@@ -515,6 +547,7 @@ class PeakShaving(DomainRule):
 
     def _restore(self, shed: _Shed, t: float) -> None:
         shed.since = None
+        shed.saved_kw = 0.0
         shed.restored_at = t
         self._last_restore = t
         self._order.remove(shed)
@@ -549,7 +582,8 @@ class PeakShaving(DomainRule):
             "target_kw": self.target_kw,
             "peak_set_kw": rounded(self._peak_set_kw if self.config.counts_peak_set else None),
             "needed_kw": rounded(self._needed_kw),
-            "shed_kw": self.shed_kw,
+            "shed_kw": rounded(self.shed_kw),
+            "sheddable_kw": rounded(self.sheddable_kw),
             "shed": self.shed_loads,
             "unreachable": self._unreachable,
             "blocked": {

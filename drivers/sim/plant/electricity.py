@@ -73,6 +73,11 @@ class BillingDemand:
         self.max_kw = 0.0
 
     @property
+    def window_start_s(self) -> float:
+        """The present window's start, seconds after local midnight of the first day."""
+        return self._index * self.window
+
+    @property
     def kw(self) -> float:
         """The present window's demand so far: its energy over the full window."""
         return self._kwh * 3600.0 / self.window

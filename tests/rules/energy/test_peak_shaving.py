@@ -4,6 +4,7 @@ the uncontrolled demand, shed time limits, shadow mode and restart, on synthetic
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -595,3 +596,83 @@ def test_peak_already_set_ignore_keeps_every_window_under_the_limit() -> None:
     site.run(5)
     assert rule.detail()["peak_set_kw"] is None
     assert rule.shed_loads == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"unreachable_dwell": "-5min"}, {"unreachable_dwell": 900}, {"peak_already_set": "yes"}]
+)
+def test_a_wrong_dwell_or_peak_already_set_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        config(**bad)
+
+
+def test_the_rule_keeps_the_windows_the_plant_bills() -> None:
+    """A run starting at 05:20 on the simulated cell, the co-simulation's clock (the site's
+    local time read as UTC): every cycle the rule's window is the billing window the plant's
+    ground truth is scored on (05:15-05:30, then 05:30-05:45)."""
+    day = scenario("normal-day")
+    plant = Plant(day.model_copy(update={"start": day.start.replace(hour=5, minute=20)}))
+    # far under its limit, a load with nothing to propose while not shed: nothing written
+    quiet = {"name": "a", "tag": "cell.a_enable", "kw": 8, "shed_value": False}
+    rule = PeakShaving(config(limit_kw=500, loads=[quiet]))
+    midnight = plant.scenario.start.replace(hour=0, minute=0, second=0, tzinfo=UTC)
+    seen: set[int] = set()
+
+    def same_window(loop: PlantLoop) -> None:
+        start_ms = rule.detail()["window_start"]
+        billed = midnight.timestamp() * 1000 + loop.plant.billing.window_start_s * 1000
+        assert start_ms == billed
+        seen.add(start_ms)
+
+    loop = PlantLoop(rule, {"meter.power_kw": "site_meter.active_power_kw"}, plant=plant, dt=5.0)
+    loop.run(20 * 60, same_window)
+    assert len(seen) == 2
+
+
+# --- a shed saves what the load draws: a charger without a car saves nothing ---
+
+CHARGER_P = {"name": "car", "tag": "plc.car_enable", "kw": 11, "shed_value": 0,
+             "restore_value": 1, "power": "plc.car_kw"}
+HEATER_P = {**HEATER, "power": "plc.heater_kw"}
+
+
+def test_a_load_drawing_nothing_is_not_shed_and_a_shed_counts_what_it_drew() -> None:
+    """cell-1-003 at 05:43: the charger (11 kW, no car until 09:00) was shed and counted as 11
+    kW saved, the uncontrolled load overstated by 11 kW, and the limit said unreachable on
+    73.5 kW needed against 71.1 kW of loads. With its power tag it is not shed, and a heater
+    shed counts what it drew."""
+    rule = PeakShaving(config(loads=[CHARGER_P, HEATER_P], limit_kw=100))
+    rows: list[Row] = [
+        # 128 kW, the car charger idle, the heater on: 28 kW to shed, the heater covers it
+        (1, {"meter.power_kw": 128, "plc.car_kw": 0, "plc.heater_kw": 30},
+         {"plc.car_enable": 1, "plc.heater_enable": 0}),
+        # the heater off: the meter shows 98, the uncontrolled load is 98 + 30, not + 41
+        (6, {"meter.power_kw": 98, "plc.car_kw": 0, "plc.heater_kw": 0},
+         {"plc.car_enable": 1, "plc.heater_enable": 0}),
+    ]
+    assert run_table(rule, rows) == []
+    detail = rule.detail()
+    assert detail["uncontrolled_kw"] == 128
+    assert detail["shed_kw"] == 30
+    assert detail["sheddable_kw"] == 30  # the car charger can save nothing now
+    assert detail["unreachable"] is False
+    # a heater at 24 of its 30 kW against 28 kW to shed: what it saves cannot keep the limit
+    rule = PeakShaving(config(loads=[CHARGER_P, HEATER_P], limit_kw=100))
+    assert run_table(rule, [(1, {"meter.power_kw": 128, "plc.car_kw": 0, "plc.heater_kw": 24},
+                             {"plc.car_enable": 1, "plc.heater_enable": 1})]) == []
+    assert rule.detail()["unreachable"] is True
+
+
+def test_a_charging_car_is_shed_for_what_it_draws() -> None:
+    rule = PeakShaving(config(loads=[CHARGER_P, HEATER_P], limit_kw=100))
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 109, "plc.car_kw": 11, "plc.heater_kw": 0},
+         {"plc.car_enable": 0, "plc.heater_enable": 1}),
+    ]
+    assert run_table(rule, rows) == []
+    assert rule.detail()["sheddable_kw"] == 11
+
+
+def test_a_load_power_tag_is_an_input() -> None:
+    cfg = config(loads=[CHARGER_P])
+    assert ("loads[0].power", "plc.car_kw") in cfg.input_tags()
