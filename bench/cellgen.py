@@ -526,6 +526,9 @@ def generate(seed: int, index: int) -> Cell:
             }
         ],
         "demand_charge_per_kw_month": draw.uniform(RANGES["demand_charge_per_kw_month"], 1),
+        # Billed on clock-aligned windows as long as the meter's (peak shaving keeps the same).
+        "demand_window": f"{window_min}min",
+        "demand_alignment": "fixed",
         "water_price_per_m3": draw.uniform(RANGES["water_price_per_m3"]),
     }
     for device in scenario["modbus_devices"]:
@@ -640,6 +643,9 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
                 tags.append(
                     {"name": f"{_tag(t['name'])}_temp_c", "address": at + 2, "type": "float32"}
                 )
+                tags.append(
+                    {"name": f"{_tag(t['name'])}_heater_kw", "address": at + 4, "type": "float32"}
+                )
             for i, c in enumerate(chargers):
                 at = CHARGER_AT + 10 * i
                 tags.append(
@@ -672,6 +678,8 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
             "name": c["name"],
             "tag": f"process-plc.{_tag(c['name'])}_enable",
             "kw": c["kw"],
+            # what the charger draws: without a car, a shed saves nothing
+            "power": f"process-plc.{_tag(c['name'])}_kw",
             "shed_value": 0,
             "restore_value": 1,
             "min_shed": "5min",
@@ -685,6 +693,8 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
             "name": f"{t['name']}-heater",
             "tag": f"process-plc.{_tag(t['name'])}_heater_enable",
             "kw": t["heater_kw"],
+            # what the heater draws: off by its thermostat, a shed saves nothing
+            "power": f"process-plc.{_tag(t['name'])}_heater_kw",
             "shed_value": 0,
             "restore_value": 1,
             "min_shed": "5min",

@@ -68,6 +68,10 @@ def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
         "leaks_missed": sum(1 for d in delays if d is None),
         "leaks_late": sum(1 for d in delays if d is not None and d > LATE_MIN),
         "savings_pct": {key: report["savings_pct"][key] for key in SAVINGS},
+        # kW, baseline and edgecell: the billed peak (the tariff's clock-aligned windows) and
+        # the meter's own sliding one (not billed).
+        "peak_kw": [base["peak_demand_kw"], ours["peak_demand_kw"]],
+        "meter_peak_kw": [base["meter_peak_demand_kw"], ours["meter_peak_demand_kw"]],
         "uses_more": [key for key in SAVINGS if (report["savings_pct"][key] or 0.0) < 0],
         "alarms": [alarm["topic"].rsplit("/", 1)[-1] for alarm in report["alarms"]],
         "wall_s": round(base["wall_s"] + ours["wall_s"], 1),

@@ -22,6 +22,7 @@ from controller.config import Config
 from controller.rules.energy.chiller_reset import ChillerResetConfig
 from controller.rules.energy.compressed_air import CompressedAirConfig
 from controller.rules.energy.idle_standby import IdleStandbyConfig
+from controller.rules.energy.peak_shaving import PeakShavingConfig
 from controller.rules.energy.requirement import Requirement
 from controller.rules.schedule import Schedule, ScheduleConfig
 from controller.rules.water.cooling_tower_blowdown import BlowdownConfig
@@ -77,6 +78,8 @@ def check_cell(config: Config, scenario: Scenario) -> list[Finding]:
             findings += _laxer(rule.name, "critical", rule.critical, points, scenario)
         elif isinstance(rule, ChillerResetConfig):
             findings += _laxer(rule.name, "process", rule.process, points, scenario)
+        elif isinstance(rule, PeakShavingConfig):
+            findings += _billing_window(rule, scenario)
     covered = {
         points.get(machine.state)
         for rule in config.rules
@@ -419,6 +422,34 @@ def _compressor(rule: CompressedAirConfig, scenario: Scenario) -> list[Finding]:
             "the compressor's rated flow differs: the leak estimate in m3/min is scaled wrong",
         )
     )
+
+
+def _billing_window(rule: PeakShavingConfig, scenario: Scenario) -> list[Finding]:
+    """Peak shaving must keep the windows the utility bills: their length and alignment."""
+    tariff = scenario.tariff
+    findings = _differs(
+        Finding(
+            "warning",
+            f"rules[{rule.name}].window",
+            "tariff.demand_window",
+            rule.window,
+            tariff.demand_window,
+            "the rule keeps another window than the one the tariff bills: the billed peak is"
+            " not the one shaved",
+        )
+    )
+    if rule.alignment != tariff.demand_alignment:
+        findings.append(
+            Finding(
+                "warning",
+                f"rules[{rule.name}].alignment",
+                "tariff.demand_alignment",
+                rule.alignment,
+                tariff.demand_alignment,
+                "the rule lays its windows otherwise than the tariff bills them",
+            )
+        )
+    return findings
 
 
 def _laxer(

@@ -69,6 +69,11 @@ def storage_series(scenario: Scenario) -> dict[str, str]:
     }
 
 
+def billing_label(alignment: str) -> str:
+    """How the tariff lays its billing windows, as the report says it."""
+    return "sliding billing window" if alignment == "sliding" else "clock-aligned billing windows"
+
+
 def series_labels(scenario: Scenario) -> dict[str, str]:
     """The plots' axis labels (plant point -> label). The site meter's demand is its own sliding
     window (site.meter.demand_window), not a utility's clock-aligned billing window."""
@@ -254,7 +259,10 @@ def _totals(run: RunResult) -> dict[str, Any]:
     water = sum(truth["water_m3"].get(use, 0.0) for use in DRAWN_WATER)
     return {
         "energy_kwh": round(truth["site_import_kwh"], 2),
-        "peak_demand_kw": round(truth["max_demand_kw"], 2),
+        # What the utility bills: the tariff's window (clock-aligned when it is fixed).
+        "peak_demand_kw": round(truth["billing_demand_kw"], 2),
+        # The site meter's own sliding window, as its display shows it: not what is billed.
+        "meter_peak_demand_kw": round(truth["max_demand_kw"], 2),
         "energy_cost": round(truth["energy_cost"], 2),
         "demand_charge": round(truth["demand_charge_prorated"], 2),
         "water_m3": round(water, 3),
@@ -333,10 +341,11 @@ def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dic
         # Raises of alarms that indicate no leak, by kind: not leak findings, not false ones.
         "other_alarms": other_alarms(edgecell.truth, edgecell.alarms),
         "alarms": edgecell.alarms,
-        # The peak is the site meter's own sliding window (what the plant's meter shows), not
-        # a utility's clock-aligned billing window.
-        "demand_window_s": scenario.site.meter.demand_window,
-        "demand_window_alignment": "sliding",
+        # The peak is the tariff's billing window (tariff.demand_window, clock-aligned unless
+        # the tariff bills a sliding window); the meter's own sliding window is shown beside it.
+        "demand_window_s": scenario.tariff.demand_window,
+        "demand_window_alignment": scenario.tariff.demand_alignment,
+        "meter_demand_window_s": scenario.site.meter.demand_window,
         "equipment": {
             "machines": [m.name for m in scenario.machines],
             "heated_tanks": [t.name for t in scenario.heated_tanks],
@@ -368,6 +377,8 @@ def markdown(report: dict[str, Any]) -> str:
     base, ours, pct = report["baseline"], report["edgecell"], report["savings_pct"]
     currency = report.get("currency", "")
     window = window_label(report.get("demand_window_s", 900.0))
+    billed = billing_label(report.get("demand_window_alignment", "fixed"))
+    meter_window = window_label(report.get("meter_demand_window_s", 900.0))
 
     def row(label: str, key: str, unit: str = "") -> str:
         saving = pct.get(key)
@@ -381,7 +392,9 @@ def markdown(report: dict[str, Any]) -> str:
         "| | baseline | edgecell | saved |",
         "|---|---:|---:|---:|",
         row("energy", "energy_kwh", "kWh"),
-        row(f"peak {window} demand", "peak_demand_kw", "kW"),
+        row(f"peak {window} demand ({billed})", "peak_demand_kw", "kW"),
+        f"| meter peak, sliding {meter_window} (not billed) | {base['meter_peak_demand_kw']:,.2f}"
+        f" kW | {ours['meter_peak_demand_kw']:,.2f} kW | |",
         row("energy cost", "energy_cost", currency),
         f"| demand charge (prorated) | {base['demand_charge']:,.2f} | "
         f"{ours['demand_charge']:,.2f} | |",
@@ -394,8 +407,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"| equipment starts per hour | {base['equipment_starts_per_hour']} | "
         f"{ours['equipment_starts_per_hour']} | |",
         "",
-        f"Peak demand: the site meter's sliding {window} average (a utility bills"
-        " clock-aligned windows).",
+        f"Peak demand: the highest {window} average over the tariff's {billed}, what the"
+        f" demand charge is billed on; the meter's own display is a sliding {meter_window}"
+        " average, shown beside it and not billed.",
         "",
         "Energy saved by component: "
         + ", ".join(

@@ -523,11 +523,29 @@ class TariffSpec(StrictModel):
     currency: str = "EUR"
     default_price_per_kwh: float = Field(ge=0)
     periods: list[TariffPeriod] = Field(default_factory=list)
-    # Charged on the month's highest demand_window average, prorated per day in ground truth.
+    # Charged on the month's highest billing-window average demand (`demand_window` long,
+    # `demand_alignment`), prorated per day in ground truth.
     demand_charge_per_kw_month: float = Field(0.0, ge=0)
+    # The utility's billing interval: `fixed` windows aligned to the site's clock (a 15-min
+    # window starts at :00, :15, :30, :45), as utilities bill; `sliding`: the highest rolling
+    # average, as some tariffs do.
+    demand_window: PositiveDuration = 900.0
+    demand_alignment: Literal["fixed", "sliding"] = "fixed"
     water_price_per_m3: float = Field(0.0, ge=0)
     # Paid for energy exported to the grid (feed-in), per kWh.
     export_price_per_kwh: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _window_divides_the_hour(self) -> TariffSpec:
+        window = self.demand_window
+        if self.demand_alignment == "fixed" and (
+            window < 1 or window != int(window) or 3600 % int(window)
+        ):
+            raise ValueError(
+                f"tariff.demand_window {window:g} s does not divide the hour: clock-aligned"
+                " billing windows are 5, 10, 15, 30 or 60 min"
+            )
+        return self
 
 
 # --- events -----------------------------------------------------------------------------------

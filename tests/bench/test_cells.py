@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def report(leaks: list[dict[str, Any]], hours: float = 24.0) -> dict[str, Any]:
     """The fields of an `edgecell report` that the summary reads."""
-    totals = {"ev_energy_short_kwh": 0.0, "wall_s": 1.0}
+    totals = {
+        "ev_energy_short_kwh": 0.0,
+        "wall_s": 1.0,
+        "peak_demand_kw": 100.0,
+        "meter_peak_demand_kw": 104.0,
+    }
     baseline_violations = {"production_lost": 0.0, "process_temperature_above_limit": 20.0}
     return {
         "hours": hours,
@@ -69,6 +74,8 @@ def test_leaks_are_scored_missed_late_or_not_yet_due() -> None:
     assert scored["baseline_violations_s"] == {"process_temperature_above_limit": 20.0}
     assert scored["false_alarms"] == 1
     assert scored["uses_more"] == ["peak_demand_kw"]
+    assert scored["peak_kw"] == [100.0, 100.0]  # billed, baseline and edgecell
+    assert scored["meter_peak_kw"] == [104.0, 104.0]  # the meter's sliding window
 
 
 def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:

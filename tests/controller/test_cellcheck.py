@@ -172,3 +172,20 @@ def test_edgecell_report_warns_before_running(
     assert warning in capsys.readouterr().err
     stored = json.loads((out / "report.json").read_text("utf-8"))["config_findings"]
     assert [f["config"] for f in stored] == ["rules[compressed_air].leak_test.rated_flow_m3_min"]
+
+
+def test_a_peak_shaving_window_other_than_the_tariff_s_is_warned() -> None:
+    """The rule must shave the window the utility bills (issue #14, item 4)."""
+    config = Config.model_validate(shipped_config())
+    cell = normal_day()
+    cell["tariff"]["demand_window"] = "30min"
+    assert pairs(check_cell(config, Scenario.model_validate(cell))) == {
+        ("warning", "rules[peak_shaving].window", "tariff.demand_window")
+    }
+    cell["tariff"]["demand_window"] = "15min"
+    cell["tariff"]["demand_alignment"] = "sliding"
+    findings = check_cell(config, Scenario.model_validate(cell))
+    assert pairs(findings) == {
+        ("warning", "rules[peak_shaving].alignment", "tariff.demand_alignment")
+    }
+    assert (findings[0].config_value, findings[0].scenario_value) == ("fixed", "sliding")

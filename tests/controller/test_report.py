@@ -12,6 +12,7 @@ from controller.cli import EXIT_OK, main
 TOTALS = {
     "energy_kwh",
     "peak_demand_kw",
+    "meter_peak_demand_kw",
     "energy_cost",
     "demand_charge",
     "water_m3",

@@ -87,30 +87,66 @@ async def test_a_machine_the_demo_does_not_have_is_counted(tmp_path: Path, confi
 
 
 def half_hour_meter(tmp_path: Path) -> Scenario:
+    """A 30-min meter display and a tariff billing 30-min clock-aligned windows."""
+
     def window(site: dict[str, Any]) -> dict[str, Any]:
         return {**site, "meter": {**site.get("meter", {}), "demand_window": "30min"}}
 
-    return cell(tmp_path, {}, site=window)
+    def tariff(tariff: dict[str, Any]) -> dict[str, Any]:
+        return {**tariff, "demand_window": "30min"}
+
+    return cell(tmp_path, {}, site=window, tariff=tariff)
 
 
-def test_a_30_min_meter_window_is_labelled_as_such(tmp_path: Path) -> None:
-    scenario = half_hour_meter(tmp_path)
+def runs(scenario: Scenario, billed: tuple[float, float], meter: tuple[float, float]) -> tuple[
+    RunResult, RunResult
+]:
+    """Baseline and edgecell runs whose billed (aligned) and meter (sliding) peaks differ."""
     truth = GroundTruth(scenario=scenario.name, seed=1, start="2024-06-03T05:20:00")
-    truth.max_demand_kw = 120.0
-    base = RunResult("baseline", truth.as_dict(), hours=1.0)
-    truth.max_demand_kw = 100.0
-    ours = RunResult("edgecell", truth.as_dict(), hours=1.0)
+    out = []
+    for label, aligned, sliding in zip(("baseline", "edgecell"), billed, meter, strict=True):
+        truth.billing_demand_kw, truth.max_demand_kw = aligned, sliding
+        out.append(RunResult(label, truth.as_dict(), hours=1.0))
+    return out[0], out[1]
 
-    report = compare(base, ours, scenario)
+
+def test_a_30_min_window_is_labelled_as_such(tmp_path: Path) -> None:
+    scenario = half_hour_meter(tmp_path)
+    report = compare(*runs(scenario, billed=(120.0, 100.0), meter=(130.0, 125.0)), scenario)
     table = markdown(report)
 
-    assert "| peak 30-min demand | 120.00 kW | 100.00 kW | +16.7 % |" in table
+    assert (
+        "| peak 30-min demand (clock-aligned billing windows) | 120.00 kW | 100.00 kW | +16.7 % |"
+        in table
+    )
     assert report["demand_window_s"] == 1800
     assert "15-min" not in table
     assert "sliding 30-min" in table  # the meter's own window, said as what it is
     assert report_module.series_labels(scenario)["site_meter.demand_kw"] == (
         "site meter demand, sliding 30-min (kW)"
     )
+
+
+def test_the_peak_is_the_tariff_s_aligned_window_and_the_meter_s_is_labelled_sliding(
+    tmp_path: Path,
+) -> None:
+    """The billed peak is the clock-aligned window's (what the demand charge is on); the
+    meter's sliding peak is shown beside it as what it is, and not saved against."""
+    scenario = cell(tmp_path, {})
+    assert scenario.tariff.demand_window == 900
+    assert scenario.tariff.demand_alignment == "fixed"
+    report = compare(*runs(scenario, billed=(200.0, 190.0), meter=(212.0, 214.0)), scenario)
+    table = markdown(report)
+
+    assert report["baseline"]["peak_demand_kw"] == 200.0
+    assert report["edgecell"]["meter_peak_demand_kw"] == 214.0
+    assert report["savings_pct"]["peak_demand_kw"] == 5.0
+    assert report["demand_window_alignment"] == "fixed"
+    assert (
+        "| peak 15-min demand (clock-aligned billing windows) | 200.00 kW | 190.00 kW | +5.0 % |"
+        in table
+    )
+    assert "| meter peak, sliding 15-min (not billed) | 212.00 kW | 214.00 kW | |" in table
 
 
 def test_the_demo_cell_keeps_its_15_min_label() -> None:

@@ -62,7 +62,8 @@ def baseline_run() -> RunResult:
         },
         leaks=leaks(),
         energy_cost=40.0,
-        max_demand_kw=80.0,
+        billing_demand_kw=80.0,  # the tariff's clock-aligned window
+        max_demand_kw=84.0,  # the meter's sliding one, not billed
         demand_charge_prorated=12.0,
         water_cost=25.0,
         seconds_rinse_above_limit=120.0,
@@ -126,7 +127,8 @@ def edgecell_run(**changes: Any) -> RunResult:
         },
         leaks=leaks(),
         energy_cost=38.0,
-        max_demand_kw=68.0,
+        billing_demand_kw=68.0,
+        max_demand_kw=75.0,
         demand_charge_prorated=10.2,
         water_cost=17.5,
         ev_energy_short_kwh={"ev-1": 1.0},
@@ -219,7 +221,11 @@ def test_savings_targets_leak_delays_and_false_alarms_worked_out_by_hand(
 
     table = markdown(report)
     assert "| energy | 200.00 kWh | 185.00 kWh | +7.5 % |" in table
-    assert "| peak 15-min demand | 80.00 kW | 68.00 kW | +15.0 % |" in table
+    assert (
+        "| peak 15-min demand (clock-aligned billing windows) | 80.00 kW | 68.00 kW | +15.0 % |"
+        in table
+    )
+    assert "| meter peak, sliding 15-min (not billed) | 84.00 kW | 75.00 kW | |" in table
     assert "| water | 10.00 m3 | 7.00 m3 | +30.0 % |" in table
     assert "Energy saved by component: compressor +20.0 %, chiller -10.0 %\n" in table
     assert (
@@ -234,7 +240,7 @@ def test_using_more_a_violation_and_a_late_alarm_miss_their_targets(scenario: Sc
     late_air = alarm("air_leak", "compressed_air", "duty when idle", AIR_LEAK_S + 2700.0)
     run = edgecell_run(
         site_import_kwh=210.0,  # (200 - 210) / 200 = -5.0 %: more than the baseline
-        max_demand_kw=80.0,  # 0.0 %
+        billing_demand_kw=80.0,  # 0.0 %
         seconds_rinse_above_limit=30.0,
         seconds_tank_below_min={"washer-1": 12.0},
         ev_energy_short_kwh={"ev-1": 2.5},  # more than the baseline's 2.0 kWh

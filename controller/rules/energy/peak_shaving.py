@@ -11,6 +11,7 @@ import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import structlog
@@ -31,6 +32,8 @@ from controller.rules.schedule import TimeZoneName
 log = structlog.get_logger(__name__)
 
 _HOUR = 3600.0
+# A load with a power tag drawing under this share of its kw is not shed: it would save nothing.
+_MIN_DRAW_SHARE = 0.05
 # The rate of a process variable is its slope over about this long: long enough to smooth a
 # sensor's noise, short enough to see a rise that started a minute ago.
 _RATE_WINDOW_S = 60.0
@@ -87,6 +90,10 @@ class ShedLoad(StrictModel):
     tag: TagKey
     kw: float = Field(gt=0)
     shed_value: OutputValue
+    # The load's own draw, kW (a charger's power, a heater's): a shed saves what the load drew
+    # when it was shed (at most `kw`), and a load drawing next to nothing (a charger without a
+    # car, a heater whose thermostat is satisfied) is not shed. None: a shed saves `kw`.
+    power: TagKey | None = None
     # Proposed while the load is not shed; null: nothing is proposed (the tag goes back to
     # the rule or PLC that normally drives it).
     restore_value: OutputValue | None = None
@@ -117,6 +124,13 @@ class PeakShavingConfig(RuleCommon):
     # When all loads together cannot keep the limit: `release` the sheds (they cannot keep it),
     # or `shed` anyway to lower the peak the window sets (a penalty per kW over the limit).
     when_unreachable: Literal["release", "shed"] = "release"
+    # Least time the limit stays unreachable once said (None: one window): the site's load
+    # swings with the machines' cycles, and a verdict on each swing would flap.
+    unreachable_dwell: Duration | None = None
+    # `month`: a window average above the limit already set this calendar month is what the
+    # bill charges; later windows are kept under that peak, not under the limit (fixed windows
+    # only). `ignore`: every window is kept under the limit (a connection capacity).
+    peak_already_set: Literal["month", "ignore"] = "month"
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -144,6 +158,14 @@ class PeakShavingConfig(RuleCommon):
     def target_kw(self) -> float:
         return self.limit_kw - self.margin_kw
 
+    @property
+    def dwell_s(self) -> float:
+        return self.window if self.unreachable_dwell is None else self.unreachable_dwell
+
+    @property
+    def counts_peak_set(self) -> bool:
+        return self.peak_already_set == "month" and self.alignment == "fixed"
+
     def demand_config(self) -> DemandWindowConfig:
         settings: dict[str, Any] = {
             "source": "energy" if self.energy is not None else "power",
@@ -160,6 +182,8 @@ class PeakShavingConfig(RuleCommon):
         if self.energy is not None:
             tags.append(("energy", self.energy))
         for i, load in enumerate(self.loads):
+            if load.power is not None:
+                tags.append((f"loads[{i}].power", load.power))
             for j, limit in enumerate(load.limits):
                 tags.append((f"loads[{i}].limits[{j}].tag", limit.tag))
         return tags
@@ -189,6 +213,8 @@ class _Shed:
     restored_at: float = -math.inf
     sheds: int = 0
     endangered: str | None = None  # why a process limit forbids the shed now
+    drawing_kw: float = 0.0  # what shedding it would save now: its draw, or its kw
+    saved_kw: float = 0.0  # while shed: what it drew when it was shed
 
 
 @dataclass
@@ -229,7 +255,10 @@ class PeakShaving(DomainRule):
     def __init__(self, config: PeakShavingConfig) -> None:
         super().__init__(config, "peak_shaving")
         self.config = config
-        self._total_kw = sum(load.kw for load in config.loads)
+        # The highest window average of this billing month (kept over a restart: the bill
+        # keeps it too) and the month it is of.
+        self._peak_set_kw = 0.0
+        self._peak_month: str | None = None
         self._restart()
 
     def _restart(self) -> None:
@@ -244,6 +273,11 @@ class PeakShaving(DomainRule):
         self._needed_kw: float | None = None
         self._uncontrolled_kw: float | None = None
         self._unreachable = False
+        self._unreachable_since = -math.inf
+        # This window's recent uncontrolled load (monotonic s, kW), for the verdict's mean.
+        self._recent: deque[tuple[float, float]] = deque()
+        self._window_start: int | None = None
+        self._window_kw: float | None = None  # this window's average, as billed, if it ends now
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # After a stop every load went back to its fallback: nothing is shed any more.
@@ -255,7 +289,15 @@ class PeakShaving(DomainRule):
 
     @property
     def shed_kw(self) -> float:
-        return sum(shed.load.kw for shed in self._order)
+        return sum(shed.saved_kw for shed in self._order)
+
+    @property
+    def sheddable_kw(self) -> float:
+        """What all loads together can save now: the shed ones what they drew, the others
+        what they draw (their kw without a power tag)."""
+        return sum(
+            shed.saved_kw if shed.since is not None else shed.drawing_kw for shed in self._loads
+        )
 
     def _feed(self, snapshot: Mapping[str, Sample], power_kw: float) -> None:
         cfg = self.config
@@ -269,6 +311,17 @@ class PeakShaving(DomainRule):
         if self._last_ts is None or ts > self._last_ts:
             self.window.add_power(ts, power_kw)
             self._last_ts = ts
+
+    def _read_draws(self, snapshot: Mapping[str, Sample]) -> None:
+        """Each load's draw now (its `power` tag, at most its kw; its kw without one)."""
+        for shed in self._loads:
+            load = shed.load
+            if load.power is None:
+                shed.drawing_kw = load.kw
+            else:
+                drawn = min(max(number(snapshot, load.power), 0.0), load.kw)
+                # A load drawing under this share of its kw saves nothing worth a shed.
+                shed.drawing_kw = drawn if drawn >= _MIN_DRAW_SHARE * load.kw else 0.0
 
     def _check_limits(self, snapshot: Mapping[str, Sample]) -> None:
         """Each load's process variables: `endangered` says why a shed must not hold."""
@@ -294,6 +347,7 @@ class PeakShaving(DomainRule):
         measured = number(snapshot, cfg.power)
         self._measured_kw = measured
         self._feed(snapshot, measured)
+        self._read_draws(snapshot)
         self._check_limits(snapshot)
         t = now.monotonic
         # The measurement saw the loads shed until now. In shadow mode nothing is really shed:
@@ -317,6 +371,8 @@ class PeakShaving(DomainRule):
         except NoSampleError:
             return self._proposals("waiting for a second energy reading")
         self._reading = reading
+        self._follow_window(reading, measured, t, uncontrolled)
+        target = self.target_kw
         # The window ends at the target when E + (P_u - S) * R + target * U = target * W, with E
         # the energy over the covered time C, R the time left and U = W - C - R the past the
         # data does not cover (a controller started mid-window), taken at the target itself:
@@ -325,11 +381,11 @@ class PeakShaving(DomainRule):
         remaining = max(reading.remaining_s, 1.0)
         needed = (
             uncontrolled
-            - cfg.target_kw
-            + (reading.energy_kwh * _HOUR - cfg.target_kw * reading.covered_s) / remaining
+            - target
+            + (reading.energy_kwh * _HOUR - target * reading.covered_s) / remaining
         )
         self._needed_kw = needed
-        self._judge_reachable(needed, reading)
+        self._judge_reachable(needed, reading, t, uncontrolled)
         if self._unreachable and cfg.when_unreachable == "release":
             # Shedding cannot bring this window under the limit: nothing more is shed. What is
             # shed goes back one at a time, but only into headroom (the site's present load and
@@ -350,13 +406,13 @@ class PeakShaving(DomainRule):
             elif (
                 last is not None
                 and self._may_restore(last, t)
-                and measured + last.load.kw <= cfg.target_kw
+                and measured + last.load.kw <= target
             ):
                 self._restore(last, t)
             return self._proposals(
                 f"limit unreachable: predicted {reading.predicted_kw:.1f} kW uncontrolled against"
-                f" {cfg.target_kw:g} kW, {needed:.1f} kW to shed and all loads together"
-                f" {self._total_kw:g} kW; nothing more is shed, sheds come back into headroom"
+                f" {target:g} kW, {needed:.1f} kW to shed and all loads together"
+                f" {self.sheddable_kw:.1f} kW; nothing more is shed, sheds come back into headroom"
             )
         if needed > self.shed_kw:
             for shed in self._loads:
@@ -365,39 +421,102 @@ class PeakShaving(DomainRule):
                 if (
                     shed.since is None
                     and shed.endangered is None
+                    and shed.drawing_kw > 0
                     and t - shed.restored_at >= shed.load.min_between
                 ):
                     shed.since = t
+                    shed.saved_kw = shed.drawing_kw
                     shed.sheds += 1
                     self._order.append(shed)
         elif self._order:
             last = self._order[-1]
             if (
                 self._may_restore(last, t)
-                and self.shed_kw - last.load.kw >= needed + cfg.hysteresis_kw
+                and self.shed_kw - last.saved_kw >= needed + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
         unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
         return self._proposals(
             f"{unreachable}predicted {reading.predicted_kw:.1f} kW uncontrolled against"
-            f" {cfg.target_kw:g} kW: {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
+            f" {target:g} kW: {needed:.1f} kW to shed, {self.shed_kw:g} kW shed"
         )
 
-    def _judge_reachable(self, needed: float, reading: DemandReading) -> None:
+    @property
+    def target_kw(self) -> float:
+        """What the window is kept under: the limit less the margin, or the peak already set
+        this month less the margin when that is higher (a lower window would not lower the
+        bill; `peak_already_set`)."""
         cfg = self.config
-        if not self._unreachable and needed > self._total_kw:
+        return max(cfg.target_kw, self._peak_set_kw - cfg.margin_kw)
+
+    def _follow_window(
+        self, reading: DemandReading, measured: float, t: float, uncontrolled: float
+    ) -> None:
+        """A window that ended sets the month's peak if it was higher; the window's recent
+        uncontrolled load is kept for the unreachable verdict."""
+        cfg = self.config
+        start = reading.window_start_ms
+        if self._window_start is not None and start != self._window_start:
+            self._recent.clear()
+            if self._window_kw is not None:
+                self._close_window(self._window_start, self._window_kw)
+        if cfg.counts_peak_set:
+            month = datetime.fromtimestamp(start / 1000, self.window.zone).strftime("%Y-%m")
+            if month != self._peak_month:
+                self._peak_month, self._peak_set_kw = month, 0.0
+        self._window_start = start
+        # What the window averages if the present (measured) load runs to its end; at its last
+        # cycle, the billed average within a cycle's energy.
+        self._window_kw = (reading.energy_kwh * _HOUR + measured * reading.remaining_s) / (
+            cfg.window
+        )
+        self._recent.append((t, uncontrolled))
+        while self._recent[0][0] < t - _RATE_WINDOW_S:
+            self._recent.popleft()
+
+    def _close_window(self, start_ms: int, average_kw: float) -> None:
+        cfg = self.config
+        if not cfg.counts_peak_set:
+            return
+        month = datetime.fromtimestamp(start_ms / 1000, self.window.zone).strftime("%Y-%m")
+        if month == self._peak_month and average_kw > self._peak_set_kw:
+            self._peak_set_kw = average_kw
+            if average_kw > cfg.limit_kw:
+                log.info(
+                    "peak_set_above_limit",
+                    rule=self.name,
+                    peak_kw=round(average_kw, 1),
+                    limit_kw=cfg.limit_kw,
+                    window_start=start_ms,
+                )
+
+    def _judge_reachable(
+        self, needed: float, reading: DemandReading, t: float, uncontrolled: float
+    ) -> None:
+        """Unreachable at once when all loads together cannot cover the need (nothing more is
+        shed then: the safe direction); reachable again only after `unreachable_dwell` and when
+        both the need now and its mean over the window's last minute are `hysteresis_kw` under
+        what the loads can shed: the machines' cycles swing the load by more than that within a
+        minute, and a verdict on each swing would flap."""
+        cfg = self.config
+        sheddable = self.sheddable_kw
+        if not self._unreachable and needed > sheddable:
             self._unreachable = True
+            self._unreachable_since = t
             log.warning(
                 "peak_limit_unreachable",
                 rule=self.name,
                 needed_kw=round(needed, 1),
-                loads_kw=self._total_kw,
-                target_kw=cfg.target_kw,
+                loads_kw=round(sheddable, 1),
+                target_kw=self.target_kw,
                 window_end=reading.window_end_ms,
             )
-        elif self._unreachable and needed <= self._total_kw - cfg.hysteresis_kw:
-            self._unreachable = False
-            log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
+        elif self._unreachable and t - self._unreachable_since >= cfg.dwell_s:
+            mean_u = sum(kw for _, kw in self._recent) / len(self._recent)
+            worst = max(needed, needed + mean_u - uncontrolled)
+            if worst <= sheddable - cfg.hysteresis_kw:
+                self._unreachable = False
+                log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
 
     def _may_restore(self, shed: _Shed, t: float) -> bool:
         held = t - (shed.since if shed.since is not None else t) < shed.load.min_shed
@@ -428,6 +547,7 @@ class PeakShaving(DomainRule):
 
     def _restore(self, shed: _Shed, t: float) -> None:
         shed.since = None
+        shed.saved_kw = 0.0
         shed.restored_at = t
         self._last_restore = t
         self._order.remove(shed)
@@ -459,9 +579,11 @@ class PeakShaving(DomainRule):
             "predicted_kw": rounded(
                 None if predicted_u is None else predicted_u - counted * remaining_share
             ),
-            "target_kw": self.config.target_kw,
+            "target_kw": self.target_kw,
+            "peak_set_kw": rounded(self._peak_set_kw if self.config.counts_peak_set else None),
             "needed_kw": rounded(self._needed_kw),
-            "shed_kw": self.shed_kw,
+            "shed_kw": rounded(self.shed_kw),
+            "sheddable_kw": rounded(self.sheddable_kw),
             "shed": self.shed_loads,
             "unreachable": self._unreachable,
             "blocked": {

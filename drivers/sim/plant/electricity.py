@@ -59,6 +59,75 @@ class RollingDemand:
         return max(0.0, kwh / (seconds / 3600.0))
 
 
+class BillingDemand:
+    """The utility's billed demand: the highest average power over clock-aligned windows of
+    `window` seconds (a 15-min window starts at :00, :15, :30, :45 of the site's clock), each
+    window's energy over its full length. `offset_s`: where the plant's time 0 falls in the
+    window grid (the scenario's start, seconds after local midnight). A step that straddles a
+    window boundary is split between the two windows in proportion."""
+
+    def __init__(self, window: float, offset_s: float) -> None:
+        self.window = window
+        self._elapsed = offset_s
+        self._index = math.floor(offset_s / window)
+        self._kwh = 0.0
+        self.max_kw = 0.0
+
+    @property
+    def window_start_s(self) -> float:
+        """The present window's start, seconds after local midnight of the first day."""
+        return self._index * self.window
+
+    @property
+    def kw(self) -> float:
+        """The present window's demand so far: its energy over the full window."""
+        return self._kwh * 3600.0 / self.window
+
+    def add(self, dt: float, kwh: float) -> None:
+        end = self._elapsed + dt
+        while dt > 0:
+            boundary = (self._index + 1) * self.window
+            if end < boundary:
+                self._kwh += kwh
+                break
+            part = (boundary - self._elapsed) / dt
+            self._kwh += kwh * part
+            self.max_kw = max(self.max_kw, self.kw)
+            kwh -= kwh * part
+            dt -= boundary - self._elapsed
+            self._elapsed = boundary
+            self._index += 1
+            self._kwh = 0.0
+        self._elapsed = end
+        self.max_kw = max(self.max_kw, self.kw)
+
+
+class SlidingBillingDemand:
+    """A tariff that bills the highest rolling average (`window` seconds) instead."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._rolling = RollingDemand(window)
+        self.max_kw = 0.0
+
+    @property
+    def kw(self) -> float:
+        return self._rolling.kw
+
+    def add(self, dt: float, kwh: float) -> None:
+        self._rolling.add(dt, kwh)
+        self.max_kw = max(self.max_kw, self._rolling.kw)
+
+
+def billing_demand(
+    window: float, alignment: str, offset_s: float
+) -> BillingDemand | SlidingBillingDemand:
+    """The tariff's billed demand: clock-aligned (`fixed`) or rolling (`sliding`) windows."""
+    if alignment == "sliding":
+        return SlidingBillingDemand(window)
+    return BillingDemand(window, offset_s)
+
+
 class SiteMeter:
     def __init__(self, spec: SiteMeterSpec, rng: random.Random) -> None:
         self.spec = spec

@@ -15,7 +15,7 @@ from drivers.sim.plant.air import CompressedAir, orifice_free_air_m3_min_per_bar
 from drivers.sim.plant.battery import Battery, setpoint_for
 from drivers.sim.plant.charging import EvCharger
 from drivers.sim.plant.chiller import ChilledWater
-from drivers.sim.plant.electricity import Load, SiteMeter
+from drivers.sim.plant.electricity import Load, SiteMeter, billing_demand
 from drivers.sim.plant.machines import Machine
 from drivers.sim.plant.noise import seeded
 from drivers.sim.plant.plc import Plc, Setpoint
@@ -133,6 +133,14 @@ class Plant:
             battery_sp = setpoint_for(sc.battery)
             self.plcs["battery"].add("battery.setpoint_kw", battery_sp)
             self.battery = Battery(sc.battery, battery_sp)
+        # What the utility bills: the tariff's windows on the site's clock (the meter's own
+        # demand above is a sliding window, what its display shows).
+        start = sc.start
+        self.billing = billing_demand(
+            sc.tariff.demand_window,
+            sc.tariff.demand_alignment,
+            start.hour * 3600.0 + start.minute * 60.0 + start.second + start.microsecond / 1e6,
+        )
         self._pressure_sp = _setpoint(sc.compressed_air.setpoint_bar)
         self._supply_sp = _setpoint(sc.chilled_water.supply_setpoint_c)
         self._blowdown_sp = Setpoint(default=None, min=0.0, max=100.0)
@@ -165,6 +173,9 @@ class Plant:
             scenario=sc.name,
             seed=self.seed,
             start=sc.start.isoformat(),
+            meter_demand_window_s=sc.site.meter.demand_window,
+            billing_window_s=sc.tariff.demand_window,
+            billing_alignment=sc.tariff.demand_alignment,
             leaks=[
                 LeakTruth(
                     name=leak.name,
@@ -211,8 +222,9 @@ class Plant:
     def ground_truth(self) -> GroundTruth:
         self.truth.elapsed_s = self.time_s
         self.truth.max_demand_kw = self.meter.max_demand_kw
+        self.truth.billing_demand_kw = self.billing.max_kw
         self.truth.demand_charge_prorated = (
-            self.meter.max_demand_kw
+            self.billing.max_kw
             * self.scenario.tariff.demand_charge_per_kw_month
             * min(1.0, self.time_s / (30 * 86400.0))
         )
@@ -292,6 +304,7 @@ class Plant:
 
         behind_meter = self._behind_meter(now, dt, loads)
         kwh = self.meter.step(dt, loads + behind_meter if behind_meter else loads)
+        self.billing.add(dt, kwh)
 
         domestic_m3_h = sc.site.domestic_water.m3_h + (
             sc.site.domestic_water.occupied_m3_h if occupied else 0.0

@@ -34,7 +34,14 @@ class GroundTruth:
     leaks: list[LeakTruth] = field(default_factory=list)
     energy_cost: float = 0.0
     energy_cost_by_period: dict[str, float] = field(default_factory=dict)
+    # The site meter's own demand (sliding over site.meter.demand_window): its highest value.
     max_demand_kw: float = 0.0
+    meter_demand_window_s: float = 900.0
+    # What the utility bills: the highest average over the tariff's windows
+    # (tariff.demand_window, clock-aligned when tariff.demand_alignment is fixed).
+    billing_demand_kw: float = 0.0
+    billing_window_s: float = 900.0
+    billing_alignment: str = "fixed"
     demand_charge_prorated: float = 0.0
     water_cost: float = 0.0
     seconds_process_above_limit: float = 0.0

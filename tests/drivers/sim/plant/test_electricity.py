@@ -84,5 +84,5 @@ def test_energy_cost_follows_the_time_of_use_tariff(normal_day: Scenario) -> Non
     assert set(truth.energy_cost_by_period) == {"default", "peak"}
     assert truth.energy_cost == pytest.approx(sum(truth.energy_cost_by_period.values()))
     assert truth.demand_charge_prorated == pytest.approx(
-        truth.max_demand_kw * normal_day.tariff.demand_charge_per_kw_month / 30
+        truth.billing_demand_kw * normal_day.tariff.demand_charge_per_kw_month / 30
     )
