@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from bench.cells import SAVINGS, summary
+from bench.cells import SAVINGS, distribution, summary, table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,10 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def report(leaks: list[dict[str, Any]], hours: float = 24.0) -> dict[str, Any]:
     """The fields of an `edgecell report` that the summary reads."""
     totals = {"ev_energy_short_kwh": 0.0, "wall_s": 1.0}
+    base_violations = {"far_end_pressure_below_minimum": 930.0, "production_lost": 0.0}
+    ours_violations = {"process_temperature_above_limit": 45.0, "production_lost": 0.0}
     return {
         "hours": hours,
-        "baseline": totals,
-        "edgecell": totals,
+        "baseline": totals | {"violations_s": base_violations},
+        "edgecell": totals | {"violations_s": ours_violations},
         "constraint_violations": {"process_temperature_above_limit": 45.0},
         "constraint_violations_s": 45.0,
         "false_alarms": 1,
@@ -68,6 +70,19 @@ def test_leaks_are_scored_missed_late_or_not_yet_due() -> None:
     assert scored["uses_more"] == ["peak_demand_kw"]
 
 
+def test_the_baseline_runs_violations_stand_beside_edgecells() -> None:
+    scored = summary(report([]), "cell-x")
+    assert scored["violations_s"] == {"process_temperature_above_limit": 45.0}
+    assert scored["baseline_violations_s"] == {"far_end_pressure_below_minimum": 930.0}
+    assert scored["baseline_violations_total_s"] == 930.0
+    dist = distribution([scored])
+    assert (dist["violations_s_total"], dist["baseline_violations_s_total"]) == (45.0, 930.0)
+    row = table([scored], dist).splitlines()[2]
+    assert row.startswith(
+        "| cell-x | process_temperature_above_limit 45 | far_end_pressure_below_minimum 930 |"
+    )
+
+
 def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "cells.json"
     done = subprocess.run(
@@ -98,6 +113,7 @@ def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
         assert cell["savings_pct"]["energy_kwh"] is not None
         assert cell["machines"] >= 2
         assert cell["violations_total_s"] >= 0
+        assert cell["baseline_violations_total_s"] >= 0
     dist = result["distribution"]
     assert dist["cells"] == 2
     assert set(dist["savings_pct"]) == set(SAVINGS)
