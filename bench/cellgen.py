@@ -732,6 +732,8 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
     ca["reset"].update(min=air["min"], max=air["max"], initial=air["default"])
     ca["production"]["tags"] = states
     ca["outside_production"] = {"setpoint_bar": air["min"]}
+    # Machines start together after each break and at the shift start (docs/rules.md).
+    ca["hold_for_load_steps"] = True
     ca["leak_test"]["rated_flow_m3_min"] = cell["rated_flow"]
     chiller = rules["chiller_reset"]
     # The process return limit, with the fast path half-way into the margin (docs/rules.md,

@@ -14,6 +14,7 @@ from bench.cellgen import RANGES, Cell, generate, production_periods, quiet_hour
 from controller.cellcheck import check_cell
 from controller.config import Config, load_config
 from controller.rules.energy.chiller_reset import ChillerResetConfig
+from controller.rules.energy.compressed_air import CompressedAirConfig
 from controller.rules.energy.peak_shaving import PeakShavingConfig
 from controller.rules.schedule import Schedule
 from controller.rules.water.tower_balance import TowerBalanceConfig
@@ -196,7 +197,7 @@ def test_each_compressor_holds_its_far_end_minimum_on_its_own_controls(
         assert low - 0.051 <= margin <= high + 0.051, scenario.name
 
 
-def test_every_chiller_reset_has_its_fast_path_and_feed_forward(
+def test_every_reset_is_ready_for_load_steps(
     cells: list[tuple[Scenario, Config]],
 ) -> None:
     for scenario, config in cells:
@@ -208,6 +209,8 @@ def test_every_chiller_reset_has_its_fast_path_and_feed_forward(
         states = {f"process-plc.{m.name.replace('-', '_')}_state" for m in scenario.machines}
         assert set(chiller.production.tags) == states
         assert chiller.production.at_least == 3  # producing: the state that brings the heat
+        (air,) = [r for r in config.rules if isinstance(r, CompressedAirConfig)]
+        assert air.hold_for_load_steps
 
 
 @pytest.mark.parametrize(("seed", "index"), [(1, 3), (2, 5)])
