@@ -220,6 +220,26 @@ def test_plant_shift_start_holds_the_limit_by_feed_forward_alone() -> None:
     assert loop.rule.detail()["last_fast"] == "production start"
 
 
+@pytest.mark.parametrize("guard", [0.0, -0.5, float("nan")])
+def test_a_guard_of_zero_less_or_nan_is_refused(guard: float) -> None:
+    process = [{"tag": "plc.chw_return_c", "max": 16.0, "guard": guard}]
+    with pytest.raises(ValidationError, match=r"process\.0\.guard"):
+        config(process=process)
+
+
+def test_a_glitch_on_the_return_sends_the_setpoint_the_safe_way_only() -> None:
+    # A reading of 99 degC for one cycle (a broken sensor, a hostile register): the setpoint
+    # goes down to the safe setpoint, never up; trim and respond then trims up from there.
+    assert_table(
+        ChillerReset(config(process=GUARDED)),
+        [
+            (1, {"plc.chw_setpoint_c": 12.0, "plc.chw_return_c": 14.0}, 12.0),
+            (2, {"plc.chw_setpoint_c": 12.0, "plc.chw_return_c": 99.0}, 7.0),
+            (30, {"plc.chw_setpoint_c": 7.0, "plc.chw_return_c": 14.0}, 7.0),
+        ],
+    )
+
+
 def test_a_negative_trim_is_refused() -> None:
     with pytest.raises(ValidationError, match="positive"):
         config(reset=dict(reset(), trim=-0.1, respond=0.2, max_response=0.6))
