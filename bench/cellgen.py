@@ -44,6 +44,9 @@ RANGES: dict[str, Any] = {
     "rinse_quality_limit_us_cm": (700.0, 1500.0),
     "process_limit_c": (14.0, 18.0),
     "critical_min_bar": (5.5, 6.5),
+    # The compressor's load (cut-in) pressure above the far end's minimum plus the drop at rated
+    # flow: the setpoint (unload) is one load/unload band above it.
+    "cut_in_margin_bar": (0.1, 0.4),
     "compressor_leak_fraction": (0.10, 0.35),
     "price_per_kwh": (0.10, 0.22),
     "peak_price_factor": (1.2, 1.8),
@@ -411,7 +414,11 @@ def generate(seed: int, index: int) -> Cell:
     full_load = round(rated_flow * draw.uniform((6.0, 7.0)), 1)
     critical = draw.uniform(RANGES["critical_min_bar"], 1)
     drop = draw.uniform((0.3, 0.7), 1)
-    setpoint = round(critical + drop + draw.uniform((0.5, 1.0), 1), 1)
+    # The compressor loads (cuts in) one band under its setpoint: that pressure, less the drop
+    # to the far end at rated flow, must still be above the far end's minimum, as a plant is
+    # built to hold it on its own controls.
+    band = scenario["compressed_air"]["pressure_band_bar"]
+    setpoint = round(critical + drop + band + draw.uniform(RANGES["cut_in_margin_bar"], 1), 1)
     air_setpoint = {"default": setpoint, "min": round(critical - 0.2, 1), "max": setpoint + 0.5}
 
     # Chilled water sized on the machines' heat, the tower on the chiller.
@@ -739,11 +746,22 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
     ca["reset"].update(min=air["min"], max=air["max"], initial=air["default"])
     ca["production"]["tags"] = states
     ca["outside_production"] = {"setpoint_bar": air["min"]}
+    # Machines start together after each break and at the shift start (docs/rules.md).
+    ca["hold_for_load_steps"] = True
     ca["leak_test"]["rated_flow_m3_min"] = cell["rated_flow"]
     chiller = rules["chiller_reset"]
+    # The process return limit, with the fast path half-way into the margin (docs/rules.md,
+    # chiller_reset), and the machines producing as the production that brings the heat.
     chiller["process"] = [
-        {"tag": "process-plc.chiller_return_c", "max": cell["process_limit"], "margin": 1.0}
+        {
+            "tag": "process-plc.chiller_return_c",
+            "max": cell["process_limit"],
+            "margin": 1.0,
+            "guard": 0.5,
+            "lead": "2min",
+        }
     ]
+    chiller["production"] = {"tags": states, "at_least": 3}
     chiller["reset"].update(min=chw["min"], max=chw["max"], initial=chw["default"])
     standby = rules["idle_standby"]
     standby["schedule"]["periods"] = [

@@ -82,6 +82,20 @@ class TrimRespond:
         self._requests = 0
         self.last_step = 0.0
 
+    def move_to(self, now: float, value: float) -> None:
+        """Put the setpoint at `value` (within the limits) at once, outside the periods: a new
+        period starts now, without the start's hold."""
+        if self._value is None:
+            self.reset(now, value)
+            return
+        cfg = self.config
+        require_finite("trim and respond setpoint", value)
+        moved = min(cfg.max, max(cfg.min, value))
+        self.last_step = moved - self._value
+        self._value = moved
+        self._period_start = now
+        self._requests = 0
+
     def update(self, now: float, requests: int) -> float:
         """The setpoint now."""
         if self._value is None or self._period_start is None:

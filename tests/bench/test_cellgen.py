@@ -13,6 +13,8 @@ import yaml
 from bench.cellgen import RANGES, Cell, generate, production_periods, quiet_hours
 from controller.cellcheck import check_cell
 from controller.config import Config, load_config
+from controller.rules.energy.chiller_reset import ChillerResetConfig
+from controller.rules.energy.compressed_air import CompressedAirConfig
 from controller.rules.energy.peak_shaving import PeakShavingConfig
 from controller.rules.schedule import Schedule
 from controller.rules.water.tower_balance import TowerBalanceConfig
@@ -181,6 +183,51 @@ def test_leak_rules_know_the_cell_s_quiet_hours_and_tower(
         assert balance.makeup_us_cm == scenario.cooling_tower.makeup_conductivity_us_cm
         assert balance.volume_m3 == scenario.cooling_tower.system_volume_m3
     assert len(plans) >= 3  # the quiet hours follow each cell's own plan
+
+
+def test_each_compressor_holds_its_far_end_minimum_on_its_own_controls(
+    cells: list[tuple[Scenario, Config]],
+) -> None:
+    # The lowest header pressure is the load (cut-in) point, one band under the setpoint; the
+    # most the far end loses is the drop at rated flow.
+    low, high = RANGES["cut_in_margin_bar"]
+    for scenario, _ in cells:
+        air = scenario.compressed_air
+        cut_in = air.setpoint_bar.default - air.pressure_band_bar
+        margin = cut_in - air.distribution_drop_bar - air.critical_min_bar
+        assert low - 0.051 <= margin <= high + 0.051, scenario.name
+
+
+def test_every_reset_is_ready_for_load_steps(
+    cells: list[tuple[Scenario, Config]],
+) -> None:
+    for scenario, config in cells:
+        (chiller,) = [r for r in config.rules if isinstance(r, ChillerResetConfig)]
+        (process,) = chiller.process
+        assert process.guard is not None
+        assert process.guard < process.margin
+        assert chiller.production is not None
+        states = {f"process-plc.{m.name.replace('-', '_')}_state" for m in scenario.machines}
+        assert set(chiller.production.tags) == states
+        assert chiller.production.at_least == 3  # producing: the state that brings the heat
+        (air,) = [r for r in config.rules if isinstance(r, CompressedAirConfig)]
+        assert air.hold_for_load_steps
+
+
+@pytest.mark.parametrize(("seed", "index"), [(1, 3), (2, 5)])
+def test_the_plant_on_its_own_controls_breaks_no_process_limit(
+    tmp_path: Path, seed: int, index: int
+) -> None:
+    # The two cells whose far end fell under its minimum on the compressor's own controls
+    # (930 s and 8,965 s a day) before the cut-in pressure was sized.
+    scenario, _ = loaded(generate(seed, index), tmp_path)
+    plant = Plant(scenario)
+    for _ in range(24 * 720):
+        plant.step(5.0)
+    truth = plant.ground_truth()
+    assert truth.seconds_far_end_below_critical == 0
+    assert truth.seconds_process_above_limit == 0
+    assert sum(truth.seconds_tank_below_min.values()) == 0
 
 
 def test_generated_cells_run_in_the_plant(cells: list[tuple[Scenario, Config]]) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from bench.cells import SAVINGS, summary
+from bench.cells import SAVINGS, distribution, summary, table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,11 +25,12 @@ def report(leaks: list[dict[str, Any]], hours: float = 24.0) -> dict[str, Any]:
         "peak_demand_kw": 100.0,
         "meter_peak_demand_kw": 104.0,
     }
-    baseline_violations = {"production_lost": 0.0, "process_temperature_above_limit": 20.0}
+    base_violations = {"far_end_pressure_below_minimum": 930.0, "production_lost": 0.0}
+    ours_violations = {"process_temperature_above_limit": 45.0, "production_lost": 0.0}
     return {
         "hours": hours,
-        "baseline": {**totals, "violations_s": baseline_violations},
-        "edgecell": totals,
+        "baseline": totals | {"violations_s": base_violations},
+        "edgecell": totals | {"violations_s": ours_violations},
         "constraint_violations": {"process_temperature_above_limit": 45.0},
         "constraint_violations_s": 45.0,
         "false_alarms": 1,
@@ -71,11 +72,24 @@ def test_leaks_are_scored_missed_late_or_not_yet_due() -> None:
     assert (scored["leaks_late"], scored["leaks_missed"], scored["leaks_not_due"]) == (1, 1, 1)
     assert scored["violations_total_s"] == 45.0
     # The baseline's own violations beside edgecell's, those it has only.
-    assert scored["baseline_violations_s"] == {"process_temperature_above_limit": 20.0}
+    assert scored["baseline_violations_s"] == {"far_end_pressure_below_minimum": 930.0}
     assert scored["false_alarms"] == 1
     assert scored["uses_more"] == ["peak_demand_kw"]
     assert scored["peak_kw"] == [100.0, 100.0]  # billed, baseline and edgecell
     assert scored["meter_peak_kw"] == [104.0, 104.0]  # the meter's sliding window
+
+
+def test_the_baseline_runs_violations_stand_beside_edgecells() -> None:
+    scored = summary(report([]), "cell-x")
+    assert scored["violations_s"] == {"process_temperature_above_limit": 45.0}
+    assert scored["baseline_violations_s"] == {"far_end_pressure_below_minimum": 930.0}
+    assert scored["baseline_violations_total_s"] == 930.0
+    dist = distribution([scored])
+    assert (dist["violations_s_total"], dist["baseline_violations_s_total"]) == (45.0, 930.0)
+    row = table([scored], dist).splitlines()[2]
+    assert row.startswith(
+        "| cell-x | process_temperature_above_limit 45 | far_end_pressure_below_minimum 930 |"
+    )
 
 
 def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
@@ -108,6 +122,7 @@ def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
         assert cell["savings_pct"]["energy_kwh"] is not None
         assert cell["machines"] >= 2
         assert cell["violations_total_s"] >= 0
+        assert cell["baseline_violations_total_s"] >= 0
     dist = result["distribution"]
     assert dist["cells"] == 2
     assert set(dist["savings_pct"]) == set(SAVINGS)

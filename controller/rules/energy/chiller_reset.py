@@ -17,7 +17,7 @@ from controller.rules.domain import (
     rounded,
     signal_inputs,
 )
-from controller.rules.energy.requirement import Requirement, count_requests
+from controller.rules.energy.requirement import Requirement, Trend, count_requests
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
 
@@ -51,7 +51,8 @@ class ChillerResetConfig(RuleCommon):
 
 class ChillerReset(DomainRule):
     """The warmest chilled water that keeps every process requirement: trims the setpoint up
-    every period, responds down to each request."""
+    every period, responds down to each request; goes at once to its safe setpoint when
+    production starts or a requirement is endangered (its fast path)."""
 
     config: ChillerResetConfig
 
@@ -61,21 +62,52 @@ class ChillerReset(DomainRule):
         self.reset = TrimRespond(config.reset)
         self._producing: bool | None = None
         self._requests = 0
+        self._trends = [Trend() for _ in config.process]
+        # The setpoint the reset held when the last production ended: what production needs.
+        self._learned: float | None = None
+        self._fast_at: float | None = None
+        self._endangered: str | None = None
+        self._last_fast: str | None = None
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         self.reset.reset(now.monotonic, present_number(snapshot, self.config.setpoint))
         self._producing = None
+        self._fast_at = None
+        for trend in self._trends:
+            trend.clear()
+
+    def safe_setpoint(self) -> float:
+        """Where the fast path and a production start take the setpoint: the one held at the
+        end of the last production, else `reset.initial` (the design supply), else `min`."""
+        reset = self.config.reset
+        if self._learned is not None:
+            return self._learned
+        return reset.initial if reset.initial is not None else reset.min
+
+    def _go_down_to(self, t: float, target: float, why: str) -> None:
+        """The setpoint at once to `target` when that is lower (trim-and-respond restarts from
+        there, its `delay` before the next trim)."""
+        target = max(self.config.reset.min, target)
+        if target < self.reset.value:
+            self.reset.reset(t, target)
+            self._last_fast = why
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         t = now.monotonic
         producing = True if cfg.production is None else cfg.production.on(snapshot)
-        if producing and self._producing is False and self.reset.started:
-            self.reset.reset(t, self.reset.value)
+        if self.reset.started and self._producing is not None and producing != self._producing:
+            if producing:
+                # Feed-forward: the heat arrives with production; do not wait for the return.
+                self.reset.reset(t, self.reset.value)
+                self._go_down_to(t, self.safe_setpoint(), "production start")
+            else:
+                self._learned = self.reset.value
         self._producing = producing
         self._requests = count_requests(cfg.process, snapshot)
         if not producing and cfg.outside_production_c is not None:
             return [self.propose(cfg.setpoint, cfg.outside_production_c, "no production")]
+        self._fast_path(snapshot, t)
         setpoint = self.reset.update(t, self._requests)
         worst = max(
             number(snapshot, req.tag) - (req.max if req.max is not None else 0.0)
@@ -85,7 +117,31 @@ class ChillerReset(DomainRule):
             f"trim and respond: process {worst:+.2f} K from its limit, {self._requests}"
             f" request(s), last step {self.reset.last_step:+g} K"
         )
+        if self._endangered is not None:
+            reason = f"fast path: {self._endangered}; {reason}"
         return [self.propose(cfg.setpoint, round(setpoint, 4), reason)]
+
+    def _fast_path(self, snapshot: Mapping[str, Sample], t: float) -> None:
+        """A requirement endangered (within its guard, or reaching its limit within its lead):
+        the setpoint goes at once to the safe setpoint, or, already there, one `max_response`
+        lower; again after the requirement's `lead` while it stays endangered."""
+        self._endangered = None
+        lead = 0.0
+        for req, trend in zip(self.config.process, self._trends, strict=True):
+            value = number(snapshot, req.tag)
+            trend.add(t, value)
+            why = req.endangered(value, trend.rate)
+            if why is not None and self._endangered is None:
+                self._endangered, lead = why, req.lead
+        if self._endangered is None or not self.reset.started:
+            return
+        if self._fast_at is not None and t - self._fast_at < lead:
+            return
+        self._fast_at = t
+        safe = self.safe_setpoint()
+        value = self.reset.value
+        target = safe if value > safe else value + self.config.reset.max_response
+        self._go_down_to(t, target, self._endangered)
 
     def detail(self) -> dict[str, Any]:
         return {
@@ -94,4 +150,7 @@ class ChillerReset(DomainRule):
             "last_requests": self.reset.last_requests,
             "last_step_k": self.reset.last_step,
             "producing": self._producing,
+            "safe_setpoint_c": rounded(self.safe_setpoint()),
+            "endangered": self._endangered,
+            "last_fast": self._last_fast,
         }

@@ -24,7 +24,7 @@ from controller.rules.domain import (
     signal_inputs,
 )
 from controller.rules.energy.load_cycles import LoadCycle, LoadUnloadCycles, leak_fraction
-from controller.rules.energy.requirement import Requirement, count_requests
+from controller.rules.energy.requirement import Requirement, Trend, count_requests
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.steps import EstimateSteps
 from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
@@ -99,6 +99,10 @@ class CompressedAirConfig(RuleCommon):
     outside_production: OutsideProduction | None = None
     leak_test: LeakTestConfig | None = None
     pressure_alarm_after: Duration = 300.0  # a requirement violated this long raises an alarm
+    # In production, never below the highest setpoint learned for a production mode: a step of
+    # air (the end of a break, machines starting together) then starts from a header that
+    # holds the far end. False: each mode trims to its own (today's behaviour).
+    hold_for_load_steps: bool = False
 
     @model_validator(mode="after")
     def _consistent(self) -> CompressedAirConfig:
@@ -157,6 +161,9 @@ class CompressedAir(DomainRule):
         # The air_leak alarm's estimate stepping up by the rise that raises it: another leak.
         step = test.rise_above or test.test_rise_above or test.alarm_above
         self._steps = EstimateSteps(step, test.rise_for, test.rise_window)
+        self._trends = [Trend() for _ in config.critical]
+        self._endangered: str | None = None
+        self._last_fast: str | None = None
         self._restart_state()
 
     def _restart_state(self) -> None:
@@ -171,6 +178,9 @@ class CompressedAir(DomainRule):
         self._rise_since: float | None = None
         self._rise_window_start: float | None = None
         self._worst: float | None = None
+        self._fast_at: float | None = None
+        for trend in self._trends:
+            trend.clear()
         self.cycles.reset()
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
@@ -213,11 +223,20 @@ class CompressedAir(DomainRule):
         outside = cfg.outside_production
         out: list[Proposal] = []
         if producing or outside is None or outside.setpoint_bar is None:
+            floor = self._load_step_floor() if producing else None
+            if producing:
+                self._fast_path(snapshot, t, floor)
             setpoint = self.reset.update(t, requests if producing else 0)
             reason = (
                 f"trim and respond: far end {worst:.2f} bar, {requests} request(s),"
                 f" last step {self.reset.last_step:+g} bar"
             )
+            if floor is not None and setpoint < floor:
+                # The output only: trim and respond goes on learning what this mode needs.
+                setpoint = floor
+                reason = f"held for a load step at {floor:g} bar; {reason}"
+            if self._endangered is not None:
+                reason = f"fast path: {self._endangered}; {reason}"
         else:
             setpoint = outside.setpoint_bar
             reason = "no production: lower setpoint"
@@ -229,6 +248,41 @@ class CompressedAir(DomainRule):
         if cfg.leak_test is not None:
             self._leaks(cfg.leak_test, snapshot, producing, t)
         return out
+
+    def _fast_path(self, snapshot: Mapping[str, Sample], t: float, floor: float | None) -> None:
+        """A far-end requirement endangered (within its guard, or reaching its minimum within
+        its lead): the setpoint (held at `floor` at least) one `max_response` up at once, again
+        after the requirement's `lead` while it stays endangered."""
+        self._endangered = None
+        lead = 0.0
+        for req, trend in zip(self.config.critical, self._trends, strict=True):
+            value = number(snapshot, req.tag)
+            trend.add(t, value)
+            why = req.endangered(value, trend.rate)
+            if why is not None and self._endangered is None:
+                self._endangered, lead = why, req.lead
+        if self._endangered is None or not self.reset.started:
+            return
+        if self._fast_at is not None and t - self._fast_at < lead:
+            return
+        self._fast_at = t
+        before = self.reset.value if floor is None else max(floor, self.reset.value)
+        self.reset.move_to(t, before + self.config.reset.max_response)
+        if self.reset.value > before:
+            self._last_fast = self._endangered
+
+    def _load_step_floor(self) -> float | None:
+        """With `hold_for_load_steps`, the highest setpoint learned for another production
+        mode (not this one's: it would hold this mode at what it needed before); before any
+        is learned, `reset.initial` (else `reset.max`): the first step of the day starts from
+        the design pressure."""
+        if not self.config.hold_for_load_steps:
+            return None
+        others = [sp for mode, sp in self._mode_setpoints.items() if mode != self._mode]
+        if others:
+            return max(others)
+        reset = self.config.reset
+        return reset.initial if reset.initial is not None else reset.max
 
     def _pressure_alarm(
         self,
@@ -400,6 +454,9 @@ class CompressedAir(DomainRule):
             "leak_test": self._leak,
             "air_use": self._rise,
             "mode": None if self._mode is None else list(self._mode),
+            "load_step_floor_bar": rounded(self._load_step_floor()),
+            "endangered": self._endangered,
+            "last_fast": self._last_fast,
             "learned": [
                 {
                     "mode": list(mode),

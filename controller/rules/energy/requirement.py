@@ -1,28 +1,38 @@
 """A load's requirement that a trim-and-respond reset must keep (a far-end pressure, a process
-temperature), and the requests it makes: shared by the compressed-air and chilled-water
+temperature), the requests it makes, and when it is endangered enough for the reset to act at
+once instead of at the end of its period: shared by the compressed-air and chilled-water
 resets."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 
 from pydantic import Field, model_validator
 
-from controller.configtypes import StrictModel
+from controller.configtypes import Duration, StrictModel
 from controller.model import Sample
 from controller.rules.config import TagKey
 from controller.rules.rule import number
+
+# The rate of a requirement's variable is its slope over about this long: long enough to smooth
+# a sensor's noise, short enough to see a step of load that began a minute ago.
+RATE_WINDOW_S = 60.0
 
 
 class Requirement(StrictModel):
     """A load's need the reset must keep: `tag` at least `min` (a far-end pressure) or at
     most `max` (a process temperature, a valve position). Within `margin` of it the load makes
-    one request; past it, two."""
+    one request; past it, two. With `guard`, the requirement is endangered when it is within
+    `guard` of its limit, or when its present rate would take it to the limit within `lead`:
+    the reset then acts at once (its fast path) instead of waiting for the end of its period."""
 
     tag: TagKey
     min: float | None = None
     max: float | None = None
     margin: float = Field(default=0.0, ge=0)
+    guard: float | None = Field(default=None, gt=0)
+    lead: Duration = 120.0
 
     @model_validator(mode="after")
     def _one_side(self) -> Requirement:
@@ -39,6 +49,57 @@ class Requirement(StrictModel):
 
     def violated(self, value: float) -> bool:
         return self.requests(value) == 2
+
+    def describe(self) -> str:
+        return f"max {self.max:g}" if self.max is not None else f"min {self.min:g}"
+
+    def headroom(self, value: float) -> float:
+        """How far `value` is from the limit, on the safe side (negative: past it)."""
+        if self.max is not None:
+            return self.max - value
+        return value - (self.min or 0.0)
+
+    def endangered(self, value: float, rate: float) -> str | None:
+        """Why the reset must act at once, or None (always None without a `guard`). `rate`:
+        the variable's change per second."""
+        if self.guard is None:
+            return None
+        room = self.headroom(value)
+        if room <= self.guard:
+            return f"{self.tag} {value:g} within {self.guard:g} of its {self.describe()}"
+        towards = rate if self.max is not None else -rate  # headroom lost per second
+        if self.lead > 0 and towards > 0 and room / towards <= self.lead:
+            return (
+                f"{self.tag} {value:g} reaches its {self.describe()} in about"
+                f" {room / towards:.0f} s"
+            )
+        return None
+
+
+class Trend:
+    """The recent values of a variable (seconds, value): its rate over `RATE_WINDOW_S`."""
+
+    def __init__(self) -> None:
+        self.points: deque[tuple[float, float]] = deque()
+
+    def clear(self) -> None:
+        self.points.clear()
+
+    def add(self, t: float, value: float) -> None:
+        points = self.points
+        if points and t <= points[-1][0]:
+            return
+        points.append((t, value))
+        # keep one point at or before the window's start, as the slope's anchor
+        while len(points) > 2 and points[1][0] <= t - RATE_WINDOW_S:
+            points.popleft()
+
+    @property
+    def rate(self) -> float:
+        if len(self.points) < 2:
+            return 0.0
+        (t0, v0), (t1, v1) = self.points[0], self.points[-1]
+        return (v1 - v0) / (t1 - t0)
 
 
 def count_requests(requirements: list[Requirement], snapshot: Mapping[str, Sample]) -> int:

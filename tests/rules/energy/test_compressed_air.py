@@ -214,6 +214,90 @@ def test_back_in_a_known_mode_the_setpoint_it_reached_there_returns() -> None:
     assert values["compressor.pressure_setpoint_bar"] == pytest.approx(reached)
 
 
+def test_held_for_load_steps_a_lighter_mode_keeps_the_setpoint_of_the_heavier() -> None:
+    rule = CompressedAir(config(hold_for_load_steps=True))
+    driven = Driven(rule)
+    ok = {"compressor.loaded": True, "compressor.motor_power_kw": 34}
+
+    def run(until: float, state: int) -> float:
+        while driven.t < until:
+            values = driven.step({**states(state), **far_end(6.8), **ok})
+        return float(values["compressor.pressure_setpoint_bar"])
+
+    # The first production of the day: nothing learned, held at reset.initial (7.5) while
+    # the mode's own reset trims under it.
+    assert run(1800, 3) == pytest.approx(7.5)
+    production = rule.reset.value
+    assert production < 7.4
+    # A break, a lighter mode never seen (from reset.initial): trimmed down to what
+    # production needs and held there (the end of the break is a load step), while the
+    # break's own reset learns lower.
+    assert run(1801, 2) == pytest.approx(7.5)
+    assert run(5400, 2) == pytest.approx(production)
+    assert rule.reset.value < production - 0.2
+    assert rule.detail()["load_step_floor_bar"] == pytest.approx(production, abs=1e-3)
+    # Production again: back to what it needed, and trimmed on from there.
+    assert run(5401, 3) == pytest.approx(production)
+    assert run(7200, 3) < production
+
+
+def test_without_the_hold_a_break_trims_below_production() -> None:
+    driven = Driven(CompressedAir(config()))
+    ok = {"compressor.loaded": True, "compressor.motor_power_kw": 34}
+    for _ in range(1800):
+        driven.step({**states(3), **far_end(6.8), **ok})
+    for _ in range(3600):
+        values = driven.step({**states(2), **far_end(6.8), **ok})
+    assert values["compressor.pressure_setpoint_bar"] < 7.2
+
+
+def test_fast_path_raises_the_setpoint_at_once_and_again_after_its_lead() -> None:
+    critical = [
+        {
+            "tag": "compressor.far_end_pressure_bar",
+            "min": 6.2,
+            "margin": 0.1,
+            "guard": 0.05,
+            "lead": "1min",
+        }
+    ]
+    rule = CompressedAir(config(critical=critical, leak_test=None))
+    driven = Driven(rule)
+    rows = [
+        (1, 6.8, 7.5),
+        (10, 6.8, 7.5),
+        (11, 6.24, 7.65),  # within 0.05 of its minimum: one max_response up, now
+        (70, 6.24, 7.65),  # held for the lead
+        (71, 6.24, 7.8),  # still endangered: once more
+    ]
+    for seconds, far, expected in rows:
+        while driven.t < seconds:
+            values = driven.step({**states(3), **far_end(far)})
+        assert values["compressor.pressure_setpoint_bar"] == pytest.approx(expected), seconds
+    assert rule.detail()["last_fast"] == (
+        "compressor.far_end_pressure_bar 6.24 within 0.05 of its min 6.2"
+    )
+
+
+def load_step_day(hold: bool) -> PlantLoop:
+    """normal-day from 04:00 to 14:00: the 05:30 warm-up, the 06:00 start, two breaks and a
+    changeover, each ending with every machine starting at once."""
+    loop = PlantLoop(CompressedAir(config(hold_for_load_steps=hold)), POINTS, dt=5.0)
+    loop.advance(4 * 3600)
+    loop.run(10 * 3600)
+    return loop
+
+
+def test_plant_load_steps_take_the_far_end_under_its_minimum_without_the_hold() -> None:
+    assert load_step_day(hold=False).plant.truth.seconds_far_end_below_critical > 0  # 10 s
+
+
+def test_plant_held_for_load_steps_the_far_end_keeps_its_minimum() -> None:
+    loop = load_step_day(hold=True)
+    assert loop.plant.truth.seconds_far_end_below_critical == 0
+    assert loop.rule.detail()["setpoint_bar"] < 7.5  # still trimmed in production
+
+
 def test_stop_outside_production_switches_the_compressor() -> None:
     outside = {"stop": "compressor.run", "stop_value": False, "run_value": True}
     rule = CompressedAir(config(outside_production=outside, leak_test=None))
