@@ -17,7 +17,12 @@ from controller.rules.domain import (
     rounded,
     signal_inputs,
 )
-from controller.rules.energy.requirement import Requirement, Trend, count_requests
+from controller.rules.energy.requirement import (
+    Requirement,
+    Trend,
+    count_requests,
+    first_endangered,
+)
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
 
@@ -125,14 +130,9 @@ class ChillerReset(DomainRule):
         """A requirement endangered (within its guard, or reaching its limit within its lead):
         the setpoint goes at once to the safe setpoint, or, already there, one `max_response`
         lower; again after the requirement's `lead` while it stays endangered."""
-        self._endangered = None
-        lead = 0.0
-        for req, trend in zip(self.config.process, self._trends, strict=True):
-            value = number(snapshot, req.tag)
-            trend.add(t, value)
-            why = req.endangered(value, trend.rate)
-            if why is not None and self._endangered is None:
-                self._endangered, lead = why, req.lead
+        self._endangered, lead = first_endangered(
+            self.config.process, self._trends, snapshot, t
+        )
         if self._endangered is None or not self.reset.started:
             return
         if self._fast_at is not None and t - self._fast_at < lead:

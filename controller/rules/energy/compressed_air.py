@@ -24,7 +24,12 @@ from controller.rules.domain import (
     signal_inputs,
 )
 from controller.rules.energy.load_cycles import LoadCycle, LoadUnloadCycles, leak_fraction
-from controller.rules.energy.requirement import Requirement, Trend, count_requests
+from controller.rules.energy.requirement import (
+    Requirement,
+    Trend,
+    count_requests,
+    first_endangered,
+)
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.steps import EstimateSteps
 from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
@@ -253,14 +258,9 @@ class CompressedAir(DomainRule):
         """A far-end requirement endangered (within its guard, or reaching its minimum within
         its lead): the setpoint (held at `floor` at least) one `max_response` up at once, again
         after the requirement's `lead` while it stays endangered."""
-        self._endangered = None
-        lead = 0.0
-        for req, trend in zip(self.config.critical, self._trends, strict=True):
-            value = number(snapshot, req.tag)
-            trend.add(t, value)
-            why = req.endangered(value, trend.rate)
-            if why is not None and self._endangered is None:
-                self._endangered, lead = why, req.lead
+        self._endangered, lead = first_endangered(
+            self.config.critical, self._trends, snapshot, t
+        )
         if self._endangered is None or not self.reset.started:
             return
         if self._fast_at is not None and t - self._fast_at < lead:

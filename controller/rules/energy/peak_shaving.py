@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from controller.rules.domain import (
     DomainRule,
     rounded,
 )
+from controller.rules.energy.requirement import Trend
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.schedule import TimeZoneName
 
@@ -217,29 +218,6 @@ class _Shed:
     saved_kw: float = 0.0  # while shed: what it drew when it was shed
 
 
-@dataclass
-class _Trend:
-    """The recent values of a process variable (measurement time s, value): its rate."""
-
-    points: deque[tuple[float, float]] = field(default_factory=deque)
-
-    def add(self, ts: float, value: float) -> None:
-        points = self.points
-        if points and ts <= points[-1][0]:
-            return
-        points.append((ts, value))
-        # keep one point at or before the window's start, as the slope's anchor
-        while len(points) > 2 and points[1][0] <= ts - _RATE_WINDOW_S:
-            points.popleft()
-
-    @property
-    def rate(self) -> float:
-        if len(self.points) < 2:
-            return 0.0
-        (t0, v0), (t1, v1) = self.points[0], self.points[-1]
-        return (v1 - v0) / (t1 - t0)
-
-
 class PeakShaving(DomainRule):
     """Each cycle: the window's average predicted from the energy used so far plus the
     uncontrolled load (measured + what is shed now) for the rest of the window; loads shed in
@@ -265,7 +243,7 @@ class PeakShaving(DomainRule):
         self.window = DemandWindow(self.config.demand_config())
         self._loads = [_Shed(load) for load in self.config.loads]
         self._order: list[_Shed] = []  # shed loads, in the order they were shed
-        self._trends: dict[str, _Trend] = {}
+        self._trends: dict[str, Trend] = {}
         self._last_ts: int | None = None
         self._last_restore = -math.inf
         self._reading: DemandReading | None = None
@@ -330,7 +308,7 @@ class PeakShaving(DomainRule):
             for limit in shed.load.limits:
                 if limit.tag not in values:
                     values[limit.tag] = number(snapshot, limit.tag)
-                    trend = self._trends.setdefault(limit.tag, _Trend())
+                    trend = self._trends.setdefault(limit.tag, Trend())
                     trend.add(snapshot[limit.tag].source_ts / 1000, values[limit.tag])
         for shed in self._loads:
             shed.endangered = next(

@@ -6,7 +6,8 @@ resets."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -104,3 +105,19 @@ class Trend:
 
 def count_requests(requirements: list[Requirement], snapshot: Mapping[str, Sample]) -> int:
     return sum(req.requests(number(snapshot, req.tag)) for req in requirements)
+
+
+def first_endangered(
+    requirements: Sequence[Any], trends: Sequence[Trend], snapshot: Mapping[str, Sample], t: float
+) -> tuple[str | None, float]:
+    """Feed each requirement's trend its present value; the first requirement endangered
+    (why, and its `lead`), or (None, 0.0). Every trend is fed, endangered or not."""
+    found: str | None = None
+    lead = 0.0
+    for req, trend in zip(requirements, trends, strict=True):
+        value = number(snapshot, req.tag)
+        trend.add(t, value)
+        why = req.endangered(value, trend.rate)
+        if why is not None and found is None:
+            found, lead = why, req.lead
+    return found, lead
