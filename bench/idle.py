@@ -27,6 +27,9 @@ from typing import Any
 import orjson
 
 from bench.gateways import DEFAULT_GATEWAYS, GATEWAYS, Gateway, installed
+from bench.harness import RESULTS, gateway_running, machine, mosquitto, simulator
+from bench.harness import log as _log
+from bench.harness import stop as _stop
 from bench.procstat import (
     CLOCK_TICKS,
     connected_to,
@@ -35,7 +38,6 @@ from bench.procstat import (
     rss_bytes,
     thread_counters,
 )
-from bench.run import RESULTS, _log, _stop, gateway_running, machine, mosquitto, simulator
 from bench.subscriber import Tally
 from bench.workload import Workload
 

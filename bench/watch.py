@@ -35,7 +35,9 @@ import orjson
 import yaml
 
 from bench.gateways import ROOT, edgecell_config
-from bench.run import RESULTS, _log, _stop, machine, mosquitto, simulator
+from bench.harness import RESULTS, machine, mosquitto, simulator
+from bench.harness import log as _log
+from bench.harness import stop as _stop
 from bench.workload import REGISTER_MAPS, Workload
 
 
