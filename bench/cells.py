@@ -3,7 +3,10 @@
 issue #14 asks to bring to zero: process-limit violations, false alarms, leaks alarmed late or
 never; with the energy, peak, cost and water savings and their distribution.
 
-    .venv/bin/python -m bench --cells 30 [--seed 1] [--hours 24] [--cycle 5] [--out FILE]
+    .venv/bin/python -m bench --cells 30 [--seed 1] [--hours 24] [--cycle 5] [--jobs 2] [--out FILE]
+
+`--jobs N` runs the cells in N processes side by side (a co-simulation uses about one core);
+each writes its own JSON beside the result, and the result combines them in cell order.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -206,10 +210,47 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cycle", type=float, default=5.0, help="controller cycle, s (5)")
     parser.add_argument("--out", type=Path, default=None, help="the JSON (bench/results/)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the cells' YAML here")
+    parser.add_argument("--jobs", type=int, default=1, help="processes side by side (1)")
     args = parser.parse_args(argv)
-    if args.cells < 1 or args.hours <= 0 or args.cycle <= 0:
-        parser.error("--cells, --hours and --cycle must be positive")
+    if args.cells < 1 or args.hours <= 0 or args.cycle <= 0 or args.jobs < 1:
+        parser.error("--cells, --hours, --cycle and --jobs must be positive")
     return args
+
+
+def shares(first: int, count: int, jobs: int) -> list[tuple[int, int]]:
+    """(first, count) of each process: consecutive runs of cells, as even as they divide."""
+    jobs = min(jobs, count)
+    base, extra = divmod(count, jobs)
+    result: list[tuple[int, int]] = []
+    for job in range(jobs):
+        size = base + (1 if job < extra else 0)
+        result.append((first, size))
+        first += size
+    return result
+
+
+def run_jobs(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
+    """The cells in `args.jobs` processes of `python -m bench --cells`, combined in order. A
+    process that fails is reported with its exit status; the cells it finished are kept."""
+    parts: list[tuple[Path, subprocess.Popen[bytes]]] = []
+    for first, count in shares(args.first, args.cells, args.jobs):
+        part = out.with_name(f"{out.stem}.part{first}{out.suffix}")
+        command = [
+            sys.executable, "-m", "bench", "--cells", str(count), "--first", str(first),
+            "--seed", str(args.seed), "--hours", str(args.hours), "--cycle", str(args.cycle),
+            "--out", str(part),
+        ]  # fmt: skip
+        if args.keep is not None:
+            command += ["--keep", str(args.keep)]
+        parts.append((part, subprocess.Popen(command, stdout=subprocess.DEVNULL)))
+    cells: list[dict[str, Any]] = []
+    for part, process in parts:
+        status = process.wait()
+        if status != 0:
+            _log(f"the process writing {part.name} exited with {status}")
+        if part.exists():
+            cells.extend(orjson.loads(part.read_bytes())["cells"])
+    return sorted(cells, key=lambda cell: str(cell["cell"]))
 
 
 def main(argv: list[str]) -> int:
@@ -224,6 +265,12 @@ def main(argv: list[str]) -> int:
         "hours": args.hours,
         "cycle_s": args.cycle,
     }
+    if args.jobs > 1:
+        cells = run_jobs(args, out)
+        _write(out, head, cells)
+        print(table(cells, distribution(cells)))
+        print(f"\nJSON: {out}")
+        return 0 if len(cells) == args.cells else 1
     with tempfile.TemporaryDirectory(prefix="edgecell-cells-") as scratch:
         work = args.keep or Path(scratch)
         cells = asyncio.run(

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from bench.cells import SAVINGS, distribution, summary, table
+from bench.cells import SAVINGS, distribution, shares, summary, table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,13 @@ def test_the_baseline_runs_violations_stand_beside_edgecells() -> None:
     )
 
 
-def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
+def test_shares_split_the_cells_into_consecutive_runs() -> None:
+    assert shares(0, 30, 2) == [(0, 15), (15, 15)]
+    assert shares(8, 11, 3) == [(8, 4), (12, 4), (16, 3)]
+    assert shares(5, 2, 4) == [(5, 1), (6, 1)]
+
+
+def test_two_short_cells_in_two_processes_give_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "cells.json"
     done = subprocess.run(
         [
@@ -105,6 +111,8 @@ def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
             "0.25",
             "--cycle",
             "10",
+            "--jobs",
+            "2",
             "--out",
             str(out),
         ],
@@ -127,3 +135,8 @@ def test_two_short_cells_give_every_figure(tmp_path: Path) -> None:
     assert dist["cells"] == 2
     assert set(dist["savings_pct"]) == set(SAVINGS)
     assert "| saving | min | median | max |" in done.stdout
+    # Each process kept its own cells, the result holds both in order.
+    assert sorted(p.name for p in tmp_path.glob("cells.part*.json")) == [
+        "cells.part0.json",
+        "cells.part1.json",
+    ]
