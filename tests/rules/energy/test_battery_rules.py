@@ -1,6 +1,6 @@
 """battery_peak_shaving and pv_self_consumption on step tables: what each writes for the site's
-load with the battery idle, the SoC and the limits; the refresh that renews the device's revert
-timer; the config checks."""
+load with the battery idle, the SoC and the limits; a held rate proposed unchanged (the actuator
+renews it on the device); the config checks."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ BATTERY: dict[str, Any] = {
     "max_charge_kw": 50,
     "reserve_pct": 20,
     "soc_max_pct": 95,
-    "refresh": "10s",
 }
 
 
@@ -35,7 +34,7 @@ def rule(kind: str, **settings: Any) -> Driven:
 
 
 def cycle(driven: Driven, meter: float, battery: float, soc: float) -> float | None:
-    """One cycle 1 s after the last (the refresh nudge lands on odd 10 s periods only)."""
+    """One cycle 1 s after the last."""
     out = driven.step({"meter.power_kw": meter, "bess.power_kw": battery, "bess.soc": soc})
     value = out.get("bess.rate")
     return None if value is None else float(value)
@@ -94,17 +93,21 @@ def test_self_consumption_holds_the_grid_at_its_target() -> None:
     assert cycle(driven, 30.0, 0.0, 60.0) == 20.0
 
 
-def test_a_held_setpoint_moves_by_the_refresh_step_every_other_refresh_period() -> None:
-    """The device drops a rate that is not written again within its revert timer; the actuator
-    writes only changes. So a held rate is nudged every other `refresh` period and the device
-    sees a write at least every `refresh` seconds."""
+def test_a_held_rate_is_proposed_unchanged_every_cycle() -> None:
+    """No nudge: the rule proposes the rate it wants, the same one cycle after cycle; writing
+    it again before the device's revert timer runs out is the actuator's refresh
+    (tests/test_actuation.py, tests/controller/test_battery_cosim.py)."""
     driven = rule("battery_peak_shaving", limit_kw=200, recharge_kw=100)
-    rates = [cycle(driven, 230.0, 0.0, 60.0) for _ in range(30)]  # t = 1..30 s
-    assert rates[:9] == [30.0] * 9  # t 1-9: first period
-    assert rates[9:19] == [29.9] * 10  # t 10-19: nudged
-    assert rates[19:29] == [30.0] * 10
-    resting = [cycle(driven, 150.0, 0.0, 60.0) for _ in range(10)]  # t 31-40
-    assert set(resting) == {0.1, 0.0}  # 0.1 % = 0.1 kW: below what the inverter runs at
+    assert {cycle(driven, 230.0, 0.0, 60.0) for _ in range(30)} == {30.0}
+    assert {cycle(driven, 150.0, 0.0, 60.0) for _ in range(30)} == {0.0}
+
+
+@pytest.mark.parametrize("key", ["refresh", "refresh_step_pct"])
+def test_the_rules_own_refresh_keys_are_refused_pointing_to_the_actuator(key: str) -> None:
+    with pytest.raises(ValidationError, match=f"{key}: .*actuation.outputs"):
+        TypeAdapter(RuleConfig).validate_python(
+            {"name": "b", "kind": "pv_self_consumption", **BATTERY, key: "10s"}
+        )
 
 
 def test_the_rate_is_a_share_of_the_limit_in_its_direction() -> None:
