@@ -40,6 +40,7 @@ class BatteryControlConfig(RuleCommon):
     reserve_pct: float = Field(ge=0, lt=100)
     # Never charges at or above this SoC.
     soc_max_pct: float = Field(95.0, gt=0, le=100)
+
     @model_validator(mode="before")
     @classmethod
     def _refresh_moved(cls, data: Any) -> Any:
