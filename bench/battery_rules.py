@@ -7,8 +7,9 @@ configs/cosim-storage.yaml (and only those: no other rule, no Modbus) writing th
 setpoint every cycle, the higher-priority rule first, as the engine arbitrates. It prints the
 peak 15-min demand, the net cost (import - export + demand charge, the energy left in the
 battery credited at the off-peak price), the battery's throughput and losses and its lowest
-SoC. `edgecell report` is the measurement (through the SunSpec device, with every rule); this is
-the seconds-long estimate beside it (bench/README.md, "Battery rules").
+SoC. The peak is the billed one (clock-aligned windows, as the report's); the meter's sliding
+peak beside it. `edgecell report` is the measurement (through the SunSpec device, with every
+rule); this is the seconds-long estimate beside it (bench/README.md, "Battery rules").
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ KINDS = ("battery_peak_shaving", "pv_self_consumption")
 
 @dataclass
 class DayFigures:
-    peak_kw: float
+    peak_kw: float  # billed: the highest clock-aligned window average (the report's peak)
+    meter_peak_kw: float  # the meter's sliding-window peak (not billed)
     net_cost: float
     import_kwh: float
     discharged_kwh: float
@@ -105,7 +107,8 @@ def run_day(
         - stored_kwh * scenario.tariff.default_price_per_kwh
     )
     return DayFigures(
-        peak_kw=truth["max_demand_kw"],
+        peak_kw=truth["billing_demand_kw"],
+        meter_peak_kw=truth["max_demand_kw"],
         net_cost=net,
         import_kwh=truth["site_import_kwh"],
         discharged_kwh=truth["battery_discharged_kwh"],
@@ -129,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     for label, day in (("baseline (vendor program)", base), ("battery rules", ours)):
         soc = "n/a" if day.soc_min_pct is None else f"{day.soc_min_pct:.1f} %"
         line = (
-            f"{label:>26}: peak {day.peak_kw:6.1f} kW, net cost {day.net_cost:7.2f},"
+            f"{label:>26}: peak {day.peak_kw:6.1f} kW (meter {day.meter_peak_kw:.1f}),"
+            f" net cost {day.net_cost:7.2f},"
             f" import {day.import_kwh:7.1f} kWh, discharged {day.discharged_kwh:6.1f} kWh,"
             f" losses {day.loss_kwh:5.1f} kWh, SoC min {soc}, SoC outside {day.soc_outside_s:g} s"
         )

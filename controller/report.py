@@ -116,6 +116,8 @@ class RunResult:
     series: dict[str, list[float]] = field(default_factory=dict)
     times_h: list[float] = field(default_factory=list)
     writes: int = 0
+    # Values already in place written again (actuation.outputs refresh): device writes too.
+    refreshes: int = 0
     starts: int = 0
     starts_by_equipment: dict[str, int] = field(default_factory=dict)
     alarms: list[dict[str, Any]] = field(default_factory=list)
@@ -176,6 +178,7 @@ async def run_once(
                 _progress(label, i + 1, cycles, started)
         result.truth = plant.ground_truth().as_dict()
         result.writes = sum(1 for w in sim.events.writes() if w.get("outcome") == "written")
+        result.refreshes = sim.actuator.stats.refreshes if sim.actuator is not None else 0
         # Every finding of every alarm: the first publication of each (alarm, raised_count,
         # steps): its raise, and each step of its estimate by another leak.
         episodes: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -281,6 +284,7 @@ def _totals(run: RunResult) -> dict[str, Any]:
         "ev_energy_short_kwh": round(sum(truth.get("ev_energy_short_kwh", {}).values()), 2),
         "machine_restarts": sum(truth.get("machine_restarts", {}).values()),
         "writes_per_hour": round(run.writes / run.hours, 1),
+        "refreshes_per_hour": round(run.refreshes / run.hours, 1),
         "equipment_starts_per_hour": round(run.starts / run.hours, 2),
         "plc_fallbacks": truth["plc_fallbacks"],
         "wall_s": round(run.wall_s, 1),
@@ -404,6 +408,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"| EV energy not delivered | {base['ev_energy_short_kwh']} kWh | "
         f"{ours['ev_energy_short_kwh']} kWh | |",
         f"| writes per hour | {base['writes_per_hour']} | {ours['writes_per_hour']} | |",
+        f"| held values written again per hour (refresh) | {base['refreshes_per_hour']} | "
+        f"{ours['refreshes_per_hour']} | |",
         f"| equipment starts per hour | {base['equipment_starts_per_hour']} | "
         f"{ours['equipment_starts_per_hour']} | |",
         "",

@@ -560,3 +560,85 @@ async def test_tag_never_read_since_start_is_not_written(plant, clock, events):
         [win("setpoint_bar", 7.5)], plant.table.snapshot(), clock.monotonic()
     )
     assert results["comp.setpoint_bar"].outcome is Outcome.WRITTEN
+
+
+# --- refresh: a value held unchanged is written again ----------------------------------------
+
+
+async def hold(
+    actuator: Actuator,
+    plant: ModbusPlant,
+    clock: SteppedClock,
+    decision: TagDecision,
+    *,
+    seconds: int,
+    meddle_at: int,
+    meddled: float,
+) -> list[float]:
+    """`decision` every second for `seconds` s, polled each second until `meddle_at`, when the
+    device's value is changed to `meddled` behind the controller's back and no longer polled
+    (the table still shows the value in place): the device's value after each cycle."""
+    seen = []
+    for t in range(seconds):
+        if t == meddle_at:
+            await plant.set("setpoint_bar", meddled)
+        elif t < meddle_at:
+            await plant.poll()
+        await cycle(actuator, plant, clock, decision)
+        seen.append(round(await plant.value("setpoint_bar"), 3))
+        clock.advance(1.0)
+    return seen
+
+
+@pytest.mark.parametrize(("refresh", "rewritten"), [("10s", True), (None, False)])
+async def test_a_value_held_unchanged_is_written_again_every_refresh_period(
+    plant, clock, make_actuator, events, refresh, rewritten
+):
+    """With `refresh: 10s` the value in place goes to the device again 10 s after the last
+    write, though nothing changed (a SunSpec battery's revert timer is renewed so); without,
+    only changes are written. The rewrite is counted, not published."""
+    outputs = {"comp.setpoint_bar": {"refresh": refresh}} if refresh else {}
+    actuator = make_actuator(outputs=outputs)
+    seen = await hold(
+        actuator, plant, clock, win("setpoint_bar", 7.5), seconds=21, meddle_at=5, meddled=6.5
+    )
+    assert seen[:5] == [7.5] * 5  # t 0-4: written at t 0, in place
+    assert seen[5:10] == [6.5] * 5  # t 5-9: changed behind our back, the table still shows 7.5
+    assert seen[10:] == ([7.5] * 11 if rewritten else [6.5] * 11)  # t 10: refreshed
+    assert len(events.of("comp.setpoint_bar", "written")) == 1
+    assert actuator.stats.writes == 1
+    assert actuator.stats.refreshes == (2 if rewritten else 0)  # t 10 and t 20
+
+
+async def test_a_fallback_is_not_refreshed(plant, clock, make_actuator):
+    """A rule that stopped writes its fallback once; the device's own timeout takes over."""
+    actuator = make_actuator(outputs={"comp.setpoint_bar": {"refresh": "10s"}})
+    fallback = Proposal("comp.setpoint_bar", 7.0, 0, "stopped", rule="r1", fallback=True)
+    seen = await hold(
+        actuator, plant, clock, TagDecision(fallback.tag, winner=fallback),
+        seconds=15, meddle_at=3, meddled=6.5,
+    )
+    assert seen[3:] == [6.5] * 12
+
+
+async def test_the_refresh_writes_the_operators_value_while_an_override_holds_the_tag(
+    plant, clock, make_actuator
+):
+    actuator = make_actuator(manual_writes=True, outputs={"comp.setpoint_bar": {"refresh": "10s"}})
+    await actuator.override("comp.setpoint_bar", 6.5, 60.0, by="alice")
+    seen = await hold(
+        actuator, plant, clock, win("setpoint_bar", 7.5), seconds=12, meddle_at=4, meddled=7.0
+    )
+    assert seen[:4] == [6.5] * 4
+    assert seen[4:10] == [7.0] * 6
+    assert seen[10:] == [6.5] * 2  # the operator's value, not the rule's
+
+
+async def test_shadow_mode_refreshes_nothing(plant, clock, make_actuator):
+    actuator = make_actuator(outputs={"comp.setpoint_bar": {"refresh": "2s"}})
+    seen = await hold(
+        actuator, plant, clock, win("setpoint_bar", 7.0, mode="shadow"),
+        seconds=8, meddle_at=2, meddled=6.5,
+    )
+    assert seen == [7.0, 7.0] + [6.5] * 6
+    assert actuator.stats.refreshes == 0

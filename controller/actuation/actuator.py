@@ -157,6 +157,10 @@ class Actuator:
         output: OutputConfig | None = self.config.outputs.get(tag)
         return output.tolerance if output is not None else 0.0
 
+    def _refresh(self, tag: str) -> float | None:
+        output: OutputConfig | None = self.config.outputs.get(tag)
+        return output.refresh if output is not None else None
+
     def _setup(self, tag: str) -> TagSetup:
         """What the checks know of `tag` now."""
         device, _, name = tag.partition(".")
@@ -171,6 +175,7 @@ class Actuator:
             cycle=self.config.cycle,
             value_type=value_type,
             read=self._first_readings.read(tag),
+            refresh=self._refresh(tag),
         )
 
     def fallback(self, tag: str) -> OutputValue | None:
@@ -357,7 +362,10 @@ class Actuator:
         for plan, error in zip(plans, await self._write_all(plans), strict=True):
             state = states[plan.tag]
             if error is None:
-                self.stats.writes += 1
+                if plan.checks.get("refresh") == "due":
+                    self.stats.refreshes += 1
+                else:
+                    self.stats.writes += 1
                 state.last_value, state.last_time = plan.value, now
                 state.pending = Pending(
                     plan.value,
@@ -376,6 +384,10 @@ class Actuator:
                 plan.checks["write"] = "failed"
                 results[plan.tag] = self._result(plan, Outcome.FAILED, error)
         for result in results.values():
+            if result.outcome is Outcome.WRITTEN and result.checks.get("refresh") == "due":
+                # A value already in place written again: counted (stats.refreshes), not news.
+                log.debug("write_refreshed", tag=result.tag, value=result.value)
+                continue
             self._publish(result, states)
         return results
 

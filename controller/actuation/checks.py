@@ -6,7 +6,7 @@ Order for one tag and one cycle: the tag must be declared writable and have been
 start; numbers are clamped to min/max and moved no more than max_step per write and max_rate
 per minute; the value must be one the tag's type can hold (integer tags take whole steps);
 equipment switched by a boolean tag keeps its minimum on/off times; a value already in place
-is not written again.
+is not written again, unless the tag's `refresh` is due (its last write that old).
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ class TagSetup:
     cycle: float = 1.0
     value_type: ValueType | None = None
     read: bool = True
+    # A value held unchanged is written again this often (actuation.outputs.<tag>.refresh).
+    refresh: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +170,29 @@ def plan(
     if (pending is not None and same(pending.value, value, setup.tolerance)) or (
         pending is None and old is not None and same(old, value, setup.tolerance)
     ):
-        return Held(Outcome.UNCHANGED, request.reason, checks, value=value, clamps=clamps)
+        if not refresh_due(request, setup, state, now):
+            return Held(Outcome.UNCHANGED, request.reason, checks, value=value, clamps=clamps)
+        checks["refresh"] = "due"
     if not request.shadow:
         checks["verify"] = "pending"
     return Plan(
         tag, value, requested, old, request.source, request.rule, request.mode, request.reason,
         clamps, checks, equipment_before=before,
     )
+
+
+def refresh_due(request: Request, setup: TagSetup, state: TagState, now: float) -> bool:
+    """Whether a value already in place is written again now: the tag has a `refresh`, the
+    last write of it (ours) is at least that old, or there was none, within half a cycle (the
+    heartbeat's slack), and nothing waits for its read-back. Never in shadow, never for a
+    fallback: a rule that stopped leaves the device's own timeout to take it back."""
+    if setup.refresh is None or request.shadow or request.source.startswith("fallback:"):
+        return False
+    if state.pending is not None:
+        return False
+    if state.last_time is None:
+        return True
+    return now + setup.cycle / 2 >= state.last_time + setup.refresh
 
 
 def limit_move(

@@ -80,6 +80,8 @@ class ActuatorStats:
     failures: int = 0
     verify_failures: int = 0
     refusals: int = 0
+    # Values already in place written again (actuation.outputs.<tag>.refresh), not in `writes`.
+    refreshes: int = 0
     heartbeats: int = 0
     heartbeat_failures: int = 0
 

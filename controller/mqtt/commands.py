@@ -17,7 +17,7 @@ import structlog
 from paho.mqtt.properties import Properties
 from pydantic import Field, ValidationError, field_validator
 
-from controller.actuation import Actuator, Outcome
+from controller.actuation import ActuationRefusedError, Actuator, Outcome
 from controller.alarms import AcknowledgeCommand, AlarmBoard, UnknownAlarmError
 from controller.clock import SYSTEM_CLOCK, Clock
 from controller.configtypes import PositiveDuration, StrictModel
@@ -211,7 +211,12 @@ class CommandHandler:
             result = await self._actuator.override(
                 command.tag, command.value, command.ttl, by=command.by
             )
-        except WriteError as exc:
+        except ActuationRefusedError as exc:
+            # Refused before the cycle (check_manual, no reading yet): published here, as the
+            # refusals inside the cycle are by the actuator, so every refused write is an event.
+            self._actuator.record_refusal(command.tag, command.value, str(exc), by=command.by)
+            raise CommandRefusedError(str(exc)) from None
+        except WriteError as exc:  # refused in the cycle or failed: the actuator published it
             raise CommandRefusedError(str(exc)) from None
         override = self._actuator.overrides().get(command.tag)
         answer: dict[str, Any] = {

@@ -187,6 +187,11 @@ class OutputConfig(MinOnOffConfig):
 
     # Read-back may differ from the written value by this much (scaled integer registers round).
     tolerance: float = Field(default=0.0, ge=0)
+    # A value held unchanged is written again at least this often (None: only changes are
+    # written), for devices that drop a setpoint not renewed within a timeout (SunSpec 124
+    # InOutWRte_RvrtTms). The rewrite passes the same checks as any write; a fallback is not
+    # rewritten, so the device's own timeout still takes over when the rule stops.
+    refresh: PositiveDuration | None = None
 
     @property
     def is_equipment(self) -> bool:

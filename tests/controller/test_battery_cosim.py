@@ -35,7 +35,8 @@ def battery_writes(sim: CoSimulation) -> list[dict[str, Any]]:
 
 
 async def test_the_night_recharge_reaches_the_battery_over_sunspec() -> None:
-    """00:00, the site draws ~69 kW, below recharge_kw: the battery charges the difference."""
+    """00:00, the site draws ~69 kW, below recharge_kw: the battery charges the difference, at
+    least recharge_min_kw (50 kW, the inverter's efficient region)."""
     config = storage_config()
     [peak] = [r for r in config.rules if r.kind == "battery_peak_shaving"]
     async with CoSimulation(load_scenario("solar-day"), config, cycle=5.0, opcua=False) as sim:
@@ -46,13 +47,35 @@ async def test_the_night_recharge_reaches_the_battery_over_sunspec() -> None:
         assert written
         # The last rate written (% of the 100 kW charge limit) is the battery's setpoint.
         assert plant.read_point("battery.setpoint_kw") == pytest.approx(written[-1]["new"])
-        # Charging the gap to recharge_kw: the site draws 60-90 kW at night.
+        # The gap to recharge_kw is 10-40 kW (the site draws 60-90 kW at night): the block.
         charging = -plant.read_point("battery.power_kw")
-        assert peak.recharge_kw - 95.0 < charging < peak.recharge_kw - 55.0
-        # Held for 5 min: the refresh keeps the revert timer (30 s) from expiring.
+        assert charging == pytest.approx(peak.recharge_min_kw, abs=0.5)
+        # Held for 5 min: the actuator's refresh keeps the revert timer (30 s) from expiring.
         await sim.advance(300)
         assert plant.read_point("battery.following_setpoint") in (1, True)
         assert plant.ground_truth().plc_fallbacks.get("battery", 0) == 0
+
+
+async def test_a_constant_rate_held_past_the_revert_timer_keeps_the_battery_remote() -> None:
+    """recharge_kw 300 kW: at night (60-90 kW) the rule wants more than max_charge_kw, so it
+    holds -100 % unchanged for 5 min, ten times the battery's 30 s revert timer. The actuator's
+    refresh (actuation.outputs, 10 s) writes the same rate again over SunSpec: the battery stays
+    in remote mode, every rate written is the rule's own (no nudged value), and the rewrites are
+    counted, not published."""
+    config = storage_config(limit_kw=400.0, recharge_kw=300.0)
+    async with CoSimulation(load_scenario("solar-day"), config, cycle=5.0, opcua=False) as sim:
+        await sim.advance(60)  # ramped to -100 % at max_step 25 % per write
+        assert sim.plant.read_point("battery.setpoint_kw") == pytest.approx(-100.0)
+        assert sim.actuator is not None
+        before = len(battery_writes(sim)), sim.actuator.stats.refreshes
+        await sim.advance(300)
+        assert sim.plant.read_point("battery.following_setpoint") in (1, True)
+        assert sim.plant.read_point("battery.setpoint_kw") == pytest.approx(-100.0)
+        assert sim.plant.ground_truth().plc_fallbacks.get("battery", 0) == 0
+        written = [w["new"] for w in battery_writes(sim) if w["outcome"] == "written"]
+        assert written == [-25.0, -50.0, -75.0, -100.0]
+        assert len(battery_writes(sim)) == before[0]  # nothing new published in 5 min
+        assert 28 <= sim.actuator.stats.refreshes - before[1] <= 31  # every 10 s
 
 
 async def test_a_dead_meter_sends_the_fallback_then_the_battery_reverts_to_local() -> None:

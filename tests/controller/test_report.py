@@ -21,6 +21,7 @@ TOTALS = {
     "water_m3_by_use",
     "violations_s",
     "writes_per_hour",
+    "refreshes_per_hour",
     "equipment_starts_per_hour",
     "plc_fallbacks",
     "ev_energy_short_kwh",

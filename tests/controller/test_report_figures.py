@@ -140,6 +140,7 @@ def edgecell_run(**changes: Any) -> RunResult:
         truth.as_dict(),
         hours=2.0,
         writes=30,
+        refreshes=720,
         starts=6,
         alarms=[EARLY_WATER, WATER, AIR, TOWER],
     )
@@ -158,6 +159,9 @@ def test_savings_targets_leak_delays_and_false_alarms_worked_out_by_hand(
     # writes per hour: 0 / 2 h and 30 / 2 h; equipment starts: 10 / 2 h and 6 / 2 h
     assert report["baseline"]["writes_per_hour"] == 0.0
     assert report["edgecell"]["writes_per_hour"] == 15.0
+    # values held and written again by their refresh, counted apart: 720 / 2 h
+    assert report["edgecell"]["refreshes_per_hour"] == 360.0
+    assert report["baseline"]["refreshes_per_hour"] == 0.0
     assert report["baseline"]["equipment_starts_per_hour"] == 5.0
     assert report["edgecell"]["equipment_starts_per_hour"] == 3.0
     assert report["baseline"]["violations_s"]["rinse_conductivity_above_limit"] == 120.0

@@ -246,6 +246,42 @@ async def test_refused_write_is_answered_with_the_reason_and_nothing_is_written(
     assert gateway.actuator.overrides() == {}
 
 
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        (
+            '{"tag": "comp.header_bar", "value": 5.0, "ttl": "1min", "by": "ana"}',
+            "comp.header_bar is not declared writable",
+        ),
+        (
+            '{"tag": "comp.setpoint_bar", "value": 9.5, "ttl": "1min", "by": "ana"}',
+            "9.5 is above the max 8 of comp.setpoint_bar",
+        ),
+        (
+            '{"tag": "comp.setpoint_bar", "value": 7.0, "ttl": "3h", "by": "ana"}',
+            "ttl 180min is longer than actuation.manual_max_ttl",
+        ),
+    ],
+    ids=["not-writable", "out-of-range", "ttl-too-long"],
+)
+async def test_a_write_refused_by_the_manual_check_is_published_on_events_writes(
+    gateway, payload, error
+):
+    """Every refused write is visible where the writes are: a cmd/write that check_manual
+    refuses is an `events/writes` event (outcome refused, the reason), as a DCMD refusal is."""
+    events = await gateway.collect(gateway.broker, topics.write_events(gateway.base))
+    answer, _ = await gateway.send("write", payload)
+    assert answer["ok"] is False
+    await events.wait_for(
+        lambda messages: any(orjson.loads(m.payload)["outcome"] == "refused" for m in messages)
+    )
+    [event] = [e for e in events.payloads() if e["outcome"] == "refused"]
+    assert event["outcome"] == "refused"
+    assert event["source"] == "command:ana"
+    assert event["error"].startswith(error)
+    assert event["tag"] == orjson.loads(payload)["tag"]
+
+
 @pytest.mark.parametrize("gateway", [False], indirect=True)
 async def test_manual_write_is_refused_when_the_config_does_not_enable_it(gateway):
     answer, _ = await gateway.send("write", write(6.5, "1min"))

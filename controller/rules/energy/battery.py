@@ -1,8 +1,9 @@
 """What the two battery rules share (battery_peak_shaving, pv_self_consumption): the battery's
 inputs and its one output, the load the site would draw with the battery idle, the kW-to-rate
-conversion of a SunSpec model 124 setpoint, and the refresh that keeps the device's revert timer
-from handing the battery back to its local program while a rule holds it. docs/rules.md,
-"Battery rules", gives the method and the sources (OpenEMS' ESS controllers)."""
+conversion of a SunSpec model 124 setpoint. The device's revert timer is kept from handing the
+battery back to its local program by the actuator's refresh of the setpoint (actuation.outputs),
+not here. docs/rules.md, "Battery rules", gives the method and the sources (OpenEMS' ESS
+controllers)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from controller.configtypes import PositiveDuration
 from controller.model import Sample
 from controller.rules.config import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import DomainRule, rounded
@@ -40,10 +40,19 @@ class BatteryControlConfig(RuleCommon):
     reserve_pct: float = Field(ge=0, lt=100)
     # Never charges at or above this SoC.
     soc_max_pct: float = Field(95.0, gt=0, le=100)
-    # The device drops a setpoint that is not renewed (124 InOutWRte_RvrtTms): the rule moves
-    # its rate by refresh_step_pct at least this often, so an unchanged setpoint is written again.
-    refresh: PositiveDuration = 10.0
-    refresh_step_pct: float = Field(0.1, gt=0, le=5)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refresh_moved(cls, data: Any) -> Any:
+        # The rule's own refresh (a nudge of the rate) gave way to the actuator's: say where.
+        if isinstance(data, Mapping):
+            for key in ("refresh", "refresh_step_pct"):
+                if key in data:
+                    raise ValueError(
+                        f"{key}: a held rate is written again by the actuator now: set "
+                        f"actuation.outputs.<setpoint tag>.refresh (e.g. 10s) instead"
+                    )
+        return data
 
     @model_validator(mode="after")
     def _battery_consistent(self) -> BatteryControlConfig:
@@ -96,7 +105,7 @@ def rate_pct(config: BatteryControlConfig, kw: float) -> float:
 
 
 class BatteryRule(DomainRule):
-    """A rule that drives the battery's rate: the refresh and the state it publishes."""
+    """A rule that drives the battery's rate: the proposal in % and the state it publishes."""
 
     config: BatteryControlConfig
 
@@ -109,13 +118,10 @@ class BatteryRule(DomainRule):
         self.cut = ""
 
     def propose_kw(self, kw: float, now: Now, reason: str) -> Proposal:
-        """The rate for `kw`, nudged by refresh_step_pct on every other refresh period: a held
-        setpoint is written again before the device's revert timer runs out."""
-        cfg = self.config
-        pct = rate_pct(cfg, kw)
-        if int(now.monotonic // cfg.refresh) % 2:
-            pct = round(pct - cfg.refresh_step_pct if pct > 0 else pct + cfg.refresh_step_pct, 3)
-        return self.propose(cfg.setpoint, pct, reason)
+        """The rate for `kw`. A rate held unchanged is renewed on the device by the actuator
+        (`actuation.outputs.<setpoint>.refresh`), not by the rule."""
+        del now  # kept in the signature: subclasses and callers pass the cycle's time
+        return self.propose(self.config.setpoint, rate_pct(self.config, kw), reason)
 
     def detail(self) -> dict[str, Any]:
         reading = self.reading

@@ -1,22 +1,46 @@
 """Battery peak shaving, as OpenEMS' Controller.Ess.PeakShaving does it: discharge what the site
 would draw above `limit_kw`, recharge while it draws less than `recharge_kw`, keep the SoC
-reserve. docs/rules.md, "battery_peak_shaving", gives the method, sources and parameters."""
+reserve. Optionally (decided, issue 15) shaving the billing window's average instead of every
+instant, and running the inverter only in its efficient region (a least discharge and a least
+recharge power), because the part-load losses of a C&I inverter otherwise eat the saving.
+docs/rules.md, "battery_peak_shaving", gives the method, sources and parameters."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from controller.configtypes import Name, PositiveDuration, format_duration
 from controller.model import Sample
+from controller.rules.demand import DemandWindow, DemandWindowConfig
+from controller.rules.domain import rounded
 from controller.rules.energy.battery import (
     BatteryControlConfig,
     BatteryRule,
     read_battery,
     within_limits,
 )
-from controller.rules.rule import Now, Proposal
+from controller.rules.rule import Now, Proposal, number
+from controller.rules.schedule import Schedule, ScheduleConfig, TimeZoneName
+
+
+class TariffConfig(ScheduleConfig):
+    """The site's energy price windows, as the bill has them: a schedule of named periods and
+    the price of each (per kWh, the bill's currency)."""
+
+    prices: dict[Name, float] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _every_period_priced(self) -> TariffConfig:
+        missing = sorted(self.period_names - set(self.prices))
+        if missing:
+            raise ValueError(f"prices: no price for the period(s) {missing}")
+        for name, price in self.prices.items():
+            if not price >= 0:
+                raise ValueError(f"prices: {name} must be a price of at least 0, not {price}")
+        return self
 
 
 class BatteryPeakShavingConfig(BatteryControlConfig):
@@ -30,6 +54,23 @@ class BatteryPeakShavingConfig(BatteryControlConfig):
     # Between the two: `hold` proposes 0 (the battery rests), `yield` proposes nothing, so a
     # lower-priority rule on the same setpoint (pv_self_consumption) decides.
     between: Literal["hold", "yield"] = "hold"
+    # The billing window whose average is kept at limit_kw (fixed, on the clock of `timezone`);
+    # None: every instant above limit_kw is shaved (OpenEMS).
+    window: PositiveDuration | None = None
+    timezone: TimeZoneName = "UTC"
+    # The least discharge: a smaller need is met by this much (in a window, in pulses), so the
+    # inverter is not run where its part-load losses take most of what it gives. 0: any.
+    shave_min_kw: float = Field(0.0, ge=0)
+    # The least recharge: below recharge_kw the battery charges at least this much (never
+    # taking the site's import above limit_kw), in the inverter's efficient region. 0: the
+    # difference to recharge_kw only (OpenEMS).
+    recharge_min_kw: float = Field(0.0, ge=0)
+    # The price windows (the bill's), for `dear_recharge_soc_pct`.
+    tariff: TariffConfig | None = None
+    # While the price now is above the tariff's lowest, the grid recharges the battery only up
+    # to this SoC (what the next peak needs); above it only the PV surplus charges it. The rest
+    # is bought in the cheapest window. None: the price makes no difference.
+    dear_recharge_soc_pct: float | None = Field(None, ge=0, le=100)
 
     @model_validator(mode="after")
     def _thresholds(self) -> BatteryPeakShavingConfig:
@@ -37,7 +78,25 @@ class BatteryPeakShavingConfig(BatteryControlConfig):
             raise ValueError(
                 "recharge_kw must be below limit_kw: the battery would recharge into the peak"
             )
+        if self.shave_min_kw > self.max_discharge_kw:
+            raise ValueError("shave_min_kw must not be above max_discharge_kw")
+        if self.recharge_min_kw > self.max_charge_kw:
+            raise ValueError("recharge_min_kw must not be above max_charge_kw")
+        if self.window is not None:
+            self.demand_config()  # a window that does not divide the hour is refused here
+        if self.dear_recharge_soc_pct is not None and self.tariff is None:
+            raise ValueError("dear_recharge_soc_pct needs the tariff's price windows: tariff")
         return self
+
+    def demand_config(self) -> DemandWindowConfig:
+        """The billing window the battery keeps, fed with the meter's power."""
+        return DemandWindowConfig.model_validate(
+            {
+                "source": "power",
+                "window": format_duration(self.window or 900.0),
+                "timezone": self.timezone,
+            }
+        )
 
 
 class BatteryPeakShaving(BatteryRule):
@@ -48,19 +107,34 @@ class BatteryPeakShaving(BatteryRule):
     def __init__(self, config: BatteryPeakShavingConfig) -> None:
         super().__init__(config, "battery_peak_shaving")
         self.config = config
+        self.demand = None if config.window is None else DemandWindow(config.demand_config())
+        self.window_kw: float | None = None  # the window's average if the battery rests now
+        self.tariff = None if config.tariff is None else Schedule(config.tariff)
+        self.price: float | None = None  # the price now (with a tariff)
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         reading = self.reading = read_battery(cfg, snapshot)
         load = reading.load_kw
-        if load > cfg.limit_kw:
+        if self.tariff is not None and cfg.tariff is not None:
+            self.price = cfg.tariff.prices[self.tariff.period_at(now.wall_ms)]
+        excess = self._excess(load, number(snapshot, cfg.power), now)
+        if excess > 0:
             self.state = "shaving"
-            kw, self.cut = within_limits(cfg, load - cfg.limit_kw, reading.soc_pct)
+            kw, self.cut = within_limits(cfg, max(excess, cfg.shave_min_kw), reading.soc_pct)
             reason = f"load {load:.1f} kW above limit {cfg.limit_kw:g} kW"
+            if self.window_kw is not None:
+                reason += f" (window average {self.window_kw:.1f} kW if the battery rests)"
         elif load < cfg.recharge_kw:
             self.state = "recharging"
-            kw, self.cut = within_limits(cfg, load - cfg.recharge_kw, reading.soc_pct)
+            wanted = load - cfg.recharge_kw
+            if cfg.recharge_min_kw > -wanted:
+                wanted = -min(cfg.recharge_min_kw, cfg.limit_kw - load)
             reason = f"load {load:.1f} kW below recharge {cfg.recharge_kw:g} kW"
+            if self._dear(reading.soc_pct):
+                wanted = max(wanted, min(0.0, load))  # the PV surplus only
+                reason += f"; price {self.price:g} above the lowest: PV surplus only"
+            kw, self.cut = within_limits(cfg, wanted, reading.soc_pct)
         else:
             self.state = "between"
             self.cut = ""
@@ -72,3 +146,34 @@ class BatteryPeakShaving(BatteryRule):
             reason += f"; limited by {self.cut}"
         self.wanted_kw = kw
         return [self.propose_kw(kw, now, reason)]
+
+    def _dear(self, soc_pct: float) -> bool:
+        """Whether grid recharge waits for a cheaper window: the price now is above the
+        tariff's lowest and the SoC is at or above dear_recharge_soc_pct."""
+        cfg = self.config
+        floor = cfg.dear_recharge_soc_pct
+        if floor is None or self.price is None or cfg.tariff is None:
+            return False
+        return soc_pct >= floor and self.price > min(cfg.tariff.prices.values())
+
+    def _excess(self, load: float, meter: float, now: Now) -> float:
+        """The discharge that keeps the limit: what the load is above it now, or with a window
+        the constant discharge over the rest of the window that brings its average to the
+        limit (the energy used so far, the present load for the rest). <= 0: none needed."""
+        if self.demand is None:
+            return load - self.config.limit_kw
+        self.demand.add_power(now.wall_ms, meter)
+        window = self.demand.reading(now.wall_ms, power_kw=load)
+        self.window_kw = window.predicted_kw
+        if window.remaining_s <= 0:
+            return load - self.config.limit_kw
+        length = window.elapsed_s + window.remaining_s
+        return (window.predicted_kw - self.config.limit_kw) * length / window.remaining_s
+
+    def detail(self) -> dict[str, Any]:
+        detail = super().detail()
+        if self.demand is not None:
+            detail["window_kw"] = rounded(self.window_kw, 2)
+        if self.tariff is not None:
+            detail["price"] = self.price
+        return detail

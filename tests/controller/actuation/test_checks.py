@@ -114,3 +114,44 @@ def test_a_repeated_failure_is_published_once_then_once_a_minute_with_its_repeat
     assert published[-1] == int(REPEAT_SUMMARY) - 1
     written = WriteResult("dev.x", Outcome.WRITTEN, "rule:r", 5.0, 5.0, None)
     assert to_publish(state, written, REPEAT_SUMMARY + 1) == 0
+
+
+# A value in place (7.0 reads 7.0), refresh 10 s, cycle 5 s: last write (None: never) and now
+# -> written again (the rewrite, `refresh: due`) or held unchanged.
+REFRESH = [
+    ("rule", None, 0.0, True),  # never written by us: written, so the device's timer starts
+    ("rule", 0.0, 5.0, False),  # 5 s old
+    ("rule", 0.0, 7.4, False),  # 7.4 s + half a cycle is under 10 s
+    ("rule", 0.0, 7.5, True),  # due within half a cycle, as the heartbeat
+    ("rule", 0.0, 10.0, True),
+    ("fallback", 0.0, 60.0, False),  # a fallback is written once, never refreshed
+    ("shadow", 0.0, 60.0, False),  # shadow writes nothing
+]
+
+
+@pytest.mark.parametrize(("source", "last", "now", "rewritten"), REFRESH)
+def test_a_value_in_place_is_written_again_when_its_refresh_is_due(
+    source: str, last: float | None, now: float, rewritten: bool
+) -> None:
+    request = Request(
+        "dev.x", 7.0, "fallback:r" if source == "fallback" else "rule:r", rule="r",
+        shadow=source == "shadow",
+    )
+    state = TagState(last_value=None if last is None else 7.0, last_time=last)
+    planned = plan(request, TagSetup(limits(), cycle=5.0, refresh=10.0), state, 7.0, now)
+    if rewritten:
+        assert isinstance(planned, Plan)
+        assert (planned.value, planned.checks["refresh"]) == (7.0, "due")
+    else:
+        assert isinstance(planned, Held)
+        assert planned.outcome is Outcome.UNCHANGED
+
+
+def test_a_refresh_is_clamped_like_any_write() -> None:
+    """The rewrite passes the checks first: a value in place above a max lowered since is
+    brought inside, as a change, not rewritten as it is."""
+    state = TagState(last_value=9.0, last_time=0.0)
+    planned = plan(rule(9.0), TagSetup(limits(max=8.0), refresh=10.0), state, 9.0, 30.0)
+    assert isinstance(planned, Plan)
+    assert (planned.value, planned.clamps) == (8.0, ("max 8",))
+    assert "refresh" not in planned.checks

@@ -1,6 +1,6 @@
 """battery_peak_shaving and pv_self_consumption on step tables: what each writes for the site's
-load with the battery idle, the SoC and the limits; the refresh that renews the device's revert
-timer; the config checks."""
+load with the battery idle, the SoC and the limits; a held rate proposed unchanged (the actuator
+renews it on the device); the config checks."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ BATTERY: dict[str, Any] = {
     "max_charge_kw": 50,
     "reserve_pct": 20,
     "soc_max_pct": 95,
-    "refresh": "10s",
 }
 
 
@@ -34,9 +33,11 @@ def rule(kind: str, **settings: Any) -> Driven:
     return Driven(build_domain_rule(config))  # type: ignore[arg-type]
 
 
-def cycle(driven: Driven, meter: float, battery: float, soc: float) -> float | None:
-    """One cycle 1 s after the last (the refresh nudge lands on odd 10 s periods only)."""
-    out = driven.step({"meter.power_kw": meter, "bess.power_kw": battery, "bess.soc": soc})
+def cycle(
+    driven: Driven, meter: float, battery: float, soc: float, dt: float = 1.0
+) -> float | None:
+    """One cycle `dt` s after the last."""
+    out = driven.step({"meter.power_kw": meter, "bess.power_kw": battery, "bess.soc": soc}, dt)
     value = out.get("bess.rate")
     return None if value is None else float(value)
 
@@ -62,6 +63,109 @@ def test_battery_peak_shaving_step_table(
 ) -> None:
     driven = rule("battery_peak_shaving", limit_kw=200, recharge_kw=100)
     assert cycle(driven, meter, battery, soc) == rate
+
+
+# Efficient blocks (shave_min_kw 20, recharge_min_kw 30; limit 200, recharge 100): meter,
+# battery, SoC -> rate. The MPS-100 inverter loses 28 % at 10 % load and 14 % at 20 %.
+EFFICIENT_BLOCKS = [
+    (205.0, 0.0, 60.0, 20.0),  # 5 kW above the limit: a 20 kW discharge, not 5
+    (230.0, 0.0, 60.0, 30.0),  # 30 kW above: 30 kW, the need is above the least discharge
+    (205.0, 0.0, 20.0, 0.0),  # at the reserve: nothing, whatever the block
+    (90.0, 0.0, 60.0, -60.0),  # 10 kW below recharge: a 30 kW block (60 % of 50 kW)
+    (60.0, 0.0, 60.0, -80.0),  # 40 kW below: 40 kW, the gap is above the block
+    (90.0, 0.0, 95.0, 0.0),  # full: no block either
+    (150.0, 0.0, 60.0, 0.0),  # between: rests
+]
+
+
+@pytest.mark.parametrize(("meter", "battery", "soc", "rate"), EFFICIENT_BLOCKS)
+def test_shaves_and_recharges_are_never_smaller_than_their_least_power(
+    meter: float, battery: float, soc: float, rate: float
+) -> None:
+    driven = rule(
+        "battery_peak_shaving", limit_kw=200, recharge_kw=100, shave_min_kw=20,
+        recharge_min_kw=30,
+    )
+    assert cycle(driven, meter, battery, soc) == rate
+
+
+def test_a_recharge_block_never_takes_the_import_above_the_limit() -> None:
+    driven = rule("battery_peak_shaving", limit_kw=120, recharge_kw=100, recharge_min_kw=40)
+    assert cycle(driven, 90.0, 0.0, 60.0) == -60.0  # 30 kW: 90 + 30 = the 120 kW limit
+
+
+def window_day(loads: list[float], **settings: Any) -> tuple[list[float], list[float]]:
+    """battery_peak_shaving with a 15-min window (limit 200, recharge 100) every 10 s from
+    midnight on `loads` (kW with the battery idle, one a minute), the battery giving what it
+    is asked: the rates proposed (0 for none) and the meter each 10 s."""
+    driven = rule(
+        "battery_peak_shaving", limit_kw=200, recharge_kw=100, window="15min", **settings
+    )
+    rates: list[float] = []
+    meters: list[float] = []
+    battery = 0.0
+    for load in loads:
+        for _ in range(6):
+            meter = load - battery
+            meters.append(meter)
+            rate = cycle(driven, meter, battery, 60.0, dt=10.0)
+            rates.append(rate or 0.0)
+            battery = (rate or 0.0) / 100 * (100.0 if (rate or 0.0) >= 0 else 50.0)
+    return rates, meters
+
+
+def test_with_a_window_only_what_takes_its_average_over_the_limit_is_shaved() -> None:
+    """Window 1 (00:00-00:15): 150 kW for 10 min, then 230 kW: the window averages 176.7 kW,
+    under the 200 kW limit, so the battery gives nothing (OpenEMS' instantaneous shaving would
+    give 30 kW for 5 min). Window 2: 210 kW throughout: 10 kW too much on average, given."""
+    rates, meters = window_day([150.0] * 10 + [230.0] * 5 + [210.0] * 15)
+    assert set(rates[:89]) == {0.0}  # 00:00:10 to 00:14:50
+    assert rates[89] == 30.0  # 00:15:00, window 2's start, at 230 kW: the excess at once
+    assert all(r == pytest.approx(10.0, abs=0.2) for r in rates[90:])  # then 210 kW: 10 kW
+    assert sum(meters[89:179]) / 90 == pytest.approx(200.0, abs=0.5)
+
+
+def test_a_need_under_shave_min_kw_is_given_in_pulses_of_it() -> None:
+    """Window 2 of the same day with shave_min_kw 50: the 10 kW the window needs on average is
+    given as 50 kW for about 3 of its 15 min, then the battery rests; no small discharge."""
+    rates, meters = window_day([150.0] * 15 + [210.0] * 15, shave_min_kw=50)
+    assert set(rates[:89]) == {0.0}
+    given = [r for r in rates[89:] if r > 0]
+    assert set(given) == {50.0}
+    assert 17 <= len(given) <= 20  # 3 min of 10 s cycles: 50 kW x 3 min = 10 kW x 15 min
+    assert sum(meters[89:179]) / 90 == pytest.approx(200.0, abs=1.0)
+
+
+TARIFF = {
+    "timezone": "UTC",
+    "default": "off-peak",
+    "periods": [
+        {"name": "peak", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+         "start": "08:00", "end": "20:00"},
+    ],
+    "prices": {"off-peak": 0.16, "peak": 0.24},
+}
+
+# hour, meter, SoC -> rate; limit 200, recharge 100, grid recharge by day up to 60 % SoC.
+DEAR_RECHARGE = [
+    (9, 60.0, 70.0, 0.0),  # dear, above 60 %: no grid recharge
+    (9, -20.0, 70.0, -40.0),  # dear, above 60 %: the PV surplus (20 kW) still charges
+    (9, 60.0, 50.0, -80.0),  # dear, under 60 %: recharged for the next peak
+    (22, 60.0, 70.0, -80.0),  # cheap: recharged to soc_max
+    (9, 230.0, 70.0, 30.0),  # shaving is not priced
+]
+
+
+@pytest.mark.parametrize(("hour", "meter", "soc", "rate"), DEAR_RECHARGE)
+def test_grid_recharge_in_a_dear_window_stops_at_dear_recharge_soc_pct(
+    hour: int, meter: float, soc: float, rate: float
+) -> None:
+    driven = rule(
+        "battery_peak_shaving", limit_kw=200, recharge_kw=100, tariff=TARIFF,
+        dear_recharge_soc_pct=60,
+    )
+    driven.t = hour * 3600.0
+    assert cycle(driven, meter, 0.0, soc) == rate
 
 
 def test_between_the_thresholds_yield_leaves_the_setpoint_to_a_lower_rule() -> None:
@@ -94,17 +198,21 @@ def test_self_consumption_holds_the_grid_at_its_target() -> None:
     assert cycle(driven, 30.0, 0.0, 60.0) == 20.0
 
 
-def test_a_held_setpoint_moves_by_the_refresh_step_every_other_refresh_period() -> None:
-    """The device drops a rate that is not written again within its revert timer; the actuator
-    writes only changes. So a held rate is nudged every other `refresh` period and the device
-    sees a write at least every `refresh` seconds."""
+def test_a_held_rate_is_proposed_unchanged_every_cycle() -> None:
+    """No nudge: the rule proposes the rate it wants, the same one cycle after cycle; writing
+    it again before the device's revert timer runs out is the actuator's refresh
+    (tests/test_actuation.py, tests/controller/test_battery_cosim.py)."""
     driven = rule("battery_peak_shaving", limit_kw=200, recharge_kw=100)
-    rates = [cycle(driven, 230.0, 0.0, 60.0) for _ in range(30)]  # t = 1..30 s
-    assert rates[:9] == [30.0] * 9  # t 1-9: first period
-    assert rates[9:19] == [29.9] * 10  # t 10-19: nudged
-    assert rates[19:29] == [30.0] * 10
-    resting = [cycle(driven, 150.0, 0.0, 60.0) for _ in range(10)]  # t 31-40
-    assert set(resting) == {0.1, 0.0}  # 0.1 % = 0.1 kW: below what the inverter runs at
+    assert {cycle(driven, 230.0, 0.0, 60.0) for _ in range(30)} == {30.0}
+    assert {cycle(driven, 150.0, 0.0, 60.0) for _ in range(30)} == {0.0}
+
+
+@pytest.mark.parametrize("key", ["refresh", "refresh_step_pct"])
+def test_the_rules_own_refresh_keys_are_refused_pointing_to_the_actuator(key: str) -> None:
+    with pytest.raises(ValidationError, match=f"{key}: .*actuation.outputs"):
+        TypeAdapter(RuleConfig).validate_python(
+            {"name": "b", "kind": "pv_self_consumption", **BATTERY, key: "10s"}
+        )
 
 
 def test_the_rate_is_a_share_of_the_limit_in_its_direction() -> None:
@@ -124,6 +232,17 @@ def test_the_rate_is_a_share_of_the_limit_in_its_direction() -> None:
         ("pv_self_consumption", {"max_charge_kw": 0}, "max_charge_kw"),
         ("pv_self_consumption", {"soc": "no-device-dot"}, "soc"),
         ("battery_peak_shaving", {"recharge_kw": 50}, "limit_kw"),
+        ("battery_peak_shaving", {"limit_kw": 100, "recharge_kw": 50, "window": "7min"},
+         "does not divide the hour"),
+        ("battery_peak_shaving", {"limit_kw": 100, "recharge_kw": 50, "shave_min_kw": 150},
+         "shave_min_kw"),
+        ("battery_peak_shaving", {"limit_kw": 100, "recharge_kw": 50, "recharge_min_kw": 60},
+         "recharge_min_kw"),
+        ("battery_peak_shaving",
+         {"limit_kw": 100, "recharge_kw": 50, "dear_recharge_soc_pct": 60}, "tariff"),
+        ("battery_peak_shaving",
+         {"limit_kw": 100, "recharge_kw": 50, "tariff": {**TARIFF, "prices": {"peak": 0.2}}},
+         "no price for the period"),
     ],
 )
 def test_bad_battery_settings_are_refused_naming_the_key(
