@@ -248,10 +248,11 @@ def _tank_response(tank: ThermalTank, dt: float) -> tuple[float, float]:
     """(a, b) of the exact step response of a tank with constant inputs over a step:
     T[t] = a*T[t-1] + (1-a)*ambient + b*(heat_kw - draw_kw), a = exp(-L*dt/C), b = (1-a)/L."""
     capacity, loss = tank.heat_capacity_kwh_per_k, tank.loss_kw_per_k
-    if loss == 0:
+    x = loss * dt / capacity
+    if x == 0:  # no loss (or one so small the exponential cannot see it)
         return 1.0, dt / capacity
-    a = math.exp(-loss * dt / capacity)
-    return a, (1.0 - a) / loss
+    # (1-a)/L written as dt/C * (1-exp(-x))/x: no cancellation for a small loss
+    return math.exp(-x), dt / capacity * (-math.expm1(-x) / x)
 
 
 def _tank_path(tank: ThermalTank, dt: float, heat_kw: float) -> FloatArray:
