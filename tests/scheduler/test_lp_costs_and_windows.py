@@ -4,6 +4,8 @@ step, including a first window that began before the plan."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from controller.scheduler.lp import solve, window_peak_kw
@@ -17,7 +19,7 @@ def battery(**changes: float) -> BatteryModel:
         "charge_efficiency": 0.9, "discharge_efficiency": 0.9,
     }
     values.update(changes)
-    return BatteryModel(**values)  # type: ignore[arg-type]
+    return BatteryModel(**values)
 
 
 def spread(bat: BatteryModel) -> Problem:
@@ -74,7 +76,7 @@ def test_the_end_value_keeps_the_battery_from_being_dumped_at_the_horizons_end()
                       import_price=(0.30,), export_price=(0.0,),
                       battery=battery(**full, end_value_per_kwh=0.40))
     assert solve(problem).steps[0].battery_kw == pytest.approx(0.0, abs=1e-6)
-    spent = solve(Problem(**{**_fields(problem), "battery": battery(**full)}))
+    spent = solve(replace(problem, battery=battery(**full)))
     assert spent.steps[0].battery_kw == pytest.approx(50.0, abs=1e-6)
     assert spent.steps[0].soc_kwh == pytest.approx(100 - 50 / 0.9, abs=1e-6)
 
@@ -87,10 +89,6 @@ def test_an_end_soc_floor_is_kept_at_the_horizons_end() -> None:
     plan = solve(problem)
     assert plan.steps[0].soc_kwh == pytest.approx(80.0, abs=1e-6)
     assert plan.steps[0].battery_kw == pytest.approx(18.0, abs=1e-6)
-
-
-def _fields(problem: Problem) -> dict[str, object]:
-    return {name: getattr(problem, name) for name in problem.__dataclass_fields__}
 
 
 # 5-min steps, 15-min billing windows (3 steps). A re-plan 5 min into a window: 2 steps of that
