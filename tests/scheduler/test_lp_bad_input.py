@@ -129,6 +129,8 @@ def test_an_infeasible_combination_says_what_could_not_be_kept() -> None:
 def test_a_time_limit_that_is_not_a_positive_number_is_refused() -> None:
     with pytest.raises(SchedulerError, match="time_limit_s must be a positive number"):
         solve(Problem(**PROBLEM), time_limit_s=math.nan)
+    with pytest.raises(SchedulerError, match="on_off must be one of round, exact"):
+        solve(Problem(**PROBLEM), on_off="guess")
 
 
 def test_a_problem_survives_the_round_trip_through_json_and_a_bad_one_is_named() -> None:
