@@ -86,7 +86,7 @@ def problem_at(day: Day, first: int, rng: np.random.Generator, state: dict[str, 
     arrive, depart = round(EV_ARRIVE_H / dt_h), round(EV_DEPART_H / dt_h)
     if day_step >= depart:  # today's car has left: tomorrow's
         arrive, depart = arrive + day.steps, depart + day.steps
-    evs = ()
+    evs: tuple[Any, ...] = ()
     if arrive - day_step < day.steps:
         evs = (EvSession(name="ev", max_kw=EV_KW, first_step=max(0, arrive - day_step),
                          depart_step=depart - day_step, energy_kwh=state["ev_kwh"]),)
