@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import highspy
@@ -165,35 +165,25 @@ def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Pl
     """On/off heaters in whole steps from the relaxed LP (solve's `on_off="round"`)."""
     relaxed = _run(problem, deadline, time_limit_s, integer=False)
     build_ms, solve_ms = relaxed.build_ms, relaxed.solve_ms
-    best: _Run | None = None
-    best_cost = math.inf
-
-    def try_fixed(heaters: dict[str, FloatArray] | None) -> None:
-        nonlocal best, best_cost, build_ms, solve_ms
+    # The heaters scheduled at the relaxed plan's marginal prices; if that keeps no band (or
+    # breaks another limit once fixed), its shares rounded in order. Measured on the bench's
+    # day (96 steps, 60 re-plans): above the bound by 3.55 a day on average, 3.53 taking the
+    # better of both, 3.48 pricing once more: not worth two more LPs.
+    schedules: tuple[Callable[[], dict[str, FloatArray] | None], ...] = (
+        lambda: _schedule_by_prices(problem, relaxed),
+        lambda: _round_heaters(problem, relaxed.columns, relaxed.values),
+    )
+    for schedule in schedules:
+        heaters = schedule()
         if heaters is None:
-            return
+            continue
         try:
             fixed = _run(problem, deadline, time_limit_s, integer=False, fixed=heaters)
         except SchedulerError:
-            return  # a fixed heater broke another limit (the grid's)
-        build_ms += fixed.build_ms
-        solve_ms += fixed.solve_ms
-        cost = _costs(problem, fixed.columns, fixed.values)["objective"]
-        if cost < best_cost:
-            best, best_cost = fixed, cost
-
-    # Scheduled at the relaxed plan's marginal prices, and rounded from its shares; then
-    # scheduled again at the marginal prices of the better of the two (where the battery
-    # and the peak went once the heater was whole steps).
-    try_fixed(_schedule_by_prices(problem, relaxed))
-    try_fixed(_round_heaters(problem, relaxed.columns, relaxed.values))
-    if best is not None:
-        try_fixed(_schedule_by_prices(problem, best))
-    if best is not None:
-        plan = _plan(problem, best.columns, best.values, mip=True, build_ms=build_ms,
-                     solve_ms=solve_ms)
-        plan.cost["lower_bound"] = _costs(problem, relaxed.columns,
-                                          relaxed.values)["objective"]
+            continue  # a fixed heater broke another limit (the grid's)
+        plan = _plan(problem, fixed.columns, fixed.values, mip=True,
+                     build_ms=build_ms + fixed.build_ms, solve_ms=solve_ms + fixed.solve_ms)
+        plan.cost["lower_bound"] = _costs(problem, relaxed.columns, relaxed.values)["objective"]
         return plan
     exact = _run(problem, deadline, time_limit_s, integer=True)
     return _plan(problem, exact.columns, exact.values, mip=exact.mip,
