@@ -232,7 +232,10 @@ def installed_mb(package: str) -> float:
     if spec is None or spec.origin is None:
         return float("nan")
     folder = Path(spec.origin).parent
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    # manylinux wheels keep their bundled shared libraries beside it (numpy.libs: OpenBLAS)
+    folders = [folder, folder.with_name(f"{folder.name}.libs")]
+    size = sum(p.stat().st_size for f in folders if f.is_dir() for p in f.rglob("*")
+               if p.is_file())
     return round(size / 1e6, 1)
 
 
