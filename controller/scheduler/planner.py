@@ -48,8 +48,6 @@ from controller.tagtable import TagTable
 
 log = structlog.get_logger(__name__)
 
-# After a failed re-plan the next try comes after this, doubling up to the re-plan period.
-RETRY_FIRST_S = 30.0
 # A plan's numbers are rounded to this many digits on {base}/plan.
 DIGITS = 3
 
@@ -95,7 +93,9 @@ class Planner:
         self.clock = clock
         self.events = events
         self.base_topic = base_topic
-        self.solver = solver or SolverProcess(config.worker_timeout)
+        self.solver = solver or SolverProcess(
+            config.worker_timeout, start_timeout=config.worker_start_timeout
+        )
         self.step_ms = int(config.step * 1000)
         self.steps = int(config.horizon / config.step)
         self.replan_ms = int(config.replan * 1000)
@@ -111,7 +111,7 @@ class Planner:
         self._evs = {ev.name: _Ev() for ev in config.evs}
         self._last_slot: int | None = None
         self._retry_at: int | None = None
-        self._retry_s = RETRY_FIRST_S
+        self._retry_s = config.retry
         self._disturbed_since: int | None = None
         self._disturbance = ""
         self._last_disturbance_plan: int | None = None
@@ -299,6 +299,18 @@ class Planner:
         """Observe this cycle and re-plan when due; True when it re-planned (well or not)."""
         now = self.clock.wall_ms() if now_ms is None else now_ms
         self.observe(now)
+        pid = self.solver.pid
+        code = self.solver.exited()
+        if code is not None:
+            # Between solves the process has nothing to do but wait: ended, it crashed or was
+            # killed from outside. The plan it made is not followed (decided): whatever ended
+            # it may have ended it mid-way through something, the reactive rules decide until
+            # a new process has made a new plan.
+            self._failed(now, "watch", f"the solver's process ended (exit {code})", "crashed", 0.0)
+            log.warning("solver_died", pid=pid, exit=code)
+            return True
+        if self._last_slot is None and self.table.get(self.config.site.power) is None:
+            return False  # the first plan waits for the first readings
         reason = self.due(now)
         if not reason:
             return False
@@ -326,7 +338,7 @@ class Planner:
             return False
         wall_ms = (time.perf_counter() - started) * 1000
         self.board.accept(plan)
-        self._retry_at, self._retry_s, self.last_error = None, RETRY_FIRST_S, ""
+        self._retry_at, self._retry_s, self.last_error = None, self.config.retry, ""
         body = self._plan_json(
             wire, plan, now_ms=now_ms, reason=reason, request=request, wall_ms=wall_ms
         )

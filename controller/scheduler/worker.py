@@ -6,6 +6,7 @@ daemon a plan, never its life (controller/scheduler/solverprocess.py kills and r
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import IO, Any
 
@@ -136,7 +137,14 @@ def serve(source: IO[bytes], out: IO[bytes]) -> None:
 
 
 def main() -> None:
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    # The heavy imports first, then `ready`: the daemon gives the start its own time-out, and
+    # each solve only the solve's.
+    from controller.scheduler import lp, pvmodel  # noqa: F401, PLC0415
+
+    out = sys.stdout.buffer
+    out.write(orjson.dumps({"ready": True, "pid": os.getpid()}) + b"\n")
+    out.flush()
+    serve(sys.stdin.buffer, out)
 
 
 if __name__ == "__main__":
