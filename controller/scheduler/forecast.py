@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import structlog
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from controller.configtypes import StrictModel
 from controller.rules.schedule import Schedule
@@ -55,12 +55,17 @@ class ForecastError(ValueError):
 class CloudPoint(StrictModel):
     """The share of clear-sky PV output expected at an instant (1: clear, 0: none)."""
 
+    # From outside: a string where a number belongs is refused, not read as one.
+    model_config = ConfigDict(strict=True)
+
     at_ms: int = Field(ge=0)
     factor: float = Field(ge=0, le=1)
 
 
 class CloudForecast(StrictModel):
     """What `{base}/forecast/pv` (or the forecast file) carries."""
+
+    model_config = ConfigDict(strict=True)
 
     issued_ms: int = Field(ge=0)
     source: str = Field("", max_length=100)
