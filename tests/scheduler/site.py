@@ -182,7 +182,9 @@ async def running_site(
             worker_timeout=worker_timeout,
             pv_max_age=pv_max_age,
         )
-        runtime = Runtime(LoadedConfig(parse_config(text, "c.yaml"), tmp_path / "c.yaml", "x"))
+        path = tmp_path / "c.yaml"
+        path.write_text(text, encoding="utf-8")  # a reload reads it again
+        runtime = Runtime(LoadedConfig(parse_config(text, "c.yaml"), path, "x"))
         base = f"edgecell/{gateway}"
         messages: list[tuple[str, Any]] = []
         async with aiomqtt.Client(broker.host, broker.port, timeout=5) as client:
