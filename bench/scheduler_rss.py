@@ -151,6 +151,6 @@ if __name__ == "__main__":
     args = parser.parse_args()
     figures = asyncio.run(main(args.seconds))
     figures_json = json.dumps(figures, indent=2)
-    print(figures_json)  # noqa: T201
+    print(figures_json)
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(figures_json + "\n")
