@@ -643,19 +643,25 @@ class Planner:
             row["soc_kwh"] = round(step.soc_kwh, DIGITS)
             row["start_ms"] = step.start_ms
             steps.append(row)
+        created = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(zone)
+        total = wire.cost.get("total")
+        # The watch console shows the first top-level fields as the Plan tab's caption: what
+        # an operator reads first comes first.
         return {
             "valid": True,
-            "created_ms": now_ms,
+            "created": created.strftime("%Y-%m-%d %H:%M"),
             "reason": reason,
-            "cost": {k: round(v, 4) for k, v in wire.cost.items()},
+            "cost_total": None if total is None else round(total, 2),
             "currency": self.tariff.currency,
             "peak_kw": round(wire.peak_kw, DIGITS),
             "peak_already_kw": round(request.problem.peak_already_kw, DIGITS),
             "solve_ms": round(wire.solve_ms, 2),
-            "build_ms": round(wire.build_ms, 2),
             "wall_ms": round(wall_ms, 1),
             "horizon_h": self.config.horizon / 3600,
             "step_min": self.config.step / 60,
+            "cost": {k: round(v, 4) for k, v in wire.cost.items()},
+            "build_ms": round(wire.build_ms, 2),
+            "created_ms": now_ms,
             "start_ms": request.problem.start_ms,
             "valid_until_ms": plan.valid_until_ms,
             "load_forecast": self.load.as_json(now_ms),

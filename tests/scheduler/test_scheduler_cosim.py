@@ -4,10 +4,15 @@ the plan's kW to the battery, the plan is kept retained with its fields."""
 
 from __future__ import annotations
 
+import io
+
 import orjson
 import pytest
+from rich.console import Console
 
 from controller.cosim import CoSimulation
+from controller.watch.app import WatchApp
+from controller.watch.link import BrokerSettings
 from drivers.sim.scenario import load_scenario
 from tests.scheduler.cell import scheduler_config
 from tests.scheduler.forecasts import cloud_forecast, payload
@@ -52,3 +57,22 @@ async def test_the_plan_is_made_published_and_followed_in_lockstep() -> None:
     assert writes[-1]["reason"].startswith("plan ")
     assert pid is not None
     assert orjson.dumps(plan)
+    shown = watch_plan_tab(plan)
+    assert "time" in shown
+    assert "battery_kw" in shown
+    assert "soc_pct" in shown
+    assert "cost_total:" in shown
+    assert "reason: scheduled" in shown
+
+
+def watch_plan_tab(plan: dict[str, object]) -> str:
+    """What `edgecell watch`'s Plan tab shows for this retained plan, as text."""
+    app = WatchApp(
+        BrokerSettings(host="127.0.0.1", port=1, base="edgecell/sim-cell", by="t"),
+        gateway="sim-cell",
+        broker_label="test",
+    )
+    app.state.ingest("edgecell/sim-cell/plan", orjson.dumps(plan))
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(app._plan())
+    return console.export_text()
