@@ -132,16 +132,68 @@ class _Columns:
     tanks: dict[str, _TankColumns]
 
 
-def solve(problem: Problem, *, time_limit_s: float = 1.0) -> Plan:
+ON_OFF_MODES = ("round", "exact")
+
+
+def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round") -> Plan:
     """The cheapest plan for `problem`; SchedulerError when there is none (infeasible input,
-    time-out, solver failure), with what is wrong in the message."""
+    time-out, solver failure), with what is wrong in the message.
+
+    On/off heaters: `"exact"` solves the mixed-integer program (HiGHS's branch and bound: seconds
+    at 96 steps, bench/README.md); `"round"` (the default) solves the LP with the heaters
+    continuous, rounds each to whole steps on or off keeping its band, and solves the LP again
+    with them fixed: two LPs. Its plan's `cost["lower_bound"]` is the relaxed LP's cost, below
+    every on/off plan's, so `objective - lower_bound` bounds what rounding gave away. When
+    rounding cannot keep a band, the exact MIP runs in the time left."""
     if not (math.isfinite(time_limit_s) and time_limit_s > 0):
         raise SchedulerError(f"time_limit_s must be a positive number of seconds, "
                              f"got {time_limit_s!r}")
+    if on_off not in ON_OFF_MODES:
+        raise SchedulerError(f"on_off must be one of {', '.join(ON_OFF_MODES)}, got {on_off!r}")
+    deadline = time.perf_counter() + time_limit_s
+    if on_off == "round" and any(tank.on_off for tank in problem.tanks):
+        relaxed = _run(problem, deadline, time_limit_s, integer=False)
+        heaters = _round_heaters(problem, relaxed.columns, relaxed.values)
+        if heaters is not None:
+            try:
+                fixed = _run(problem, deadline, time_limit_s, integer=False, fixed=heaters)
+            except SchedulerError:
+                pass  # a fixed heater broke another limit (the grid's): the exact MIP decides
+            else:
+                plan = _plan(problem, fixed.columns, fixed.values, mip=True,
+                             build_ms=relaxed.build_ms + fixed.build_ms,
+                             solve_ms=relaxed.solve_ms + fixed.solve_ms)
+                plan.cost["lower_bound"] = _costs(problem, relaxed.columns,
+                                                  relaxed.values)["objective"]
+                return plan
+        exact = _run(problem, deadline, time_limit_s, integer=True)
+        return _plan(problem, exact.columns, exact.values, mip=exact.mip,
+                     build_ms=relaxed.build_ms + exact.build_ms,
+                     solve_ms=relaxed.solve_ms + exact.solve_ms)
+    run = _run(problem, deadline, time_limit_s, integer=True)
+    return _plan(problem, run.columns, run.values, mip=run.mip, build_ms=run.build_ms,
+                 solve_ms=run.solve_ms)
+
+
+@dataclass
+class _Run:
+    columns: _Columns
+    values: FloatArray
+    mip: bool
+    build_ms: float
+    solve_ms: float
+
+
+def _run(problem: Problem, deadline: float, time_limit_s: float, *, integer: bool,
+         fixed: dict[str, FloatArray] | None = None) -> _Run:
     started = time.perf_counter()
-    model, columns = _build(problem)
+    model, columns = _build(problem, integer=integer, fixed=fixed)
     highs = _new_highs()
-    highs.setOptionValue("time_limit", float(time_limit_s))
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise SchedulerError(_failure(problem, highs, highspy.HighsModelStatus.kTimeLimit,
+                                      time_limit_s))
+    highs.setOptionValue("time_limit", left)
     mip = model.pass_to(highs)
     built = time.perf_counter()
     highs.run()
@@ -149,15 +201,54 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0) -> Plan:
     status = highs.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise SchedulerError(_failure(problem, highs, status, time_limit_s))
-    values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
-    return _plan(problem, columns, values, mip=mip, build_ms=(built - started) * 1000,
-                 solve_ms=(solved - built) * 1000)
+    return _Run(columns, np.asarray(highs.getSolution().col_value, dtype=np.float64),
+                mip, (built - started) * 1000, (solved - built) * 1000)
+
+
+def _round_heaters(problem: Problem, columns: _Columns,
+                   x: FloatArray) -> dict[str, FloatArray] | None:
+    """Each on/off heater's relaxed schedule (a share of each step) rounded to whole steps:
+    on when the shares carried so far reach half a step (the rounding error never exceeds
+    half a step's heat), on whatever the carry when off would leave the band (now, or next
+    step even at full heat), off when on would pass the top. None when a band cannot be kept."""
+    dt = problem.step_hours
+    rounded = {}
+    for tank in problem.tanks:
+        if not tank.on_off:
+            continue
+        share = np.clip(x[columns.tanks[tank.name].heat], 0.0, 1.0)
+        lower, upper = _tank_band(tank, dt)
+        a, b = _tank_response(tank, dt)
+        full = b * tank.efficiency * tank.heater_kw
+        steps = len(share)
+        on = np.zeros(steps)
+        temp, carry = tank.temp_c, 0.0
+        for t in range(steps):
+            drift = a * temp + (1 - a) * tank.ambient_c - b * tank.draw_kw[t]  # heater off
+            carry += share[t]
+            heat = carry >= 0.5 or drift < lower[t]
+            if not heat and t + 1 < steps:
+                coldest_next = (a * drift + (1 - a) * tank.ambient_c - b * tank.draw_kw[t + 1]
+                                + full)
+                heat = coldest_next < lower[t + 1]
+            if heat and drift + full > upper[t]:
+                heat = False
+            temp = drift + full if heat else drift
+            if not lower[t] - 1e-9 <= temp <= upper[t] + 1e-9:
+                return None
+            carry -= float(heat)
+            on[t] = float(heat)
+        rounded[tank.name] = on
+    return rounded
 
 
 # --- building ---------------------------------------------------------------------------------
 
 
-def _build(problem: Problem) -> tuple[_Model, _Columns]:
+def _build(problem: Problem, *, integer: bool = True,
+           fixed: dict[str, FloatArray] | None = None) -> tuple[_Model, _Columns]:
+    """The model; on/off heaters as integer columns, relaxed to [0, 1] (`integer=False`), or
+    fixed to a schedule of 0/1 per step (`fixed`, by tank name)."""
     _check_feasible_inputs(problem)
     t_count = problem.steps
     dt = problem.step_hours
@@ -180,7 +271,9 @@ def _build(problem: Problem) -> tuple[_Model, _Columns]:
     if problem.battery is not None:
         battery = _add_battery(model, problem.battery, balance, t_count, dt)
     evs = {ev.name: _add_ev(model, ev, balance, t_count, dt) for ev in problem.evs}
-    tanks = {tank.name: _add_tank(model, tank, balance, t_count, dt) for tank in problem.tanks}
+    tanks = {tank.name: _add_tank(model, tank, balance, t_count, dt, integer=integer,
+                                  fixed=(fixed or {}).get(tank.name))
+             for tank in problem.tanks}
     peak = _add_demand_charge(model, problem, imports, steps) \
         if problem.demand_charge_per_kw > 0 else None
     return model, _Columns(imports, exports, curtail, peak, battery, evs, tanks)
@@ -248,10 +341,11 @@ def _tank_response(tank: ThermalTank, dt: float) -> tuple[float, float]:
     """(a, b) of the exact step response of a tank with constant inputs over a step:
     T[t] = a*T[t-1] + (1-a)*ambient + b*(heat_kw - draw_kw), a = exp(-L*dt/C), b = (1-a)/L."""
     capacity, loss = tank.heat_capacity_kwh_per_k, tank.loss_kw_per_k
-    if loss == 0:
+    x = loss * dt / capacity
+    if x == 0:  # no loss (or one so small the exponential cannot see it)
         return 1.0, dt / capacity
-    a = math.exp(-loss * dt / capacity)
-    return a, (1.0 - a) / loss
+    # (1-a)/L written as dt/C * (1-exp(-x))/x: no cancellation for a small loss
+    return math.exp(-x), dt / capacity * (-math.expm1(-x) / x)
 
 
 def _tank_path(tank: ThermalTank, dt: float, heat_kw: float) -> FloatArray:
@@ -289,11 +383,13 @@ def _tank_band(tank: ThermalTank, dt: float) -> tuple[FloatArray, FloatArray]:
 
 
 def _add_tank(model: _Model, tank: ThermalTank, balance: IntArray, t_count: int,
-              dt: float) -> _TankColumns:
+              dt: float, *, integer: bool, fixed: FloatArray | None) -> _TankColumns:
     lower, upper = _tank_band(tank, dt)
     if tank.on_off:
-        heat = model.add_columns(np.zeros(t_count), np.zeros(t_count), np.ones(t_count),
-                                 integer=True)
+        if fixed is not None:
+            heat = model.add_columns(np.zeros(t_count), fixed, fixed)
+        else:
+            heat = model.add_columns(np.zeros(t_count), 0.0, 1.0, integer=integer)
         kw_per_unit = tank.heater_kw
     else:
         heat = model.add_columns(np.zeros(t_count), np.zeros(t_count),
@@ -420,7 +516,6 @@ def _clean(values: FloatArray) -> FloatArray:
 
 def _plan(problem: Problem, columns: _Columns, x: FloatArray, *, mip: bool, build_ms: float,
           solve_ms: float) -> Plan:
-    dt = problem.step_hours
     t_count = problem.steps
     imports = _clean(x[columns.imports])
     exports = _clean(x[columns.exports])
@@ -461,20 +556,32 @@ def _plan(problem: Problem, columns: _Columns, x: FloatArray, *, mip: bool, buil
         for t in range(t_count)
     )
     peak = window_peak_kw(problem, imports)
-    bat = problem.battery
+    return Plan(steps=plan_steps, cost=_costs(problem, columns, x), peak_kw=peak,
+                build_ms=build_ms, solve_ms=solve_ms, status="optimal", mip=mip)
+
+
+def _costs(problem: Problem, columns: _Columns, x: FloatArray) -> dict[str, float]:
+    """The plan's money, from its powers (not the solver's objective: no tie-breakers)."""
+    dt = problem.step_hours
+    imports = _clean(x[columns.imports])
+    exports = _clean(x[columns.exports])
+    peak = window_peak_kw(problem, imports)
     cost = {
         "energy": float(np.dot(imports, problem.import_price) * dt),
         "export_revenue": float(np.dot(exports, problem.export_price) * dt),
         "demand_charge": problem.demand_charge_per_kw * max(0.0, peak - problem.peak_already_kw),
-        "degradation": (bat.degradation_per_kwh * float(np.sum(charge + discharge)) * dt
-                        if bat is not None else 0.0),
+        "degradation": 0.0,
+        "end_value": 0.0,
     }
+    bat = problem.battery
+    if bat is not None and columns.battery is not None:
+        moved = np.sum(_clean(x[columns.battery.charge]) + _clean(x[columns.battery.discharge]))
+        cost["degradation"] = bat.degradation_per_kwh * float(moved) * dt
+        cost["end_value"] = bat.end_value_per_kwh * float(x[columns.battery.soc][-1])
     cost["total"] = (cost["energy"] - cost["export_revenue"] + cost["demand_charge"]
                      + cost["degradation"])
-    cost["end_value"] = bat.end_value_per_kwh * float(soc[-1]) if bat is not None else 0.0
     cost["objective"] = cost["total"] - cost["end_value"]
-    return Plan(steps=plan_steps, cost=cost, peak_kw=peak, build_ms=build_ms,
-                solve_ms=solve_ms, status="optimal", mip=mip)
+    return cost
 
 
 def window_peak_kw(problem: Problem, import_kw: FloatArray | tuple[float, ...]) -> float:

@@ -180,6 +180,8 @@ def test_an_infeasible_combination_says_what_could_not_be_kept() -> None:
 def test_a_time_limit_that_is_not_a_positive_number_is_refused() -> None:
     with pytest.raises(SchedulerError, match="time_limit_s must be a positive number"):
         solve(Problem(**PROBLEM), time_limit_s=math.nan)
+    with pytest.raises(SchedulerError, match="on_off must be one of round, exact"):
+        solve(Problem(**PROBLEM), on_off="guess")
 
 
 def test_a_problem_survives_the_round_trip_through_json_and_a_bad_one_is_named() -> None:
@@ -210,3 +212,17 @@ def test_a_problem_survives_the_round_trip_through_json_and_a_bad_one_is_named()
     bad["steps"][1]["import_kw"] = "a lot"
     with pytest.raises(SchedulerError, match=r"plan.steps\[1\].import_kw must be a number"):
         Plan.from_json(bad)
+
+
+def test_a_solve_past_its_time_limit_is_an_error_never_a_half_plan() -> None:
+    """A day at 15-min steps with an on/off heater as an exact MIP (seconds of branch and bound)
+    given a millisecond: no plan, a SchedulerError that says so."""
+    import numpy as np
+
+    from bench.scheduler import problem_at, solar_day
+
+    rng = np.random.default_rng(1)
+    state = {"soc_kwh": 100.0, "tank_c": 58.5, "ev_kwh": 26.4, "peak_kw": 0.0}
+    problem = problem_at(solar_day(15.0, rng), 0, rng, state, on_off=True)
+    with pytest.raises(SchedulerError, match=r"no optimal plan within time_limit_s 0.001"):
+        solve(problem, time_limit_s=0.001, on_off="exact")

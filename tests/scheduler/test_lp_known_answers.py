@@ -219,14 +219,18 @@ def test_a_tank_heats_in_the_cheap_steps_and_stays_in_its_band() -> None:
     assert not plan.mip
 
 
-def test_an_on_off_heater_is_full_on_or_off_for_whole_steps() -> None:
+@pytest.mark.parametrize("mode", ["exact", "round"])
+def test_an_on_off_heater_is_full_on_or_off_for_whole_steps(mode: str) -> None:
     """The same tank with a 10 kW on/off heater: 15 kWh is not a whole number of 10 kWh steps,
-    so it runs two cheap steps (0 and 2): 50, 45, 50, 45 C, cost 2.00."""
-    plan = solve(tank_problem(on_off=True))
+    so it runs two cheap steps (0 and 2): 50, 45, 50, 45 C, cost 2.00. The exact MIP finds it,
+    and so does rounding the LP's schedule (its bound: the LP's 1.50)."""
+    plan = solve(tank_problem(on_off=True), on_off=mode)
     assert [step.tank_kw["wash"] for step in plan.steps] == [10.0, 0.0, 10.0, 0.0]
     assert [step.tank_c["wash"] for step in plan.steps] == pytest.approx([50, 45, 50, 45], abs=1e-6)
     assert plan.cost["total"] == pytest.approx(2.0, abs=1e-6)
     assert plan.mip
+    if mode == "round":
+        assert plan.cost["lower_bound"] == pytest.approx(1.5, abs=1e-4)
 
 
 def test_a_tank_whose_draw_outruns_its_heater_is_refused_with_the_tank_named() -> None:
