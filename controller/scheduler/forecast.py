@@ -315,6 +315,7 @@ class BillingPeak:
         self._window_start: int | None = None
         self._kwh = 0.0
         self._last_ms: int | None = None
+        self._last_kw = 0.0
 
     def _month_of(self, wall_ms: int) -> str:
         return (
@@ -338,26 +339,31 @@ class BillingPeak:
             self.month, self.peak_kw = state["month"], float(peak)
 
     def observe(self, wall_ms: int, import_kw: float) -> None:
-        """The meter's power now (+ import); integrated over the window."""
+        """The meter's power now (+ import): each reading holds until the next (as the meter's
+        own demand register integrates), the window's average taken when it ends."""
         month = self._month_of(wall_ms)
         if month != self.month:
             self.month, self.peak_kw = month, 0.0
         start = wall_ms - wall_ms % self.window_ms
-        if self._window_start != start:
-            if self._window_start is not None and self._last_ms is not None:
-                average = self._kwh * 3_600_000 / self.window_ms
-                if average > self.peak_kw:
-                    self.peak_kw = average
-                    if self.path is not None:
-                        _save_state(
-                            self.path, "peak", {"month": self.month, "peak_kw": average}, wall_ms
-                        )
-            # The time since the last reading counts in the new window from its start.
-            self._last_ms = None if self._last_ms is None else max(self._last_ms, start)
-            self._window_start, self._kwh = start, 0.0
-        if self._last_ms is not None:
-            self._kwh += max(import_kw, 0.0) * (wall_ms - self._last_ms) / 3_600_000
-        self._last_ms = wall_ms
+        last, window = self._last_ms, self._window_start
+        if last is None or window is None:
+            self._kwh = 0.0  # the first window after a start is partial: an underestimate
+        elif start == window:
+            self._kwh += self._last_kw * (wall_ms - last) / 3_600_000
+        else:
+            # The old window to its end, closed; the new one from its start.
+            self._kwh += self._last_kw * max(window + self.window_ms - last, 0) / 3_600_000
+            self._close_window(wall_ms)
+            self._kwh = self._last_kw * (wall_ms - max(start, last)) / 3_600_000
+        self._window_start = start
+        self._last_ms, self._last_kw = wall_ms, max(import_kw, 0.0)
+
+    def _close_window(self, now_ms: int) -> None:
+        average = self._kwh * 3_600_000 / self.window_ms
+        if average > self.peak_kw:
+            self.peak_kw = average
+            if self.path is not None:
+                _save_state(self.path, "peak", {"month": self.month, "peak_kw": average}, now_ms)
 
     def window_kwh(self, wall_ms: int) -> float:
         """Import metered in the window `wall_ms` is in (0 when it is another window)."""

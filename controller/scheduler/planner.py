@@ -409,7 +409,14 @@ class Planner:
         starts = self.step_starts(start)
         window_steps = max(1, round(self.tariff.demand_window / cfg.step))
         window_ms = window_steps * self.step_ms
-        before_start = start - (start - start % window_ms) if window_steps > 1 else 0
+        # A re-plan inside a billing window longer than a step (5-min steps, 15-min window):
+        # the window's first steps are past, their import metered.
+        done_steps = (start % window_ms) // self.step_ms if window_steps > 1 else 0
+        metered = 0.0
+        if done_steps:
+            window_start = start - start % window_ms
+            so_far = self.billing.window_kwh(now_ms)
+            metered = so_far * (start - window_start) / max(now_ms - window_start, 1)
         problem: dict[str, Any] = {
             "start_ms": start,
             "step_minutes": cfg.step / 60,
@@ -419,7 +426,8 @@ class Planner:
             "demand_charge_per_kw": self.tariff.demand_charge_per_kw_month,
             "demand_window_steps": window_steps,
             "peak_already_kw": self.billing.peak_kw,
-            "first_window_import_kwh": self.billing.window_kwh(now_ms) if before_start else 0.0,
+            "first_window_import_kwh": metered,
+            "first_window_steps": window_steps - done_steps if done_steps else None,
             "grid_import_max_kw": cfg.site.grid_import_max_kw,
             "grid_export_max_kw": cfg.site.grid_export_max_kw,
             "battery": self._battery(now_ms),

@@ -66,6 +66,7 @@ def solve_request(request: SolveRequest) -> PlanWire:
         demand_window_steps=wire.demand_window_steps,
         peak_already_kw=wire.peak_already_kw,
         first_window_import_kwh=wire.first_window_import_kwh,
+        first_window_steps=wire.first_window_steps,
         grid_import_max_kw=math.inf if wire.grid_import_max_kw is None else wire.grid_import_max_kw,
         grid_export_max_kw=math.inf if wire.grid_export_max_kw is None else wire.grid_export_max_kw,
         battery=battery,

@@ -145,3 +145,15 @@ async def test_a_solver_that_never_says_ready_is_killed() -> None:
     assert raised.value.kind == "start_failed"
     assert "not ready within 1 s" in str(raised.value)
     assert solver.pid is None
+
+
+def test_a_window_already_begun_crosses_the_boundary() -> None:
+    begun = request(
+        steps=9,
+        demand_charge_per_kw=10.0,
+        demand_window_steps=3,
+        first_window_steps=2,
+        first_window_import_kwh=5.0,
+    )
+    [reply] = answers(orjson.dumps(begun.model_dump(mode="json")) + b"\n")
+    assert reply["ok"] is True, reply
