@@ -142,7 +142,11 @@ def main() -> None:
     # each solve only the solve's.
     from controller.scheduler import lp, pvmodel  # noqa: F401, PLC0415
 
-    out = sys.stdout.buffer
+    # The protocol gets its own copy of stdout, and fd 1 goes to stderr: whatever native code
+    # prints (a solver's banner) can never break a reply line.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     out.write(orjson.dumps({"ready": True, "pid": os.getpid()}) + b"\n")
     out.flush()
     serve(sys.stdin.buffer, out)
