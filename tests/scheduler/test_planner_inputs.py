@@ -11,7 +11,7 @@ from typing import Any
 from controller.clock import SteppedClock
 from controller.cosim import RecordedEvents
 from controller.model import Quality, Sample
-from controller.scheduler.board import PlanBoard
+from controller.scheduler.board import AcceptedPlan, PlanBoard, PlanTarget
 from controller.scheduler.planner import Planner
 from controller.tagtable import TagTable
 from tests.scheduler.cell import scheduler_config
@@ -140,3 +140,32 @@ def test_a_car_s_session_from_its_arrival_and_what_it_got(tmp_path: Path) -> Non
     site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
     [session] = site.planner.request(site.clock.wall_ms()).problem.evs
     assert (session.first_step, session.depart_step, session.energy_kwh) == (4, 36, 40.0)
+
+
+def test_a_load_off_its_forecast_is_a_disturbance_once_it_holds(tmp_path: Path) -> None:
+    from controller.scheduler.board import AcceptedPlan, PlanTarget
+
+    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path)
+    planner = site.planner
+    now = site.clock.wall_ms()
+    planner._last_slot = now
+    step = PlanTarget(
+        start_ms=now,
+        end_ms=now + 15 * MINUTE_MS,
+        battery_kw=0.0,
+        import_kw=170.0,
+        export_kw=0.0,
+        soc_pct=50.0,
+        peak_kw=170.0,
+        load_kw=170.0,
+        pv_kw=0.0,
+        soc_start_pct=50.0,
+    )
+    planner.board.accept(AcceptedPlan((step,), created_ms=now, valid_until_ms=now + 3_600_000))
+    site.run(0.5, meter=175.0, battery=0.0, soc=50.0, pv=0.0)  # 5 kW off: nothing
+    assert planner.due(site.clock.wall_ms()) == ""
+    site.run(0.5, meter=300.0, battery=0.0, soc=50.0, pv=0.0)  # the average climbs
+    site.run(1.5, meter=300.0, battery=0.0, soc=50.0, pv=0.0)  # held past `hold` (1 min)
+    reason = planner.due(site.clock.wall_ms())
+    assert reason.startswith("net load ")
+    assert reason.endswith("off its forecast 170.0 kW")
