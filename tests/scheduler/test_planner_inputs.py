@@ -143,7 +143,6 @@ def test_a_car_s_session_from_its_arrival_and_what_it_got(tmp_path: Path) -> Non
 
 
 def test_a_load_off_its_forecast_is_a_disturbance_once_it_holds(tmp_path: Path) -> None:
-    from controller.scheduler.board import AcceptedPlan, PlanTarget
 
     site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path)
     planner = site.planner
