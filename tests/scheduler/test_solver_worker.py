@@ -157,3 +157,11 @@ def test_a_window_already_begun_crosses_the_boundary() -> None:
     )
     [reply] = answers(orjson.dumps(begun.model_dump(mode="json")) + b"\n")
     assert reply["ok"] is True, reply
+
+
+def test_a_solve_past_its_time_limit_is_refused_not_half_answered() -> None:
+    hurried = request(steps=288).model_copy(update={"time_limit_s": 1e-6})
+    [reply] = answers(orjson.dumps(hurried.model_dump(mode="json")) + b"\n")
+    assert reply["ok"] is False
+    assert "no optimal plan within time_limit_s" in str(reply["error"])
+    assert reply["plan"] is None
