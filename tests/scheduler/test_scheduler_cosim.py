@@ -43,6 +43,9 @@ async def test_the_plan_is_made_published_and_followed_in_lockstep() -> None:
         events = [body for topic, body in run.events.events if topic == f"{base}/events/plan"]
         writes = [w for w in run.events.writes() if w.get("rule") == "battery_schedule"]
         pid = run.planner.solver.pid
+        alarms = [
+            t for t, _ in run.events.retained_history if t.endswith("battery_schedule.no_plan")
+        ]
     assert [e["reason"] for e in events] == ["start", "scheduled"]
     assert all(e["ok"] for e in events)
     assert plan["valid"] is True
@@ -53,6 +56,7 @@ async def test_the_plan_is_made_published_and_followed_in_lockstep() -> None:
     assert plan["horizon_h"] == 24.0
     assert plan["cost"]["total"] > 0
     assert plan["steps"][0]["price"] == 0.16
+    assert alarms == []  # the first plan came in the first cycle: no alarm at start
     assert writes, "battery_schedule wrote nothing"
     assert writes[-1]["reason"].startswith("plan ")
     assert pid is not None
