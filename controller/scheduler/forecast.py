@@ -249,7 +249,9 @@ class LoadForecaster:
             self._close_step(self._step_start, wall_ms)
         if self._step_start != start:
             self._step_start, self._sum, self._count = start, 0.0, 0
-        self._sum += load_kw
+        # Readings of one instant from several devices can disagree (a PV inverter read a
+        # second before the meter): a negative load is none.
+        self._sum += max(load_kw, 0.0)
         self._count += 1
 
     def step_average(self) -> float | None:

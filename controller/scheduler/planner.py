@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
+from pydantic import ValidationError
 
 from controller.clock import Clock
 from controller.model import Quality
@@ -332,7 +333,13 @@ class Planner:
             request = self.request(now_ms)
             wire = await self.solver.solve(request)
             plan = self._accept(wire, request, now_ms)
-        except (StaleInputError, ForecastError, SolverFailedError, PlanRefusedError) as exc:
+        except (
+            StaleInputError,
+            ForecastError,
+            SolverFailedError,
+            PlanRefusedError,
+            ValidationError,  # a problem the wire refuses (a reading the checks let through)
+        ) as exc:
             kind = getattr(exc, "kind", type(exc).__name__)
             self._failed(now_ms, reason, str(exc), str(kind), time.perf_counter() - started)
             return False
