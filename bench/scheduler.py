@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -232,7 +233,10 @@ def installed_mb(package: str) -> float:
     if spec is None or spec.origin is None:
         return float("nan")
     folder = Path(spec.origin).parent
-    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    # manylinux wheels keep their bundled shared libraries beside it (numpy.libs: OpenBLAS)
+    folders = [folder, folder.with_name(f"{folder.name}.libs")]
+    size = sum(p.stat().st_size for f in folders if f.is_dir() for p in f.rglob("*")
+               if p.is_file())
     return round(size / 1e6, 1)
 
 
@@ -285,9 +289,14 @@ def main(argv: list[str] | None = None) -> int:
         "highspy": _version("highspy"),
         "cases": cases,
         "targets_ms_p99": targets,
-        "targets_met": {f"{c['steps']}{'-' + c['on_off_mode'] if c['mip'] else ''}":
-                        c["total_ms"]["p99"] < targets[str(c["steps"])] and not c["failures"]
-                        for c in cases},
+        # p99 of build + solve against the targets: in wall time (what a re-plan
+        # waits, here on a box shared with other work) and in this process's CPU time
+        "targets_met": {
+            clock: {f"{c['steps']}{'-' + c['on_off_mode'] if c['mip'] else ''}":
+                    not c["failures"] and c[part]["p99"] < targets[str(c["steps"])]
+                    for c in cases}
+            for clock, part in (("wall", "total_ms"), ("cpu", "total_cpu_ms"))},
+        "load_average": [round(v, 2) for v in os.getloadavg()],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_mb": {"problem_only": rss_mb("problem"), "with_lp": rss_mb("lp"),
                    "after_288_mip_solve": rss_mb("solved")},
