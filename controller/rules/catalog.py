@@ -9,9 +9,11 @@ from controller.rules.energy.battery_peak_shaving import (
     BatteryPeakShaving,
     BatteryPeakShavingConfig,
 )
+from controller.rules.energy.battery_schedule import BatterySchedule, BatteryScheduleConfig
 from controller.rules.energy.chiller_reset import ChillerReset, ChillerResetConfig
 from controller.rules.energy.compressed_air import CompressedAir, CompressedAirConfig
 from controller.rules.energy.idle_standby import IdleStandby, IdleStandbyConfig
+from controller.rules.energy.load_schedule import LoadSchedule, LoadScheduleConfig
 from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
 from controller.rules.energy.pv_self_consumption import PvSelfConsumption, PvSelfConsumptionConfig
 from controller.rules.rule import Rule
@@ -20,6 +22,7 @@ from controller.rules.water.cooling_tower_blowdown import BlowdownConfig, Coolin
 from controller.rules.water.rinse_reuse import RinseReuse, RinseReuseConfig
 from controller.rules.water.tower_balance import TowerBalance, TowerBalanceConfig
 from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig
+from controller.scheduler.board import PlanBoard
 
 DomainRuleConfig: TypeAlias = (
     PeakShavingConfig
@@ -32,11 +35,18 @@ DomainRuleConfig: TypeAlias = (
     | TowerBalanceConfig
     | BatteryPeakShavingConfig
     | PvSelfConsumptionConfig
+    | BatteryScheduleConfig
+    | LoadScheduleConfig
 )
 
 
-def build_domain_rule(config: DomainRuleConfig, timing: ControlTiming | None = None) -> Rule:
-    """The rule of an energy or water rule config; `timing` for idle_standby's wake-up."""
+def build_domain_rule(
+    config: DomainRuleConfig,
+    timing: ControlTiming | None = None,
+    plans: PlanBoard | None = None,
+) -> Rule:
+    """The rule of an energy or water rule config; `timing` for idle_standby's wake-up,
+    `plans` (the scheduler's plan in force) for battery_schedule and load_schedule."""
     if isinstance(config, PeakShavingConfig):
         return PeakShaving(config)
     if isinstance(config, CompressedAirConfig):
@@ -51,6 +61,10 @@ def build_domain_rule(config: DomainRuleConfig, timing: ControlTiming | None = N
         return CoolingTowerBlowdown(config)
     if isinstance(config, BatteryPeakShavingConfig):
         return BatteryPeakShaving(config)
+    if isinstance(config, BatteryScheduleConfig):
+        return BatterySchedule(config, plans)
+    if isinstance(config, LoadScheduleConfig):
+        return LoadSchedule(config, plans)
     if isinstance(config, PvSelfConsumptionConfig):
         return PvSelfConsumption(config)
     if isinstance(config, TowerBalanceConfig):
