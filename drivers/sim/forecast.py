@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,11 +19,12 @@ import numpy as np
 from drivers.sim.scenario import (
     CloudForecastIssue,
     CloudPoint,
+    ForecastCloudPoint,
     Scenario,
     seconds_of_day,
 )
 
-# The payload's `kind`: the share of clear-sky irradiance on the array (a clear-sky index).
+# What a forecast forecasts: the share of clear-sky irradiance on the array (a clear-sky index).
 PV_CLOUDS = "pv_clouds"
 
 
@@ -33,21 +35,23 @@ class IssuedForecast:
 
     issued_s: float
     kind: str
+    source: str
     points: tuple[tuple[float, float], ...]
 
     def payload(self, start_ms: int) -> dict[str, Any]:
-        """The message a weather service would publish: times as UTC ms on the site's clock."""
+        """The message a weather service's bridge would publish on the site's forecast topic
+        (docs/scheduler: `{base}/forecast/pv`): times as UTC ms on the site's clock."""
         return {
-            "kind": self.kind,
             "issued_ms": start_ms + round(self.issued_s * 1000),
+            "source": self.source,
             "points": [
-                {"t_ms": start_ms + round(t * 1000), "factor": round(factor, 4)}
+                {"at_ms": start_ms + round(t * 1000), "factor": round(factor, 4)}
                 for t, factor in self.points
             ],
         }
 
 
-def clouds_at(points: list[CloudPoint], second_of_day: float) -> float:
+def clouds_at(points: Sequence[CloudPoint | ForecastCloudPoint], second_of_day: float) -> float:
     """A cloud profile (times of day -> factor) at a second of the day: linear between its
     points, flat outside, clear (1) without points; the plant's rule (plant/pv.py)."""
     if not points:
@@ -80,8 +84,8 @@ def _ar1(rng: random.Random, n: int, sigma: float, phi: float) -> list[float]:
 def pv_cloud_forecasts(scenario: Scenario, seed: int | None = None) -> list[IssuedForecast]:
     """Every cloud-factor forecast of the scenario, in issue order. With `error:` the forecast
     is the true profile (`pv.clouds`) plus bias plus an AR(1) error seeded from the run's seed
-    and the issue's index, clipped to the factor's range (0..1.2): the same seed gives the same
-    forecasts, so runs compare."""
+    and the issue's index, clipped to 0..1: the same seed gives the same forecasts, so runs
+    compare."""
     if scenario.forecast is None or scenario.pv is None:
         return []
     truth = scenario.pv.clouds
@@ -100,8 +104,11 @@ def pv_cloud_forecasts(scenario: Scenario, seed: int | None = None) -> list[Issu
             phi = math.exp(-issue.resolution / error.correlation)
             noise = _ar1(rng, len(times), error.sigma, phi)
             factors = [
-                min(1.2, max(0.0, clouds_at(truth, (t + offset) % 86400.0) + error.bias + e))
+                min(1.0, max(0.0, clouds_at(truth, (t + offset) % 86400.0) + error.bias + e))
                 for t, e in zip(times, noise, strict=True)
             ]
-        issued.append(IssuedForecast(at, PV_CLOUDS, tuple(zip(times, factors, strict=True))))
+        source = f"scenario {scenario.name}, issue {index}"
+        issued.append(
+            IssuedForecast(at, PV_CLOUDS, source, tuple(zip(times, factors, strict=True)))
+        )
     return issued

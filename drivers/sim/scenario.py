@@ -614,6 +614,14 @@ class CloudErrorSpec(StrictModel):
     correlation: PositiveDuration = 10800.0
 
 
+class ForecastCloudPoint(StrictModel):
+    """A forecast's cloud factor at a time of day: 0..1 (an hourly forecast does not forecast
+    the cloud-edge enhancement the plant's profile may have)."""
+
+    at: ClockTime
+    factor: float = Field(ge=0, le=1)
+
+
 class CloudForecastIssue(StrictModel):
     """One forecast of the PV's cloud factor (the share of clear-sky irradiance on the array,
     as `pv.clouds`), issued at `issued` for `horizon` ahead, one point every `resolution`.
@@ -623,7 +631,7 @@ class CloudForecastIssue(StrictModel):
     issued: EventTime
     horizon: PositiveDuration = 86400.0
     resolution: PositiveDuration = 3600.0
-    clouds: list[CloudPoint] | None = None
+    clouds: list[ForecastCloudPoint] | None = None
     error: CloudErrorSpec | None = None
 
     @model_validator(mode="after")

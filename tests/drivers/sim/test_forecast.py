@@ -28,7 +28,7 @@ def test_solar_day_sends_a_day_ahead_forecast_and_two_updates() -> None:
     assert day_ahead.kind == PV_CLOUDS
     # hourly points on the hour from the issue to 24 h later, both ends included
     assert [t for t, _ in day_ahead.points] == [h * 3600.0 for h in range(25)]
-    assert all(0.0 <= factor <= 1.2 for _, factor in day_ahead.points)
+    assert all(0.0 <= factor <= 1.0 for _, factor in day_ahead.points)
 
 
 def test_the_error_is_seeded_by_the_run_and_differs_from_the_truth() -> None:
@@ -75,9 +75,9 @@ def test_a_written_forecast_is_interpolated_on_its_grid(tmp_path: Path) -> None:
 def test_the_payload_is_a_weather_service_message_on_the_site_clock() -> None:
     forecast = pv_cloud_forecasts(load_scenario("solar-day-bad-forecast"))[1]
     payload = forecast.payload(START_MS)
-    assert payload["kind"] == "pv_clouds"
+    assert payload["source"] == "scenario solar-day-bad-forecast, issue 1"
     assert payload["issued_ms"] == START_MS + 6 * 3_600_000
-    assert payload["points"][0] == {"t_ms": START_MS + 6 * 3_600_000, "factor": 1.0}
+    assert payload["points"][0] == {"at_ms": START_MS + 6 * 3_600_000, "factor": 1.0}
     assert len(payload["points"]) == 19
 
 
@@ -97,7 +97,7 @@ def test_the_payload_is_a_weather_service_message_on_the_site_clock() -> None:
             r"forecast\.pv_clouds\.0\.error\.correlation: Input should be greater than 0",
         ),
         (
-            "  pv_clouds: [{issued: {at: '06:00'}, clouds: [{at: '07:00', factor: 5}]}]\n",
+            "  pv_clouds: [{issued: {at: '06:00'}, clouds: [{at: '07:00', factor: 1.1}]}]\n",
             r"forecast\.pv_clouds\.0\.clouds\.0\.factor: Input should be less than or equal",
         ),
         (
