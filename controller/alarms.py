@@ -39,6 +39,9 @@ class Indicates(StrEnum):
     EQUIPMENT = "equipment"  # equipment does not do what it was told (a valve open too long)
     # A standing condition worth a work order, not a new event (air leakage above its target).
     MAINTENANCE = "maintenance"
+    # The controller's own planning cannot do its job (no valid plan: solver failed, timed out,
+    # killed, or its inputs stale); the reactive rules decide meanwhile.
+    CONTROL = "control"
 
 
 LEAKS = frozenset({Indicates.WATER_LEAK, Indicates.AIR_LEAK})

@@ -26,7 +26,9 @@ from pydantic import Field, ValidationError, model_validator
 
 from controller.configtypes import ErrorBudget, Name, StrictModel, TooManyProblemsError
 from controller.mqtt.config import MqttConfig
-from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop
+from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop, tag_index
+from controller.rules.energy.battery_schedule import BatteryScheduleConfig
+from controller.scheduler.config import SchedulerConfig, TariffConfig
 from controller.sparkplug.config import SparkplugConfig, metric_name_clash
 from drivers.modbus.config import ModbusDevice
 from drivers.opcua.config import OpcUaDevice
@@ -52,6 +54,9 @@ class Config(StrictModel):
     rules: list[RuleConfig] = Field(default_factory=list)
     actuation: ActuationConfig = ActuationConfig()
     sparkplug: SparkplugConfig = SparkplugConfig()
+    # The site's tariff (the scheduler's prices) and the scheduler (docs/configuration.md).
+    tariff: TariffConfig | None = None
+    scheduler: SchedulerConfig | None = None
 
     @model_validator(mode="after")
     def _unique_device_names(self) -> Config:
@@ -79,6 +84,35 @@ class Config(StrictModel):
         problem = check_closed_loop(self.rules, self.actuation, self.devices)
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _scheduler_fits_the_cell(self) -> Config:
+        scheduler = self.scheduler
+        following = [
+            i for i, rule in enumerate(self.rules) if isinstance(rule, BatteryScheduleConfig)
+        ]
+        if scheduler is None:
+            if following:
+                raise ValueError(
+                    f"rules[{following[0]}].kind: battery_schedule follows the scheduler's"
+                    " plan: add a scheduler: section"
+                )
+            return self
+        if self.tariff is None:
+            raise ValueError("scheduler: plans against the tariff: add a tariff: section")
+        tags = tag_index(self.devices)
+        for field, tag in scheduler.input_tags():
+            if tag not in tags:
+                device = tag.split(".", 1)[0]
+                known = any(d.name == device for d in self.devices)
+                what = "has no such tag" if known else "is not a device"
+                raise ValueError(f"scheduler.{field}: unknown tag {tag!r}: {device!r} {what}")
+        if following and scheduler.battery is None:
+            raise ValueError(
+                f"rules[{following[0]}].kind: battery_schedule needs scheduler.battery:"
+                " the plan has no battery kW without it"
+            )
         return self
 
     @model_validator(mode="after")

@@ -77,6 +77,26 @@ def alarm(base: str, alarm_name: str) -> str:
     return f"{base}/alarms/{_level('alarm', alarm_name)}"
 
 
+def plan(base: str) -> str:
+    """The scheduler's plan in force, retained (or why there is none)."""
+    return f"{base}/plan"
+
+
+def plan_events(base: str) -> str:
+    """Every re-plan, with why and its outcome."""
+    return f"{base}/events/plan"
+
+
+def forecast_events(base: str) -> str:
+    """Every forecast offered to the scheduler, accepted or refused (and why)."""
+    return f"{base}/events/forecast"
+
+
+def pv_forecast(base: str) -> str:
+    """Where a weather service (bridged) feeds the PV cloud forecast."""
+    return f"{base}/forecast/pv"
+
+
 def commands(base: str) -> str:
     """The filter the gateway subscribes to for commands."""
     return f"{base}/cmd/#"

@@ -9,6 +9,7 @@ from controller.rules.energy.battery_peak_shaving import (
     BatteryPeakShaving,
     BatteryPeakShavingConfig,
 )
+from controller.rules.energy.battery_schedule import BatterySchedule, BatteryScheduleConfig
 from controller.rules.energy.chiller_reset import ChillerReset, ChillerResetConfig
 from controller.rules.energy.compressed_air import CompressedAir, CompressedAirConfig
 from controller.rules.energy.idle_standby import IdleStandby, IdleStandbyConfig
@@ -20,6 +21,7 @@ from controller.rules.water.cooling_tower_blowdown import BlowdownConfig, Coolin
 from controller.rules.water.rinse_reuse import RinseReuse, RinseReuseConfig
 from controller.rules.water.tower_balance import TowerBalance, TowerBalanceConfig
 from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig
+from controller.scheduler.board import PlanBoard
 
 DomainRuleConfig: TypeAlias = (
     PeakShavingConfig
@@ -32,11 +34,17 @@ DomainRuleConfig: TypeAlias = (
     | TowerBalanceConfig
     | BatteryPeakShavingConfig
     | PvSelfConsumptionConfig
+    | BatteryScheduleConfig
 )
 
 
-def build_domain_rule(config: DomainRuleConfig, timing: ControlTiming | None = None) -> Rule:
-    """The rule of an energy or water rule config; `timing` for idle_standby's wake-up."""
+def build_domain_rule(
+    config: DomainRuleConfig,
+    timing: ControlTiming | None = None,
+    plans: PlanBoard | None = None,
+) -> Rule:
+    """The rule of an energy or water rule config; `timing` for idle_standby's wake-up,
+    `plans` (the scheduler's plan in force) for battery_schedule."""
     if isinstance(config, PeakShavingConfig):
         return PeakShaving(config)
     if isinstance(config, CompressedAirConfig):
@@ -51,6 +59,8 @@ def build_domain_rule(config: DomainRuleConfig, timing: ControlTiming | None = N
         return CoolingTowerBlowdown(config)
     if isinstance(config, BatteryPeakShavingConfig):
         return BatteryPeakShaving(config)
+    if isinstance(config, BatteryScheduleConfig):
+        return BatterySchedule(config, plans)
     if isinstance(config, PvSelfConsumptionConfig):
         return PvSelfConsumption(config)
     if isinstance(config, TowerBalanceConfig):

@@ -23,6 +23,7 @@ from controller.rules.pid import PID
 from controller.rules.rule import Now, Proposal, Rule, RuleInputError, number
 from controller.rules.schedule import Schedule
 from controller.rules.timing import ControlTiming
+from controller.scheduler.board import PlanBoard
 
 
 class _ConfiguredRule(Rule):
@@ -191,18 +192,25 @@ class ScheduleRule(_ConfiguredRule):
         return {"period": self.period, "next": self._next}
 
 
-def build_rule(config: RuleConfig, timing: ControlTiming | None = None) -> Rule:
+def build_rule(
+    config: RuleConfig, timing: ControlTiming | None = None, plans: PlanBoard | None = None
+) -> Rule:
     """The rule of a config item; `timing` (the gateway's cycle, write bound and polls) for
-    the rules that act ahead of a known time."""
+    the rules that act ahead of a known time; `plans` for the rules that follow the
+    scheduler's plan."""
     if isinstance(config, ThresholdRuleConfig):
         return ThresholdRule(config)
     if isinstance(config, PidRuleConfig):
         return PidRule(config)
     if isinstance(config, ScheduleRuleConfig):
         return ScheduleRule(config)
-    return build_domain_rule(config, timing)
+    return build_domain_rule(config, timing, plans)
 
 
-def build_rules(configs: Sequence[RuleConfig], timing: ControlTiming | None = None) -> list[Rule]:
+def build_rules(
+    configs: Sequence[RuleConfig],
+    timing: ControlTiming | None = None,
+    plans: PlanBoard | None = None,
+) -> list[Rule]:
     """One rule per config item, in config order (the order breaks priority ties)."""
-    return [build_rule(config, timing) for config in configs]
+    return [build_rule(config, timing, plans) for config in configs]

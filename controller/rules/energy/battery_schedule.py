@@ -1,0 +1,78 @@
+"""The battery follows the scheduler's plan (docs/rules.md, "battery_schedule"): the present
+step's kW, corrected in real time for the forecast's error (more discharge when the site would
+go above the plan's peak, no discharge into an export the plan did not expect), within the
+battery's limits and SoC window. Without a valid plan it proposes nothing, raises its alarm, and
+the reactive battery rules below it decide."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from controller.alarms import DeclaredAlarm, Indicates, declare
+from controller.model import Sample
+from controller.rules.energy.battery import (
+    BatteryControlConfig,
+    BatteryRule,
+    read_battery,
+    within_limits,
+)
+from controller.rules.rule import Now, Proposal
+from controller.scheduler.board import PlanBoard
+
+
+class BatteryScheduleConfig(BatteryControlConfig):
+    """Follow the plan's battery kW; keep the import at the plan's peak."""
+
+    kind: Literal["battery_schedule"]
+    # The import is held this far under the plan's peak when the load runs above its forecast.
+    peak_margin_kw: float = Field(2.0, ge=0)
+
+
+class BatterySchedule(BatteryRule):
+    """The plan's step of now, with the real-time corrections; nothing without a plan."""
+
+    ALARMS: ClassVar[Mapping[str, DeclaredAlarm]] = declare(
+        no_plan=DeclaredAlarm(Indicates.CONTROL, "scheduler")
+    )
+    config: BatteryScheduleConfig
+
+    def __init__(self, config: BatteryScheduleConfig, plans: PlanBoard | None = None) -> None:
+        super().__init__(config, "battery_schedule")
+        self.config = config
+        self.plans = plans if plans is not None else PlanBoard()
+        self.plan_kw: float | None = None
+
+    def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
+        cfg = self.config
+        reading = self.reading = read_battery(cfg, snapshot)
+        target = self.plans.target(now.wall_ms)
+        if target is None:
+            why = self.plans.why_none(now.wall_ms)
+            self.state, self.wanted_kw, self.plan_kw, self.cut = "no_plan", None, None, ""
+            self.set_alarm("no_plan", True, f"no valid plan: {why}; the reactive rules decide")
+            return []
+        self.set_alarm("no_plan", False)
+        self.plan_kw = kw = target.battery_kw
+        load = reading.load_kw
+        self.state = "following"
+        reason = f"plan {kw:.1f} kW"
+        ceiling = target.peak_kw - cfg.peak_margin_kw
+        if load - kw > ceiling:
+            kw = load - ceiling
+            self.state = "holding_peak"
+            reason += f"; load {load:.1f} kW would pass the plan's peak {target.peak_kw:.1f} kW"
+        elif kw > 0 and load - kw < -target.export_kw:
+            kw = max(load + target.export_kw, 0.0)
+            self.state = "no_export"
+            reason += f"; load {load:.1f} kW: no discharge into an unplanned export"
+        kw, self.cut = within_limits(cfg, kw, reading.soc_pct)
+        if self.cut:
+            reason += f"; limited by {self.cut}"
+        self.wanted_kw = kw
+        return [self.propose_kw(kw, now, reason)]
+
+    def detail(self) -> dict[str, object]:
+        return {**super().detail(), "plan_kw": self.plan_kw}

@@ -1,0 +1,360 @@
+"""What the scheduler expects, from what a site can know: the inflexible load per period of the
+production schedule, learned from the site's own metering (kept in the state directory with its
+age); the cloud cover a weather service feeds (validated, the last good one kept); prices from
+the configured tariff; and the peak already set this billing period. PV power itself is
+computed in the solver's process (controller/scheduler/pvmodel.py: pvlib never loads in the
+daemon)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import structlog
+from pydantic import Field, ValidationError, model_validator
+
+from controller.configtypes import StrictModel
+from controller.rules.schedule import Schedule
+from controller.scheduler.config import LoadForecastConfig, TariffConfig
+
+log = structlog.get_logger(__name__)
+
+SCHEDULER_STATE_DIR = "scheduler"  # under gateway.state_dir
+LOAD_FILE = "load.json"
+PEAK_FILE = "peak.json"
+FORMAT = "edgecell-scheduler-state"
+VERSION = 1
+
+# A cloud forecast is a few hundred points; anything near this is not one.
+MAX_FORECAST_BYTES = 256 * 1024
+MAX_FORECAST_POINTS = 5000
+# A forecast issued later than now by more than this: a clock that is wrong, refused.
+MAX_CLOCK_SKEW_MS = 5 * 60_000
+# Points further ahead than this are not a weather forecast.
+MAX_FORECAST_AHEAD_MS = 10 * 86_400_000
+# Problems of one payload named in its refusal.
+SHOWN_PROBLEMS = 3
+
+
+class ForecastError(ValueError):
+    """A forecast payload refused: the message names what is wrong and where."""
+
+
+# --- the cloud forecast -------------------------------------------------------------------------
+
+
+class CloudPoint(StrictModel):
+    """The share of clear-sky PV output expected at an instant (1: clear, 0: none)."""
+
+    at_ms: int = Field(ge=0)
+    factor: float = Field(ge=0, le=1)
+
+
+class CloudForecast(StrictModel):
+    """What `{base}/forecast/pv` (or the forecast file) carries."""
+
+    issued_ms: int = Field(ge=0)
+    source: str = Field("", max_length=100)
+    points: list[CloudPoint] = Field(min_length=1, max_length=MAX_FORECAST_POINTS)
+
+    @model_validator(mode="after")
+    def _ascending(self) -> CloudForecast:
+        for i in range(1, len(self.points)):
+            if self.points[i].at_ms <= self.points[i - 1].at_ms:
+                raise ValueError(f"points[{i}].at_ms: times must ascend, one point per time")
+        return self
+
+    def factors(self, at_ms: Sequence[int]) -> list[float]:
+        """Linear between the points, the first or last value held outside them."""
+        points = self.points
+        out: list[float] = []
+        j = 0
+        for t in at_ms:
+            while j + 1 < len(points) and points[j + 1].at_ms <= t:
+                j += 1
+            here = points[j]
+            if t <= here.at_ms or j + 1 == len(points):
+                out.append(here.factor)
+                continue
+            after = points[j + 1]
+            share = (t - here.at_ms) / (after.at_ms - here.at_ms)
+            out.append(here.factor + (after.factor - here.factor) * share)
+        return out
+
+
+def parse_cloud_forecast(payload: bytes, now_ms: int, max_age_s: float) -> CloudForecast:
+    """A cloud forecast from a payload, or `ForecastError` naming what is wrong and where."""
+    if len(payload) > MAX_FORECAST_BYTES:
+        raise ForecastError(
+            f"(payload): {len(payload)} bytes, more than a forecast may be ({MAX_FORECAST_BYTES})"
+        )
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise ForecastError(f"(payload): not JSON: {str(exc)[:120]}") from None
+    try:
+        forecast = CloudForecast.model_validate(data)
+    except ValidationError as exc:
+        raise ForecastError(_problems(exc)) from None
+    if forecast.issued_ms > now_ms + MAX_CLOCK_SKEW_MS:
+        raise ForecastError(
+            f"issued_ms: {forecast.issued_ms} is {(forecast.issued_ms - now_ms) / 1000:.0f} s"
+            " in the future: a clock is wrong"
+        )
+    age_s = (now_ms - forecast.issued_ms) / 1000
+    if age_s > max_age_s:
+        raise ForecastError(f"issued_ms: issued {age_s:.0f} s ago, older than {max_age_s:g} s")
+    last = forecast.points[-1].at_ms
+    if last <= now_ms:
+        raise ForecastError(f"points[{len(forecast.points) - 1}].at_ms: every point is in the past")
+    if last > now_ms + MAX_FORECAST_AHEAD_MS:
+        raise ForecastError(
+            f"points[{len(forecast.points) - 1}].at_ms: more than"
+            f" {MAX_FORECAST_AHEAD_MS // 86_400_000} days ahead"
+        )
+    return forecast
+
+
+def _problems(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors(include_url=False, include_context=False)[:SHOWN_PROBLEMS]:
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{path or '(payload)'}: {message}")
+    more = exc.error_count() - len(parts)
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+# --- prices ---------------------------------------------------------------------------------------
+
+
+def import_prices(tariff: TariffConfig, starts_ms: Sequence[int]) -> list[float]:
+    """The import price of each step, at the step's start in the tariff's zone."""
+    zone = ZoneInfo(tariff.timezone)
+    return [
+        tariff.price_at(datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(zone))[0]
+        for ms in starts_ms
+    ]
+
+
+# --- state kept across restarts -------------------------------------------------------------------
+
+
+def _load_state(path: Path, kind: str) -> dict[str, Any] | None:
+    """The state of `kind` kept in `path`, or None (one log line when it is there but unusable)."""
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("scheduler_state_ignored", path=str(path), reason=str(exc)[:200])
+        return None
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != FORMAT
+        or document.get("version") != VERSION
+        or document.get("kind") != kind
+        or not isinstance(document.get("saved_at_ms"), int)
+        or not isinstance(document.get("state"), dict)
+    ):
+        log.warning("scheduler_state_ignored", path=str(path), reason=f"not {FORMAT} {kind}")
+        return None
+    return document
+
+
+def _save_state(path: Path, kind: str, state: dict[str, Any], now_ms: int) -> None:
+    document = {"format": FORMAT, "version": VERSION, "kind": kind, "saved_at_ms": now_ms}
+    document["state"] = state
+    partial = path.with_suffix(".json.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps(document, sort_keys=True), encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        log.warning("scheduler_state_not_saved", path=str(path), error=str(exc))
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+
+
+# --- the load ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LearnedPower:
+    kw: float
+    steps: int  # step averages that went into it
+    updated_ms: int
+
+
+class LoadForecaster:
+    """Per period of the production schedule, the inflexible load's power: learned from the
+    metered step averages (an exponential average), the configured prior until a period has
+    been seen. Kept in `{state_dir}/scheduler/load.json` with its age."""
+
+    def __init__(self, config: LoadForecastConfig, step_s: float, state_dir: Path | None) -> None:
+        self.config = config
+        self.schedule = Schedule(config.schedule)
+        self.step_ms = int(step_s * 1000)
+        self.path = None if state_dir is None else state_dir / SCHEDULER_STATE_DIR / LOAD_FILE
+        self.learned: dict[str, LearnedPower] = {}
+        self._step_start: int | None = None
+        self._sum = 0.0
+        self._count = 0
+        self.last_step_kw: float | None = None
+
+    def restore(self, now_ms: int) -> None:
+        if self.path is None:
+            return
+        document = _load_state(self.path, "load")
+        if document is None:
+            return
+        forget_ms = self.config.forget_after * 1000
+        periods = set(self.config.prior_kw)
+        for name, item in document["state"].get("periods", {}).items():
+            try:
+                learned = LearnedPower(
+                    kw=float(item["kw"]), steps=int(item["steps"]), updated_ms=int(item["at_ms"])
+                )
+            except (KeyError, TypeError, ValueError):
+                continue
+            if (
+                name in periods
+                and math.isfinite(learned.kw)
+                and learned.kw >= 0
+                and now_ms - learned.updated_ms <= forget_ms
+            ):
+                self.learned[name] = learned
+        log.info("scheduler_load_restored", periods=sorted(self.learned), path=str(self.path))
+
+    def observe(self, wall_ms: int, load_kw: float) -> None:
+        """One reading of the inflexible load; a step's average is learned when it ends."""
+        start = wall_ms - wall_ms % self.step_ms
+        if self._step_start is not None and start != self._step_start:
+            self._close_step(self._step_start, wall_ms)
+        if self._step_start != start:
+            self._step_start, self._sum, self._count = start, 0.0, 0
+        self._sum += load_kw
+        self._count += 1
+
+    def step_average(self) -> float | None:
+        """The load's average in the step so far."""
+        return self._sum / self._count if self._count else None
+
+    def _close_step(self, start: int, now_ms: int) -> None:
+        if not self._count:
+            return
+        average = self._sum / self._count
+        self.last_step_kw = average
+        period = self.schedule.period_at(start + self.step_ms // 2)
+        before = self.learned.get(period)
+        weight = self.config.learn_weight
+        kw = average if before is None else before.kw + weight * (average - before.kw)
+        self.learned[period] = LearnedPower(kw, (before.steps if before else 0) + 1, now_ms)
+        if self.path is not None:
+            state = {
+                "periods": {
+                    name: {"kw": round(p.kw, 4), "steps": p.steps, "at_ms": p.updated_ms}
+                    for name, p in self.learned.items()
+                }
+            }
+            _save_state(self.path, "load", state, now_ms)
+
+    def power_of(self, period: str) -> float:
+        learned = self.learned.get(period)
+        return learned.kw if learned is not None else self.config.prior_kw[period]
+
+    def forecast(self, starts_ms: Sequence[int]) -> list[float]:
+        """The load of each step: its period's power at the step's middle."""
+        half = self.step_ms // 2
+        return [self.power_of(self.schedule.period_at(ms + half)) for ms in starts_ms]
+
+    def period_at(self, wall_ms: int) -> str:
+        return self.schedule.period_at(wall_ms)
+
+    def as_json(self, now_ms: int) -> dict[str, Any]:
+        return {
+            name: {
+                "kw": round(self.power_of(name), 2),
+                "learned_steps": p.steps if (p := self.learned.get(name)) else 0,
+                "age_s": round((now_ms - p.updated_ms) / 1000) if p else None,
+            }
+            for name in self.config.prior_kw
+        }
+
+
+# --- the billing period's peak -------------------------------------------------------------------
+
+
+class BillingPeak:
+    """The highest billing-window average import of this month (the tariff's zone), and the
+    import metered so far in the window of now: shaving below the peak already set earns
+    nothing. Kept in `{state_dir}/scheduler/peak.json`."""
+
+    def __init__(self, tariff: TariffConfig, state_dir: Path | None) -> None:
+        self.window_ms = int(tariff.demand_window * 1000)
+        self.zone = ZoneInfo(tariff.timezone)
+        self.path = None if state_dir is None else state_dir / SCHEDULER_STATE_DIR / PEAK_FILE
+        self.month = ""
+        self.peak_kw = 0.0
+        self._window_start: int | None = None
+        self._kwh = 0.0
+        self._last_ms: int | None = None
+
+    def _month_of(self, wall_ms: int) -> str:
+        return (
+            datetime.fromtimestamp(wall_ms / 1000, tz=UTC).astimezone(self.zone).strftime("%Y-%m")
+        )
+
+    def restore(self, now_ms: int) -> None:
+        if self.path is None:
+            return
+        document = _load_state(self.path, "peak")
+        if document is None:
+            return
+        state = document["state"]
+        peak = state.get("peak_kw")
+        if (
+            state.get("month") == self._month_of(now_ms)
+            and isinstance(peak, int | float)
+            and math.isfinite(peak)
+            and peak >= 0
+        ):
+            self.month, self.peak_kw = state["month"], float(peak)
+
+    def observe(self, wall_ms: int, import_kw: float) -> None:
+        """The meter's power now (+ import); integrated over the window."""
+        month = self._month_of(wall_ms)
+        if month != self.month:
+            self.month, self.peak_kw = month, 0.0
+        start = wall_ms - wall_ms % self.window_ms
+        if self._window_start != start:
+            if self._window_start is not None and self._last_ms is not None:
+                average = self._kwh * 3_600_000 / self.window_ms
+                if average > self.peak_kw:
+                    self.peak_kw = average
+                    if self.path is not None:
+                        _save_state(
+                            self.path, "peak", {"month": self.month, "peak_kw": average}, wall_ms
+                        )
+            # The time since the last reading counts in the new window from its start.
+            self._last_ms = None if self._last_ms is None else max(self._last_ms, start)
+            self._window_start, self._kwh = start, 0.0
+        if self._last_ms is not None:
+            self._kwh += max(import_kw, 0.0) * (wall_ms - self._last_ms) / 3_600_000
+        self._last_ms = wall_ms
+
+    def window_kwh(self, wall_ms: int) -> float:
+        """Import metered in the window `wall_ms` is in (0 when it is another window)."""
+        start = wall_ms - wall_ms % self.window_ms
+        return self._kwh if start == self._window_start else 0.0

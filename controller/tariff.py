@@ -1,0 +1,95 @@
+"""The site's energy tariff: time-of-use periods, the export price and the demand charge on the
+billing window's highest average. One schema for the controller's `tariff:` (the scheduler's
+prices) and the simulated cell's scenario (drivers/sim/scenario.py bills with it), so
+`edgecell cellcheck` can say when the two disagree."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, model_validator
+
+from controller.configtypes import Name, PositiveDuration, StrictModel
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WORKDAYS: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-4]):([0-5]\d)$")
+
+
+def _parse_clock(value: Any) -> time | Any:
+    """'06:00' -> 06:00; '24:00' is the end of the day (stored as 23:59:59.999999)."""
+    if isinstance(value, str):
+        match = _CLOCK.match(value.strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not a time of day: write HH:MM such as '06:00'")
+        hour, minute = int(match.group(1)), int(match.group(2))
+        if hour == 24:
+            if minute:
+                raise ValueError(f"{value!r} is past the end of the day")
+            return time.max
+        return time(hour, minute)
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 10:30 as the sexagesimal integer 630.
+        raise ValueError(  # noqa: TRY004  (pydantic reports ValueError, not TypeError)
+            f"write times of day in quotes ('10:30'), YAML read {value!r} as a number"
+        )
+    return value
+
+
+ClockTime = Annotated[time, BeforeValidator(_parse_clock)]
+
+
+def seconds_of_day(t: time) -> float:
+    return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6
+
+
+class TariffPeriod(StrictModel):
+    name: Name
+    days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
+    start: ClockTime
+    end: ClockTime
+    price_per_kwh: float = Field(ge=0)
+
+
+class TariffSpec(StrictModel):
+    currency: str = "EUR"
+    default_price_per_kwh: float = Field(ge=0)
+    periods: list[TariffPeriod] = Field(default_factory=list)
+    # Charged on the month's highest billing-window average demand (`demand_window` long,
+    # `demand_alignment`), prorated per day in ground truth.
+    demand_charge_per_kw_month: float = Field(0.0, ge=0)
+    # The utility's billing interval: `fixed` windows aligned to the site's clock (a 15-min
+    # window starts at :00, :15, :30, :45), as utilities bill; `sliding`: the highest rolling
+    # average, as some tariffs do.
+    demand_window: PositiveDuration = 900.0
+    demand_alignment: Literal["fixed", "sliding"] = "fixed"
+    water_price_per_m3: float = Field(0.0, ge=0)
+    # Paid for energy exported to the grid (feed-in), per kWh.
+    export_price_per_kwh: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _window_divides_the_hour(self) -> TariffSpec:
+        window = self.demand_window
+        if self.demand_alignment == "fixed" and (
+            window < 1 or window != int(window) or 3600 % int(window)
+        ):
+            raise ValueError(
+                f"tariff.demand_window {window:g} s does not divide the hour: clock-aligned"
+                " billing windows are 5, 10, 15, 30 or 60 min"
+            )
+        return self
+
+    def price_at(self, local: datetime) -> tuple[float, str]:
+        """The import price per kWh at a local time, and the name of its period."""
+        day = WEEKDAYS[local.weekday()]
+        second = seconds_of_day(local.time())
+        for period in self.periods:
+            if day in period.days and (
+                seconds_of_day(period.start) <= second < seconds_of_day(period.end)
+            ):
+                return period.price_per_kwh, period.name
+        return self.default_price_per_kwh, "default"
