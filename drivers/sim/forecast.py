@@ -16,13 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from drivers.sim.scenario import (
-    CloudForecastIssue,
-    CloudPoint,
-    ForecastCloudPoint,
-    Scenario,
-    seconds_of_day,
-)
+from controller.tariff import seconds_of_day
+from drivers.sim.scenario import CloudForecastIssue, CloudPoint, ForecastCloudPoint, Scenario
 
 # What a forecast forecasts: the share of clear-sky irradiance on the array (a clear-sky index).
 PV_CLOUDS = "pv_clouds"
