@@ -30,6 +30,8 @@ from controller.rules.engine import RuleEngine
 from controller.rules.kinds import build_rules
 from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
 from controller.rules.timing import ControlTiming
+from controller.scheduler.board import PlanBoard
+from controller.scheduler.planner import Planner
 from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
 from drivers.registry import build_drivers
@@ -133,6 +135,8 @@ class CoSimulation:
         self._drivers: list[Driver] = []
         self.engine: RuleEngine | None = None
         self.actuator: Actuator | None = None
+        self.plans = PlanBoard()
+        self.planner: Planner | None = None
 
     @property
     def cell(self) -> SimCell:
@@ -166,8 +170,21 @@ class CoSimulation:
                 base_topic=config.base_topic,
             )
             self.alarms = AlarmBoard(self.events, base_topic=config.base_topic, clock=self.clock)
+            if self.rules_enabled and config.scheduler is not None and config.tariff is not None:
+                self.planner = Planner(
+                    config.scheduler,
+                    config.tariff,
+                    board=self.plans,
+                    table=self.table,
+                    clock=self.clock,
+                    events=self.events,
+                    base_topic=config.base_topic,
+                    state_dir=Path(self._state.name),
+                )
             self.engine = RuleEngine(
-                build_rules(config.rules, self._timing(config)) if self.rules_enabled else [],
+                build_rules(config.rules, self._timing(config), self.plans)
+                if self.rules_enabled
+                else [],
                 self.table,
                 self.actuator,
                 self.clock,
@@ -189,6 +206,8 @@ class CoSimulation:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self.planner is not None:
+            await self.planner.close()
         for driver in self._drivers:
             await driver.close()
         await self._cell.__aexit__(exc_type, exc, tb)
@@ -221,6 +240,10 @@ class CoSimulation:
         await self._cell.step(self.cycle)
         self.clock.advance(self.cycle)
         await self._poll_all()
+        # The planner first, awaited: the engine follows a plan made from this cycle's polls, and
+        # a solve takes the time it takes in lock-step (the same seed, the same day).
+        if self.planner is not None:
+            await self.planner.replan_if_due(self.clock.wall_ms())
         # The baseline runs no engine at all: no heartbeat, so the PLCs stay on local control.
         if self.engine is not None and self.rules_enabled:
             await self.engine.cycle()
@@ -238,6 +261,14 @@ class CoSimulation:
                 result = on_cycle(self)
                 if result is not None:
                     await result
+
+    def offer_pv_forecast(self, payload: bytes, source: str = "cosim") -> bool:
+        """Hand the scheduler a PV cloud forecast (the JSON of `{base}/forecast/pv`) through the
+        same validation as the topic; False (and an `events/forecast` saying why) when refused
+        or when no scheduler runs."""
+        if self.planner is None:
+            return False
+        return self.planner.offer_pv_forecast(payload, source)
 
     def value(self, key: str) -> Any:
         """The latest value the controller holds for `device.tag` (None if bad or unknown)."""

@@ -238,8 +238,8 @@ class SchedulerConfig(StrictModel):
             raise ValueError("plan_max_age is shorter than replan: every plan would go stale")
         if self.pv is not None and self.load.pv_power is None:
             raise ValueError(
-                "load.pv_power: with pv: the learned load needs the PV's power added back (the"
-                " meter sees the load less the PV)"
+                "load: give pv_power with pv: the learned load needs the PV's power added back"
+                " (the meter sees the load less the PV)"
             )
         names = [ev.name for ev in self.evs] + [tank.name for tank in self.tanks]
         if len(set(names)) != len(names):

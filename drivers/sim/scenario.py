@@ -17,14 +17,12 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel
-from controller.tariff import (
-    WEEKDAYS,
-    WORKDAYS,
-    ClockTime,
-    TariffSpec,
-    Weekday,
-    seconds_of_day,
-)
+
+# The tariff's schema is the controller's (controller/tariff.py); the plant's modules take the
+# calendar helpers from here.
+from controller.tariff import WEEKDAYS as WEEKDAYS  # noqa: PLC0414
+from controller.tariff import WORKDAYS, ClockTime, TariffSpec, Weekday
+from controller.tariff import seconds_of_day as seconds_of_day  # noqa: PLC0414
 from drivers.modbus.config import REGISTERS, ByteOrder, DataType, Table
 
 SCENARIO_DIR = Path(__file__).resolve().parents[2] / "configs" / "sim"

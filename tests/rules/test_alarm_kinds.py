@@ -10,6 +10,7 @@ import pytest
 
 from controller.alarms import AlarmBoard, Indicates
 from controller.rules.domain import DomainRule, UndeclaredAlarmError
+from controller.rules.energy.battery_schedule import BatterySchedule
 from controller.rules.energy.chiller_reset import ChillerReset
 from controller.rules.energy.compressed_air import CompressedAir
 from controller.rules.energy.idle_standby import IdleStandby
@@ -29,6 +30,7 @@ KINDS: dict[str, type[DomainRule]] = {
     "cooling_tower_blowdown": CoolingTowerBlowdown,
     "tower_balance": TowerBalance,
     "rinse_reuse": RinseReuse,
+    "battery_schedule": BatterySchedule,
 }
 
 

@@ -1,0 +1,127 @@
+"""battery_schedule on step tables: the plan's kW for the step of now, corrected for the
+forecast's error (the plan's peak held, no discharge into an unplanned export), cut to the
+limits and the SoC window; nothing and its alarm without a valid plan."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+
+from controller.rules.config import RuleConfig
+from controller.rules.energy.battery_schedule import BatterySchedule
+from controller.rules.kinds import build_rule
+from controller.scheduler.board import AcceptedPlan, PlanBoard, PlanTarget
+from tests.rules.energy.test_battery_rules import BATTERY, cycle
+from tests.rules.plantloop import Driven
+
+START_MS = Driven.__dataclass_fields__["start_ms"].default
+STEP_MS = 900_000
+
+
+def plan(*battery_kw: float, peak_kw: float = 150.0, export_kw: float = 0.0) -> AcceptedPlan:
+    """A plan of 15-min steps from the Driven clock's start, one kW per step."""
+    steps = tuple(
+        PlanTarget(
+            start_ms=START_MS + i * STEP_MS,
+            end_ms=START_MS + (i + 1) * STEP_MS,
+            battery_kw=kw,
+            import_kw=100.0,
+            export_kw=export_kw,
+            soc_pct=50.0,
+            peak_kw=peak_kw,
+        )
+        for i, kw in enumerate(battery_kw)
+    )
+    return AcceptedPlan(steps, created_ms=START_MS, valid_until_ms=START_MS + 3_600_000)
+
+
+def rule(board: PlanBoard, **settings: Any) -> tuple[Driven, BatterySchedule]:
+    config = TypeAdapter(RuleConfig).validate_python(
+        {"name": "sched", "kind": "battery_schedule", **BATTERY, **settings}
+    )
+    built = build_rule(config, plans=board)
+    assert isinstance(built, BatterySchedule)
+    return Driven(built), built
+
+
+# The plan's kW for now (peak 150 kW), meter kW, battery kW, SoC % -> rate % (+ of 100 kW
+# discharge, - of 50 kW charge).
+FOLLOWING = [
+    (40.0, 120.0, 0.0, 60.0, 40.0),  # the plan's 40 kW
+    (-25.0, 80.0, 0.0, 60.0, -50.0),  # charge 25 kW = 50 % of 50 kW
+    (40.0, 200.0, 0.0, 60.0, 52.0),  # the load ran high: 200 - 148 = 52 kW keeps the peak
+    (40.0, 150.0, 40.0, 60.0, 42.0),  # its own discharge counted: load 190 kW
+    (40.0, 10.0, 0.0, 60.0, 10.0),  # PV ran high: no discharge beyond the site's draw
+    (40.0, -20.0, 0.0, 60.0, 0.0),  # exporting already: no discharge
+    (40.0, 120.0, 0.0, 20.0, 0.0),  # at the reserve: nothing
+    (-25.0, 80.0, 0.0, 95.0, 0.0),  # full: no charge
+    (80.0, 400.0, 0.0, 60.0, 100.0),  # the peak wants more than max_discharge_kw
+]
+
+
+@pytest.mark.parametrize(("plan_kw", "meter", "battery", "soc", "rate"), FOLLOWING)
+def test_follows_the_plan_and_absorbs_the_forecast_error(
+    plan_kw: float, meter: float, battery: float, soc: float, rate: float
+) -> None:
+    board = PlanBoard()
+    board.accept(plan(plan_kw))
+    driven, _ = rule(board)
+    assert cycle(driven, meter, battery, soc) == rate
+
+
+def test_a_planned_export_is_not_cut() -> None:
+    board = PlanBoard()
+    board.accept(plan(40.0, export_kw=30.0))
+    driven, _ = rule(board)
+    assert cycle(driven, 10.0, 0.0, 60.0) == 40.0  # 10 kW drawn + 30 kW export planned
+
+
+def test_each_step_of_the_plan_in_its_time() -> None:
+    board = PlanBoard()
+    board.accept(plan(10.0, 20.0, -30.0))
+    driven, built = rule(board)
+    assert cycle(driven, 100.0, 0.0, 60.0) == 10.0
+    driven.step({"meter.power_kw": 100.0, "bess.power_kw": 0.0, "bess.soc": 60.0}, dt=899.0)
+    assert cycle(driven, 100.0, 0.0, 60.0) == 20.0
+    driven.step({"meter.power_kw": 100.0, "bess.power_kw": 0.0, "bess.soc": 60.0}, dt=899.0)
+    assert cycle(driven, 100.0, 0.0, 60.0) == -60.0
+    assert built.detail()["plan_kw"] == -30.0
+
+
+def test_without_a_plan_it_proposes_nothing_and_raises_its_alarm() -> None:
+    board = PlanBoard()
+    driven, built = rule(board)
+    assert cycle(driven, 200.0, 0.0, 60.0) is None
+    [condition] = built.alarm_conditions()
+    assert condition.name == "sched.no_plan"
+    assert condition.active
+    assert condition.indicates == "control"
+    assert "no plan yet" in condition.message
+    board.accept(plan(10.0))
+    assert cycle(driven, 100.0, 0.0, 60.0) == 10.0
+    [condition] = built.alarm_conditions()
+    assert not condition.active
+
+
+def test_a_withdrawn_plan_says_why() -> None:
+    board = PlanBoard()
+    board.accept(plan(10.0))
+    driven, built = rule(board)
+    assert cycle(driven, 100.0, 0.0, 60.0) == 10.0
+    board.withdraw("timeout: the solver did not answer within 20 s: killed")
+    assert cycle(driven, 100.0, 0.0, 60.0) is None
+    [condition] = built.alarm_conditions()
+    assert condition.active
+    assert "the solver did not answer" in condition.message
+    assert built.detail()["state"] == "no_plan"
+
+
+def test_a_plan_past_its_age_is_not_followed() -> None:
+    board = PlanBoard()
+    board.accept(plan(*([10.0] * 8)))  # valid for one hour, eight steps long
+    driven, _ = rule(board)
+    assert cycle(driven, 100.0, 0.0, 60.0) == 10.0
+    driven.step({"meter.power_kw": 100.0, "bess.power_kw": 0.0, "bess.soc": 60.0}, dt=3600.0)
+    assert cycle(driven, 100.0, 0.0, 60.0) is None
