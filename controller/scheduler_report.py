@@ -11,6 +11,7 @@ arithmetic. Writes scheduler.json, scheduler.md and the plan-vs-actual plot.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,26 +78,36 @@ async def run_three(
 
 
 def flexible_set(config: Config, scenario: Scenario) -> FlexibleSet:
-    """What the scheduler of `config` plans, as the bound plans it: its battery model, and the
-    scenario's chargers and tanks whose tags the scheduler reads (matched through the
-    scenario's protocol faces, controller/cellcheck.py)."""
+    """What the scheduler of `config` plans, as the bound plans it: its battery model made
+    never worse than the plant's battery (each way the better of the config's efficiency and
+    the plant's best point: its inverter curve's peak times the DC one-way efficiency; the
+    wider of the config's and the plant's SoC window; no wear cost, which no bill charges), so
+    the bound is a bound on the bill; and the scenario's
+    chargers and tanks whose tags the scheduler reads (matched through the scenario's
+    protocol faces, controller/cellcheck.py)."""
     from controller.cellcheck import tag_points  # noqa: PLC0415
 
-    scheduler = getattr(config, "scheduler", None)
+    scheduler = config.scheduler
     if scheduler is None:
         raise ValueError("the scheduler config has no scheduler: section")
     battery = None
     if scheduler.battery is not None:
         b = scheduler.battery
+        best, low, high = 1.0, b.reserve_pct, b.soc_max_pct
+        plant = scenario.battery
+        if plant is not None:
+            curve = max(p.efficiency for p in plant.inverter_efficiency)
+            best = curve * math.sqrt(plant.dc_round_trip)
+            low, high = min(low, plant.soc_min_pct), max(high, plant.soc_max_pct)
         battery = BatteryAsPlanned(
             capacity_kwh=b.capacity_kwh,
             max_charge_kw=b.max_charge_kw,
             max_discharge_kw=b.max_discharge_kw,
-            charge_efficiency=b.charge_efficiency,
-            discharge_efficiency=b.discharge_efficiency,
-            reserve_pct=b.reserve_pct,
-            soc_max_pct=b.soc_max_pct,
-            degradation_per_kwh=b.degradation_per_kwh,
+            charge_efficiency=max(b.charge_efficiency, best),
+            discharge_efficiency=max(b.discharge_efficiency, best),
+            reserve_pct=low,
+            soc_max_pct=high,
+            degradation_per_kwh=0.0,
             standby_loss_kw=b.standby_loss_kw,
         )
     points = tag_points(config, scenario)
