@@ -268,8 +268,12 @@ def _scheduler_report(args: argparse.Namespace, scenario: Scenario, reactive: Co
             seed=args.seed,
         )
     )
-    bound = bound_for(runs, scenario, flexible_set(loaded.config, scenario))
-    report = write_scheduler_report(runs, bound, scenario, args.out, plots=not args.no_plots)
+    flexible = flexible_set(loaded.config, scenario)
+    bound = bound_for(runs, scenario, flexible)
+    month = bound_for(runs, scenario, flexible, month_demand_charge=True)
+    report = write_scheduler_report(
+        runs, bound, scenario, args.out, plots=not args.no_plots, month_bound=month
+    )
     print(scheduler_markdown(report))
     plots = ", plan_vs_actual.png" if report["plots"] else ""
     print(f"written to {args.out}/: scheduler.json, scheduler.md{plots}")

@@ -157,10 +157,13 @@ def foresight_problem(
     flexible: FlexibleSet,
     *,
     initial_soc_pct: float,
+    month_demand_charge: bool = False,
 ) -> Problem:
     """The whole run as one LP problem, from the run's sampled plant series: the inflexible
     load = site meter + PV + battery discharge - what the bound plans (chargers, tank
-    heaters), per step mean."""
+    heaters), per step mean. The demand charge is the month's prorated to the run's length,
+    as ground truth bills it; `month_demand_charge`: the whole month's on the run's peak, as
+    the scheduler plans it on the first day of a billing period (no peak set yet)."""
     from controller.scheduler.problem import (  # noqa: PLC0415  (the scheduler extra)
         BatteryModel,
         EvSession,
@@ -242,7 +245,7 @@ def foresight_problem(
                 draw_kw=tuple(draw),
             )
         )
-    prorate = min(1.0, hours / (30 * 24.0))
+    prorate = 1.0 if month_demand_charge else min(1.0, hours / (30 * 24.0))
     return Problem(
         start_ms=start_ms,
         step_minutes=step_s / 60.0,
@@ -258,9 +261,12 @@ def foresight_problem(
     )
 
 
-def bound_of(problem: Problem, plan: Plan, *, stored_price: float) -> Bound:
+def bound_of(
+    problem: Problem, plan: Plan, *, stored_price: float, billed_per_kw: float | None = None
+) -> Bound:
     """The bound's figures from its plan: the import bill, export revenue and the demand
-    charge as ground truth counts them (the LP's steps are the billing windows' means)."""
+    charge as ground truth counts them (the LP's steps are the billing windows' means;
+    `billed_per_kw`: the charge per kW ground truth bills, when the LP priced it otherwise)."""
     dt_h = problem.step_minutes / 60.0
     steps = plan.steps
     energy = sum(s.import_kw * dt_h * s.price for s in steps)
@@ -273,7 +279,7 @@ def bound_of(problem: Problem, plan: Plan, *, stored_price: float) -> Bound:
         (sum(imports[i : i + window]) / window for i in range(0, len(imports), window)),
         default=0.0,
     )
-    demand = peak * problem.demand_charge_per_kw
+    demand = peak * (problem.demand_charge_per_kw if billed_per_kw is None else billed_per_kw)
     initial = problem.battery.soc_kwh if problem.battery is not None else 0.0
     stored = (steps[-1].soc_kwh - initial) if problem.battery is not None else 0.0
     net = energy - revenue + demand
@@ -306,13 +312,24 @@ def perfect_foresight(
     flexible: FlexibleSet,
     *,
     initial_soc_pct: float,
+    month_demand_charge: bool = False,
     time_limit_s: float = 60.0,
 ) -> Bound:
-    """Solve the whole run with perfect foresight (needs the `scheduler` extra: highspy)."""
+    """Solve the whole run with perfect foresight (needs the `scheduler` extra: highspy); its
+    figures as ground truth bills them (the demand charge prorated to the run)."""
     from controller.scheduler import lp  # noqa: PLC0415  (the scheduler extra)
 
     problem = foresight_problem(
-        scenario, times_h, series, flexible, initial_soc_pct=initial_soc_pct
+        scenario,
+        times_h,
+        series,
+        flexible,
+        initial_soc_pct=initial_soc_pct,
+        month_demand_charge=month_demand_charge,
     )
     plan = lp.solve(problem, time_limit_s=time_limit_s)
-    return bound_of(problem, plan, stored_price=scenario.tariff.default_price_per_kwh)
+    hours = len(problem.base_load_kw) * problem.step_minutes / 60.0
+    billed = scenario.tariff.demand_charge_per_kw_month * min(1.0, hours / (30 * 24.0))
+    return bound_of(
+        problem, plan, stored_price=scenario.tariff.default_price_per_kwh, billed_per_kw=billed
+    )
