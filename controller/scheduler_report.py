@@ -391,9 +391,10 @@ def plan_vs_actual(
 def plan_summary(hour: float, plan: Mapping[str, Any]) -> dict[str, Any]:
     """One published plan in a line: its time, reason, planned peak (and the one already
     set), cost, solve time, and its first step and the highest import it expects."""
-    steps = plan.get("steps") or []
-    first = steps[0] if steps else {}
-    peak_step = max(steps, key=lambda s: float(s.get("import_kw", 0.0)), default={})
+    steps: list[dict[str, Any]] = plan.get("steps") or []
+    first: dict[str, Any] = steps[0] if steps else {}
+    empty: dict[str, Any] = {}
+    peak_step = max(steps, key=lambda s: float(s.get("import_kw", 0.0)), default=empty)
     return {
         "hour": round(hour, 3),
         "valid": plan.get("valid"),
