@@ -106,6 +106,12 @@ def check_cell(config: Config, scenario: Scenario) -> list[Finding]:
 # --- devices and tags -------------------------------------------------------------------------
 
 
+def tag_points(config: Config, scenario: Scenario) -> dict[str, str]:
+    """`device.tag` of the config -> the plant point the scenario serves at that place (the
+    scheduler report finds the chargers and tanks the scheduler plans this way)."""
+    return _tag_points(config, scenario)
+
+
 def _tag_points(config: Config, scenario: Scenario) -> dict[str, str]:
     """`device.tag` of the config -> the plant point the scenario serves at that place."""
     modbus = {

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from controller import __version__
-from controller.config import ConfigError, LoadedConfig, load_config
+from controller.config import Config, ConfigError, LoadedConfig, load_config
 from controller.logs import configure_logging
 from controller.statedir import StateDirLockedError
 
@@ -89,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--cycle", type=float, default=5.0, help="controller cycle, seconds")
     report.add_argument("--out", type=Path, default=Path("report"))
     report.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    report.add_argument(
+        "--scheduler",
+        action="store_true",
+        help="three runs (baseline, reactive rules, rules + scheduler) and the perfect-foresight"
+        " bound",
+    )
+    report.add_argument(
+        "--scheduler-config",
+        type=Path,
+        default=None,
+        help="with --scheduler: the rules + scheduler config (configs/cosim-scheduler.yaml)",
+    )
     _add_optional_commands(sub)
     return parser
 
@@ -211,6 +223,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     findings = check_cell(loaded.config, scenario)
     for finding in findings:
         print(finding.line(), file=sys.stderr)
+    if args.scheduler:
+        return _scheduler_report(args, scenario, loaded.config)
     baseline, edgecell = asyncio.run(
         run_pair(scenario, loaded.config, hours=args.hours, cycle=args.cycle, seed=args.seed)
     )
@@ -220,6 +234,49 @@ def cmd_report(args: argparse.Namespace) -> int:
     print(markdown(report))
     plots = ", PNG plots" if report["plots"] else ""
     print(f"written to {args.out}/: report.json, report.md{plots}")
+    return EXIT_OK
+
+
+def _scheduler_report(args: argparse.Namespace, scenario: Scenario, reactive: Config) -> int:
+    """`report --scheduler`: baseline, reactive rules and rules + scheduler on one seed, and the
+    perfect-foresight bound (docs/simulator.md, "The scheduler report")."""
+    from controller.cellcheck import check_cell  # noqa: PLC0415
+    from controller.scheduler_report import (  # noqa: PLC0415
+        bound_for,
+        flexible_set,
+        run_three,
+        scheduler_markdown,
+        write_scheduler_report,
+    )
+
+    path = args.scheduler_config or _repo_file("configs/cosim-scheduler.yaml")
+    loaded = _load_or_report(path)
+    if loaded is None:
+        return EXIT_BAD_INPUT
+    if loaded.config.scheduler is None:
+        print(f"{path}: --scheduler needs a config with a scheduler: section", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for finding in check_cell(loaded.config, scenario):
+        print(finding.line(), file=sys.stderr)
+    runs = asyncio.run(
+        run_three(
+            scenario,
+            reactive,
+            loaded.config,
+            hours=args.hours,
+            cycle=args.cycle,
+            seed=args.seed,
+        )
+    )
+    flexible = flexible_set(loaded.config, scenario)
+    bound = bound_for(runs, scenario, flexible)
+    month = bound_for(runs, scenario, flexible, month_demand_charge=True)
+    report = write_scheduler_report(
+        runs, bound, scenario, args.out, plots=not args.no_plots, month_bound=month
+    )
+    print(scheduler_markdown(report))
+    plots = ", plan_vs_actual.png" if report["plots"] else ""
+    print(f"written to {args.out}/: scheduler.json, scheduler.md{plots}")
     return EXIT_OK
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC
@@ -36,6 +36,7 @@ from controller.tagtable import TagTable
 from drivers.base import Driver, DriverContext
 from drivers.registry import build_drivers
 from drivers.sim.cell import SimCell
+from drivers.sim.forecast import pv_cloud_forecasts
 from drivers.sim.scenario import Scenario
 
 log = structlog.get_logger(__name__)
@@ -123,6 +124,9 @@ class CoSimulation:
         self.scenario = scenario
         self.cycle = cycle
         self.rules_enabled = rules
+        # What a weather service would send the site (the scenario's `forecast:`), by issue time.
+        self.forecasts = deque(pv_cloud_forecasts(scenario, seed))
+        self.forecasts_offered: list[tuple[float, bool]] = []  # (issued s, accepted)
         start = scenario.start.replace(tzinfo=UTC)  # scenario times are the site's local time
         self.clock = SteppedClock(start_wall_ms=int(start.timestamp() * 1000))
         self.table = TagTable()
@@ -237,6 +241,7 @@ class CoSimulation:
 
     async def step(self) -> None:
         """One cycle: plant, polls through the real servers, rules and their writes."""
+        self._issue_forecasts()
         await self._cell.step(self.cycle)
         self.clock.advance(self.cycle)
         await self._poll_all()
@@ -248,6 +253,17 @@ class CoSimulation:
         if self.engine is not None and self.rules_enabled:
             await self.engine.cycle()
         self.cycles += 1
+
+    def _issue_forecasts(self) -> None:
+        """The scenario's forecasts whose issue time has come, handed to the scheduler as a
+        weather service's message on `{base}/forecast/pv` would reach it (a run without a
+        scheduler drops them: nothing else reads a forecast)."""
+        start_ms = self.clock.wall_ms() - round(self.plant.time_s * 1000)
+        while self.forecasts and self.forecasts[0].issued_s <= self.plant.time_s + 1e-6:
+            forecast = self.forecasts.popleft()
+            payload = orjson.dumps(forecast.payload(start_ms))
+            accepted = self.offer_pv_forecast(payload, forecast.source)
+            self.forecasts_offered.append((forecast.issued_s, accepted))
 
     async def advance(
         self,

@@ -122,6 +122,9 @@ class RunResult:
     starts_by_equipment: dict[str, int] = field(default_factory=dict)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     wall_s: float = 0.0
+    # Each plan the controller published retained on `{base}/plan` (a scheduler run), with the
+    # simulated hour it came: the plan-vs-actual plot's plans.
+    plans: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
 
 
 def _progress(label: str, done: int, total: int, started: float) -> None:
@@ -151,11 +154,16 @@ async def run_once(
     cycle: float,
     seed: int | None,
     progress: bool = True,
+    label: str | None = None,
+    extra_points: Sequence[str] = (),
 ) -> RunResult:
-    """One co-simulated run of `hours`, baseline (`rules=False`) or with the rules."""
-    label = "edgecell" if rules else "baseline"
+    """One co-simulated run of `hours`, baseline (`rules=False`) or with the rules;
+    `extra_points` are sampled every cycle beside the plotted series."""
+    label = label or ("edgecell" if rules else "baseline")
     result = RunResult(label=label, truth={}, hours=hours)
-    result.series = {point: [] for point in (*SERIES, *storage_series(scenario))}
+    result.series = {
+        point: [] for point in dict.fromkeys((*SERIES, *storage_series(scenario), *extra_points))
+    }
     watched = start_points(scenario)
     result.starts_by_equipment = dict.fromkeys(watched, 0)
     cycles = max(1, round(hours * 3600 / cycle))
@@ -163,9 +171,15 @@ async def run_once(
     previous_running: dict[str, bool] = {}
     async with CoSimulation(scenario, config, cycle=cycle, seed=seed, rules=rules) as sim:
         plant = sim.plant
+        plan_topic = f"{sim.config.base_topic}/plan"
+        last_plan: dict[str, Any] | None = None
         for i in range(cycles):
             await sim.step()
             result.times_h.append(plant.time_s / 3600)
+            plan = sim.events.retained.get(plan_topic)
+            if plan is not None and plan is not last_plan:
+                result.plans.append((plant.time_s / 3600, plan))
+                last_plan = plan
             for point, values in result.series.items():
                 values.append(float(plant.read_point(point)))
             for name, point in watched.items():

@@ -529,6 +529,76 @@ class EventsSpec(StrictModel):
     loads: list[ExtraLoad] = Field(default_factory=list)
 
 
+# --- forecasts the site receives (optional: off unless a scenario has `forecast:`) ------------
+
+
+# A forecast's points are capped so that a typo (`resolution: 1s` over a week) cannot make the
+# simulator build, and the controller parse, a payload of millions of points.
+MAX_FORECAST_POINTS = 2016  # a week at 5-min resolution
+MAX_FORECAST_HORIZON_S = 7 * 86400.0
+
+
+class CloudErrorSpec(StrictModel):
+    """A seeded error on the true cloud profile: forecast = true factor + `bias` + e(t), e a
+    first-order autoregressive (AR(1)) series of standard deviation `sigma` whose successive
+    points are correlated over `correlation` (docs/simulator.md, "Forecasts")."""
+
+    bias: float = Field(0.0, ge=-1, le=1)
+    sigma: float = Field(ge=0, le=1)
+    correlation: PositiveDuration = 10800.0
+
+
+class ForecastCloudPoint(StrictModel):
+    """A forecast's cloud factor at a time of day: 0..1 (an hourly forecast does not forecast
+    the cloud-edge enhancement the plant's profile may have)."""
+
+    at: ClockTime
+    factor: float = Field(ge=0, le=1)
+
+
+class CloudForecastIssue(StrictModel):
+    """One forecast of the PV's cloud factor (the share of clear-sky irradiance on the array,
+    as `pv.clouds`), issued at `issued` for `horizon` ahead, one point every `resolution`.
+    Either `clouds` (the forecast as written: times of day, as `pv.clouds`; [] is a clear
+    sky) or `error` (the true profile with a seeded error)."""
+
+    issued: EventTime
+    horizon: PositiveDuration = 86400.0
+    resolution: PositiveDuration = 3600.0
+    clouds: list[ForecastCloudPoint] | None = None
+    error: CloudErrorSpec | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CloudForecastIssue:
+        if (self.clouds is None) == (self.error is None):
+            raise ValueError("give exactly one of clouds (the forecast) / error (truth + error)")
+        if self.horizon > MAX_FORECAST_HORIZON_S:
+            raise ValueError(f"horizon is longer than {MAX_FORECAST_HORIZON_S / 86400:g} days")
+        if self.resolution < 60.0 or self.resolution > self.horizon:
+            raise ValueError("resolution is at least 1 min and at most the horizon")
+        if self.horizon / self.resolution + 1 > MAX_FORECAST_POINTS:
+            raise ValueError(f"horizon / resolution gives more than {MAX_FORECAST_POINTS} points")
+        if self.clouds is not None:
+            times = [c.at for c in self.clouds]
+            if times != sorted(times) or len(set(times)) != len(times):
+                raise ValueError("clouds: give the points in time order, one per time")
+        return self
+
+
+class ForecastSpec(StrictModel):
+    """What a weather service would send the site, with its error: the controller gets these
+    payloads at their issue times, never the plant's truth."""
+
+    pv_clouds: list[CloudForecastIssue] = Field(default_factory=list, max_length=96)
+
+    @model_validator(mode="after")
+    def _issued_in_order(self) -> ForecastSpec:
+        issued = [(f.issued.day, f.issued.at) for f in self.pv_clouds]
+        if issued != sorted(issued) or len(set(issued)) != len(issued):
+            raise ValueError("pv_clouds: give the issues in time order, one per time")
+        return self
+
+
 # --- protocol faces ---------------------------------------------------------------------------
 
 
@@ -688,6 +758,7 @@ class Scenario(StrictModel):
     plcs: PlcsSpec = PlcsSpec()
     pv: PvSpec | None = None
     battery: BatterySpec | None = None
+    forecast: ForecastSpec | None = None
     tariff: TariffSpec
     events: EventsSpec = EventsSpec()
     modbus_devices: list[ModbusDeviceSpec] = Field(default_factory=list)
@@ -728,6 +799,8 @@ class Scenario(StrictModel):
                 )
         if len(set(devices)) != len(devices):
             raise ValueError("device names repeat")
+        if self.forecast is not None and self.forecast.pv_clouds and self.pv is None:
+            raise ValueError("forecast.pv_clouds forecasts a PV array, but there is no pv: section")
         leaks = [leak.name for leak in self.events.leaks]
         if len(set(leaks)) != len(leaks):
             raise ValueError("leak names repeat")

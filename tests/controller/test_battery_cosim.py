@@ -129,3 +129,17 @@ def test_the_storage_config_is_cosim_yaml_plus_the_battery() -> None:
         tag: value for tag, value in outputs.items() if tag.split(".")[0] not in added
     }
     assert storage == plain
+
+
+def test_the_scheduler_config_is_the_storage_config_plus_the_scheduler() -> None:
+    """configs/cosim-scheduler.yaml repeats configs/cosim-storage.yaml by hand and adds the
+    tariff, the scheduler and the battery_schedule rule: it must stay in step."""
+    storage = yaml.safe_load((ROOT / "configs" / "cosim-storage.yaml").read_text("utf-8"))
+    planned = yaml.safe_load((ROOT / "configs" / "cosim-scheduler.yaml").read_text("utf-8"))
+    assert planned.pop("tariff")["timezone"] == "UTC"
+    assert planned.pop("scheduler")["battery"]["power"] == "bess-1.inverter_w"
+    following = [r for r in planned["rules"] if r["kind"] == "battery_schedule"]
+    assert len(following) == 1
+    planned["rules"] = [r for r in planned["rules"] if r["kind"] != "battery_schedule"]
+    assert planned == storage
+    load_config(ROOT / "configs" / "cosim-scheduler.yaml")  # and it validates
