@@ -183,8 +183,11 @@ class CompressedAir(DomainRule):
             )
         )
         # The air_leak alarm's estimate stepping up by the rise that raises it: another leak.
-        step = test.rise_above or test.test_rise_above or test.alarm_above
-        self._steps = EstimateSteps(step, test.rise_for, test.rise_window)
+        self._step_floor = min(
+            (f for f in (test.rise_above, test.test_rise_above) if f is not None),
+            default=test.alarm_above,
+        )
+        self._steps = EstimateSteps(self._step_floor, test.rise_for, test.rise_window)
         self._trends = [Trend() for _ in config.critical]
         self._endangered: str | None = None
         self._last_fast: str | None = None
@@ -368,6 +371,8 @@ class CompressedAir(DomainRule):
             self.set_alarm("leakage_high", False)
         rise = self.air_use.estimate
         if self.air_use.alarm and rise is not None:
+            # Another leak is a step as large as a raise would need now (its spread included).
+            self._steps.step = max(self._step_floor, rise["rise_above"])
             step = self._steps.update(t, True, rise["rise"], rise["state"])
             self.set_alarm(
                 "air_leak",
