@@ -67,7 +67,7 @@ class LeakTestConfig(StrictModel):
     rise_window: PositiveDuration = 900.0
     # With no production the use is steady: shorter windows judge a night sooner.
     test_rise_window: PositiveDuration = 300.0
-    rise_for: Duration = 600.0
+    rise_for: Duration = 300.0  # the window already averages: the hold only skips a burst
     rise_history: int = Field(default=16, ge=2)
     rise_min_history: int = Field(default=4, ge=1)
 
