@@ -148,8 +148,14 @@ class AirUseRise:
                     self.estimate["leak_m3_min"] = round(rise * rated_flow_m3_min, 3)
         if t - self._window_start >= window:
             whole = self._measure(self._window_start, t, begin, cfg.by_flow, cycles)
-            # Standing leakage (`leakage_high`) is the normal the windows learn; a rise is not.
-            if whole is not None and not self.alarm and self._rise_since is None:
+            # Standing leakage (`leakage_high`) is the normal the windows learn; a rise is not,
+            # nor a window half-way to one (a leak filling the moving window).
+            if (
+                whole is not None
+                and not self.alarm
+                and self._rise_since is None
+                and not self._suspect(history, whole)
+            ):
                 learned = UseWindow(whole.use, whole.pressure_abs)
                 history.append(learned)
                 while len(history) > cfg.history:
@@ -223,6 +229,13 @@ class AirUseRise:
             self._rise_since = None
             if rise < rise_above / 2:
                 self.alarm = False
+
+    def _suspect(self, history: deque[UseWindow], whole: Measured) -> bool:
+        """A whole window risen half the last threshold over the learned ones."""
+        if len(history) < self.settings.min_history or self.estimate is None:
+            return False
+        expected = statistics.median(self._at(w, whole.pressure_abs) for w in history)
+        return bool(whole.use - expected >= self.estimate["rise_above"] / 2)
 
     def _at(self, window: UseWindow, pressure: float | None) -> float:
         """An earlier window's use moved to `pressure` along the leakage line."""
