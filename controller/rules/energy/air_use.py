@@ -207,7 +207,8 @@ class AirUseRise:
         use, pressure, resolution = measured.use, measured.pressure_abs, measured.resolution
         expected = [self._at(window, pressure) for window in history]
         baseline = statistics.median(expected)
-        rise_above = max(floor, cfg.sigmas * robust_spread(expected, baseline)) + resolution
+        spread = robust_spread(expected, baseline)
+        rise_above = max(floor, cfg.sigmas * spread) + resolution
         rise = use - baseline
         self.estimate = {
             "method": "air_use_rise",
@@ -217,6 +218,7 @@ class AirUseRise:
             "baseline_use": round(baseline, 4),
             "rise": round(rise, 4),
             "rise_above": round(rise_above, 4),
+            "spread": round(spread, 4),
             "resolution": round(resolution, 4),
             "pressure_bar_abs": None if pressure is None else round(pressure, 3),
         }
