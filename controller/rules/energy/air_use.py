@@ -91,6 +91,7 @@ class AirUseRise:
         self.settings = settings
         self.history: dict[ProductionMode, deque[UseWindow]] = {}
         self.alarm = False
+        self.raised_in: ProductionMode | None = None  # the mode whose rise raised the alarm
         self.estimate: dict[str, Any] | None = None
         # The last quiet window with no production: the leakage line's point.
         self.leakage: UseWindow | None = None
@@ -225,12 +226,17 @@ class AirUseRise:
         if rise >= rise_above:
             if self._rise_since is None:
                 self._rise_since = t
-            if t - self._rise_since >= cfg.hold_s:
+            if t - self._rise_since >= cfg.hold_s and not self.alarm:
                 self.alarm = True
+                self.raised_in = mode
         else:
             self._rise_since = None
-            if rise < rise_above / 2:
+            # Cleared only where it was raised: a mode first learned after the leak opened
+            # holds the leak in its normal and shows no rise (a leak is gone when the mode
+            # that saw it come sees it go).
+            if rise < rise_above / 2 and mode == self.raised_in:
                 self.alarm = False
+                self.raised_in = None
 
     def _suspect(self, history: deque[UseWindow], whole: Measured) -> bool:
         """A whole window risen half the last threshold over the learned ones."""

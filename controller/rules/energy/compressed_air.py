@@ -373,7 +373,9 @@ class CompressedAir(DomainRule):
         if self.air_use.alarm and rise is not None:
             # Another leak is a step as large as a raise would need now (its spread included).
             self._steps.step = max(self._step_floor, rise["rise_above"])
-            step = self._steps.update(t, True, rise["rise"], rise["state"])
+            # Each mode's rise is over its own baseline: levels are compared within a mode.
+            basis = f"{rise['state']} {rise['mode']}"
+            step = self._steps.update(t, True, rise["rise"], basis)
             self.set_alarm(
                 "air_leak",
                 True,

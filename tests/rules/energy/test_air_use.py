@@ -150,3 +150,21 @@ def test_a_flow_meter_reading_garbage_raises_nothing() -> None:
     ]
     rule = run(table, poll_s=5.0, flow="c.flow")
     assert rule.detail()["air_use"]["use"] < 1.0
+
+
+def test_a_mode_learned_after_the_leak_opened_neither_clears_nor_steps_it() -> None:
+    """cell-1-015: a leak opens while the machines idle (a mode first seen then, so its windows
+    learn the leak as normal); production finds it. Back at idle the rise is nil against that
+    normal: the alarm is not cleared there (only the mode that raised it can see the leak go),
+    and production's rise is no step over idle's level (levels are compared within a mode)."""
+    idle = 2.0  # production on (at least 2), machines idle: another mode
+    table = [
+        *flow_rows(WANDER, 14),
+        Row(75, idle, loaded_s=150, flow=0.34),  # first seen with a leak of 4 % open
+        Row(30, PRODUCING, loaded_s=150, flow=0.64, air_leak=True),
+        Row(60, idle, loaded_s=150, flow=0.34, air_leak=True),
+        Row(30, PRODUCING, loaded_s=150, flow=0.64, air_leak=True),
+    ]
+    rule = run(table, poll_s=5.0, flow="c.flow")
+    (alarm,) = [c for c in rule.alarm_conditions() if c.name == "air.air_leak"]
+    assert alarm.steps == 0
