@@ -4,9 +4,7 @@ docs/rules.md, "compressed_air", gives the method, source and parameters."""
 
 from __future__ import annotations
 
-import statistics
-from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -23,6 +21,7 @@ from controller.rules.domain import (
     rounded,
     signal_inputs,
 )
+from controller.rules.energy.air_use import P_ATM_BAR, AirUseRise, RiseSettings
 from controller.rules.energy.load_cycles import LoadCycle, LoadUnloadCycles, leak_fraction
 from controller.rules.energy.requirement import (
     Requirement,
@@ -35,13 +34,7 @@ from controller.rules.steps import EstimateSteps
 from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
 
 _HOUR = 3600.0
-_MAD_TO_SIGMA = 1.4826  # the median absolute deviation of normal data, in standard deviations
-
-
-def robust_spread(values: Iterable[float], median: float) -> float:
-    """The spread of `values` as a standard deviation, from their median absolute deviation
-    (robust: a window with a burst of air use does not widen it much)."""
-    return _MAD_TO_SIGMA * statistics.median(abs(v - median) for v in values)
+_MAX_FLOW_SHARE = 2.0  # of the rated flow: more is not a reading of this header
 
 
 class LeakTestConfig(StrictModel):
@@ -52,20 +45,29 @@ class LeakTestConfig(StrictModel):
     power: TagKey | None = None  # compressor input power, kW: averaged while loaded
     full_load_kw: float | None = Field(default=None, gt=0)  # when there is no power tag
     rated_flow_m3_min: float | None = Field(default=None, gt=0)  # to give the leak in m3/min
+    # A header flow meter (free air, m3/min): the air-use rise judges its mean flow (a share of
+    # `rated_flow_m3_min`) instead of the duty of the loaded signal's cycles.
+    flow: TagKey | None = None
+    # Header pressure (gauge, bar): windows are compared at the same pressure (leaks grow with
+    # it). None: the setpoint's read-back stands for it.
+    pressure: TagKey | None = None
     settle: Duration = 300.0  # after production stops, before cycles count
     min_cycles: int = Field(default=3, ge=1)
     # Standing leakage (the test's leak fraction) above this is a maintenance finding
     # (`leakage_high`), not a new leak: DOE/CAC, 20-30 % typical of unmanaged plants.
     alarm_above: float = Field(default=0.25, gt=0, lt=1)
-    # A new leak: a rise of the duty above earlier whole windows of the same mode, in
-    # production (`rise_above`) and with no production (`test_rise_above`, where the duty is
-    # the leakage itself and steady); each raised by `rise_sigmas` times the robust spread of
-    # those windows. Null: that state is not watched.
-    rise_above: float | None = Field(default=0.05, gt=0, lt=1)
+    # A new leak: a rise of the air use (flow or duty) above earlier whole windows of the same
+    # mode at the same pressure, in production (`rise_above`) and with no production
+    # (`test_rise_above`, where the use is the leakage itself and steady); each raised by
+    # `rise_sigmas` times the robust spread of those windows and by the duty's resolution.
+    # Null: that state is not watched.
+    rise_above: float | None = Field(default=0.02, gt=0, lt=1)
     test_rise_above: float | None = Field(default=0.01, gt=0, lt=1)
     rise_sigmas: float = Field(default=4.0, ge=0)
     rise_window: PositiveDuration = 900.0
-    rise_for: Duration = 600.0
+    # With no production the use is steady: shorter windows judge a night sooner.
+    test_rise_window: PositiveDuration = 300.0
+    rise_for: Duration = 300.0  # the window already averages: the hold only skips a burst
     rise_history: int = Field(default=16, ge=2)
     rise_min_history: int = Field(default=4, ge=1)
 
@@ -75,6 +77,8 @@ class LeakTestConfig(StrictModel):
             raise ValueError("give power: (a tag) or full_load_kw: to estimate the kW lost")
         if self.rise_min_history > self.rise_history:
             raise ValueError("rise_min_history must not exceed rise_history")
+        if self.flow is not None and self.rated_flow_m3_min is None:
+            raise ValueError("flow: needs rated_flow_m3_min: (the flow is judged as its share)")
         return self
 
 
@@ -127,6 +131,10 @@ class CompressedAirConfig(RuleCommon):
             tags.append(("leak_test.loaded", test.loaded))
             if test.power is not None:
                 tags.append(("leak_test.power", test.power))
+            if test.flow is not None:
+                tags.append(("leak_test.flow", test.flow))
+            if test.pressure is not None:
+                tags.append(("leak_test.pressure", test.pressure))
         return tags
 
     def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
@@ -157,15 +165,29 @@ class CompressedAir(DomainRule):
         # Per production mode (the values of the production tags: which machines are in which
         # state): the setpoint trim and respond reached in it, and the duty of whole windows.
         self._mode_setpoints: dict[ProductionMode, float] = {}
-        self._rise_history: dict[ProductionMode, deque[float]] = {}
         self._leak: dict[str, Any] | None = None
-        self._rise: dict[str, Any] | None = None
         self._test_alarm = False
-        self._rise_alarm = False
         test = config.leak_test or LeakTestConfig(loaded="unused.loaded", full_load_kw=1.0)
+        self.air_use = AirUseRise(
+            RiseSettings(
+                rise_above=test.rise_above,
+                test_rise_above=test.test_rise_above,
+                sigmas=test.rise_sigmas,
+                window_s=test.rise_window,
+                test_window_s=test.test_rise_window,
+                hold_s=test.rise_for,
+                history=test.rise_history,
+                min_history=test.rise_min_history,
+                prior_leakage=test.alarm_above,
+                by_flow=test.flow is not None,
+            )
+        )
         # The air_leak alarm's estimate stepping up by the rise that raises it: another leak.
-        step = test.rise_above or test.test_rise_above or test.alarm_above
-        self._steps = EstimateSteps(step, test.rise_for, test.rise_window)
+        self._step_floor = min(
+            (f for f in (test.rise_above, test.test_rise_above) if f is not None),
+            default=test.alarm_above,
+        )
+        self._steps = EstimateSteps(self._step_floor, test.rise_for, test.rise_window)
         self._trends = [Trend() for _ in config.critical]
         self._endangered: str | None = None
         self._last_fast: str | None = None
@@ -180,8 +202,7 @@ class CompressedAir(DomainRule):
         self._violated_since: float | None = None
         self._last_violation = 0.0
         self._low: tuple[str, float, float] = ("", 0.0, 0.0)
-        self._rise_since: float | None = None
-        self._rise_window_start: float | None = None
+        self.air_use.new_state()
         self._worst: float | None = None
         self._fast_at: float | None = None
         for trend in self._trends:
@@ -212,8 +233,7 @@ class CompressedAir(DomainRule):
         self._mode = mode
         self._producing = producing
         self._state_since = t
-        self._rise_window_start = None
-        self._rise_since = None
+        self.air_use.new_state()
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
@@ -258,9 +278,7 @@ class CompressedAir(DomainRule):
         """A far-end requirement endangered (within its guard, or reaching its minimum within
         its lead): the setpoint (held at `floor` at least) one `max_response` up at once, again
         after the requirement's `lead` while it stays endangered."""
-        self._endangered, lead = first_endangered(
-            self.config.critical, self._trends, snapshot, t
-        )
+        self._endangered, lead = first_endangered(self.config.critical, self._trends, snapshot, t)
         if self._endangered is None or not self.reset.started:
             return
         if self._fast_at is not None and t - self._fast_at < lead:
@@ -337,8 +355,8 @@ class CompressedAir(DomainRule):
                 # Latched by test results: raised by one over the threshold, cleared by one
                 # under it, whatever happens in production in between.
                 self._test_alarm = self._leak["leak_fraction"] >= test.alarm_above
-        if done is not None and (test.rise_above, test.test_rise_above) != (None, None):
-            self._watch_rise(test, t)
+        if (test.rise_above, test.test_rise_above) != (None, None):
+            self._watch_rise(test, snapshot, t)
         if self._test_alarm and self._leak is not None:
             leak = self._leak
             self.set_alarm(
@@ -351,9 +369,13 @@ class CompressedAir(DomainRule):
             )
         else:
             self.set_alarm("leakage_high", False)
-        if self._rise_alarm and self._rise is not None:
-            rise = self._rise
-            step = self._steps.update(t, True, rise["rise"], rise["state"])
+        rise = self.air_use.estimate
+        if self.air_use.alarm and rise is not None:
+            # Another leak is a step as large as a raise would need now (its spread included).
+            self._steps.step = max(self._step_floor, rise["rise_above"])
+            # Each mode's rise is over its own baseline: levels are compared within a mode.
+            basis = f"{rise['state']} {rise['mode']}"
+            step = self._steps.update(t, True, rise["rise"], basis)
             self.set_alarm(
                 "air_leak",
                 True,
@@ -391,58 +413,32 @@ class CompressedAir(DomainRule):
             estimate["leak_m3_min"] = round(fraction * test.rated_flow_m3_min, 3)
         return estimate
 
-    def _watch_rise(self, test: LeakTestConfig, t: float) -> None:
-        """Duty over the whole cycles of the last `rise_window` against the median of earlier
-        whole windows in the same production mode, by at least the state's floor and
-        `rise_sigmas` robust spreads of those windows. Windows are learned only while no leak
-        is suspected, so a leak is never learned as normal."""
-        begin = self._state_since + test.settle
-        if t < begin:
-            return
-        if self._rise_window_start is None:
-            self._rise_window_start = t
-        recent = self.cycles.since(max(t - test.rise_window, begin))
-        mode = self._mode if self._mode is not None else ()
-        history = self._rise_history.setdefault(mode, deque())
-        full = sum(c.total_s for c in recent) >= 0.8 * test.rise_window
-        floor = test.rise_above if self._producing else test.test_rise_above
-        if floor is not None and recent and full and len(history) >= test.rise_min_history:
-            duty = leak_fraction(recent)
-            baseline = statistics.median(history)
-            rise_above = max(floor, test.rise_sigmas * robust_spread(history, baseline))
-            rise = duty - baseline
-            loaded_kw = self._loaded_kw(test, recent)
-            self._rise = {
-                "method": "air_use_rise",
-                "state": "production" if self._producing else "no-production",
-                "mode": list(mode),
-                "duty": round(duty, 4),
-                "baseline_duty": round(baseline, 4),
-                "rise": round(rise, 4),
-                "rise_above": round(rise_above, 4),
-                "loaded_kw": round(loaded_kw, 2),
-                "kw_lost": round(max(0.0, rise) * loaded_kw, 2),
-            }
-            if test.rated_flow_m3_min is not None:
-                self._rise["leak_m3_min"] = round(max(0.0, rise) * test.rated_flow_m3_min, 3)
-            if rise >= rise_above:
-                if self._rise_since is None:
-                    self._rise_since = t
-                if t - self._rise_since >= test.rise_for:
-                    self._rise_alarm = True
-            else:
-                self._rise_since = None
-                if rise < rise_above / 2:
-                    self._rise_alarm = False
-        if t - self._rise_window_start >= test.rise_window:
-            window = self.cycles.since(self._rise_window_start)
-            # Standing leakage (`leakage_high`) is the normal the windows learn; a rise is not.
-            quiet = not self._rise_alarm and self._rise_since is None
-            if window and quiet:
-                history.append(leak_fraction(window))
-                while len(history) > test.rise_history:
-                    history.popleft()
-            self._rise_window_start = t
+    def _watch_rise(self, test: LeakTestConfig, snapshot: Mapping[str, Sample], t: float) -> None:
+        """Feed the air-use rise detector (controller/rules/energy/air_use.py): the flow as a
+        share of rated (with `flow`), the header pressure (else the setpoint's read-back)."""
+        flow = None
+        if test.flow is not None and test.rated_flow_m3_min is not None:
+            share = number(snapshot, test.flow) / test.rated_flow_m3_min
+            # A reading the compressor cannot deliver (negative, or over twice its rating) is
+            # a meter fault, not air: left out of the window (a window too gappy is not judged).
+            flow = share if 0.0 <= share <= _MAX_FLOW_SHARE else None
+        gauge = (
+            number(snapshot, test.pressure)
+            if test.pressure is not None
+            else present_number(snapshot, self.config.setpoint)
+        )
+        recent = self.cycles.since(t - test.rise_window)
+        self.air_use.update(
+            t,
+            mode=self._mode if self._mode is not None else (),
+            producing=bool(self._producing),
+            begin=self._state_since + test.settle,
+            flow=flow,
+            pressure_abs=None if gauge is None else gauge + P_ATM_BAR,
+            cycles=self.cycles,
+            loaded_kw=self._loaded_kw(test, recent),
+            rated_flow_m3_min=test.rated_flow_m3_min,
+        )
 
     def detail(self) -> dict[str, Any]:
         return {
@@ -452,7 +448,7 @@ class CompressedAir(DomainRule):
             "last_step_bar": self.reset.last_step,
             "producing": self._producing,
             "leak_test": self._leak,
-            "air_use": self._rise,
+            "air_use": self.air_use.estimate,
             "mode": None if self._mode is None else list(self._mode),
             "load_step_floor_bar": rounded(self._load_step_floor()),
             "endangered": self._endangered,
@@ -461,8 +457,8 @@ class CompressedAir(DomainRule):
                 {
                     "mode": list(mode),
                     "setpoint_bar": rounded(self._mode_setpoints.get(mode)),
-                    "duty": [round(d, 4) for d in history],
+                    "use": [round(w.use, 4) for w in history],
                 }
-                for mode, history in self._rise_history.items()
+                for mode, history in self.air_use.history.items()
             ],
         }

@@ -74,6 +74,11 @@ class LoadUnloadCycles:
         """The whole cycles that began at or after `start`."""
         return [c for c in self.cycles if c.end - c.total_s >= start]
 
+    def ended_after(self, start: float) -> list[LoadCycle]:
+        """The whole cycles that ended after `start`: consecutive spans share none, and a span
+        shorter than two cycles still gets the cycles it saw end."""
+        return [c for c in self.cycles if c.end > start]
+
     def forget_before(self, start: float) -> None:
         while self.cycles and self.cycles[0].end - self.cycles[0].total_s < start:
             self.cycles.popleft()

@@ -1,0 +1,170 @@
+"""The air-use rise (`air_leak`) as step tables: rows of (minutes, inputs, expected alarm) run
+cycle by cycle with the gateway's poll. What the duty of a sampled loaded contact can tell, a
+pressure the rule itself raised, the first night, and production leaks seen on a header flow
+meter (docs/rules.md, compressed_air, "Air use rise")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from controller.rules.energy.compressed_air import CompressedAir
+from tests.rules.energy.test_compressed_air import config, far_end, states
+from tests.rules.plantloop import Driven
+
+RATED = 5.0  # m3/min
+NIGHT, PRODUCING = 1.0, 3.0  # machine states: standby, producing (production: at least 2)
+
+
+@dataclass(frozen=True)
+class Row:
+    """`minutes` of whole load/unload cycles `cycle_s` long, loaded `loaded_s` of each (the
+    contact as polled every `poll_s`), or of a header `flow` (share of rated) when given; the
+    setpoint read back; `air_leak` raised or not at the end of the row."""
+
+    minutes: float
+    state: float
+    loaded_s: float = 0.0
+    air_leak: bool = False
+    setpoint: float = 6.5
+    flow: float | None = None
+    cycle_s: float = 210.0
+
+
+def run(table: list[Row], poll_s: float, **leak_test: Any) -> CompressedAir:
+    test = {
+        "loaded": "c.loaded",
+        "full_load_kw": 34.0,
+        "rated_flow_m3_min": RATED,
+        **leak_test,
+    }
+    rule = CompressedAir(config(leak_test=test))
+    driven = Driven(rule)
+    for number, row in enumerate(table):
+        for _ in range(round(row.minutes * 60 / row.cycle_s)):
+            for k in range(round(row.cycle_s / poll_s)):
+                values: dict[str, Any] = {
+                    "c.loaded": k * poll_s < row.loaded_s,
+                    "compressor.pressure_setpoint_bar": row.setpoint,
+                    **states(row.state),
+                    **far_end(6.6),
+                }
+                if row.flow is not None:
+                    values["c.flow"] = row.flow * RATED
+                driven.step(values, dt=poll_s)
+        (alarm,) = [c for c in rule.alarm_conditions() if c.name == "air.air_leak"]
+        assert alarm.active is row.air_leak, (number, row, rule.detail()["air_use"])
+    return rule
+
+
+def test_one_poll_more_per_cycle_is_not_a_leak() -> None:
+    """cell-1-003's six false alarms: at night the compressor loads about 21 s of every 210 s;
+    polled every 5 s the loaded contact reads 20 s for hours, then 25 s for half an hour as the
+    phase drifts. One poll per cycle is 2.4 % of capacity, over the 1 % floor: the duty cannot
+    tell it from a leak, so the threshold adds it. A leak of 7 % is still found."""
+    table = [
+        Row(90, NIGHT, loaded_s=20),  # the first night learned: 9.5 %
+        Row(30, NIGHT, loaded_s=25),  # one poll more per cycle: 11.9 %
+        Row(30, NIGHT, loaded_s=20),
+        Row(30, NIGHT, loaded_s=35, air_leak=True),  # 16.7 %: a leak of 7 % of capacity
+    ]
+    rule = run(table, poll_s=5.0)
+    estimate = rule.detail()["air_use"]
+    assert estimate["resolution"] == pytest.approx(5 / 210, abs=1e-3)
+    assert estimate["state"] == "no-production"
+
+
+def test_a_pressure_the_rule_raised_is_not_a_leak() -> None:
+    """30 % standing leakage measured at night at 6.0 bar; production learned at 6.0 bar
+    (duty 60 %); the setpoint held at 8.0 bar (a load-step hold, the fast path): leakage
+    flows like an orifice, 9.013 / 7.013 of itself, 8.6 % of capacity more with nothing new.
+    Compared at the same pressure it is no rise; a real 8 % leak at 8.0 bar is."""
+    table = [
+        Row(40, NIGHT, loaded_s=63, setpoint=6.0),  # 30 %: the leakage line's point
+        Row(90, PRODUCING, loaded_s=126, setpoint=6.0),  # 60 %
+        Row(40, PRODUCING, loaded_s=144, setpoint=8.0),  # 68.6 %: the same air at 8.0 bar
+        Row(40, PRODUCING, loaded_s=161, setpoint=8.0, air_leak=True),  # 76.7 %: +8 %
+    ]
+    run(table, poll_s=1.0)
+
+
+def test_a_leak_on_the_first_night_is_found_within_half_an_hour() -> None:
+    """The gateway starts in production; production stops, and 30 min into the first night
+    a leak of 3 % of capacity opens. Night windows are 5 min (the use is steady): four are
+    learned 25 min after production stops, and the leak is alarmed 20 min after it opens,
+    not learned as the night's normal."""
+    table = [
+        Row(63, PRODUCING, loaded_s=126),
+        Row(31.5, NIGHT, loaded_s=42),  # 20 %
+        Row(21, NIGHT, loaded_s=48.3, air_leak=True),  # 23 %
+    ]
+    rule = run(table, poll_s=1.0)
+    assert rule.detail()["air_use"]["rise"] == pytest.approx(0.03, abs=0.005)
+
+
+# Production flow, share of rated, window by window: the machines' air use wanders.
+WANDER = [0.60, 0.61, 0.595, 0.605, 0.60, 0.615, 0.59, 0.605]
+
+
+def flow_rows(flows: list[float], minutes: float, air_leak: bool = False) -> list[Row]:
+    return [Row(minutes, PRODUCING, loaded_s=150, flow=f, air_leak=air_leak) for f in flows]
+
+
+def test_a_production_leak_on_the_flow_meter_is_found_within_half_an_hour() -> None:
+    """With a header flow meter the mean flow of a window does not depend on the compressor's
+    cycles; production wanders by about 1 % of capacity; a leak of 4 % of capacity in
+    production is alarmed 21 min after it opens, with its flow."""
+    table = [
+        *flow_rows(WANDER * 2, 14),  # about 3.7 h of production learned
+        Row(3.5, PRODUCING, loaded_s=150, flow=0.64),
+        Row(17.5, PRODUCING, loaded_s=150, flow=0.64, air_leak=True),
+    ]
+    rule = run(table, poll_s=5.0, flow="c.flow")
+    estimate = rule.detail()["air_use"]
+    assert estimate["leak_m3_min"] == pytest.approx(0.04 * RATED, abs=0.03)
+    assert estimate["state"] == "production"
+
+
+def test_production_wander_on_the_flow_meter_is_no_leak() -> None:
+    table = [*flow_rows(WANDER * 2, 14), *flow_rows([0.615, 0.62, 0.59, 0.61] * 2, 14)]
+    run(table, poll_s=5.0, flow="c.flow")
+
+
+def test_a_flow_meter_needs_the_rated_flow() -> None:
+    test = {"loaded": "c.loaded", "full_load_kw": 34.0, "flow": "c.flow"}
+    with pytest.raises(ValidationError, match="rated_flow_m3_min"):
+        config(leak_test=test)
+
+
+def test_a_flow_meter_reading_garbage_raises_nothing() -> None:
+    """Hostile input: the flow meter reads 1e9 m3/min (or negative) for an hour in production.
+    Those readings are no air this compressor can deliver: left out, the windows are too gappy
+    to judge, and no leak is alarmed; the meter's good readings judge again after."""
+    table = [
+        *flow_rows(WANDER, 14),
+        *flow_rows([1e9 / RATED, -3.0], 28),
+        *flow_rows(WANDER, 14),
+    ]
+    rule = run(table, poll_s=5.0, flow="c.flow")
+    assert rule.detail()["air_use"]["use"] < 1.0
+
+
+def test_a_mode_learned_after_the_leak_opened_neither_clears_nor_steps_it() -> None:
+    """cell-1-015: a leak opens while the machines idle (a mode first seen then, so its windows
+    learn the leak as normal); production finds it. Back at idle the rise is nil against that
+    normal: the alarm is not cleared there (only the mode that raised it can see the leak go),
+    and production's rise is no step over idle's level (levels are compared within a mode)."""
+    idle = 2.0  # production on (at least 2), machines idle: another mode
+    table = [
+        *flow_rows(WANDER, 14),
+        Row(75, idle, loaded_s=150, flow=0.34),  # first seen with a leak of 4 % open
+        Row(30, PRODUCING, loaded_s=150, flow=0.64, air_leak=True),
+        Row(60, idle, loaded_s=150, flow=0.34, air_leak=True),
+        Row(30, PRODUCING, loaded_s=150, flow=0.64, air_leak=True),
+    ]
+    rule = run(table, poll_s=5.0, flow="c.flow")
+    (alarm,) = [c for c in rule.alarm_conditions() if c.name == "air.air_leak"]
+    assert alarm.steps == 0
