@@ -32,6 +32,7 @@ from controller.rules.schedule import Schedule, ScheduleConfig
 from controller.rules.steps import EstimateSteps
 
 _DAY_S = 86_400.0
+_SiteState = Literal["quiet", "occupied"]
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -99,9 +100,10 @@ class WaterLeakConfig(RuleCommon):
     # are not an empty site (people arrive before the shift and use water).
     quiet_hours: QuietHours | None = None
     night_flow_m3_h: float = Field(default=0.0, ge=0)
-    # First day outside quiet hours: what the occupied site draws above the night flow while
-    # no machine produces (washrooms, canteen: the domestic design flow), unmetered. With it,
-    # the floor of an occupied idle window is compared with the night's floor (carried into the
+    # First day outside quiet hours: what the occupied site draws above the night flow
+    # (washrooms, canteen: the domestic design flow), unmetered. With it, the floor of an
+    # occupied window (no production; production too with `watch: always`, whose submeters
+    # account for the process water) is compared with the night's floor (carried into the
     # day) plus this; without it (null) a leak starting while people are on site waits for
     # the night or a learned baseline.
     occupied_flow_m3_h: float | None = Field(default=None, ge=0)
@@ -203,7 +205,6 @@ class _Episode:
         self.start = start
         self.learn = _Resampled(config.learn_window)
         self.watch = _Resampled(config.watch_window)
-        self.floor = _Floor(config.floor_window)
         self.minimum: float | None = None
         self.suspect = False  # a leak was suspected during it: not learned
 
@@ -251,7 +252,11 @@ class WaterLeak(DomainRule):
         self._expected: float | None = None  # what the floor is compared with (cold start)
         self._expected_basis = ""
         self._floor_leak: tuple[float, float, str] = (0.0, 0.0, "")  # as last judged
-        self._night_floor: float | None = None  # lowest floor of the last quiet stretch
+        # The floor of the site's present state (quiet, occupied): a new one when it changes,
+        # so that a floor never mixes minutes of an empty and an occupied site.
+        self._site_floor: _Floor | None = None
+        self._site_state: _SiteState | None = None
+        self._night_floor: float | None = None  # lowest leak-free floor of the last quiet stretch
         self._was_quiet = False
         self._wall_ms: int | None = None
         self._steps = EstimateSteps(
@@ -263,6 +268,8 @@ class WaterLeak(DomainRule):
         # A gap in the flow breaks the window: it is not learned; the alarm stays latched.
         self._episode = None
         self._above_since = None
+        self._site_floor = None
+        self._site_state = None
 
     def learned(self, mode: ProductionMode, at_ms: int | None = None) -> list[float]:
         """The minima learned for `mode` that are still trusted at `at_ms` (all without it)."""
@@ -304,7 +311,7 @@ class WaterLeak(DomainRule):
             self._excess = None
         learned = episode.learn.update(t, flow)
         watched = self._watched = episode.watch.update(t, flow)
-        floor = episode.floor.update(t, flow)
+        floor = self._floor_of(self._state_of(producing, now.wall_ms), t, flow)
         if learned is not None and t - episode.start >= cfg.learn_window:
             episode.minimum = learned if episode.minimum is None else min(episode.minimum, learned)
         trusted = bool(self.learned(mode, now.wall_ms))
@@ -331,6 +338,25 @@ class WaterLeak(DomainRule):
         self._raise(episode, mode)
         return self._valve(producing)
 
+    def _state_of(self, producing: bool, wall_ms: int) -> _SiteState | None:
+        """What the site should draw now, for the cold start: `quiet` (no production in quiet
+        hours), `occupied` (people on site; production too with `watch: always`, whose
+        submeters account for the process water), None when the floor is not judged."""
+        if self.quiet(producing, wall_ms):
+            return "quiet"
+        if not producing or self.config.watch == "always":
+            return "occupied"
+        return None
+
+    def _floor_of(self, state: _SiteState | None, t: float, flow: float) -> float | None:
+        """The floor of the flow since the site entered `state` (None until it covers
+        `floor_window`, and when the state is not judged)."""
+        if state != self._site_state or self._site_floor is None:
+            self._site_state = state
+            self._site_floor = _Floor(self.config.floor_window)
+        floor = self._site_floor.update(t, flow)
+        return None if state is None else floor
+
     def _cold_start(
         self,
         episode: _Episode,
@@ -340,14 +366,22 @@ class WaterLeak(DomainRule):
         wall_ms: int,
     ) -> None:
         """Without a trusted baseline for the mode: the floor of the flow against what the site
-        should draw now. In quiet hours: the prior `night_flow_m3_h`. Occupied and idle (not
-        quiet, no production), with `occupied_flow_m3_h`: the last quiet stretch's floor (the
-        prior before any night was seen) plus that."""
+        should draw now. In quiet hours: the prior `night_flow_m3_h`. Occupied (not quiet; with
+        no production, or in production with `watch: always`), with `occupied_flow_m3_h`: the
+        last quiet stretch's leak-free floor (the prior before any was seen) plus that."""
         cfg = self.config
         quiet = self.quiet(producing, wall_ms)
-        if quiet and floor is not None:
-            fresh = not self._was_quiet or self._night_floor is None
-            self._night_floor = floor if fresh else min(floor, self._night_floor or floor)
+        if quiet and not self._was_quiet:
+            self._night_floor = None  # a new quiet stretch
+        if (
+            quiet
+            and floor is not None
+            and floor - cfg.night_flow_m3_h < cfg.threshold_m3_h / 2
+            and (self._night_floor is None or floor < self._night_floor)
+        ):
+            # A floor judged a leak is not what the empty site draws: carried into the day it
+            # would hide the leak there (and clear its alarm while it flows).
+            self._night_floor = floor
         self._was_quiet = quiet
         self._floor = None
         if trusted or cfg.quiet_hours is None:
@@ -357,14 +391,14 @@ class WaterLeak(DomainRule):
             return
         if quiet:
             expected, basis = cfg.night_flow_m3_h, "quiet hours against night_flow_m3_h"
-        elif not producing and cfg.occupied_flow_m3_h is not None:
+        elif cfg.occupied_flow_m3_h is not None:
             night = self._night_floor
             carried = night if night is not None else cfg.night_flow_m3_h
             expected = carried + cfg.occupied_flow_m3_h
             basis = (
-                "an occupied idle window against the last quiet floor"
+                "an occupied window against the last quiet floor"
                 if night is not None
-                else "an occupied idle window against night_flow_m3_h"
+                else "an occupied window against night_flow_m3_h"
             ) + f" + occupied_flow_m3_h {cfg.occupied_flow_m3_h:g}"
         else:
             return
@@ -404,7 +438,9 @@ class WaterLeak(DomainRule):
             floor, expected, basis = self._floor_leak
             # Only a floor judged this cycle is a measurement (none in production).
             measured = None if self._floor is None else floor - expected
-            steps = self._steps.update(self._t, True, measured, basis)
+            # The floor holds for `floor_window` by itself (it is the raise's duration too):
+            # a step of it is a step at once, found as fast as a first leak.
+            steps = self._steps.update(self._t, True, measured, basis, hold=0.0)
             self.set_alarm(
                 "leak",
                 True,
