@@ -502,3 +502,33 @@ def test_with_watch_idle_a_first_day_leak_in_production_waits_for_the_idle_hour(
         day_rule(watch="idle"),
         [("10:00", 0.0, False, 0), ("14:00", 0.3, False, 0), ("14:20", 0.3, True, 0)],
     )
+
+
+def test_no_step_when_people_arrive_while_the_machines_stay_in_standby() -> None:
+    """cell-1-019's false `water_leak` step, with its figures (night 0.07 m3/h, people from
+    05:15 drawing 0.54 more, a 0.8 m3/h leak from 02:06, 5 s cycles): the leak raised at night;
+    at the warm-up the machines stay in standby (no new mode) while the night's minutes are
+    still in the floor's window. Before, the estimate fell by the occupied flow, settled low
+    and rose back when the window had rolled over: a step at 05:45 with no second leak. The
+    floor is now taken per state of the site (quiet, occupied): it never mixes them."""
+    quiet = {
+        "schedule": {
+            "timezone": "UTC",
+            "default": "on_site",
+            "periods": [
+                {"name": "night", "days": list(WEEKDAYS), "start": "14:30", "end": "05:15"}
+            ],
+        },
+        "periods": ["night"],
+    }
+    rule = day_rule(quiet_hours=quiet, occupied_flow_m3_h=0.54)
+    driven = Driven(rule)
+    people = clock("05:15")
+    while driven.t < clock("07:00"):
+        flow = 0.07 + (0.54 if driven.t >= people else 0.0)
+        flow += 0.8 if driven.t >= clock("02:06") else 0.0
+        state = 1 if driven.t < SHIFT_S else 3  # standby until the shift at 06:00
+        driven.step({"wm.flow_m3_h": flow, "plc.state": state}, dt=5.0)
+        assert leak(rule).steps == 0, driven.t / 3600
+        if driven.t >= clock("02:30"):
+            assert leak(rule).active, driven.t / 3600
