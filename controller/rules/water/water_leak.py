@@ -33,6 +33,10 @@ from controller.rules.steps import EstimateSteps
 
 _DAY_S = 86_400.0
 _SiteState = Literal["quiet", "occupied"]
+# Where a baseline was learned: with `quiet_hours`, in them or not (an idle site draws less
+# with nobody there); without, "" (the mode alone).
+Site = Literal["", "quiet", "occupied"]
+_Key = tuple[ProductionMode, Site]
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -195,12 +199,18 @@ class _Floor:
 
 
 class _Episode:
-    """One stretch of one production mode and what it has shown."""
+    """One stretch of one production mode (in one site state) and what it has shown."""
 
     def __init__(
-        self, mode: ProductionMode, producing: bool, start: float, config: WaterLeakConfig
+        self,
+        mode: ProductionMode,
+        site: Site,
+        producing: bool,
+        start: float,
+        config: WaterLeakConfig,
     ) -> None:
         self.mode = mode
+        self.site = site
         self.producing = producing
         self.start = start
         self.learn = _Resampled(config.learn_window)
@@ -210,9 +220,11 @@ class _Episode:
 
 
 class _Learned(StrictModel):
-    """One mode's learned minima as remembered: (wall time learned, epoch ms; minimum m3/h)."""
+    """One mode's learned minima as remembered: (wall time learned, epoch ms; minimum m3/h),
+    and where they were learned (`site`; "" from a memory written before it existed)."""
 
     mode: list[float]
+    site: Site = ""
     minima: list[tuple[int, float]]
 
 
@@ -236,8 +248,8 @@ class WaterLeak(DomainRule):
     def __init__(self, config: WaterLeakConfig) -> None:
         super().__init__(config, "water_leak")
         self.config = config
-        # Per mode: (epoch ms learned, minimum m3/h), oldest first.
-        self.minima: dict[ProductionMode, deque[tuple[int, float]]] = {}
+        # Per mode and site: (epoch ms learned, minimum m3/h), oldest first.
+        self.minima: dict[_Key, deque[tuple[int, float]]] = {}
         self.memory_revision = 0  # bumped when something worth remembering was learned
         self._quiet = None if config.quiet_hours is None else Schedule(config.quiet_hours.schedule)
         self._episode: _Episode | None = None
@@ -271,18 +283,21 @@ class WaterLeak(DomainRule):
         self._site_floor = None
         self._site_state = None
 
-    def learned(self, mode: ProductionMode, at_ms: int | None = None) -> list[float]:
-        """The minima learned for `mode` that are still trusted at `at_ms` (all without it)."""
-        minima = self.minima.get(mode, ())
+    def learned(
+        self, mode: ProductionMode, at_ms: int | None = None, site: Site = ""
+    ) -> list[float]:
+        """The minima learned for `mode` at `site` that are still trusted at `at_ms` (all
+        without it)."""
+        minima = self.minima.get((mode, site), ())
         if at_ms is None:
             return [value for _, value in minima]
         oldest = at_ms - self.config.baseline_max_age * 1000
         return [value for learned_ms, value in minima if learned_ms >= oldest]
 
     def baseline(
-        self, mode: ProductionMode, producing: bool, at_ms: int | None = None
+        self, mode: ProductionMode, producing: bool, at_ms: int | None = None, site: Site = ""
     ) -> float | None:
-        minima = self.learned(mode, at_ms)
+        minima = self.learned(mode, at_ms, site)
         if minima:
             return percentile(minima, self.config.percentile)
         return None if producing else self.config.initial_baseline_m3_h
@@ -294,6 +309,12 @@ class WaterLeak(DomainRule):
             return False
         return self._quiet.period_at(wall_ms) in quiet_hours.periods
 
+    def site(self, producing: bool, wall_ms: int) -> Site:
+        """Where a baseline is learned and used now (`Site`)."""
+        if self.config.quiet_hours is None:
+            return ""
+        return "quiet" if self.quiet(producing, wall_ms) else "occupied"
+
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         t = self._t = now.monotonic
@@ -303,10 +324,11 @@ class WaterLeak(DomainRule):
         producing = cfg.production.on(snapshot)
         mode = tuple(round(number(snapshot, tag), 3) for tag in cfg.production.tags)
         episode = self._episode
-        if episode is None or episode.mode != mode:
+        site = self.site(producing, now.wall_ms)
+        if episode is None or episode.mode != mode or episode.site != site:
             if episode is not None:
                 self._learn(episode, now.wall_ms)
-            episode = self._episode = _Episode(mode, producing, t, cfg)
+            episode = self._episode = _Episode(mode, site, producing, t, cfg)
             self._above_since = None
             self._excess = None
         learned = episode.learn.update(t, flow)
@@ -314,8 +336,7 @@ class WaterLeak(DomainRule):
         floor = self._floor_of(self._state_of(producing, now.wall_ms), t, flow)
         if learned is not None and t - episode.start >= cfg.learn_window:
             episode.minimum = learned if episode.minimum is None else min(episode.minimum, learned)
-        trusted = bool(self.learned(mode, now.wall_ms))
-        baseline = self._baseline = self.baseline(mode, producing, now.wall_ms)
+        baseline = self._baseline = self.baseline(mode, producing, now.wall_ms, site)
         watching = cfg.watch == "always" or not producing
         if (
             watching
@@ -334,7 +355,7 @@ class WaterLeak(DomainRule):
                 self._above_since = None
                 if excess < cfg.threshold_m3_h / 2:
                     self._alarm = False
-        self._cold_start(episode, trusted, producing, floor, now.wall_ms)
+        self._by_floor(episode, producing, floor, now.wall_ms)
         self._raise(episode, mode)
         return self._valve(producing)
 
@@ -357,18 +378,14 @@ class WaterLeak(DomainRule):
         floor = self._site_floor.update(t, flow)
         return None if state is None else floor
 
-    def _cold_start(
-        self,
-        episode: _Episode,
-        trusted: bool,
-        producing: bool,
-        floor: float | None,
-        wall_ms: int,
+    def _by_floor(
+        self, episode: _Episode, producing: bool, floor: float | None, wall_ms: int
     ) -> None:
-        """Without a trusted baseline for the mode: the floor of the flow against what the site
-        should draw now. In quiet hours: the prior `night_flow_m3_h`. Occupied (not quiet; with
-        no production, or in production with `watch: always`), with `occupied_flow_m3_h`: the
-        last quiet stretch's leak-free floor (the prior before any was seen) plus that."""
+        """With `quiet_hours`, from the first night on and whatever was learned: the floor of
+        the flow against what the site should draw now. In quiet hours: the prior
+        `night_flow_m3_h`. Occupied (not quiet; with no production, or in production with
+        `watch: always`), with `occupied_flow_m3_h`: the last quiet stretch's leak-free floor
+        (the prior before any was seen) plus that."""
         cfg = self.config
         quiet = self.quiet(producing, wall_ms)
         if quiet and not self._was_quiet:
@@ -384,10 +401,7 @@ class WaterLeak(DomainRule):
             self._night_floor = floor
         self._was_quiet = quiet
         self._floor = None
-        if trusted or cfg.quiet_hours is None:
-            self._floor_alarm = False  # a learned baseline has taken over
-            return
-        if floor is None:
+        if cfg.quiet_hours is None or floor is None:
             return
         if quiet:
             expected, basis = cfg.night_flow_m3_h, "quiet hours against night_flow_m3_h"
@@ -413,25 +427,9 @@ class WaterLeak(DomainRule):
 
     def _raise(self, episode: _Episode, mode: ProductionMode) -> None:
         cfg = self.config
-        if self._alarm:
-            episode.suspect = True
-            steps = self._steps.update(self._t, True, self._excess, "baseline")
-            self.set_alarm(
-                "leak",
-                True,
-                f"water flow {self._watched or 0.0:.2f} m3/h, {self._excess or 0.0:.2f} m3/h"
-                f" above the learned baseline {self._baseline or 0.0:.2f} m3/h: probable leak",
-                {
-                    "leak_m3_h": rounded(self._excess),
-                    "flow_m3_h": rounded(self._watched),
-                    "baseline_m3_h": rounded(self._baseline),
-                    "mode": list(mode),
-                    "basis": f"{cfg.percentile:g}th percentile of the minimum rolling"
-                    f" {format_duration(cfg.learn_window)} of earlier windows in this mode",
-                },
-                steps=steps,
-            )
-        elif self._floor_alarm:
+        # The floor first: it holds across the machines' modes, the learned windows restart
+        # with each (its estimate steps through a shift).
+        if self._floor_alarm:
             episode.suspect = True
             if self._floor is not None and self._expected is not None:
                 self._floor_leak = (self._floor, self._expected, self._expected_basis)
@@ -453,7 +451,25 @@ class WaterLeak(DomainRule):
                     "baseline_m3_h": rounded(expected),
                     "mode": list(mode),
                     "basis": f"lowest one-minute flow over {format_duration(cfg.floor_window)}"
-                    f" of {basis} (no trusted learned baseline)",
+                    f" of {basis}",
+                },
+                steps=steps,
+            )
+        elif self._alarm:
+            episode.suspect = True
+            steps = self._steps.update(self._t, True, self._excess, "baseline")
+            self.set_alarm(
+                "leak",
+                True,
+                f"water flow {self._watched or 0.0:.2f} m3/h, {self._excess or 0.0:.2f} m3/h"
+                f" above the learned baseline {self._baseline or 0.0:.2f} m3/h: probable leak",
+                {
+                    "leak_m3_h": rounded(self._excess),
+                    "flow_m3_h": rounded(self._watched),
+                    "baseline_m3_h": rounded(self._baseline),
+                    "mode": list(mode),
+                    "basis": f"{cfg.percentile:g}th percentile of the minimum rolling"
+                    f" {format_duration(cfg.learn_window)} of earlier windows in this mode",
                 },
                 steps=steps,
             )
@@ -464,7 +480,7 @@ class WaterLeak(DomainRule):
     def _learn(self, episode: _Episode, wall_ms: int) -> None:
         if episode.minimum is None or episode.suspect:
             return
-        minima = self.minima.setdefault(episode.mode, deque())
+        minima = self.minima.setdefault((episode.mode, episode.site), deque())
         minima.append((wall_ms, episode.minimum))
         while len(minima) > self.config.history:
             minima.popleft()
@@ -476,8 +492,8 @@ class WaterLeak(DomainRule):
         """The learned minima (JSON-ready), for the state directory."""
         return _Remembered(
             learned=[
-                _Learned(mode=list(mode), minima=list(minima))
-                for mode, minima in self.minima.items()
+                _Learned(mode=list(mode), site=site, minima=list(minima))
+                for (mode, site), minima in self.minima.items()
             ]
         ).model_dump(mode="json")
 
@@ -492,7 +508,7 @@ class WaterLeak(DomainRule):
         self.minima = {}
         for entry in remembered.learned:
             ordered = sorted(entry.minima)[-self.config.history :]
-            self.minima[tuple(entry.mode)] = deque(ordered)
+            self.minima[(tuple(entry.mode), entry.site)] = deque(ordered)
 
     def _valve(self, producing: bool) -> list[Proposal]:
         valve = self.config.isolation
@@ -521,13 +537,14 @@ class WaterLeak(DomainRule):
             "learned_minima": [
                 {
                     "mode": list(mode),
+                    "site": site,
                     "minima": [round(m, 4) for _, m in minima],
                     "age_h": [
                         None if at_ms is None else round((at_ms - ms) / 3_600_000, 1)
                         for ms, _ in minima
                     ],
                 }
-                for mode, minima in self.minima.items()
+                for (mode, site), minima in self.minima.items()
             ],
             "leak": self.leak_alarm,
         }
