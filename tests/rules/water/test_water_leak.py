@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from controller.rules.memory import RuleMemoryError
 from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig, percentile
 from drivers.sim.plant.plant import Plant
 from drivers.sim.scenario import EventsSpec
@@ -577,3 +578,17 @@ def test_a_leak_before_a_break_with_a_learned_baseline_is_raised_within_30_minut
         ],
         break_at_ten,
     )
+
+
+def test_a_memory_names_where_its_minima_were_learned() -> None:
+    """Minima are remembered with their site state; a memory from before it existed ("")
+    stays apart from the quiet and occupied ones; an unknown site is refused."""
+    rule = day_rule()
+    run_rows(rule, [("23:59", 0.0, False, 0)], idle_at_night)
+    again = day_rule()
+    again.recall(rule.remembered())
+    assert again.minima == rule.minima
+    again.recall({"learned": [{"mode": [2.0], "minima": [[1, 0.05]]}]})
+    assert list(again.minima) == [((2.0,), "")]
+    with pytest.raises(RuleMemoryError):
+        again.recall({"learned": [{"mode": [2.0], "site": "garage", "minima": [[1, 0.05]]}]})
