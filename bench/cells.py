@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from bench.cellgen import ROOT, generate
+from controller.alarmscore import detection_limits, under_detection_limit
 from controller.config import load_config
 from controller.logs import configure_logging
 from controller.report import compare, run_pair
@@ -38,8 +39,12 @@ def _log(message: str) -> None:
     print(f"bench cells: {message}", file=sys.stderr, flush=True)
 
 
-def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
-    """What one cell's report says about the issue's targets."""
+def summary(
+    report: dict[str, Any], cell: str, under_limit: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """What one cell's report says about the issue's targets. `under_limit`: the names of the
+    leaks under their rule's detection limit (`alarmscore.under_detection_limit`), reported
+    apart: neither missed nor late when not alarmed in time."""
     # A leak counts once it flowed: one that starts with less than LATE_MIN of the run left and
     # is not alarmed yet is not counted as missed (the run ended, not the rule).
     end_s = report["hours"] * 3600
@@ -49,7 +54,7 @@ def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
         for leak in leaks
         if leak["detected_after_min"] is not None or leak["true_start_s"] <= end_s - LATE_MIN * 60
     ]
-    delays = [leak["detected_after_min"] for leak in due]
+    delays = [leak["detected_after_min"] for leak in due if leak["leak"] not in under_limit]
     base, ours = report["baseline"], report["edgecell"]
     return {
         "cell": cell,
@@ -65,11 +70,22 @@ def summary(report: dict[str, Any], cell: str) -> dict[str, Any]:
         "other_alarms": report.get("other_alarms", {}),
         "leaks": [
             {
-                k: leak.get(k)
-                for k in ("leak", "kind", "location", "true_start_s", "alarm", "detected_after_min")
+                **{
+                    k: leak.get(k)
+                    for k in (
+                        "leak",
+                        "kind",
+                        "location",
+                        "true_start_s",
+                        "alarm",
+                        "detected_after_min",
+                    )
+                },
+                "under_detection_limit": leak["leak"] in under_limit,
             }
             for leak in due
         ],
+        "leaks_under_limit": sum(1 for leak in due if leak["leak"] in under_limit),
         "leaks_not_due": len(leaks) - len(due),
         "leaks_missed": sum(1 for d in delays if d is None),
         "leaks_late": sum(1 for d in delays if d is not None and d > LATE_MIN),
@@ -97,6 +113,7 @@ def distribution(cells: list[dict[str, Any]]) -> dict[str, Any]:
         "leaks_total": sum(len(c["leaks"]) for c in cells),
         "leaks_missed": sum(c["leaks_missed"] for c in cells),
         "leaks_late": sum(c["leaks_late"] for c in cells),
+        "leaks_under_limit": sum(c.get("leaks_under_limit", 0) for c in cells),
         "cells_using_more": sum(1 for c in cells if c["uses_more"]),
         "savings_pct": {},
     }
@@ -110,11 +127,16 @@ def distribution(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _delay(leak: dict[str, Any], missed: str) -> str:
+    found = leak["detected_after_min"]
+    return f"{leak['kind']} " + (missed if found is None else f"{found}")
+
+
 def table(cells: list[dict[str, Any]], dist: dict[str, Any]) -> str:
     lines = [
         "| cell | violations (s) | baseline's violations (s) | false alarms | leaks: delay (min)"
-        " | energy | peak | cost | water |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|",
+        " | under the detection limit | energy | peak | cost | water |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|",
     ]
 
     def pct(value: float | None) -> str:
@@ -126,15 +148,16 @@ def table(cells: list[dict[str, Any]], dist: dict[str, Any]) -> str:
             ", ".join(f"{k} {v:.0f}" for k, v in c.get("baseline_violations_s", {}).items()) or "0"
         )
         leaks = ", ".join(
-            f"{leak['kind']} "
-            + ("missed" if leak["detected_after_min"] is None else f"{leak['detected_after_min']}")
-            for leak in c["leaks"]
+            _delay(leak, "missed") for leak in c["leaks"] if not leak.get("under_detection_limit")
+        )
+        under = ", ".join(
+            _delay(leak, "not alarmed") for leak in c["leaks"] if leak.get("under_detection_limit")
         )
         s = c["savings_pct"]
         lines.append(
             f"| {c['cell']} | {violated} | {base_violated} | {c['false_alarms']} | "
-            f"{leaks or '-'} | {pct(s['energy_kwh'])} | {pct(s['peak_demand_kw'])} | "
-            f"{pct(s['energy_cost'])} | {pct(s['water_m3'])} |"
+            f"{leaks or '-'} | {under or '-'} | {pct(s['energy_kwh'])} | "
+            f"{pct(s['peak_demand_kw'])} | {pct(s['energy_cost'])} | {pct(s['water_m3'])} |"
         )
     lines += [
         "",
@@ -142,7 +165,9 @@ def table(cells: list[dict[str, Any]], dist: dict[str, Any]) -> str:
         f"({dist['violations_s_total']:.0f} s in all; the baseline runs "
         f"{dist['baseline_violations_s_total']:.0f} s), {dist['false_alarms_total']} false alarms, "
         f"{dist['leaks_total']} leaks of which {dist['leaks_missed']} never alarmed and "
-        f"{dist['leaks_late']} alarmed after {LATE_MIN:g} min, {dist['cells_using_more']} cells "
+        f"{dist['leaks_late']} alarmed after {LATE_MIN:g} min (and "
+        f"{dist.get('leaks_under_limit', 0)} under their rule's detection limit, apart), "
+        f"{dist['cells_using_more']} cells "
         "using more energy, peak, cost or water than their baseline.",
         "",
         "| saving | min | median | max |",
@@ -187,7 +212,9 @@ async def run_cells(
             scenario, config, hours=hours, cycle=cycle, progress=False
         )
         report = compare(baseline, edgecell, scenario)
-        result = summary(report, cell.name)
+        limits = detection_limits(config.rules)
+        under = frozenset(under_detection_limit(scenario.events.leaks, limits))
+        result = summary(report, cell.name, under)
         result["machines"] = len(scenario.machines)
         result["demand_window_s"] = scenario.site.meter.demand_window
         results.append(result)

@@ -6,11 +6,18 @@ in its message. A finding is an alarm's raise or a step of its estimate by anoth
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from controller.rules.config import RuleConfig
+from drivers.sim.scenario import Leak, WaterLeak
+
 LEAK_ALARMS = {"water": "water_leak", "air": "air_leak"}  # a leak's kind -> alarm `indicates`
+# Water-leak rule kinds and where their alarm looks (docs/rules.md, "Alarms"): their
+# `threshold_m3_h` is the smallest leak they are configured to find there.
+WATER_LEAK_KINDS = {"water_leak": "main", "tower_balance": "cooling_tower"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +132,29 @@ def other_alarms(truth: dict[str, Any], alarms: list[dict[str, Any]]) -> dict[st
             kind = finding.indicates or "unknown"
             counts[kind] = counts.get(kind, 0) + 1
     return counts
+
+
+def detection_limits(rules: Iterable[RuleConfig]) -> dict[str, float]:
+    """The smallest water leak each place's rule is configured to find (m3/h): the
+    `threshold_m3_h` of its water_leak (`main`) and tower_balance (`cooling_tower`) rules, the
+    lowest when a place has several. A place without such a rule has no entry."""
+    limits: dict[str, float] = {}
+    for rule in rules:
+        location = WATER_LEAK_KINDS.get(rule.kind)
+        threshold = getattr(rule, "threshold_m3_h", None)
+        if location is not None and threshold is not None:
+            limits[location] = min(threshold, limits.get(location, threshold))
+    return limits
+
+
+def under_detection_limit(leaks: Iterable[Leak], limits: dict[str, float]) -> set[str]:
+    """Names of the water leaks (a scenario's `events.leaks`) smaller than the detection limit
+    of their place's rule: a leak the rules were not configured to find. The score reports them
+    apart, as under the limit, neither found late nor missed."""
+    return {
+        leak.name
+        for leak in leaks
+        if isinstance(leak, WaterLeak)
+        and leak.location in limits
+        and leak.m3_h < limits[leak.location]
+    }

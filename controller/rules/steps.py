@@ -29,10 +29,19 @@ class EstimateSteps:
         self._above_since: float | None = None
         self._basis = ""
 
-    def update(self, t: float, raised: bool, estimate: float | None, basis: str = "") -> int:
+    def update(
+        self,
+        t: float,
+        raised: bool,
+        estimate: float | None,
+        basis: str = "",
+        hold: float | None = None,
+    ) -> int:
         """This cycle's state of the alarm and its estimate; the steps of this episode.
         An estimate on another `basis` (another method) is not comparable: it starts a new
-        level, settling."""
+        level, settling. `hold` overrides the constructor's for this estimate (one that holds
+        a persistence of its own, e.g. a floor over a window, needs no second wait)."""
+        hold = self.hold if hold is None else hold
         if not raised:
             self.count = 0
             self.level = None
@@ -58,7 +67,7 @@ class EstimateSteps:
         if estimate - self.level >= self.step:
             if self._above_since is None:
                 self._above_since = t
-            if t - self._above_since >= self.hold:
+            if t - self._above_since >= hold:
                 self.count += 1
                 self.level = estimate
                 self._settle_left = self.settle

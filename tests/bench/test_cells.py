@@ -12,7 +12,11 @@ from typing import Any
 
 import orjson
 
+from bench.cellgen import generate
 from bench.cells import SAVINGS, distribution, shares, summary, table
+from controller.alarmscore import detection_limits, under_detection_limit
+from controller.config import load_config
+from drivers.sim.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,6 +100,38 @@ def test_shares_split_the_cells_into_consecutive_runs() -> None:
     assert shares(0, 30, 2) == [(0, 15), (15, 15)]
     assert shares(8, 11, 3) == [(8, 4), (12, 4), (16, 3)]
     assert shares(5, 2, 4) == [(5, 1), (6, 1)]
+
+
+def test_a_leak_under_the_detection_limit_is_reported_apart_not_missed() -> None:
+    """A 0.1 m3/h leak under water_leak's 0.2 m3/h threshold is not what the rule was set to
+    find: its own column, neither missed nor late; a leak at or over the limit still is."""
+    scored = summary(
+        report(
+            [
+                leak("small", 3600.0, None),
+                leak("small-found", 3600.0, 45.0),
+                leak("big", 7200.0, None),
+            ]
+        ),
+        "cell-x",
+        frozenset({"small", "small-found"}),
+    )
+    assert (scored["leaks_missed"], scored["leaks_late"], scored["leaks_under_limit"]) == (1, 0, 2)
+    assert [e["under_detection_limit"] for e in scored["leaks"]] == [True, True, False]
+    dist = distribution([scored])
+    assert (dist["leaks_missed"], dist["leaks_under_limit"]) == (1, 2)
+    row = table([scored], dist).splitlines()[2]
+    assert "| water missed | water not alarmed, water 45.0 |" in row
+
+
+def test_detection_limits_are_the_rules_thresholds_by_place(tmp_path: Path) -> None:
+    # cell-1-006: a 0.14 m3/h leak behind the main meter at 03:04
+    scenario_path, config_path = generate(1, 6).write(tmp_path)
+    scenario = load_scenario(scenario_path)
+    config = load_config(config_path).config
+    limits = detection_limits(config.rules)
+    assert limits == {"main": 0.2, "cooling_tower": 0.05}
+    assert under_detection_limit(scenario.events.leaks, limits) == {"leak-1"}
 
 
 def test_two_short_cells_in_two_processes_give_every_figure(tmp_path: Path) -> None:

@@ -44,3 +44,11 @@ def test_noise_under_the_step_is_no_step() -> None:
     for t in range(1000, 10_000, 60):
         assert steps.update(t, True, 0.5 + (0.15 if (t // 60) % 2 else -0.05)) == 0
     assert steps.level == pytest.approx(0.45)
+
+
+def test_an_estimate_with_its_own_persistence_steps_without_a_second_hold() -> None:
+    """`hold=0` for an estimate that already held (a floor over its window): a step at once."""
+    steps = EstimateSteps(step=0.2, hold=600, settle=900)
+    rows = [(0, 0.5, 0), (1000, 0.5, 0), (1060, 0.85, 1), (2200, 0.85, 1), (2260, 1.2, 2)]
+    for t, estimate, expected in rows:
+        assert steps.update(t, True, estimate, "floor", hold=0.0) == expected, t

@@ -32,6 +32,11 @@ from controller.rules.schedule import Schedule, ScheduleConfig
 from controller.rules.steps import EstimateSteps
 
 _DAY_S = 86_400.0
+_SiteState = Literal["quiet", "occupied"]
+# Where a baseline was learned: with `quiet_hours`, in them or not (an idle site draws less
+# with nobody there); without, "" (the mode alone).
+Site = Literal["", "quiet", "occupied"]
+_Key = tuple[ProductionMode, Site]
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -99,9 +104,10 @@ class WaterLeakConfig(RuleCommon):
     # are not an empty site (people arrive before the shift and use water).
     quiet_hours: QuietHours | None = None
     night_flow_m3_h: float = Field(default=0.0, ge=0)
-    # First day outside quiet hours: what the occupied site draws above the night flow while
-    # no machine produces (washrooms, canteen: the domestic design flow), unmetered. With it,
-    # the floor of an occupied idle window is compared with the night's floor (carried into the
+    # First day outside quiet hours: what the occupied site draws above the night flow
+    # (washrooms, canteen: the domestic design flow), unmetered. With it, the floor of an
+    # occupied window (no production; production too with `watch: always`, whose submeters
+    # account for the process water) is compared with the night's floor (carried into the
     # day) plus this; without it (null) a leak starting while people are on site waits for
     # the night or a learned baseline.
     occupied_flow_m3_h: float | None = Field(default=None, ge=0)
@@ -193,25 +199,32 @@ class _Floor:
 
 
 class _Episode:
-    """One stretch of one production mode and what it has shown."""
+    """One stretch of one production mode (in one site state) and what it has shown."""
 
     def __init__(
-        self, mode: ProductionMode, producing: bool, start: float, config: WaterLeakConfig
+        self,
+        mode: ProductionMode,
+        site: Site,
+        producing: bool,
+        start: float,
+        config: WaterLeakConfig,
     ) -> None:
         self.mode = mode
+        self.site = site
         self.producing = producing
         self.start = start
         self.learn = _Resampled(config.learn_window)
         self.watch = _Resampled(config.watch_window)
-        self.floor = _Floor(config.floor_window)
         self.minimum: float | None = None
         self.suspect = False  # a leak was suspected during it: not learned
 
 
 class _Learned(StrictModel):
-    """One mode's learned minima as remembered: (wall time learned, epoch ms; minimum m3/h)."""
+    """One mode's learned minima as remembered: (wall time learned, epoch ms; minimum m3/h),
+    and where they were learned (`site`; "" from a memory written before it existed)."""
 
     mode: list[float]
+    site: Site = ""
     minima: list[tuple[int, float]]
 
 
@@ -235,8 +248,8 @@ class WaterLeak(DomainRule):
     def __init__(self, config: WaterLeakConfig) -> None:
         super().__init__(config, "water_leak")
         self.config = config
-        # Per mode: (epoch ms learned, minimum m3/h), oldest first.
-        self.minima: dict[ProductionMode, deque[tuple[int, float]]] = {}
+        # Per mode and site: (epoch ms learned, minimum m3/h), oldest first.
+        self.minima: dict[_Key, deque[tuple[int, float]]] = {}
         self.memory_revision = 0  # bumped when something worth remembering was learned
         self._quiet = None if config.quiet_hours is None else Schedule(config.quiet_hours.schedule)
         self._episode: _Episode | None = None
@@ -251,7 +264,11 @@ class WaterLeak(DomainRule):
         self._expected: float | None = None  # what the floor is compared with (cold start)
         self._expected_basis = ""
         self._floor_leak: tuple[float, float, str] = (0.0, 0.0, "")  # as last judged
-        self._night_floor: float | None = None  # lowest floor of the last quiet stretch
+        # The floor of the site's present state (quiet, occupied): a new one when it changes,
+        # so that a floor never mixes minutes of an empty and an occupied site.
+        self._site_floor: _Floor | None = None
+        self._site_state: _SiteState | None = None
+        self._night_floor: float | None = None  # lowest leak-free floor of the last quiet stretch
         self._was_quiet = False
         self._wall_ms: int | None = None
         self._steps = EstimateSteps(
@@ -263,19 +280,24 @@ class WaterLeak(DomainRule):
         # A gap in the flow breaks the window: it is not learned; the alarm stays latched.
         self._episode = None
         self._above_since = None
+        self._site_floor = None
+        self._site_state = None
 
-    def learned(self, mode: ProductionMode, at_ms: int | None = None) -> list[float]:
-        """The minima learned for `mode` that are still trusted at `at_ms` (all without it)."""
-        minima = self.minima.get(mode, ())
+    def learned(
+        self, mode: ProductionMode, at_ms: int | None = None, site: Site = ""
+    ) -> list[float]:
+        """The minima learned for `mode` at `site` that are still trusted at `at_ms` (all
+        without it)."""
+        minima = self.minima.get((mode, site), ())
         if at_ms is None:
             return [value for _, value in minima]
         oldest = at_ms - self.config.baseline_max_age * 1000
         return [value for learned_ms, value in minima if learned_ms >= oldest]
 
     def baseline(
-        self, mode: ProductionMode, producing: bool, at_ms: int | None = None
+        self, mode: ProductionMode, producing: bool, at_ms: int | None = None, site: Site = ""
     ) -> float | None:
-        minima = self.learned(mode, at_ms)
+        minima = self.learned(mode, at_ms, site)
         if minima:
             return percentile(minima, self.config.percentile)
         return None if producing else self.config.initial_baseline_m3_h
@@ -287,6 +309,12 @@ class WaterLeak(DomainRule):
             return False
         return self._quiet.period_at(wall_ms) in quiet_hours.periods
 
+    def site(self, producing: bool, wall_ms: int) -> Site:
+        """Where a baseline is learned and used now (`Site`)."""
+        if self.config.quiet_hours is None:
+            return ""
+        return "quiet" if self.quiet(producing, wall_ms) else "occupied"
+
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         t = self._t = now.monotonic
@@ -296,19 +324,19 @@ class WaterLeak(DomainRule):
         producing = cfg.production.on(snapshot)
         mode = tuple(round(number(snapshot, tag), 3) for tag in cfg.production.tags)
         episode = self._episode
-        if episode is None or episode.mode != mode:
+        site = self.site(producing, now.wall_ms)
+        if episode is None or episode.mode != mode or episode.site != site:
             if episode is not None:
                 self._learn(episode, now.wall_ms)
-            episode = self._episode = _Episode(mode, producing, t, cfg)
+            episode = self._episode = _Episode(mode, site, producing, t, cfg)
             self._above_since = None
             self._excess = None
         learned = episode.learn.update(t, flow)
         watched = self._watched = episode.watch.update(t, flow)
-        floor = episode.floor.update(t, flow)
+        floor = self._floor_of(self._state_of(producing, now.wall_ms), t, flow)
         if learned is not None and t - episode.start >= cfg.learn_window:
             episode.minimum = learned if episode.minimum is None else min(episode.minimum, learned)
-        trusted = bool(self.learned(mode, now.wall_ms))
-        baseline = self._baseline = self.baseline(mode, producing, now.wall_ms)
+        baseline = self._baseline = self.baseline(mode, producing, now.wall_ms, site)
         watching = cfg.watch == "always" or not producing
         if (
             watching
@@ -327,44 +355,64 @@ class WaterLeak(DomainRule):
                 self._above_since = None
                 if excess < cfg.threshold_m3_h / 2:
                     self._alarm = False
-        self._cold_start(episode, trusted, producing, floor, now.wall_ms)
+        self._by_floor(episode, producing, floor, now.wall_ms)
         self._raise(episode, mode)
         return self._valve(producing)
 
-    def _cold_start(
-        self,
-        episode: _Episode,
-        trusted: bool,
-        producing: bool,
-        floor: float | None,
-        wall_ms: int,
+    def _state_of(self, producing: bool, wall_ms: int) -> _SiteState | None:
+        """What the site should draw now, for the cold start: `quiet` (no production in quiet
+        hours), `occupied` (people on site; production too with `watch: always`, whose
+        submeters account for the process water), None when the floor is not judged."""
+        if self.quiet(producing, wall_ms):
+            return "quiet"
+        if not producing or self.config.watch == "always":
+            return "occupied"
+        return None
+
+    def _floor_of(self, state: _SiteState | None, t: float, flow: float) -> float | None:
+        """The floor of the flow since the site entered `state` (None until it covers
+        `floor_window`, and when the state is not judged)."""
+        if state != self._site_state or self._site_floor is None:
+            self._site_state = state
+            self._site_floor = _Floor(self.config.floor_window)
+        floor = self._site_floor.update(t, flow)
+        return None if state is None else floor
+
+    def _by_floor(
+        self, episode: _Episode, producing: bool, floor: float | None, wall_ms: int
     ) -> None:
-        """Without a trusted baseline for the mode: the floor of the flow against what the site
-        should draw now. In quiet hours: the prior `night_flow_m3_h`. Occupied and idle (not
-        quiet, no production), with `occupied_flow_m3_h`: the last quiet stretch's floor (the
-        prior before any night was seen) plus that."""
+        """With `quiet_hours`, from the first night on and whatever was learned: the floor of
+        the flow against what the site should draw now. In quiet hours: the prior
+        `night_flow_m3_h`. Occupied (not quiet; with no production, or in production with
+        `watch: always`), with `occupied_flow_m3_h`: the last quiet stretch's leak-free floor
+        (the prior before any was seen) plus that."""
         cfg = self.config
         quiet = self.quiet(producing, wall_ms)
-        if quiet and floor is not None:
-            fresh = not self._was_quiet or self._night_floor is None
-            self._night_floor = floor if fresh else min(floor, self._night_floor or floor)
+        if quiet and not self._was_quiet:
+            self._night_floor = None  # a new quiet stretch
+        if (
+            quiet
+            and floor is not None
+            and floor - cfg.night_flow_m3_h < cfg.threshold_m3_h / 2
+            and (self._night_floor is None or floor < self._night_floor)
+        ):
+            # A floor judged a leak is not what the empty site draws: carried into the day it
+            # would hide the leak there (and clear its alarm while it flows).
+            self._night_floor = floor
         self._was_quiet = quiet
         self._floor = None
-        if trusted or cfg.quiet_hours is None:
-            self._floor_alarm = False  # a learned baseline has taken over
-            return
-        if floor is None:
+        if cfg.quiet_hours is None or floor is None:
             return
         if quiet:
             expected, basis = cfg.night_flow_m3_h, "quiet hours against night_flow_m3_h"
-        elif not producing and cfg.occupied_flow_m3_h is not None:
+        elif cfg.occupied_flow_m3_h is not None:
             night = self._night_floor
             carried = night if night is not None else cfg.night_flow_m3_h
             expected = carried + cfg.occupied_flow_m3_h
             basis = (
-                "an occupied idle window against the last quiet floor"
+                "an occupied window against the last quiet floor"
                 if night is not None
-                else "an occupied idle window against night_flow_m3_h"
+                else "an occupied window against night_flow_m3_h"
             ) + f" + occupied_flow_m3_h {cfg.occupied_flow_m3_h:g}"
         else:
             return
@@ -379,7 +427,35 @@ class WaterLeak(DomainRule):
 
     def _raise(self, episode: _Episode, mode: ProductionMode) -> None:
         cfg = self.config
-        if self._alarm:
+        # The floor first: it holds across the machines' modes, the learned windows restart
+        # with each (its estimate steps through a shift).
+        if self._floor_alarm:
+            episode.suspect = True
+            if self._floor is not None and self._expected is not None:
+                self._floor_leak = (self._floor, self._expected, self._expected_basis)
+            floor, expected, basis = self._floor_leak
+            # Only a floor judged this cycle is a measurement (none in production).
+            measured = None if self._floor is None else floor - expected
+            # The floor holds for `floor_window` by itself (it is the raise's duration too):
+            # a step of it is a step at once, found as fast as a first leak.
+            steps = self._steps.update(self._t, True, measured, basis, hold=0.0)
+            self.set_alarm(
+                "leak",
+                True,
+                f"water flow never fell below {floor:.2f} m3/h in"
+                f" {format_duration(cfg.floor_window)}, {floor - expected:.2f} m3/h"
+                f" above the expected {expected:.2f} m3/h: probable leak",
+                {
+                    "leak_m3_h": rounded(floor - expected),
+                    "flow_m3_h": rounded(floor),
+                    "baseline_m3_h": rounded(expected),
+                    "mode": list(mode),
+                    "basis": f"lowest one-minute flow over {format_duration(cfg.floor_window)}"
+                    f" of {basis}",
+                },
+                steps=steps,
+            )
+        elif self._alarm:
             episode.suspect = True
             steps = self._steps.update(self._t, True, self._excess, "baseline")
             self.set_alarm(
@@ -397,30 +473,6 @@ class WaterLeak(DomainRule):
                 },
                 steps=steps,
             )
-        elif self._floor_alarm:
-            episode.suspect = True
-            if self._floor is not None and self._expected is not None:
-                self._floor_leak = (self._floor, self._expected, self._expected_basis)
-            floor, expected, basis = self._floor_leak
-            # Only a floor judged this cycle is a measurement (none in production).
-            measured = None if self._floor is None else floor - expected
-            steps = self._steps.update(self._t, True, measured, basis)
-            self.set_alarm(
-                "leak",
-                True,
-                f"water flow never fell below {floor:.2f} m3/h in"
-                f" {format_duration(cfg.floor_window)}, {floor - expected:.2f} m3/h"
-                f" above the expected {expected:.2f} m3/h: probable leak",
-                {
-                    "leak_m3_h": rounded(floor - expected),
-                    "flow_m3_h": rounded(floor),
-                    "baseline_m3_h": rounded(expected),
-                    "mode": list(mode),
-                    "basis": f"lowest one-minute flow over {format_duration(cfg.floor_window)}"
-                    f" of {basis} (no trusted learned baseline)",
-                },
-                steps=steps,
-            )
         else:
             self._steps.update(self._t, False, None)
             self.set_alarm("leak", False)
@@ -428,7 +480,7 @@ class WaterLeak(DomainRule):
     def _learn(self, episode: _Episode, wall_ms: int) -> None:
         if episode.minimum is None or episode.suspect:
             return
-        minima = self.minima.setdefault(episode.mode, deque())
+        minima = self.minima.setdefault((episode.mode, episode.site), deque())
         minima.append((wall_ms, episode.minimum))
         while len(minima) > self.config.history:
             minima.popleft()
@@ -440,8 +492,8 @@ class WaterLeak(DomainRule):
         """The learned minima (JSON-ready), for the state directory."""
         return _Remembered(
             learned=[
-                _Learned(mode=list(mode), minima=list(minima))
-                for mode, minima in self.minima.items()
+                _Learned(mode=list(mode), site=site, minima=list(minima))
+                for (mode, site), minima in self.minima.items()
             ]
         ).model_dump(mode="json")
 
@@ -456,7 +508,7 @@ class WaterLeak(DomainRule):
         self.minima = {}
         for entry in remembered.learned:
             ordered = sorted(entry.minima)[-self.config.history :]
-            self.minima[tuple(entry.mode)] = deque(ordered)
+            self.minima[(tuple(entry.mode), entry.site)] = deque(ordered)
 
     def _valve(self, producing: bool) -> list[Proposal]:
         valve = self.config.isolation
@@ -485,13 +537,14 @@ class WaterLeak(DomainRule):
             "learned_minima": [
                 {
                     "mode": list(mode),
+                    "site": site,
                     "minima": [round(m, 4) for _, m in minima],
                     "age_h": [
                         None if at_ms is None else round((at_ms - ms) / 3_600_000, 1)
                         for ms, _ in minima
                     ],
                 }
-                for mode, minima in self.minima.items()
+                for (mode, site), minima in self.minima.items()
             ],
             "leak": self.leak_alarm,
         }
