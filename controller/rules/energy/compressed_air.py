@@ -93,6 +93,20 @@ class OutsideProduction(StrictModel):
         return self
 
 
+class AirHeadroom(StrictModel):
+    """The compressor's spare capacity. A lower header spends the air stored in the receiver
+    and the pipes; a compressor loaded nearly all the time cannot win it back, so when the
+    air used goes past what it delivers the far end falls sooner than at the design pressure.
+    While the compressor was loaded `hold_above` of the last `window` or more (`loaded`: true
+    or 1 while loaded), and for `hold_for` after, the setpoint in production is held at
+    `reset.initial` (else `reset.max`) at least."""
+
+    loaded: TagKey
+    hold_above: float = Field(0.9, gt=0, le=1)
+    window: PositiveDuration = 600.0
+    hold_for: Duration = 900.0
+
+
 class CompressedAirConfig(RuleCommon):
     """Trim and respond on the pressure setpoint against the far-end requirement(s)."""
 
@@ -108,6 +122,8 @@ class CompressedAirConfig(RuleCommon):
     # air (the end of a break, machines starting together) then starts from a header that
     # holds the far end. False: each mode trims to its own (today's behaviour).
     hold_for_load_steps: bool = False
+    # Off by default: the reset trims whatever the compressor's duty.
+    headroom: AirHeadroom | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CompressedAirConfig:
@@ -127,6 +143,8 @@ class CompressedAirConfig(RuleCommon):
             tags.append(("leak_test.loaded", test.loaded))
             if test.power is not None:
                 tags.append(("leak_test.power", test.power))
+        if self.headroom is not None:
+            tags.append(("headroom.loaded", self.headroom.loaded))
         return tags
 
     def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
@@ -169,6 +187,8 @@ class CompressedAir(DomainRule):
         self._trends = [Trend() for _ in config.critical]
         self._endangered: str | None = None
         self._last_fast: str | None = None
+        self._duty: deque[tuple[float, bool]] = deque()
+        self._held_until: float | None = None
         self._restart_state()
 
     def _restart_state(self) -> None:
@@ -187,6 +207,7 @@ class CompressedAir(DomainRule):
         for trend in self._trends:
             trend.clear()
         self.cycles.reset()
+        self._duty.clear()
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         self._restart_state()
@@ -229,6 +250,14 @@ class CompressedAir(DomainRule):
         out: list[Proposal] = []
         if producing or outside is None or outside.setpoint_bar is None:
             floor = self._load_step_floor() if producing else None
+            held = producing and self._held(snapshot, t)
+            if held:
+                # Not trimmed under the design pressure either: released, the setpoint goes
+                # on from there, not from what trim and respond reached meanwhile.
+                reset = cfg.reset
+                design = reset.initial if reset.initial is not None else reset.max
+                if self.reset.started and self.reset.value < design:
+                    self.reset.reset(t, design)
             if producing:
                 self._fast_path(snapshot, t, floor)
             setpoint = self.reset.update(t, requests if producing else 0)
@@ -242,6 +271,8 @@ class CompressedAir(DomainRule):
                 reason = f"held for a load step at {floor:g} bar; {reason}"
             if self._endangered is not None:
                 reason = f"fast path: {self._endangered}; {reason}"
+            if held:
+                reason = f"held: the compressor at full duty; {reason}"
         else:
             setpoint = outside.setpoint_bar
             reason = "no production: lower setpoint"
@@ -258,9 +289,7 @@ class CompressedAir(DomainRule):
         """A far-end requirement endangered (within its guard, or reaching its minimum within
         its lead): the setpoint (held at `floor` at least) one `max_response` up at once, again
         after the requirement's `lead` while it stays endangered."""
-        self._endangered, lead = first_endangered(
-            self.config.critical, self._trends, snapshot, t
-        )
+        self._endangered, lead = first_endangered(self.config.critical, self._trends, snapshot, t)
         if self._endangered is None or not self.reset.started:
             return
         if self._fast_at is not None and t - self._fast_at < lead:
@@ -270,6 +299,22 @@ class CompressedAir(DomainRule):
         self.reset.move_to(t, before + self.config.reset.max_response)
         if self.reset.value > before:
             self._last_fast = self._endangered
+
+    def _held(self, snapshot: Mapping[str, Sample], t: float) -> bool:
+        """The compressor loaded `headroom.hold_above` of its last window or more, now or
+        within `hold_for`."""
+        headroom = self.config.headroom
+        if headroom is None:
+            return False
+        duty = self._duty
+        duty.append((t, number(snapshot, headroom.loaded) >= 0.5))
+        while duty and duty[0][0] <= t - headroom.window:
+            duty.popleft()
+        full = t - duty[0][0] >= 0.9 * headroom.window if duty else False
+        loaded = sum(1 for _, on in duty if on) / len(duty)
+        if full and loaded >= headroom.hold_above:
+            self._held_until = t + headroom.hold_for
+        return self._held_until is not None and t < self._held_until
 
     def _load_step_floor(self) -> float | None:
         """With `hold_for_load_steps`, the highest setpoint learned for another production
@@ -457,6 +502,7 @@ class CompressedAir(DomainRule):
             "load_step_floor_bar": rounded(self._load_step_floor()),
             "endangered": self._endangered,
             "last_fast": self._last_fast,
+            "held_until": rounded(self._held_until),
             "learned": [
                 {
                     "mode": list(mode),
