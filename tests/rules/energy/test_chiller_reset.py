@@ -337,3 +337,27 @@ def test_plant_an_undersized_chiller_breaks_its_limit_longer_with_the_reset() ->
 
 def test_plant_held_near_capacity_the_reset_is_no_worse_than_the_fixed_supply() -> None:
     assert afternoon_over_limit_s(HEADROOM) <= baseline_over_limit_s()
+
+
+@pytest.mark.parametrize(
+    ("headroom", "where"),
+    [
+        ({**HEADROOM, "hold_above": 0.0}, r"headroom\.hold_above"),
+        ({**HEADROOM, "hold_above": 1.5}, r"headroom\.hold_above"),
+        ({**HEADROOM, "hold_above": float("nan")}, r"headroom\.hold_above"),
+        ({**HEADROOM, "capacity_kw": 0.0}, r"headroom\.capacity_kw"),
+        ({"tag": "plc.chw_cooling_kw"}, r"headroom\.capacity_kw"),
+    ],
+)
+def test_a_headroom_without_a_capacity_or_with_a_share_outside_0_1_is_refused(
+    headroom: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ValidationError, match=where):
+        config(headroom=headroom)
+
+
+def test_a_cooling_reading_of_1e9_holds_the_safe_setpoint() -> None:
+    # A hostile register or a broken meter: held at the safe setpoint, the safe way.
+    at_12 = {"plc.chw_setpoint_c": 12.0, "plc.chw_return_c": 14.0, "plc.chw_cooling_kw": 0.0}
+    huge = {**at_12, "plc.chw_cooling_kw": 1e9}
+    assert_table(ChillerReset(config(headroom=HEADROOM)), [(1, at_12, 12.0), (2, huge, 7.0)])

@@ -518,3 +518,9 @@ def test_plant_a_compressor_at_full_duty_loses_the_far_end_longer_with_the_reset
 
 def test_plant_held_at_full_duty_the_reset_is_no_worse_than_the_fixed_setpoint() -> None:
     assert saturated_far_end_low_s(HEADROOM) <= 40
+
+
+@pytest.mark.parametrize("hold_above", [0.0, 1.5, float("nan")])
+def test_a_headroom_share_outside_0_1_is_refused(hold_above: float) -> None:
+    with pytest.raises(ValidationError, match=r"headroom\.hold_above"):
+        config(headroom={**HEADROOM, "hold_above": hold_above})
