@@ -20,6 +20,16 @@ from typing import Any
 
 import yaml
 
+from bench.plausible import (
+    AIR_MARGIN,
+    DESIGN_DELTA_K,
+    base_leak_m3_min,
+    design_cooling_kw,
+    hole_air_m3_min,
+    largest_hole_mm,
+)
+from drivers.sim.scenario import AirLeak
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE_SCENARIO = ROOT / "configs" / "sim" / "normal-day.yaml"
 TEMPLATE_CONFIG = ROOT / "configs" / "cosim.yaml"
@@ -319,18 +329,28 @@ def _chargers(draw: _Draw) -> list[dict[str, Any]]:
     return chargers
 
 
-def _leaks(draw: _Draw) -> list[dict[str, Any]]:
+def _leaks(draw: _Draw, air_spare_m3_min: float, cut_in_bar: float) -> list[dict[str, Any]]:
+    """0-2 leaks; an air leak's hole is at most the widest the compressor can still feed: its
+    flow at the cut-in pressure within `air_spare_m3_min` (shared by the cell's air leaks),
+    so that the leak is found by what it costs, not by the far end falling (a hole the
+    compressor cannot feed is a breakdown the pressure shows; bench/plausible.py)."""
     leaks: list[dict[str, Any]] = []
+    coefficient = AirLeak.model_fields["discharge_coefficient"].default
     for i in range(draw.integer(RANGES["leaks"])):
         at = _clock(draw.integer((0, 24 * 60 - 1)))
         kind = draw.choice(["water", "water", "air"])
         if kind == "air":
+            widest = largest_hole_mm(air_spare_m3_min, cut_in_bar, coefficient)
+            orifice = min(
+                draw.uniform(RANGES["air_leak_orifice_mm"]), math.floor(widest * 100) / 100
+            )
+            air_spare_m3_min -= hole_air_m3_min(orifice, cut_in_bar, coefficient)
             leaks.append(
                 {
                     "kind": "air",
                     "name": f"leak-{i + 1}",
                     "start": {"at": at},
-                    "orifice_mm": draw.uniform(RANGES["air_leak_orifice_mm"]),
+                    "orifice_mm": orifice,
                 }
             )
         else:
@@ -420,6 +440,13 @@ def generate(seed: int, index: int) -> Cell:
     band = scenario["compressed_air"]["pressure_band_bar"]
     setpoint = round(critical + drop + band + draw.uniform(RANGES["cut_in_margin_bar"], 1), 1)
     air_setpoint = {"default": setpoint, "min": round(critical - 0.2, 1), "max": setpoint + 0.5}
+    # What the compressor has left for an injected leak, its margin kept (bench/plausible.py).
+    cut_in = setpoint - band
+    air_spare = (
+        rated_flow / AIR_MARGIN
+        - air
+        - base_leak_m3_min(rated_flow, leak_fraction, setpoint, cut_in)
+    )
 
     # Chilled water sized on the machines' heat, the tower on the chiller.
     heat = sum(m["power_kw"]["producing"] * m["heat_to_chilled_water"] for m in machines)
@@ -430,7 +457,6 @@ def generate(seed: int, index: int) -> Cell:
         "min": 5.0,
         "max": round(min(14.0, process_limit - 2.0), 1),
     }
-    tower_heat = round(capacity * 1.25, 0)
     makeup = draw.uniform(RANGES["makeup_conductivity_us_cm"], 0)
     local = round(makeup * 3, 0)  # the baseline's conservative 3 cycles
     limit = round(
@@ -461,7 +487,7 @@ def generate(seed: int, index: int) -> Cell:
             },
             "heated_tanks": tanks,
             "ev_chargers": chargers,
-            "events": {"leaks": _leaks(draw)},
+            "events": {"leaks": _leaks(draw, air_spare, cut_in)},
         }
     )
     site = scenario["site"]
@@ -483,13 +509,23 @@ def generate(seed: int, index: int) -> Cell:
             "critical_min_bar": critical,
         }
     )
+    loop_volume = draw.uniform((2.0, 6.0), 1)
+    ambient_gain = draw.uniform((0.5, 1.5))
+    # The chiller covers the design day too: the machines' heat and the loop's gain from the
+    # day's highest ambient at the design return (bench/plausible.py), 10 % over when raised.
+    design = design_cooling_kw(
+        heat, ambient_gain, scenario["ambient"]["max_c"], chw_setpoint["default"]
+    )
+    if capacity < design:
+        capacity = float(math.ceil(design * 1.1))
+    tower_heat = round(capacity * 1.25, 0)
     scenario["chilled_water"].update(
         {
             "capacity_kw": capacity,
             "supply_setpoint_c": chw_setpoint,
-            "loop_flow_m3_h": round(capacity / (5.0 * 1.163), 1),
-            "loop_volume_m3": draw.uniform((2.0, 6.0), 1),
-            "ambient_gain_kw_per_k": draw.uniform((0.5, 1.5)),
+            "loop_flow_m3_h": round(capacity / (DESIGN_DELTA_K * 1.163), 1),
+            "loop_volume_m3": loop_volume,
+            "ambient_gain_kw_per_k": ambient_gain,
             "process_limit_c": process_limit,
             "pump_kw": round(capacity * 0.03, 1),
         }
@@ -589,6 +625,7 @@ def generate(seed: int, index: int) -> Cell:
         makeup=makeup,
         rinse_limit=rinse_limit,
         chiller_kw=round(max(1.0, capacity * 0.03), 1),
+        chiller_capacity=capacity,
         quiet=quiet_hours(schedule),
         occupied_water=round(site["domestic_water"]["occupied_m3_h"], 2),
         tower_volume=scenario["cooling_tower"]["system_volume_m3"],
@@ -748,6 +785,8 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
     ca["outside_production"] = {"setpoint_bar": air["min"]}
     # Machines start together after each break and at the shift start (docs/rules.md).
     ca["hold_for_load_steps"] = True
+    # A compressor loaded nearly all the time has no air to spare: hold the design pressure.
+    ca["headroom"] = {"loaded": "compressor.loaded"}
     ca["leak_test"]["rated_flow_m3_min"] = cell["rated_flow"]
     chiller = rules["chiller_reset"]
     # The process return limit, with the fast path half-way into the margin (docs/rules.md,
@@ -762,6 +801,11 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
         }
     ]
     chiller["production"] = {"tags": states, "at_least": 3}
+    # The chiller's data sheet capacity: near it, the loop's stored cold is kept.
+    chiller["headroom"] = {
+        "tag": "process-plc.chiller_cooling_kw",
+        "capacity_kw": cell["chiller_capacity"],
+    }
     chiller["reset"].update(min=chw["min"], max=chw["max"], initial=chw["default"])
     standby = rules["idle_standby"]
     standby["schedule"]["periods"] = [

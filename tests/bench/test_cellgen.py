@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from bench.cellgen import RANGES, Cell, generate, production_periods, quiet_hours
+from bench.plausible import implausible
 from controller.cellcheck import check_cell
 from controller.config import Config, load_config
 from controller.rules.energy.chiller_reset import ChillerResetConfig
@@ -20,7 +21,7 @@ from controller.rules.schedule import Schedule
 from controller.rules.water.tower_balance import TowerBalanceConfig
 from controller.rules.water.water_leak import WaterLeakConfig
 from drivers.sim.plant.plant import Plant
-from drivers.sim.scenario import Scenario, load_scenario
+from drivers.sim.scenario import AirLeak, Scenario, load_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 CELLS = 30
@@ -214,12 +215,42 @@ def test_every_reset_is_ready_for_load_steps(
         assert air.hold_for_load_steps
 
 
-@pytest.mark.parametrize(("seed", "index"), [(1, 3), (2, 5)])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_generated_cell_is_a_site_someone_would_build(seed: int) -> None:
+    # bench/plausible.py: the compressor feeds machines, leaks and injected leaks at its cut-in
+    # pressure with 10 % to spare; the chiller covers the design day's heat and loop gain.
+    for index in range(CELLS):
+        scenario = Scenario.model_validate(generate(seed, index).scenario)
+        assert implausible(scenario) == [], scenario.name
+
+
+def test_an_undersized_chiller_or_a_hole_the_compressor_cannot_feed_is_implausible() -> None:
+    # cell-1-026 as first drawn: a 29 kW chiller for 13.2 kW of machines' heat and a loop
+    # gaining 1.07 kW/K from a 35.1 degC afternoon (its return over its limit 12,420 s a day
+    # on the plant's own controls).
+    scenario = Scenario.model_validate(generate(1, 26).scenario)
+    small = scenario.chilled_water.model_copy(update={"capacity_kw": 29.0})
+    assert implausible(scenario.model_copy(update={"chilled_water": small})) == [
+        "chiller 29 kW against 37.4 kW of process heat and loop gain at 35.1 degC ambient"
+    ]
+    # cell-1-020 as first drawn: a 3.94 mm hole on a 1.64 m3/min compressor.
+    scenario = Scenario.model_validate(generate(1, 20).scenario)
+    (hole,) = [leak for leak in scenario.events.leaks if isinstance(leak, AirLeak)]
+    wide = hole.model_copy(update={"orifice_mm": 3.94})
+    others = [leak for leak in scenario.events.leaks if leak is not hole]
+    events = scenario.events.model_copy(update={"leaks": [wide, *others]})
+    (problem,) = implausible(scenario.model_copy(update={"events": events}))
+    assert problem.startswith("compressor 1.64 m3/min against 1.92 m3/min")
+
+
+@pytest.mark.parametrize(("seed", "index"), [(1, 3), (2, 5), (1, 20), (1, 25), (1, 26)])
 def test_the_plant_on_its_own_controls_breaks_no_process_limit(
     tmp_path: Path, seed: int, index: int
 ) -> None:
-    # The two cells whose far end fell under its minimum on the compressor's own controls
-    # (930 s and 8,965 s a day) before the cut-in pressure was sized.
+    # Cells whose process limits broke on the plant's own controls as first drawn: the far end
+    # under its minimum 930 s and 8,965 s a day (1-003, 2-005, before the cut-in pressure was
+    # sized) and 19,045 s and 40 s (1-020, 1-025: an air leak the compressor could not feed),
+    # the return water over its limit 12,420 s (1-026: a chiller too small for its afternoon).
     scenario, _ = loaded(generate(seed, index), tmp_path)
     plant = Plant(scenario)
     for _ in range(24 * 720):

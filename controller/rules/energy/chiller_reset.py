@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from controller.configtypes import Duration, StrictModel
 from controller.model import Sample
 from controller.rules.config import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import (
@@ -27,6 +28,19 @@ from controller.rules.rule import Now, Proposal, number
 from controller.rules.trimrespond import TrimRespond, TrimRespondConfig
 
 
+class Headroom(StrictModel):
+    """The chiller's spare capacity. A warmer supply spends the cold stored in the loop; a
+    chiller running near its capacity cannot win it back, so when the afternoon's heat goes
+    past its capacity the return crosses its limit sooner than at the design supply. While
+    `tag` (the cooling delivered, kW) reads `hold_above` of `capacity_kw` or more, and for
+    `hold_for` after, the setpoint is held at the safe setpoint, never trimmed above it."""
+
+    tag: TagKey
+    capacity_kw: float = Field(gt=0)
+    hold_above: float = Field(0.9, gt=0, le=1)
+    hold_for: Duration = 900.0
+
+
 class ChillerResetConfig(RuleCommon):
     """Trim and respond on the chilled-water supply setpoint against the process limits."""
 
@@ -37,6 +51,8 @@ class ChillerResetConfig(RuleCommon):
     production: ProductionSignal | None = None
     # Outside production the setpoint goes here (the warmest the idle loop may run).
     outside_production_c: float | None = None
+    # Off by default: the reset trims whatever the chiller's load.
+    headroom: Headroom | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ChillerResetConfig:
@@ -48,6 +64,8 @@ class ChillerResetConfig(RuleCommon):
 
     def input_tags(self) -> list[tuple[str, str]]:
         tags = [(f"process[{i}].tag", req.tag) for i, req in enumerate(self.process)]
+        if self.headroom is not None:
+            tags.append(("headroom.tag", self.headroom.tag))
         return tags + signal_inputs("production", self.production)
 
     def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
@@ -73,6 +91,7 @@ class ChillerReset(DomainRule):
         self._fast_at: float | None = None
         self._endangered: str | None = None
         self._last_fast: str | None = None
+        self._held_until: float | None = None
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         self.reset.reset(now.monotonic, present_number(snapshot, self.config.setpoint))
@@ -113,7 +132,14 @@ class ChillerReset(DomainRule):
         if not producing and cfg.outside_production_c is not None:
             return [self.propose(cfg.setpoint, cfg.outside_production_c, "no production")]
         self._fast_path(snapshot, t)
+        held = self._held(snapshot, t)
+        if held:
+            self._go_down_to(t, self.safe_setpoint(), "no headroom")
         setpoint = self.reset.update(t, self._requests)
+        if held and setpoint > self.safe_setpoint():
+            # Trimmed past the safe setpoint within the hold: back (never lower than a respond).
+            self.reset.reset(t, self.safe_setpoint())
+            setpoint = self.reset.value
         worst = max(
             number(snapshot, req.tag) - (req.max if req.max is not None else 0.0)
             for req in cfg.process
@@ -124,15 +150,24 @@ class ChillerReset(DomainRule):
         )
         if self._endangered is not None:
             reason = f"fast path: {self._endangered}; {reason}"
+        if held:
+            reason = f"held: the chiller near its capacity; {reason}"
         return [self.propose(cfg.setpoint, round(setpoint, 4), reason)]
+
+    def _held(self, snapshot: Mapping[str, Sample], t: float) -> bool:
+        """The chiller near its capacity now or within `hold_for`: no trim above safe."""
+        headroom = self.config.headroom
+        if headroom is None or not self.reset.started:
+            return False
+        if number(snapshot, headroom.tag) >= headroom.hold_above * headroom.capacity_kw:
+            self._held_until = t + headroom.hold_for
+        return self._held_until is not None and t < self._held_until
 
     def _fast_path(self, snapshot: Mapping[str, Sample], t: float) -> None:
         """A requirement endangered (within its guard, or reaching its limit within its lead):
         the setpoint goes at once to the safe setpoint, or, already there, one `max_response`
         lower; again after the requirement's `lead` while it stays endangered."""
-        self._endangered, lead = first_endangered(
-            self.config.process, self._trends, snapshot, t
-        )
+        self._endangered, lead = first_endangered(self.config.process, self._trends, snapshot, t)
         if self._endangered is None or not self.reset.started:
             return
         if self._fast_at is not None and t - self._fast_at < lead:
@@ -153,4 +188,5 @@ class ChillerReset(DomainRule):
             "safe_setpoint_c": rounded(self.safe_setpoint()),
             "endangered": self._endangered,
             "last_fast": self._last_fast,
+            "held_until": rounded(self._held_until),
         }

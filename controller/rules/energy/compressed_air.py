@@ -97,6 +97,20 @@ class OutsideProduction(StrictModel):
         return self
 
 
+class AirHeadroom(StrictModel):
+    """The compressor's spare capacity. A lower header spends the air stored in the receiver
+    and the pipes; a compressor loaded nearly all the time cannot win it back, so when the
+    air used goes past what it delivers the far end falls sooner than at the design pressure.
+    While the compressor was loaded `hold_above` of the last `window` or more (`loaded`: true
+    or 1 while loaded), and for `hold_for` after, the setpoint in production is held at
+    `reset.initial` (else `reset.max`) at least."""
+
+    loaded: TagKey
+    hold_above: float = Field(0.9, gt=0, le=1)
+    window: PositiveDuration = 600.0
+    hold_for: Duration = 900.0
+
+
 class CompressedAirConfig(RuleCommon):
     """Trim and respond on the pressure setpoint against the far-end requirement(s)."""
 
@@ -112,6 +126,8 @@ class CompressedAirConfig(RuleCommon):
     # air (the end of a break, machines starting together) then starts from a header that
     # holds the far end. False: each mode trims to its own (today's behaviour).
     hold_for_load_steps: bool = False
+    # Off by default: the reset trims whatever the compressor's duty.
+    headroom: AirHeadroom | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> CompressedAirConfig:
@@ -135,6 +151,8 @@ class CompressedAirConfig(RuleCommon):
                 tags.append(("leak_test.flow", test.flow))
             if test.pressure is not None:
                 tags.append(("leak_test.pressure", test.pressure))
+        if self.headroom is not None:
+            tags.append(("headroom.loaded", self.headroom.loaded))
         return tags
 
     def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
@@ -191,6 +209,8 @@ class CompressedAir(DomainRule):
         self._trends = [Trend() for _ in config.critical]
         self._endangered: str | None = None
         self._last_fast: str | None = None
+        self._duty: deque[tuple[float, bool]] = deque()
+        self._held_until: float | None = None
         self._restart_state()
 
     def _restart_state(self) -> None:
@@ -208,6 +228,7 @@ class CompressedAir(DomainRule):
         for trend in self._trends:
             trend.clear()
         self.cycles.reset()
+        self._duty.clear()
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         self._restart_state()
@@ -249,6 +270,14 @@ class CompressedAir(DomainRule):
         out: list[Proposal] = []
         if producing or outside is None or outside.setpoint_bar is None:
             floor = self._load_step_floor() if producing else None
+            held = producing and self._held(snapshot, t)
+            if held:
+                # Not trimmed under the design pressure either: released, the setpoint goes
+                # on from there, not from what trim and respond reached meanwhile.
+                reset = cfg.reset
+                design = reset.initial if reset.initial is not None else reset.max
+                if self.reset.started and self.reset.value < design:
+                    self.reset.reset(t, design)
             if producing:
                 self._fast_path(snapshot, t, floor)
             setpoint = self.reset.update(t, requests if producing else 0)
@@ -262,6 +291,8 @@ class CompressedAir(DomainRule):
                 reason = f"held for a load step at {floor:g} bar; {reason}"
             if self._endangered is not None:
                 reason = f"fast path: {self._endangered}; {reason}"
+            if held:
+                reason = f"held: the compressor at full duty; {reason}"
         else:
             setpoint = outside.setpoint_bar
             reason = "no production: lower setpoint"
@@ -288,6 +319,22 @@ class CompressedAir(DomainRule):
         self.reset.move_to(t, before + self.config.reset.max_response)
         if self.reset.value > before:
             self._last_fast = self._endangered
+
+    def _held(self, snapshot: Mapping[str, Sample], t: float) -> bool:
+        """The compressor loaded `headroom.hold_above` of its last window or more, now or
+        within `hold_for`."""
+        headroom = self.config.headroom
+        if headroom is None:
+            return False
+        duty = self._duty
+        duty.append((t, number(snapshot, headroom.loaded) >= 0.5))
+        while duty and duty[0][0] <= t - headroom.window:
+            duty.popleft()
+        full = t - duty[0][0] >= 0.9 * headroom.window if duty else False
+        loaded = sum(1 for _, on in duty if on) / len(duty)
+        if full and loaded >= headroom.hold_above:
+            self._held_until = t + headroom.hold_for
+        return self._held_until is not None and t < self._held_until
 
     def _load_step_floor(self) -> float | None:
         """With `hold_for_load_steps`, the highest setpoint learned for another production
@@ -453,6 +500,7 @@ class CompressedAir(DomainRule):
             "load_step_floor_bar": rounded(self._load_step_floor()),
             "endangered": self._endangered,
             "last_fast": self._last_fast,
+            "held_until": rounded(self._held_until),
             "learned": [
                 {
                     "mode": list(mode),

@@ -256,3 +256,108 @@ def reset() -> dict[str, Any]:
         "respond": -0.2,
         "max_response": -0.6,
     }
+
+
+HEADROOM = {"tag": "plc.chw_cooling_kw", "capacity_kw": 60.0, "hold_above": 0.9}
+
+
+def test_near_its_capacity_the_chiller_is_held_at_the_safe_setpoint() -> None:
+    # A chiller at 90 % of its capacity cannot win back the cold a warmer supply spends: the
+    # setpoint goes to the safe setpoint and is not trimmed above it for `hold_for` after.
+    rule = ChillerReset(config(headroom=HEADROOM))
+    at_12 = {"plc.chw_setpoint_c": 12.0, "plc.chw_return_c": 14.0}
+    assert_table(
+        rule,
+        [
+            (1, {**at_12, "plc.chw_cooling_kw": 40.0}, 12.0),  # 67 %: trim and respond's
+            (2, {**at_12, "plc.chw_cooling_kw": 54.0}, 7.0),  # 90 %: reset.initial, now
+            (600, {**at_12, "plc.chw_cooling_kw": 40.0}, 7.0),  # no trim within hold_for
+            (1200, {**at_12, "plc.chw_cooling_kw": 40.0}, 7.0),  # 15 min after, a delay and
+            (1300, {**at_12, "plc.chw_cooling_kw": 40.0}, 7.1),  # a period: trims from there
+        ],
+    )
+    assert rule.detail()["last_fast"] == "no headroom"
+
+
+def test_without_headroom_the_reset_trims_whatever_the_chiller_s_load() -> None:
+    rule = ChillerReset(config())
+    at_12 = {"plc.chw_setpoint_c": 12.0, "plc.chw_return_c": 14.0, "plc.chw_cooling_kw": 58.0}
+    assert_table(rule, [(1, at_12, 12.0), (500, at_12, 12.1)])
+
+
+def undersized_afternoon() -> Scenario:
+    """cell-1-026 as first drawn (bench/cellgen.py before its plausibility rule): a 29 kW
+    chiller for 13.2 kW of machines' heat and a loop gaining 1.07 kW/K from a 35.1 degC
+    afternoon; over its 17.5 degC limit 12,420 s a day on its own fixed supply."""
+    from bench.cellgen import generate
+
+    cell = Scenario.model_validate(generate(1, 26).scenario)
+    water = cell.chilled_water.model_copy(update={"capacity_kw": 29.0, "loop_flow_m3_h": 5.0})
+    return cell.model_copy(update={"chilled_water": water})
+
+
+def afternoon_over_limit_s(headroom: dict[str, Any] | None) -> float:
+    cell = undersized_afternoon()
+    points = dict(POINTS) | {"plc.chw_cooling_kw": "chiller.cooling_kw"}
+    points |= {f"plc.{m.name}_state": f"{m.name}.state" for m in cell.machines}
+    production = {"tags": [f"plc.{m.name}_state" for m in cell.machines], "at_least": 3}
+    changes: dict[str, Any] = {
+        "process": [{**GUARDED[0], "max": 17.5}],
+        "production": production,
+        "reset": {
+            "min": 5.0,
+            "max": 14.0,
+            "initial": 7.5,
+            "period": "2min",
+            "delay": "5min",
+            "trim": 0.1,
+            "respond": -0.2,
+            "max_response": -0.6,
+        },
+    }
+    if headroom is not None:
+        changes["headroom"] = {**headroom, "capacity_kw": 29.0}
+    loop = PlantLoop(ChillerReset(config(**changes)), points, plant=Plant(cell), dt=5.0)
+    loop.run(24 * 3600)
+    return loop.plant.truth.seconds_process_above_limit
+
+
+def baseline_over_limit_s() -> float:
+    plant = Plant(undersized_afternoon())
+    for _ in range(24 * 720):
+        plant.step(5.0)
+    return plant.truth.seconds_process_above_limit
+
+
+def test_plant_an_undersized_chiller_breaks_its_limit_longer_with_the_reset() -> None:
+    # The reset trims the morning's supply up to the margin; the loop's stored cold is spent
+    # before the afternoon's heat passes the capacity (16,705 s against 12,420).
+    assert afternoon_over_limit_s(None) > baseline_over_limit_s() + 3600
+
+
+def test_plant_held_near_capacity_the_reset_is_no_worse_than_the_fixed_supply() -> None:
+    assert afternoon_over_limit_s(HEADROOM) <= baseline_over_limit_s()
+
+
+@pytest.mark.parametrize(
+    ("headroom", "where"),
+    [
+        ({**HEADROOM, "hold_above": 0.0}, r"headroom\.hold_above"),
+        ({**HEADROOM, "hold_above": 1.5}, r"headroom\.hold_above"),
+        ({**HEADROOM, "hold_above": float("nan")}, r"headroom\.hold_above"),
+        ({**HEADROOM, "capacity_kw": 0.0}, r"headroom\.capacity_kw"),
+        ({"tag": "plc.chw_cooling_kw"}, r"headroom\.capacity_kw"),
+    ],
+)
+def test_a_headroom_without_a_capacity_or_with_a_share_outside_0_1_is_refused(
+    headroom: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ValidationError, match=where):
+        config(headroom=headroom)
+
+
+def test_a_cooling_reading_of_1e9_holds_the_safe_setpoint() -> None:
+    # A hostile register or a broken meter: held at the safe setpoint, the safe way.
+    at_12 = {"plc.chw_setpoint_c": 12.0, "plc.chw_return_c": 14.0, "plc.chw_cooling_kw": 0.0}
+    huge = {**at_12, "plc.chw_cooling_kw": 1e9}
+    assert_table(ChillerReset(config(headroom=HEADROOM)), [(1, at_12, 12.0), (2, huge, 7.0)])

@@ -441,3 +441,86 @@ def test_a_large_leak_in_production_is_still_a_rise() -> None:
     run_duties(driven, 3, [193] * 3)  # 96.5 %: 20 % of capacity more
     assert air_leak(rule).active
     assert air_leak(rule).estimate["state"] == "production"
+
+
+HEADROOM = {"loaded": "compressor.loaded", "hold_above": 0.9}
+
+
+def test_at_full_duty_the_setpoint_is_held_at_the_design_pressure() -> None:
+    # A compressor loaded 90 % of its last 10 min cannot win back the air a lower header
+    # spends: the setpoint goes back to reset.initial and stays there for `hold_for` after.
+    rule = CompressedAir(config(headroom=HEADROOM, leak_test=None))
+    driven = Driven(rule)
+
+    def run(until: float, loaded_every: int) -> float:
+        while driven.t < until:
+            loaded = int(driven.t) % loaded_every == 0  # 1: always; 2: half the time
+            values = driven.step({**states(3), **far_end(6.8), "compressor.loaded": loaded})
+        return float(values["compressor.pressure_setpoint_bar"])
+
+    trimmed = run(1800, 2)  # cycling at 50 %: trimmed under the design 7.5
+    assert trimmed < 7.4
+    assert run(2270, 1) < trimmed  # loaded 470 + 65 of the last 600 s: 89 %, still trims
+    assert run(2290, 1) == pytest.approx(7.5)  # 490 + 55: 91 %, held at once
+    assert run(3100, 2) == pytest.approx(7.5)  # cycling again: held for 15 min after
+    assert run(3600, 2) < 7.5  # then trimmed on from the design pressure
+
+
+def saturated_afternoon() -> Any:
+    """cell-1-025 as first drawn (bench/cellgen.py before its plausibility rule): a 2.17 mm
+    hole from 00:49 on a 1.5 m3/min compressor already feeding 0.9 m3/min of machines and
+    22 % leaks; the far end under its minimum 40 s a day on the compressor's own controls."""
+    from bench.cellgen import generate
+    from drivers.sim.scenario import AirLeak, Scenario
+
+    cell = Scenario.model_validate(generate(1, 25).scenario)
+    leaks = [
+        leak.model_copy(update={"orifice_mm": 2.17}) if isinstance(leak, AirLeak) else leak
+        for leak in cell.events.leaks
+    ]
+    return cell.model_copy(update={"events": cell.events.model_copy(update={"leaks": leaks})})
+
+
+def saturated_far_end_low_s(headroom: dict[str, Any] | None) -> float:
+    cell = saturated_afternoon()
+    points = {k: v for k, v in POINTS.items() if not k.startswith("plc.")}
+    points |= {f"plc.{m.name}_state": f"{m.name}.state" for m in cell.machines}
+    air = cell.compressed_air
+    changes: dict[str, Any] = {
+        "critical": [{"tag": "compressor.far_end_pressure_bar", "min": 6.3, "margin": 0.15}],
+        "reset": {
+            "min": 6.1,
+            "max": 8.1,
+            "initial": air.setpoint_bar.default,
+            "period": "2min",
+            "delay": "2min",
+            "trim": -0.02,
+            "respond": 0.05,
+            "max_response": 0.15,
+        },
+        "production": {"tags": [f"plc.{m.name}_state" for m in cell.machines], "at_least": 2},
+        "outside_production": {"setpoint_bar": 6.1},
+        "hold_for_load_steps": True,
+        "leak_test": None,
+    }
+    if headroom is not None:
+        changes["headroom"] = headroom
+    loop = PlantLoop(CompressedAir(config(**changes)), points, plant=Plant(cell), dt=5.0)
+    loop.run(24 * 3600)
+    return loop.plant.truth.seconds_far_end_below_critical
+
+
+def test_plant_a_compressor_at_full_duty_loses_the_far_end_longer_with_the_reset() -> None:
+    # Baseline 40 s: the header trimmed under the design pressure stores less air for the
+    # minutes the leak and the machines ask more than the compressor delivers.
+    assert saturated_far_end_low_s(None) > 40
+
+
+def test_plant_held_at_full_duty_the_reset_is_no_worse_than_the_fixed_setpoint() -> None:
+    assert saturated_far_end_low_s(HEADROOM) <= 40
+
+
+@pytest.mark.parametrize("hold_above", [0.0, 1.5, float("nan")])
+def test_a_headroom_share_outside_0_1_is_refused(hold_above: float) -> None:
+    with pytest.raises(ValidationError, match=r"headroom\.hold_above"):
+        config(headroom={**HEADROOM, "hold_above": hold_above})
