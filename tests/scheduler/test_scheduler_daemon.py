@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,15 @@ async def fed(site: Site) -> dict[str, Any]:
 
 def rate(site: Site) -> float:
     return float(site.plc.points["site.rate_pct"])
+
+
+async def until(holds: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait until `holds()` (a write goes through the engine, the actuator and Modbus)."""
+    async with asyncio.timeout(within):
+        while True:
+            if holds():
+                return
+            await asyncio.sleep(0.05)
 
 
 async def test_the_plan_is_published_retained_with_its_fields(
@@ -93,7 +103,7 @@ async def test_killing_the_solver_hands_the_battery_to_the_reactive_rule(
         raised = await site.wait_for(ALARM, lambda b: b["state"] == "active", since=marks[ALARM])
         assert "the solver's process ended" in raised["message"]
         # The reactive rule decides meanwhile: 50 kW above its limit is 100 % of 50 kW.
-        assert round(rate(site), 1) in (100.0, 99.9)
+        await until(lambda: round(rate(site), 1) in (100.0, 99.9))
         # A new process plans again, the alarm clears.
         again = await planned(site, marks["plan"])
         assert again["reason"].startswith("retry after")
@@ -150,17 +160,17 @@ async def test_a_stale_forecast_leaves_no_plan(
     tmp_path: Path, mosquitto: Any, mqtt_names: Any
 ) -> None:
     async with running_site(
-        tmp_path, mosquitto, mqtt_names.client_id("gw"), pv_max_age="4s"
+        tmp_path, mosquitto, mqtt_names.client_id("gw"), pv_max_age="6s"
     ) as site:
         # Issued long ago: refused when it arrives.
         await site.publish_forecast(payload(cloud_forecast(now_ms() - 3_600_000)), retain=True)
         refused = await site.wait_for("events/forecast", lambda b: not b["ok"])
         assert "issued_ms: issued" in refused["problem"]
-        assert "older than 4 s" in refused["problem"]
+        assert "older than 6 s" in refused["problem"]
         # Fresh: a plan; then it ages past max_age: the next re-plan has none.
         await fed(site)
         marks = {suffix: site.mark(suffix) for suffix in ("events/plan", ALARM)}
-        await asyncio.sleep(4.5)  # the forecast is older than max_age now
+        await asyncio.sleep(6.5)  # the forecast is older than max_age now
         await site.set(ev_connected=1.0)  # a car arrives: a re-plan
         failed = await site.wait_for(
             "events/plan", lambda b: not b["ok"], since=marks["events/plan"]
