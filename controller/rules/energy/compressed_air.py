@@ -4,6 +4,7 @@ docs/rules.md, "compressed_air", gives the method, source and parameters."""
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal
 
