@@ -156,9 +156,31 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round")
     deadline = time.perf_counter() + time_limit_s
     if on_off == "round" and any(tank.on_off for tank in problem.tanks):
         return _solve_rounded(problem, deadline, time_limit_s)
+    return _solve_exact(problem, deadline, time_limit_s, 0.0, 0.0)
+
+
+def _solve_exact(problem: Problem, deadline: float, time_limit_s: float, build_ms: float,
+                 solve_ms: float) -> Plan:
+    """The LP, or the MIP when there are on/off heaters; a MIP's heaters are then fixed and
+    the LP solved again: branch and bound stops within its gap (1e-4), which leaves room for
+    waste the tie-breakers would remove (the battery charging and discharging in one step)."""
     run = _run(problem, deadline, time_limit_s, integer=True)
-    return _plan(problem, run.columns, run.values, mip=run.mip, build_ms=run.build_ms,
-                 solve_ms=run.solve_ms)
+    build_ms += run.build_ms
+    solve_ms += run.solve_ms
+    if run.mip:
+        heaters = {name: np.round(run.values[tank.heat])
+                   for name, tank in run.columns.tanks.items() if tank.kw_per_unit != 1.0}
+        try:
+            fixed = _run(problem, deadline, time_limit_s, integer=False, fixed=heaters)
+        except SchedulerError:
+            pass  # out of time: the MIP's own plan, valid, within its gap
+        else:
+            build_ms += fixed.build_ms
+            solve_ms += fixed.solve_ms
+            run = fixed
+    on_off = any(tank.on_off for tank in problem.tanks)
+    return _plan(problem, run.columns, run.values, mip=on_off, build_ms=build_ms,
+                 solve_ms=solve_ms)
 
 
 def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Plan:
@@ -197,9 +219,7 @@ def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Pl
         plan.cost["lower_bound"] = _costs(problem, relaxed.columns, relaxed.values)["objective"]
         return plan
     build_ms, solve_ms = spent
-    exact = _run(problem, deadline, time_limit_s, integer=True)
-    return _plan(problem, exact.columns, exact.values, mip=exact.mip,
-                 build_ms=build_ms + exact.build_ms, solve_ms=solve_ms + exact.solve_ms)
+    return _solve_exact(problem, deadline, time_limit_s, build_ms, solve_ms)
 
 
 @dataclass

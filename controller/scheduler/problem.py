@@ -334,7 +334,7 @@ class PlanStep:
     import_kw: float
     export_kw: float
     soc_kwh: float  # at the end of the step
-    soc_pct: float
+    soc_pct: float  # of capacity_kwh (0 without a battery)
     tank_c: dict[str, float]  # at the end of the step
     price: float  # import price of the step
     load_kw: float  # base load forecast
