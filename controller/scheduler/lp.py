@@ -142,12 +142,13 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round")
     """The cheapest plan for `problem`; SchedulerError when there is none (infeasible input,
     time-out, solver failure), with what is wrong in the message.
 
-    On/off heaters: `"exact"` solves the mixed-integer program (HiGHS's branch and bound: seconds
-    at 96 steps, bench/README.md); `"round"` (the default) solves the LP with the heaters
-    continuous, rounds each to whole steps on or off keeping its band, and solves the LP again
-    with them fixed: two LPs. Its plan's `cost["lower_bound"]` is the relaxed LP's cost, below
-    every on/off plan's, so `objective - lower_bound` bounds what rounding gave away. When
-    rounding cannot keep a band, the exact MIP runs in the time left."""
+    On/off heaters: `"exact"` solves the mixed-integer program (HiGHS's branch and bound: no
+    optimum within 30 s at 96 steps, bench/README.md); `"round"` (the default) solves the LP
+    with the heaters continuous, schedules each in whole steps keeping its band (at that LP's
+    marginal prices; rounding its shares too where that raised the peak), and solves the LP
+    again with them fixed: two to four LPs. Its plan's `cost["lower_bound"]` is the relaxed
+    LP's cost, below every on/off plan's, so `objective - lower_bound` bounds what whole steps
+    cost. When no schedule keeps a band, the exact MIP runs in the time left."""
     if not (math.isfinite(time_limit_s) and time_limit_s > 0):
         raise SchedulerError(f"time_limit_s must be a positive number of seconds, "
                              f"got {time_limit_s!r}")
