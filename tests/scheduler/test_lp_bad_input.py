@@ -54,6 +54,8 @@ PROBLEM: dict[str, Any] = {
     ({"peak_already_kw": math.nan}, r"peak_already_kw must be a number, got NaN"),
     ({"grid_import_max_kw": -1.0}, r"grid_import_max_kw must be >= 0"),
     ({"grid_export_max_kw": math.nan}, r"grid_export_max_kw must be a number, got NaN"),
+    ({"grid_export_max_kw": 1e12}, r"grid_export_max_kw 1e\+12 is beyond 1e\+09"),
+    ({"import_price": (1e300, 0.3)}, r"import_price\[0\] 1e\+300 is beyond \+-1e\+09"),
     ({"tanks": (ThermalTank(**{**TANK, "draw_kw": (1.0,)}),)},
      r"tanks\['wash'\].draw_kw has 1 steps, base_load_kw has 2"),
     ({"tanks": (ThermalTank(**TANK), ThermalTank(**TANK))},
