@@ -89,7 +89,9 @@ class _Model:
 
     def pass_to(self, highs: highspy.Highs) -> bool:
         """Hand the model to HiGHS row-wise in one call; True when it has integer columns."""
-        rows = np.concatenate(self.entry_row)
+        values = _flushed(np.concatenate(self.entry_value))
+        kept = values != 0.0
+        rows = np.concatenate(self.entry_row)[kept]
         order = np.argsort(rows, kind="stable")
         counts = np.bincount(rows, minlength=self.rows)
         starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int32)
@@ -98,15 +100,22 @@ class _Model:
         status = highs.passModel(
             self.columns, self.rows, len(rows),
             int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize), 0.0,
-            np.concatenate(self.cost), np.concatenate(self.lower), np.concatenate(self.upper),
-            np.concatenate(self.row_lower), np.concatenate(self.row_upper),
-            starts, np.concatenate(self.entry_col)[order].astype(np.int32),
-            np.concatenate(self.entry_value)[order],
-            integer.astype(np.int32),
+            _flushed(np.concatenate(self.cost)), _flushed(np.concatenate(self.lower)),
+            _flushed(np.concatenate(self.upper)), _flushed(np.concatenate(self.row_lower)),
+            _flushed(np.concatenate(self.row_upper)),
+            starts, np.concatenate(self.entry_col)[kept][order].astype(np.int32),
+            values[kept][order], integer.astype(np.int32),
         )
         if status != highspy.HighsStatus.kOk:
             raise SchedulerError(f"the solver refused the model ({status.name})")
         return mip
+
+
+def _flushed(values: FloatArray) -> FloatArray:
+    """Magnitudes below 1e-12 (of a kW, kWh, K or currency unit: nothing physical) as 0.
+    HiGHS 1.16's MIP crashed the process (SIGSEGV) on a model with subnormal numbers in it
+    (prices of 1e-308, a reserve of 5e-323 kWh: tests/scheduler/test_lp_properties.py)."""
+    return np.where(np.abs(values) < 1e-12, 0.0, values)
 
 
 @dataclass
@@ -142,12 +151,13 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round")
     """The cheapest plan for `problem`; SchedulerError when there is none (infeasible input,
     time-out, solver failure), with what is wrong in the message.
 
-    On/off heaters: `"exact"` solves the mixed-integer program (HiGHS's branch and bound: seconds
-    at 96 steps, bench/README.md); `"round"` (the default) solves the LP with the heaters
-    continuous, rounds each to whole steps on or off keeping its band, and solves the LP again
-    with them fixed: two LPs. Its plan's `cost["lower_bound"]` is the relaxed LP's cost, below
-    every on/off plan's, so `objective - lower_bound` bounds what rounding gave away. When
-    rounding cannot keep a band, the exact MIP runs in the time left."""
+    On/off heaters: `"exact"` solves the mixed-integer program (HiGHS's branch and bound: no
+    optimum within 30 s at 96 steps, bench/README.md); `"round"` (the default) solves the LP
+    with the heaters continuous, schedules each in whole steps keeping its band (at that LP's
+    marginal prices; rounding its shares too where that raised the peak), and solves the LP
+    again with them fixed: two to four LPs. Its plan's `cost["lower_bound"]` is the relaxed
+    LP's cost, below every on/off plan's, so `objective - lower_bound` bounds what whole steps
+    cost. When no schedule keeps a band, the exact MIP runs in the time left."""
     if not (math.isfinite(time_limit_s) and time_limit_s > 0):
         raise SchedulerError(f"time_limit_s must be a positive number of seconds, "
                              f"got {time_limit_s!r}")
@@ -156,9 +166,31 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round")
     deadline = time.perf_counter() + time_limit_s
     if on_off == "round" and any(tank.on_off for tank in problem.tanks):
         return _solve_rounded(problem, deadline, time_limit_s)
+    return _solve_exact(problem, deadline, time_limit_s, 0.0, 0.0)
+
+
+def _solve_exact(problem: Problem, deadline: float, time_limit_s: float, build_ms: float,
+                 solve_ms: float) -> Plan:
+    """The LP, or the MIP when there are on/off heaters; a MIP's heaters are then fixed and
+    the LP solved again: branch and bound stops within its gap (1e-4), which leaves room for
+    waste the tie-breakers would remove (the battery charging and discharging in one step)."""
     run = _run(problem, deadline, time_limit_s, integer=True)
-    return _plan(problem, run.columns, run.values, mip=run.mip, build_ms=run.build_ms,
-                 solve_ms=run.solve_ms)
+    build_ms += run.build_ms
+    solve_ms += run.solve_ms
+    if run.mip:
+        heaters = {name: np.round(run.values[tank.heat])
+                   for name, tank in run.columns.tanks.items() if tank.kw_per_unit != 1.0}
+        try:
+            fixed = _run(problem, deadline, time_limit_s, integer=False, fixed=heaters)
+        except SchedulerError:
+            pass  # out of time: the MIP's own plan, valid, within its gap
+        else:
+            build_ms += fixed.build_ms
+            solve_ms += fixed.solve_ms
+            run = fixed
+    on_off = any(tank.on_off for tank in problem.tanks)
+    return _plan(problem, run.columns, run.values, mip=on_off, build_ms=build_ms,
+                 solve_ms=solve_ms)
 
 
 def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Plan:
@@ -197,9 +229,7 @@ def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Pl
         plan.cost["lower_bound"] = _costs(problem, relaxed.columns, relaxed.values)["objective"]
         return plan
     build_ms, solve_ms = spent
-    exact = _run(problem, deadline, time_limit_s, integer=True)
-    return _plan(problem, exact.columns, exact.values, mip=exact.mip,
-                 build_ms=build_ms + exact.build_ms, solve_ms=solve_ms + exact.solve_ms)
+    return _solve_exact(problem, deadline, time_limit_s, build_ms, solve_ms)
 
 
 @dataclass

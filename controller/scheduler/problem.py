@@ -31,10 +31,17 @@ def _real(where: str, value: object) -> float:
     return number
 
 
+# No site has a load, a price or a capacity beyond this; the solver is native code, and numbers
+# far outside its scaling range are refused here rather than handed to it.
+MAGNITUDE_MAX = 1e9
+
+
 def _finite(where: str, value: object) -> float:
     number = _real(where, value)
     if math.isinf(number):
         raise SchedulerError(f"{where} must be finite, got {number}")
+    if abs(number) > MAGNITUDE_MAX:
+        raise SchedulerError(f"{where} {number:g} is beyond +-{MAGNITUDE_MAX:g}")
     return number
 
 
@@ -57,6 +64,8 @@ def _limit(where: str, value: object) -> float:
     number = _real(where, value)
     if number < 0:
         raise SchedulerError(f"{where} must be >= 0, got {number:g}")
+    if MAGNITUDE_MAX < number < math.inf:
+        raise SchedulerError(f"{where} {number:g} is beyond {MAGNITUDE_MAX:g} (inf: no limit)")
     return number
 
 
@@ -334,7 +343,7 @@ class PlanStep:
     import_kw: float
     export_kw: float
     soc_kwh: float  # at the end of the step
-    soc_pct: float
+    soc_pct: float  # of capacity_kwh (0 without a battery)
     tank_c: dict[str, float]  # at the end of the step
     price: float  # import price of the step
     load_kw: float  # base load forecast
