@@ -80,7 +80,6 @@ def scheduler_data(**scheduler: Any) -> dict[str, Any]:
             "max_charge_kw": 100,
             "reserve_pct": 12,
             "soc_max_pct": 95,
-            "refresh": "10s",
         }
     )
     return data

@@ -41,7 +41,7 @@ async def test_the_plan_is_made_published_and_followed_in_lockstep() -> None:
         base = run.config.base_topic
         plan = run.events.retained[f"{base}/plan"]
         events = [body for topic, body in run.events.events if topic == f"{base}/events/plan"]
-        writes = [w for w in run.events.writes() if w.get("rule") == "battery_schedule"]
+        state = run.events.retained[f"{base}/rules/battery_schedule/state"]
         pid = run.planner.solver.pid
         alarms = [
             t for t, _ in run.events.retained_history if t.endswith("battery_schedule.no_plan")
@@ -57,8 +57,13 @@ async def test_the_plan_is_made_published_and_followed_in_lockstep() -> None:
     assert plan["cost"]["total"] > 0
     assert plan["steps"][0]["price"] == 0.16
     assert alarms == []  # the first plan came in the first cycle: no alarm at start
-    assert writes, "battery_schedule wrote nothing"
-    assert writes[-1]["reason"].startswith("plan ")
+    # The rule holds the battery's rate at the plan step's kW (0 kW here: the first night's
+    # steps keep the battery at rest, so the value in place is kept and refreshed, not written).
+    assert state["active"] is True
+    assert state["reason"].startswith("plan ")
+    assert state["detail"]["state"] == "following"
+    assert state["detail"]["plan_kw"] == plan["steps"][0]["battery_kw"]
+    assert set(state["outputs"]) == {"bess-1.storage_outwrte"}
     assert pid is not None
     assert orjson.dumps(plan)
     shown = watch_plan_tab(plan)
