@@ -132,6 +132,11 @@ class PeakShavingConfig(RuleCommon):
     # bill charges; later windows are kept under that peak, not under the limit (fixed windows
     # only). `ignore`: every window is kept under the limit (a connection capacity).
     peak_already_set: Literal["month", "ignore"] = "month"
+    # A load with `limits` is shed only when it can stay shed to the window's end: its
+    # `max_shed` and the time its last shed held before its process ended it both cover the
+    # window's remaining time (a shed released within its window pays its debt back in it).
+    # False: shed whenever it helps now (today's behaviour).
+    hold_through_window: bool = False
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -216,6 +221,7 @@ class _Shed:
     endangered: str | None = None  # why a process limit forbids the shed now
     drawing_kw: float = 0.0  # what shedding it would save now: its draw, or its kw
     saved_kw: float = 0.0  # while shed: what it drew when it was shed
+    lasted_s: float | None = None  # how long its last shed held before a process limit ended it
 
 
 class PeakShaving(DomainRule):
@@ -345,6 +351,7 @@ class PeakShaving(DomainRule):
                     load=shed.load.name,
                     why=shed.endangered,
                 )
+                shed.lasted_s = t - (shed.since if shed.since is not None else t)
                 self._restore(shed, t)
         self._restore_at_max_shed(t)
         self._uncontrolled_kw = uncontrolled
@@ -409,6 +416,7 @@ class PeakShaving(DomainRule):
                     and shed.endangered is None
                     and shed.drawing_kw > 0
                     and t - shed.restored_at >= shed.load.min_between
+                    and self._holds_through(shed, reading.remaining_s)
                 ):
                     shed.since = t
                     shed.saved_kw = shed.drawing_kw
@@ -516,6 +524,17 @@ class PeakShaving(DomainRule):
             if worst <= sheddable - cfg.hysteresis_kw:
                 self._unreachable = False
                 log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
+
+    def _holds_through(self, shed: _Shed, remaining_s: float) -> bool:
+        """With `hold_through_window`, a load with limits only when it can stay shed to the
+        window's end (its max_shed, and how long its last shed held before its process ended
+        it); every other load always."""
+        load = shed.load
+        if not self.config.hold_through_window or not load.limits:
+            return True
+        if load.max_shed is not None and load.max_shed < remaining_s:
+            return False
+        return shed.lasted_s is None or shed.lasted_s >= remaining_s
 
     def _mean_minute(self, column: int) -> float:
         """The last minute's mean uncontrolled (1) or measured (2) load, kW."""

@@ -732,3 +732,48 @@ def test_a_shed_is_not_restored_into_a_one_cycle_dip() -> None:
     site.load_kw = 200
     site.run(30)
     assert rule.shed_loads == ["a", "b"]
+
+
+# --- a shed with process limits only if it holds to the window's end (cell-1-004) ---
+
+TANK_HEATER = dict(
+    HEATER,
+    max_shed="15min",
+    min_between="20min",
+    limits=[{"tag": "plc.tank_c", "min": 50.0, "guard": 1.0, "lead": "0s"}],
+)
+
+
+def test_held_through_the_window_a_heater_is_not_shed_for_longer_than_it_can_hold() -> None:
+    """cell-1-004, 16:00-16:30 (30-min windows): both tank heaters shed at 16:00 and 16:04,
+    released by their tanks and max_shed at 16:11 and 16:13, then reheating together to
+    16:25: the window billed 428.0 kW against the baseline's 404.3 (its peak 425.7). A heater
+    that cannot stay off to the window's end only moves its energy within the window."""
+    rule = PeakShaving(config(loads=[TANK_HEATER], window="30min", hold_through_window=True))
+    warm = {"plc.tank_c": 55.0}
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 120, **warm}, {"plc.heater_enable": 1}),  # 29 min left > 15
+        (600, {"meter.power_kw": 120, **warm}, {"plc.heater_enable": 1}),  # 20 min left
+        (900, {"meter.power_kw": 120, **warm}, {"plc.heater_enable": 0}),  # 15 min: it holds
+    ]
+    assert run_table(rule, rows) == []
+
+
+def test_held_through_the_window_a_heater_is_judged_by_how_long_its_last_shed_held() -> None:
+    rule = PeakShaving(config(loads=[TANK_HEATER], window="30min", hold_through_window=True))
+    rows: list[Row] = [
+        (900, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 0}),
+        # its tank reached its guard band after 5 min: released, the shed held 300 s
+        (1200, {"meter.power_kw": 110, "plc.tank_c": 50.9}, {"plc.heater_enable": 1}),
+        # the next window, 20 min after (min_between), 10 min left: more than 300 s
+        (4200, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 1}),
+        # 4 min left: less than it held
+        (5160, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 0}),
+    ]
+    assert run_table(rule, rows) == []
+
+
+def test_without_hold_through_window_a_heater_is_shed_whenever_it_helps() -> None:
+    rule = PeakShaving(config(loads=[TANK_HEATER], window="30min"))
+    rows: list[Row] = [(1, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 0})]
+    assert run_table(rule, rows) == []
