@@ -132,6 +132,11 @@ class PeakShavingConfig(RuleCommon):
     # bill charges; later windows are kept under that peak, not under the limit (fixed windows
     # only). `ignore`: every window is kept under the limit (a connection capacity).
     peak_already_set: Literal["month", "ignore"] = "month"
+    # A load with `limits` is shed only when it can stay shed to the window's end: its
+    # `max_shed` and the time its last shed held before its process ended it both cover the
+    # window's remaining time (a shed released within its window pays its debt back in it).
+    # False: shed whenever it helps now (today's behaviour).
+    hold_through_window: bool = False
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -216,6 +221,7 @@ class _Shed:
     endangered: str | None = None  # why a process limit forbids the shed now
     drawing_kw: float = 0.0  # what shedding it would save now: its draw, or its kw
     saved_kw: float = 0.0  # while shed: what it drew when it was shed
+    lasted_s: float | None = None  # how long its last shed held before a process limit ended it
 
 
 class PeakShaving(DomainRule):
@@ -254,10 +260,6 @@ class PeakShaving(DomainRule):
         self._unreachable_since = -math.inf
         # This window's recent uncontrolled load (monotonic s, kW), for the verdict's mean.
         self._recent: deque[tuple[float, float]] = deque()
-        # The last minute's uncontrolled and measured load (monotonic s, kW, kW), across
-        # windows: saying the limit unreachable and restoring into headroom go by its mean as
-        # well as by the present load, so that one cycle of a machine does not decide a window.
-        self._minute: deque[tuple[float, float, float]] = deque()
         self._window_start: int | None = None
         self._window_kw: float | None = None  # this window's average, as billed, if it ends now
 
@@ -345,6 +347,7 @@ class PeakShaving(DomainRule):
                     load=shed.load.name,
                     why=shed.endangered,
                 )
+                shed.lasted_s = t - (shed.since if shed.since is not None else t)
                 self._restore(shed, t)
         self._restore_at_max_shed(t)
         self._uncontrolled_kw = uncontrolled
@@ -388,8 +391,7 @@ class PeakShaving(DomainRule):
             elif (
                 last is not None
                 and self._may_restore(last, t)
-                # into headroom now and over the last minute: not into a machine's pause
-                and max(measured, self._mean_minute(2)) + last.load.kw <= target
+                and measured + last.load.kw <= target
             ):
                 self._restore(last, t)
             return self._proposals(
@@ -397,10 +399,7 @@ class PeakShaving(DomainRule):
                 f" {target:g} kW, {needed:.1f} kW to shed and all loads together"
                 f" {self.sheddable_kw:.1f} kW; nothing more is shed, sheds come back into headroom"
             )
-        # Past what every load can cover now but not yet unreachable (a cycle's spike, or
-        # the first seconds of a real one): nothing more is shed until the minute says which.
-        spike = needed > self.sheddable_kw and cfg.when_unreachable == "release"
-        if needed > self.shed_kw and not spike:
+        if needed > self.shed_kw:
             for shed in self._loads:
                 if self.shed_kw >= needed:
                     break
@@ -409,6 +408,7 @@ class PeakShaving(DomainRule):
                     and shed.endangered is None
                     and shed.drawing_kw > 0
                     and t - shed.restored_at >= shed.load.min_between
+                    and self._holds_through(shed, reading.remaining_s)
                 ):
                     shed.since = t
                     shed.saved_kw = shed.drawing_kw
@@ -416,13 +416,9 @@ class PeakShaving(DomainRule):
                     self._order.append(shed)
         elif self._order:
             last = self._order[-1]
-            # Restored when the need now and with the last minute's mean load both leave room:
-            # not on a machine's pause (cell-1-004 at 08:02: three loads back within 2 min on
-            # a dip, into a window that rose over the peak already set).
-            calm = needed + self._mean_minute(1) - uncontrolled
             if (
                 self._may_restore(last, t)
-                and self.shed_kw - last.saved_kw >= max(needed, calm) + cfg.hysteresis_kw
+                and self.shed_kw - last.saved_kw >= needed + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
         unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
@@ -463,9 +459,6 @@ class PeakShaving(DomainRule):
         self._recent.append((t, uncontrolled))
         while self._recent[0][0] < t - _RATE_WINDOW_S:
             self._recent.popleft()
-        self._minute.append((t, uncontrolled, measured))
-        while self._minute[0][0] < t - _RATE_WINDOW_S:
-            self._minute.popleft()
 
     def _close_window(self, start_ms: int, average_kw: float) -> None:
         cfg = self.config
@@ -493,13 +486,7 @@ class PeakShaving(DomainRule):
         minute, and a verdict on each swing would flap."""
         cfg = self.config
         sheddable = self.sheddable_kw
-        # The need with the last minute's mean load for the rest of the window: early in a
-        # window the need is about the present excess, and a machine's cycle (+10 kW for a
-        # minute) would say a whole window unreachable and hold every shed off it (traced on
-        # generated cells 1-004 and 1-027: a spike at the window's start, the window then
-        # billed above the baseline's).
-        calm = needed + self._mean_minute(1) - uncontrolled
-        if not self._unreachable and min(needed, calm) > sheddable:
+        if not self._unreachable and needed > sheddable:
             self._unreachable = True
             self._unreachable_since = t
             log.warning(
@@ -517,9 +504,16 @@ class PeakShaving(DomainRule):
                 self._unreachable = False
                 log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
 
-    def _mean_minute(self, column: int) -> float:
-        """The last minute's mean uncontrolled (1) or measured (2) load, kW."""
-        return sum(row[column] for row in self._minute) / len(self._minute)
+    def _holds_through(self, shed: _Shed, remaining_s: float) -> bool:
+        """With `hold_through_window`, a load with limits only when it can stay shed to the
+        window's end (its max_shed, and how long its last shed held before its process ended
+        it); every other load always."""
+        load = shed.load
+        if not self.config.hold_through_window or not load.limits:
+            return True
+        if load.max_shed is not None and load.max_shed < remaining_s:
+            return False
+        return shed.lasted_s is None or shed.lasted_s >= remaining_s
 
     def _may_restore(self, shed: _Shed, t: float) -> bool:
         held = t - (shed.since if shed.since is not None else t) < shed.load.min_shed

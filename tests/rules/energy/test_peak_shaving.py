@@ -114,7 +114,7 @@ def test_loads_are_restored_last_shed_first() -> None:
     site = Site(rule)
     site.run(10)
     site.load_kw = 60
-    site.run(70)  # restored once the last minute's mean has come down as well
+    site.run(3)
     changes = [shed for i, shed in enumerate(site.history) if i and shed != site.history[i - 1]]
     assert changes == [["a"], []]
 
@@ -127,7 +127,7 @@ def test_restore_waits_for_the_hysteresis(hysteresis_kw: float, shed: list[str])
     # 105 kW uncontrolled: 5 kW to shed. Without b, a's 8 kW covers it with 3 kW to spare:
     # enough with no hysteresis, not with 10 kW.
     site.load_kw = 105
-    site.run(70)  # the last minute's mean at 105 kW too
+    site.run(2)
     assert rule.shed_loads == shed
 
 
@@ -430,9 +430,6 @@ def test_an_unreachable_limit_is_stated_and_releases_the_sheds() -> None:
     assert rule.detail()["unreachable"] is False
     site.load_kw = 200  # production alone: 100 kW over, all loads together 53 kW
     site.run(1)
-    # One cycle does not decide a window: said once the last minute's mean says it too.
-    assert rule.detail()["unreachable"] is False
-    site.run(6)
     detail = rule.detail()
     assert detail["unreachable"] is True
     assert "unreachable" in site.driven.proposals[0].reason
@@ -541,9 +538,7 @@ def test_an_unreachable_limit_does_not_flap_with_the_machines_cycles() -> None:
     held for at least a window; each window changes it at most twice."""
     rule = PeakShaving(config(restore_gap="1min"))
     changes = swinging_site(rule, 3600)
-    # Not at the first swing's top (20 s): the last minute's mean (145 and 160 kW alike, a
-    # need of 52.5 kW) is still within the loads; at the top of the second swing it is not.
-    assert changes[0] == (72, True)
+    assert changes[0] == (20, True)  # at the first swing's top, at once
     assert len(changes) <= 2 * 4  # 4 windows in the hour
     held = [b - a for (a, up), (b, _) in pairwise(changes) if up]
     assert min(held) >= 900
@@ -683,52 +678,46 @@ def test_a_load_power_tag_is_an_input() -> None:
     assert ("loads[0].power", "plc.car_kw") in cfg.input_tags()
 
 
-# --- one machine cycle does not decide a window (generated cells 1-004 and 1-027) ---
+# --- a shed with process limits only if it holds to the window's end (cell-1-004) ---
+
+TANK_HEATER = dict(
+    HEATER,
+    max_shed="15min",
+    min_between="20min",
+    limits=[{"tag": "plc.tank_c", "min": 50.0, "guard": 1.0, "lead": "0s"}],
+)
 
 
-def test_a_spike_at_a_window_s_start_does_not_say_the_window_unreachable() -> None:
-    """cell-1-027 at 10:00: 175 kW for a cycle at the window's start against a 152.8 kW
-    target and 13 kW of loads said the whole window unreachable; the car was not shed and the
-    window was billed at 163.3 kW, above the baseline's 162.7. The need early in a window is
-    about the present excess, so a cycle's spike is not a window's."""
-    rule = PeakShaving(config(restore_gap="1min"))
-    site = Site(rule, load_kw=95)
-    site.run(899)  # a window under the limit
-    site.load_kw = 170  # the next window starts with a press's stroke: need 70 kW, loads 53
-    site.run(2)
-    site.load_kw = 110  # then the cell's plateau: 10 kW over
-    site.run(120)
-    assert rule.detail()["unreachable"] is False
-    assert rule.shed_loads == ["a", "b"]
+def test_held_through_the_window_a_heater_is_not_shed_for_longer_than_it_can_hold() -> None:
+    """cell-1-004, 16:00-16:30 (30-min windows): both tank heaters shed at 16:00 and 16:04,
+    released by their tanks and max_shed at 16:11 and 16:13, then reheating together to
+    16:25: the window billed 428.0 kW against the baseline's 404.3 (its peak 425.7). A heater
+    that cannot stay off to the window's end only moves its energy within the window."""
+    rule = PeakShaving(config(loads=[TANK_HEATER], window="30min", hold_through_window=True))
+    warm = {"plc.tank_c": 55.0}
+    rows: list[Row] = [
+        (1, {"meter.power_kw": 120, **warm}, {"plc.heater_enable": 1}),  # 29 min left > 15
+        (600, {"meter.power_kw": 120, **warm}, {"plc.heater_enable": 1}),  # 20 min left
+        (900, {"meter.power_kw": 120, **warm}, {"plc.heater_enable": 0}),  # 15 min: it holds
+    ]
+    assert run_table(rule, rows) == []
 
 
-def test_a_shed_is_not_restored_on_a_one_cycle_dip() -> None:
-    """cell-1-004 at 08:02: three loads back within 2 min on a dip of the machines' load,
-    into a window that then rose; restored when the last minute's mean leaves room too."""
-    rule = PeakShaving(config(restore_gap="0s"))
-    site = Site(rule, load_kw=120)
-    site.run(60)
-    assert rule.shed_loads == ["a", "b"]
-    site.load_kw = 60  # one cycle's pause: both would fit
-    site.run(1)
-    site.load_kw = 120
-    site.run(30)
-    assert all(shed == ["a", "b"] for shed in site.history[60:])
+def test_held_through_the_window_a_heater_is_judged_by_how_long_its_last_shed_held() -> None:
+    rule = PeakShaving(config(loads=[TANK_HEATER], window="30min", hold_through_window=True))
+    rows: list[Row] = [
+        (900, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 0}),
+        # its tank reached its guard band after 5 min: released, the shed held 300 s
+        (1200, {"meter.power_kw": 110, "plc.tank_c": 50.9}, {"plc.heater_enable": 1}),
+        # the next window, 20 min after (min_between), 10 min left: more than 300 s
+        (4200, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 1}),
+        # 4 min left: less than it held
+        (5160, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 0}),
+    ]
+    assert run_table(rule, rows) == []
 
 
-def test_a_shed_is_not_restored_into_a_one_cycle_dip() -> None:
-    """cell-1-027 at 09:57: the limit unreachable, the car went back when the site's load
-    dipped for a cycle (a compressor unloading), 3 min before a window it then ran through.
-    Restored into headroom only when the last minute's mean leaves room as well."""
-    rule = PeakShaving(config(restore_gap="1min"))
-    site = Site(rule, load_kw=120)
-    site.run(10)
-    assert rule.shed_loads == ["a", "b"]
-    site.load_kw = 200  # unreachable: nothing more shed, nothing back into the spike
-    site.run(100)
-    assert rule.detail()["unreachable"] is True
-    site.load_kw = 80  # one cycle's dip: 57 kW measured, b's 15 kW would fit under 100
-    site.run(1)
-    site.load_kw = 200
-    site.run(30)
-    assert rule.shed_loads == ["a", "b"]
+def test_without_hold_through_window_a_heater_is_shed_whenever_it_helps() -> None:
+    rule = PeakShaving(config(loads=[TANK_HEATER], window="30min"))
+    rows: list[Row] = [(1, {"meter.power_kw": 120, "plc.tank_c": 55.0}, {"plc.heater_enable": 0})]
+    assert run_table(rule, rows) == []
