@@ -138,7 +138,10 @@ class AirUseRise:
             self._window_start = t
         history = self.history.setdefault(mode, deque())
         floor = cfg.rise_above if producing else cfg.test_rise_above
-        recent = self._measure(max(t - window, begin), t, begin, cfg.by_flow, cycles)
+        start = max(t - window, begin)
+        # Judged on a full window only: just after a mode starts a few samples are no mean.
+        full = t - start >= 0.8 * window
+        recent = self._measure(start, t, begin, cfg.by_flow, cycles) if full else None
         if floor is not None and recent is not None and len(history) >= cfg.min_history:
             self._judge(t, history, floor, recent, producing=producing, mode=mode)
             if self.estimate is not None:

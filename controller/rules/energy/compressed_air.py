@@ -62,9 +62,9 @@ class LeakTestConfig(StrictModel):
     # (`test_rise_above`, where the use is the leakage itself and steady); each raised by
     # `rise_sigmas` times the robust spread of those windows and by the duty's resolution.
     # Null: that state is not watched.
-    rise_above: float | None = Field(default=0.02, gt=0, lt=1)
+    rise_above: float | None = Field(default=0.03, gt=0, lt=1)
     test_rise_above: float | None = Field(default=0.01, gt=0, lt=1)
-    rise_sigmas: float = Field(default=4.0, ge=0)
+    rise_sigmas: float = Field(default=6.0, ge=0)
     rise_window: PositiveDuration = 900.0
     # With no production the use is steady: shorter windows judge a night sooner.
     test_rise_window: PositiveDuration = 300.0
