@@ -1,7 +1,8 @@
 """Water leaks by minimum night flow: the idle flow against a baseline learned from earlier
-idle windows of the same production mode, and from the first night on (no baseline yet, or one
-too old to trust) the floor of the quiet-hours flow against a configured prior. Learned
-baselines outlive a restart (`remembered` / `recall`, kept by controller/rules/memory.py).
+idle windows of the same production mode (and site state), and from the first night on
+(nothing learned needed) the floor of the flow against what the quiet or occupied site draws by
+the config's priors. Learned baselines outlive a restart (`remembered` / `recall`, kept by
+controller/rules/memory.py).
 docs/rules.md, "water_leak", gives the method, source and parameters."""
 
 from __future__ import annotations
@@ -98,13 +99,13 @@ class WaterLeakConfig(RuleCommon):
     threshold_m3_h: float = Field(gt=0)
     duration: Duration = 900.0
     initial_baseline_m3_h: float | None = Field(default=None, ge=0)
-    # Cold start: in `quiet_hours`, without a trusted learned baseline, the floor (lowest
+    # In `quiet_hours`, from the first night on and whatever was learned, the floor (lowest
     # one-minute mean) of the flow over `floor_window` is compared with this prior (what the
-    # quiet site draws by design). Without quiet hours there is no cold start: idle machines
-    # are not an empty site (people arrive before the shift and use water).
+    # quiet site draws by design). Without quiet hours there is no floor check (no cold
+    # start): idle machines are not an empty site (people arrive before the shift).
     quiet_hours: QuietHours | None = None
     night_flow_m3_h: float = Field(default=0.0, ge=0)
-    # First day outside quiet hours: what the occupied site draws above the night flow
+    # Outside quiet hours: what the occupied site draws above the night flow
     # (washrooms, canteen: the domestic design flow), unmetered. With it, the floor of an
     # occupied window (no production; production too with `watch: always`, whose submeters
     # account for the process water) is compared with the night's floor (carried into the
@@ -237,9 +238,10 @@ class _Remembered(StrictModel):
 class WaterLeak(DomainRule):
     """Minimum night flow: the baseline is the `percentile` of the minimum rolling-hour flow of
     earlier windows of the same production mode (the machines in the same states); flow
-    staying `threshold_m3_h` above it for `duration` is a leak. Without a trusted baseline
-    (none learned yet, or all older than `baseline_max_age`), in quiet hours the floor of the
-    flow over `floor_window` standing `threshold_m3_h` above `night_flow_m3_h` is a leak."""
+    staying `threshold_m3_h` above it for `duration` is a leak. With `quiet_hours`, whatever
+    was learned, the floor of the flow over `floor_window` standing `threshold_m3_h` above
+    `night_flow_m3_h` (quiet) or the night's floor + `occupied_flow_m3_h` (occupied) is a
+    leak."""
 
     config: WaterLeakConfig
     # Water behind the main meter that no submeter accounts for.
