@@ -315,6 +315,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run the idle benchmark instead (bench/idle.py: one device of 20 "
                         "unchanging registers, and the device refusing connections); its options: "
                         "bash scripts/bench --idle --help")
+    parser.add_argument("--scheduler", action="store_true",
+                        help="run the scheduler's solve-time bench instead (bench/scheduler.py: "
+                        "re-plans at 96 and 288 steps, LP and MIP, memory); its options: "
+                        "bash scripts/bench --scheduler --help")
     parser.add_argument("--cells", type=int, default=None, metavar="N",
                         help="run the controller on N generated cells instead (bench/cells.py): "
                         "violations, false alarms, leak delays and savings per cell; its options: "
@@ -340,6 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench import watch  # noqa: PLC0415 (the console extra, only when asked for)
 
         return watch.main([a for a in argv if a != "--watch"])
+    if "--scheduler" in argv:
+        from bench import scheduler  # noqa: PLC0415 (the scheduler extra, only when asked for)
+
+        return scheduler.main([a for a in argv if a != "--scheduler"])
     if any(a == "--cells" or a.startswith("--cells=") for a in argv):
         from bench import cells  # noqa: PLC0415 (the co-simulation, only when asked for)
 

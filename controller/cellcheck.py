@@ -80,6 +80,7 @@ def check_cell(config: Config, scenario: Scenario) -> list[Finding]:
             findings += _laxer(rule.name, "process", rule.process, points, scenario)
         elif isinstance(rule, PeakShavingConfig):
             findings += _billing_window(rule, scenario)
+    findings += _tariff(config, scenario)
     covered = {
         points.get(machine.state)
         for rule in config.rules
@@ -453,6 +454,41 @@ def _billing_window(rule: PeakShavingConfig, scenario: Scenario) -> list[Finding
                 rule.alignment,
                 tariff.demand_alignment,
                 "the rule lays its windows otherwise than the tariff bills them",
+            )
+        )
+    return findings
+
+
+def _tariff(config: Config, scenario: Scenario) -> list[Finding]:
+    """The controller's tariff (the scheduler's prices) is the scenario's: one schema
+    (controller/tariff.py), compared key by key; its zone is the co-simulation's (UTC)."""
+    tariff = config.tariff
+    if tariff is None:
+        return []
+    findings = []
+    theirs = scenario.tariff.model_dump()
+    for key, ours in tariff.model_dump(exclude={"timezone"}).items():
+        if ours != theirs[key]:
+            findings.append(
+                Finding(
+                    "warning",
+                    f"tariff.{key}",
+                    f"tariff.{key}",
+                    ours,
+                    theirs[key],
+                    "the scheduler plans against other prices than the cell is billed",
+                )
+            )
+    if tariff.timezone != "UTC":
+        findings.append(
+            Finding(
+                "warning",
+                "tariff.timezone",
+                "start",
+                tariff.timezone,
+                "UTC",
+                "the co-simulation's clock reads the scenario's local time as UTC: the tariff's"
+                " periods would fall at other hours",
             )
         )
     return findings

@@ -28,6 +28,7 @@ from controller.configtypes import ErrorBudget, Name, StrictModel, TooManyProble
 from controller.mqtt.config import MqttConfig
 from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop, tag_index
 from controller.rules.energy.battery_schedule import BatteryScheduleConfig
+from controller.rules.energy.load_schedule import LoadScheduleConfig
 from controller.scheduler.config import SchedulerConfig, TariffConfig
 from controller.sparkplug.config import SparkplugConfig, metric_name_clash
 from drivers.modbus.config import ModbusDevice
@@ -90,15 +91,27 @@ class Config(StrictModel):
     def _scheduler_fits_the_cell(self) -> Config:
         scheduler = self.scheduler
         following = [
-            i for i, rule in enumerate(self.rules) if isinstance(rule, BatteryScheduleConfig)
+            i
+            for i, rule in enumerate(self.rules)
+            if isinstance(rule, BatteryScheduleConfig | LoadScheduleConfig)
         ]
         if scheduler is None:
             if following:
+                kind = self.rules[following[0]].kind
                 raise ValueError(
-                    f"rules[{following[0]}].kind: battery_schedule follows the scheduler's"
-                    " plan: add a scheduler: section"
+                    f"rules[{following[0]}].kind: {kind} follows the scheduler's plan: add a"
+                    " scheduler: section"
                 )
             return self
+        planned = {ev.name for ev in scheduler.evs} | {tank.name for tank in scheduler.tanks}
+        for i, rule in enumerate(self.rules):
+            if isinstance(rule, LoadScheduleConfig):
+                for j, load in enumerate(rule.loads):
+                    if load.name not in planned:
+                        raise ValueError(
+                            f"rules[{i}].loads[{j}].name: the scheduler plans no load"
+                            f" {load.name!r}: it plans {sorted(planned)}"
+                        )
         if self.tariff is None:
             raise ValueError("scheduler: plans against the tariff: add a tariff: section")
         tags = tag_index(self.devices)
@@ -108,9 +121,10 @@ class Config(StrictModel):
                 known = any(d.name == device for d in self.devices)
                 what = "has no such tag" if known else "is not a device"
                 raise ValueError(f"scheduler.{field}: unknown tag {tag!r}: {device!r} {what}")
-        if following and scheduler.battery is None:
+        battery_rules = [i for i in following if isinstance(self.rules[i], BatteryScheduleConfig)]
+        if battery_rules and scheduler.battery is None:
             raise ValueError(
-                f"rules[{following[0]}].kind: battery_schedule needs scheduler.battery:"
+                f"rules[{battery_rules[0]}].kind: battery_schedule needs scheduler.battery:"
                 " the plan has no battery kW without it"
             )
         return self

@@ -37,6 +37,7 @@ from controller.rules.kinds import build_rules
 from controller.rules.memory import RULE_MEMORY_DIR, RuleMemory
 from controller.rules.rule import Rule
 from controller.rules.timing import ControlTiming
+from controller.scheduler.board import PlanBoard
 from controller.statedir import StateDirLock
 from controller.systemd import Notifier, watchdog_loop
 from controller.tagtable import TagTable
@@ -44,6 +45,7 @@ from drivers.base import Driver, DriverContext
 from drivers.registry import build_drivers, share_key
 
 if TYPE_CHECKING:
+    from controller.scheduler.planner import Planner
     from controller.sparkplug.edge_node import EdgeNode
 
 log = structlog.get_logger(__name__)
@@ -113,6 +115,11 @@ class Runtime:
         self._actuator: Actuator | None = None
         self._alarms: AlarmBoard | None = None
         self._device_alarms: DeviceAlarms | None = None
+        # The scheduler's plan in force, which battery_schedule follows; one board for the
+        # daemon's life (a reload replaces the planner, the rules keep reading here).
+        self._plans = PlanBoard()
+        self._planner: Planner | None = None
+        self._planner_task: asyncio.Task[None] | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._started_ms = clock.wall_ms()
         self._lag_max = 0.0
@@ -199,6 +206,7 @@ class Runtime:
                         name="watchdog",
                     ),
                 ]
+                await self._start_planner(config)
                 self.notifier.ready()
                 self.notifier.status(self._status_line())
                 log.info("running", base_topic=self.base_topic)
@@ -212,6 +220,7 @@ class Runtime:
                 await self._stop_groups(list(self._groups))
                 for task in background:
                     task.cancel()
+                await self._stop_planner("stopping")
             self._tg = None
             self._edge_node = None
         self._publisher = None
@@ -239,7 +248,9 @@ class Runtime:
             drivers=self._driver_or_none,
         )
         self._engine = RuleEngine(
-            build_rules(config.rules, ControlTiming.of(config.actuation, config.devices)),
+            build_rules(
+                config.rules, ControlTiming.of(config.actuation, config.devices), self._plans
+            ),
             self.table,
             self._actuator,
             self.clock,
@@ -249,6 +260,9 @@ class Runtime:
             alarms=self._alarms,
             memory=RuleMemory(self.state_dir / RULE_MEMORY_DIR),
         )
+        if config.scheduler is not None and config.scheduler.pv is not None:
+            # Before any await too: subscribed with the commands when it connects.
+            publisher.add_input(topics.pv_forecast(self.base_topic), self._on_pv_forecast)
         # Before any await: the publisher subscribes to cmd/# when it connects.
         publisher.subscribe_commands(
             CommandHandler(
@@ -263,6 +277,61 @@ class Runtime:
             )
         )
         return self._engine
+
+    # --- the scheduler ---------------------------------------------------------------------------
+
+    async def _start_planner(self, config: Config, *, subscribe: bool = False) -> None:
+        """The scheduler of `config`, when it has one: its planner's loop in the daemon's task
+        group; `subscribe`: its forecast topic subscribed now (a reload: at the start, the
+        publisher subscribes it when it connects). The solver's process starts at the first
+        plan."""
+        if config.scheduler is None or config.tariff is None or self._tg is None:
+            return
+        # Imported here: a gateway without a scheduler never loads it.
+        from controller.scheduler.planner import Planner  # noqa: PLC0415
+
+        planner = Planner(
+            config.scheduler,
+            config.tariff,
+            board=self._plans,
+            table=self.table,
+            clock=self.clock,
+            events=self._publisher,
+            base_topic=self.base_topic,
+            state_dir=self.state_dir,
+        )
+        self._planner = planner
+        self._planner_task = self._tg.create_task(
+            planner.run(config.actuation.cycle), name="planner"
+        )
+        if config.scheduler.pv is not None and self._publisher is not None and subscribe:
+            await self._publisher.subscribe_input(
+                topics.pv_forecast(self.base_topic), self._on_pv_forecast
+            )
+        log.info(
+            "scheduler_started", step_s=config.scheduler.step, horizon_s=config.scheduler.horizon
+        )
+
+    async def _stop_planner(self, why: str) -> None:
+        """End the planner's loop and its solver's process; the plan is withdrawn."""
+        task, planner = self._planner_task, self._planner
+        self._planner_task = self._planner = None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=DRIVER_STOP_TIMEOUT)
+        if planner is not None:
+            await planner.close()
+            self._plans.withdraw(why)
+
+    def _on_pv_forecast(self, payload: bytes) -> None:
+        planner = self._planner
+        if planner is not None:
+            planner.offer_pv_forecast(payload, f"mqtt:{topics.pv_forecast(self.base_topic)}")
+
+    @property
+    def planner(self) -> Planner | None:
+        """The running scheduler's planner (None without a scheduler), for tests."""
+        return self._planner
 
     def _build_edge_node(self) -> EdgeNode:
         """The Sparkplug B edge node (docs/sparkplug.md): births from the config and the tag
@@ -459,7 +528,7 @@ class Runtime:
         self.notifier.reloading()
         try:
             path = self.loaded.path
-            outcome = await self._load_and_prepare(path)
+            outcome = await self._load_and_prepare(path, self._plans)
             if isinstance(outcome, list):
                 # The reason is the file's problems; a traceback of the loader says nothing more.
                 log.warning("reload_refused", config=str(path), problems=outcome)
@@ -482,7 +551,9 @@ class Runtime:
             self.notifier.ready()
 
     @staticmethod
-    async def _load_and_prepare(path: Path) -> tuple[LoadedConfig, _Prepared] | list[str]:
+    async def _load_and_prepare(
+        path: Path, plans: PlanBoard
+    ) -> tuple[LoadedConfig, _Prepared] | list[str]:
         """The file loaded, and what a reload builds from it before anything changes; or the
         problems that refuse it. Whatever loading or building raises is a problem, never the
         end of the daemon."""
@@ -496,7 +567,7 @@ class Runtime:
         try:
             limits = write_limits(loaded.config.devices)
             new = loaded.config
-            rules = build_rules(new.rules, ControlTiming.of(new.actuation, new.devices))
+            rules = build_rules(new.rules, ControlTiming.of(new.actuation, new.devices), plans)
         except Exception as exc:  # a bug in building rules must not stop the daemon either
             return [f"{path}:0: (rules): cannot be built: {type(exc).__name__}: {exc}"[:500]]
         return loaded, _Prepared(limits, rules)
@@ -541,6 +612,10 @@ class Runtime:
             self._actuator.reconfigure(prepared.limits, new.actuation)
             self._engine.replace_rules(prepared.rules)
             self._engine.period = new.actuation.cycle
+        if (new.scheduler, new.tariff) != (old.scheduler, old.tariff):
+            # A new scheduler plans from scratch: the old plan was made for other settings.
+            await self._stop_planner("the scheduler was reconfigured: no plan until the next")
+            await self._start_planner(new, subscribe=True)
         for name in removed:
             self.table.forget_device(name)
             self._status.pop(name, None)

@@ -143,6 +143,8 @@ class MqttPublisher:
         self._health: bytes | None = None
         self._health_skipped = 0
         self._command_handler: CommandHandler | None = None
+        # Topics the gateway reads (a forecast), each with its handler; subscribed on connect.
+        self._inputs: dict[str, Callable[[bytes], None]] = {}
         self._client: aiomqtt.Client | None = None
         self._receive_maximum = WINDOW
 
@@ -289,6 +291,23 @@ class MqttPublisher:
         """Call `handler` for every message on `{base}/cmd/#` (subscribed on every connect;
         takes effect at the next connect when already connected)."""
         self._command_handler = handler
+
+    def add_input(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """Call `handler` with the payload of every message on `topic` (no wildcards),
+        subscribed on every connect (call it before the first, as `subscribe_commands`; when
+        connected already, `subscribe_input`). The handler validates: whatever arrives there
+        is input from outside."""
+        self._inputs[topic] = handler
+
+    async def subscribe_input(self, topic: str, handler: Callable[[bytes], None]) -> None:
+        """`add_input`, and subscribed now when connected (a reload that adds a scheduler)."""
+        self._inputs[topic] = handler
+        client = self._client
+        if client is not None and self._connected.is_set():
+            try:
+                await client.subscribe(topic, qos=1, timeout=PUBLISH_TIMEOUT)
+            except aiomqtt.MqttError as exc:  # subscribed again at the next connect
+                log.warning("mqtt_subscribe_failed", topic=topic[:200], error=str(exc))
 
     def respond(
         self,
@@ -467,6 +486,8 @@ class MqttPublisher:
         )
         if self._command_handler is not None:
             await self._subscribe_commands(client)
+        for topic in list(self._inputs):
+            await client.subscribe(topic, qos=1, timeout=PUBLISH_TIMEOUT)
         buffer.session_started()
         # Retained state is state, not history: all of it again, the latest of each topic.
         for topic in self._retained:
@@ -596,6 +617,13 @@ class MqttPublisher:
         prefix = f"{self._base}/cmd/"
         async for message in client.messages:
             topic = message.topic.value
+            on_input = self._inputs.get(topic)
+            if on_input is not None:
+                try:
+                    on_input(_payload_bytes(message.payload))
+                except Exception:
+                    log.exception("input_handler_failed", topic=topic[:200])
+                continue
             handler = self._command_handler
             if handler is None or topic == response_topic:
                 continue

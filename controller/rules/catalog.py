@@ -13,6 +13,7 @@ from controller.rules.energy.battery_schedule import BatterySchedule, BatterySch
 from controller.rules.energy.chiller_reset import ChillerReset, ChillerResetConfig
 from controller.rules.energy.compressed_air import CompressedAir, CompressedAirConfig
 from controller.rules.energy.idle_standby import IdleStandby, IdleStandbyConfig
+from controller.rules.energy.load_schedule import LoadSchedule, LoadScheduleConfig
 from controller.rules.energy.peak_shaving import PeakShaving, PeakShavingConfig
 from controller.rules.energy.pv_self_consumption import PvSelfConsumption, PvSelfConsumptionConfig
 from controller.rules.rule import Rule
@@ -35,6 +36,7 @@ DomainRuleConfig: TypeAlias = (
     | BatteryPeakShavingConfig
     | PvSelfConsumptionConfig
     | BatteryScheduleConfig
+    | LoadScheduleConfig
 )
 
 
@@ -44,7 +46,7 @@ def build_domain_rule(
     plans: PlanBoard | None = None,
 ) -> Rule:
     """The rule of an energy or water rule config; `timing` for idle_standby's wake-up,
-    `plans` (the scheduler's plan in force) for battery_schedule."""
+    `plans` (the scheduler's plan in force) for battery_schedule and load_schedule."""
     if isinstance(config, PeakShavingConfig):
         return PeakShaving(config)
     if isinstance(config, CompressedAirConfig):
@@ -61,6 +63,8 @@ def build_domain_rule(
         return BatteryPeakShaving(config)
     if isinstance(config, BatteryScheduleConfig):
         return BatterySchedule(config, plans)
+    if isinstance(config, LoadScheduleConfig):
+        return LoadSchedule(config, plans)
     if isinstance(config, PvSelfConsumptionConfig):
         return PvSelfConsumption(config)
     if isinstance(config, TowerBalanceConfig):

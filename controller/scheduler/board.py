@@ -51,6 +51,9 @@ class PlanBoard:
         self._plan: AcceptedPlan | None = None
         self._why = "no plan yet"
         self.revision = 0
+        # False until the first plan is made or fails: a daemon just started is waiting for
+        # its first plan, which is no fault (no alarm).
+        self.attempted = False
 
     @property
     def plan(self) -> AcceptedPlan | None:
@@ -59,6 +62,7 @@ class PlanBoard:
     def accept(self, plan: AcceptedPlan) -> None:
         self._plan = plan
         self._why = ""
+        self.attempted = True
         self.revision += 1
 
     def withdraw(self, why: str) -> None:
@@ -66,6 +70,7 @@ class PlanBoard:
         self._plan = None
         self._why = why
         self.revision += 1
+        self.attempted = True
 
     def note(self, why: str) -> None:
         """A re-plan failed while the plan in force stays usable: kept for the alarm text."""

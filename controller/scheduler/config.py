@@ -202,10 +202,15 @@ class SchedulerConfig(StrictModel):
     # answer before it is killed (and started again).
     solve_time_limit: PositiveDuration = 2.0
     worker_timeout: PositiveDuration = 20.0
+    # The solver's process loads HiGHS and pvlib before it is ready (seconds on a busy gateway).
+    worker_start_timeout: PositiveDuration = 60.0
     # A plan older than this is not followed.
     plan_max_age: PositiveDuration = 3600.0
     # A meter or SoC reading older than this: the plan's inputs are stale, no re-plan.
     input_max_age: PositiveDuration = 60.0
+    # After a failed re-plan (or the solver's process dying) the next try comes after this,
+    # doubling up to `replan`.
+    retry: PositiveDuration = 30.0
     site: SiteConfig
     battery: BatteryPlanConfig | None = None
     load: LoadForecastConfig

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import structlog
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from controller.configtypes import StrictModel
 from controller.rules.schedule import Schedule
@@ -55,12 +55,17 @@ class ForecastError(ValueError):
 class CloudPoint(StrictModel):
     """The share of clear-sky PV output expected at an instant (1: clear, 0: none)."""
 
+    # From outside: a string where a number belongs is refused, not read as one.
+    model_config = ConfigDict(strict=True)
+
     at_ms: int = Field(ge=0)
     factor: float = Field(ge=0, le=1)
 
 
 class CloudForecast(StrictModel):
     """What `{base}/forecast/pv` (or the forecast file) carries."""
+
+    model_config = ConfigDict(strict=True)
 
     issued_ms: int = Field(ge=0)
     source: str = Field("", max_length=100)
@@ -244,7 +249,9 @@ class LoadForecaster:
             self._close_step(self._step_start, wall_ms)
         if self._step_start != start:
             self._step_start, self._sum, self._count = start, 0.0, 0
-        self._sum += load_kw
+        # Readings of one instant from several devices can disagree (a PV inverter read a
+        # second before the meter): a negative load is none.
+        self._sum += max(load_kw, 0.0)
         self._count += 1
 
     def step_average(self) -> float | None:
@@ -310,6 +317,7 @@ class BillingPeak:
         self._window_start: int | None = None
         self._kwh = 0.0
         self._last_ms: int | None = None
+        self._last_kw = 0.0
 
     def _month_of(self, wall_ms: int) -> str:
         return (
@@ -333,26 +341,31 @@ class BillingPeak:
             self.month, self.peak_kw = state["month"], float(peak)
 
     def observe(self, wall_ms: int, import_kw: float) -> None:
-        """The meter's power now (+ import); integrated over the window."""
+        """The meter's power now (+ import): each reading holds until the next (as the meter's
+        own demand register integrates), the window's average taken when it ends."""
         month = self._month_of(wall_ms)
         if month != self.month:
             self.month, self.peak_kw = month, 0.0
         start = wall_ms - wall_ms % self.window_ms
-        if self._window_start != start:
-            if self._window_start is not None and self._last_ms is not None:
-                average = self._kwh * 3_600_000 / self.window_ms
-                if average > self.peak_kw:
-                    self.peak_kw = average
-                    if self.path is not None:
-                        _save_state(
-                            self.path, "peak", {"month": self.month, "peak_kw": average}, wall_ms
-                        )
-            # The time since the last reading counts in the new window from its start.
-            self._last_ms = None if self._last_ms is None else max(self._last_ms, start)
-            self._window_start, self._kwh = start, 0.0
-        if self._last_ms is not None:
-            self._kwh += max(import_kw, 0.0) * (wall_ms - self._last_ms) / 3_600_000
-        self._last_ms = wall_ms
+        last, window = self._last_ms, self._window_start
+        if last is None or window is None:
+            self._kwh = 0.0  # the first window after a start is partial: an underestimate
+        elif start == window:
+            self._kwh += self._last_kw * (wall_ms - last) / 3_600_000
+        else:
+            # The old window to its end, closed; the new one from its start.
+            self._kwh += self._last_kw * max(window + self.window_ms - last, 0) / 3_600_000
+            self._close_window(wall_ms)
+            self._kwh = self._last_kw * (wall_ms - max(start, last)) / 3_600_000
+        self._window_start = start
+        self._last_ms, self._last_kw = wall_ms, max(import_kw, 0.0)
+
+    def _close_window(self, now_ms: int) -> None:
+        average = self._kwh * 3_600_000 / self.window_ms
+        if average > self.peak_kw:
+            self.peak_kw = average
+            if self.path is not None:
+                _save_state(self.path, "peak", {"month": self.month, "peak_kw": average}, now_ms)
 
     def window_kwh(self, wall_ms: int) -> float:
         """Import metered in the window `wall_ms` is in (0 when it is another window)."""

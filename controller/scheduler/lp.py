@@ -35,8 +35,10 @@ IntArray = npt.NDArray[np.int64]
 
 # Tie-breakers (per kWh): among plans of equal cost, prefer the one that cycles the battery
 # least, exports rather than curtails, and does not import and export at once. Far below any
-# tariff's resolution; the reported costs are computed from the plan's powers without them.
-_TIE_KWH = 1e-6
+# tariff's resolution, above HiGHS's dual feasibility tolerance (1e-7) even at 5-min steps
+# (1e-5 x 1/12 h), or the solver would not see them; the reported costs are computed from the
+# plan's powers without them.
+_TIE_KWH = 1e-5
 # Recovery bounds (a SoC or a tank outside its band now) are the fastest trajectory back: that
 # leaves the LP no slack at all, so they are widened by this much (kWh or K).
 _SLACK = 1e-6
@@ -123,6 +125,7 @@ class _TankColumns:
 
 @dataclass
 class _Columns:
+    balance: IntArray  # the power balance rows, one a step
     imports: IntArray
     exports: IntArray
     curtail: IntArray
@@ -132,16 +135,93 @@ class _Columns:
     tanks: dict[str, _TankColumns]
 
 
-def solve(problem: Problem, *, time_limit_s: float = 1.0) -> Plan:
+ON_OFF_MODES = ("round", "exact")
+
+
+def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round") -> Plan:
     """The cheapest plan for `problem`; SchedulerError when there is none (infeasible input,
-    time-out, solver failure), with what is wrong in the message."""
+    time-out, solver failure), with what is wrong in the message.
+
+    On/off heaters: `"exact"` solves the mixed-integer program (HiGHS's branch and bound: seconds
+    at 96 steps, bench/README.md); `"round"` (the default) solves the LP with the heaters
+    continuous, rounds each to whole steps on or off keeping its band, and solves the LP again
+    with them fixed: two LPs. Its plan's `cost["lower_bound"]` is the relaxed LP's cost, below
+    every on/off plan's, so `objective - lower_bound` bounds what rounding gave away. When
+    rounding cannot keep a band, the exact MIP runs in the time left."""
     if not (math.isfinite(time_limit_s) and time_limit_s > 0):
         raise SchedulerError(f"time_limit_s must be a positive number of seconds, "
                              f"got {time_limit_s!r}")
+    if on_off not in ON_OFF_MODES:
+        raise SchedulerError(f"on_off must be one of {', '.join(ON_OFF_MODES)}, got {on_off!r}")
+    deadline = time.perf_counter() + time_limit_s
+    if on_off == "round" and any(tank.on_off for tank in problem.tanks):
+        return _solve_rounded(problem, deadline, time_limit_s)
+    run = _run(problem, deadline, time_limit_s, integer=True)
+    return _plan(problem, run.columns, run.values, mip=run.mip, build_ms=run.build_ms,
+                 solve_ms=run.solve_ms)
+
+
+def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Plan:
+    """On/off heaters in whole steps from the relaxed LP (solve's `on_off="round"`)."""
+    relaxed = _run(problem, deadline, time_limit_s, integer=False)
+    spent = [relaxed.build_ms, relaxed.solve_ms]
+    relaxed_peak = window_peak_kw(problem, relaxed.values[relaxed.columns.imports])
+
+    def fixed_at(heaters: dict[str, FloatArray] | None) -> tuple[float, _Run] | None:
+        if heaters is None:
+            return None
+        try:
+            fixed = _run(problem, deadline, time_limit_s, integer=False, fixed=heaters)
+        except SchedulerError:
+            return None  # a fixed heater broke another limit (the grid's)
+        spent[0] += fixed.build_ms
+        spent[1] += fixed.solve_ms
+        return _costs(problem, fixed.columns, fixed.values)["objective"], fixed
+
+    # The heaters scheduled at the relaxed plan's marginal prices. Where whole steps raised
+    # the billing peak (the battery could not absorb them), also the relaxation's shares
+    # rounded in order, and the prices of that plan tried again; the cheapest kept.
+    found = [f for f in [fixed_at(_schedule_by_prices(problem, relaxed))] if f is not None]
+    if not found or window_peak_kw(
+            problem, found[0][1].values[found[0][1].columns.imports]) > relaxed_peak + 1e-3:
+        rounded = fixed_at(_round_heaters(problem, relaxed.columns, relaxed.values))
+        found += [rounded] if rounded is not None else []
+        if found:
+            better = min(found, key=lambda f: f[0])[1]
+            again = fixed_at(_schedule_by_prices(problem, better))
+            found += [again] if again is not None else []
+    if found:
+        best = min(found, key=lambda f: f[0])[1]
+        plan = _plan(problem, best.columns, best.values, mip=True, build_ms=spent[0],
+                     solve_ms=spent[1])
+        plan.cost["lower_bound"] = _costs(problem, relaxed.columns, relaxed.values)["objective"]
+        return plan
+    build_ms, solve_ms = spent
+    exact = _run(problem, deadline, time_limit_s, integer=True)
+    return _plan(problem, exact.columns, exact.values, mip=exact.mip,
+                 build_ms=build_ms + exact.build_ms, solve_ms=solve_ms + exact.solve_ms)
+
+
+@dataclass
+class _Run:
+    columns: _Columns
+    values: FloatArray
+    row_duals: FloatArray  # an LP's (what one more kW of load costs, per row); empty for a MIP
+    mip: bool
+    build_ms: float
+    solve_ms: float
+
+
+def _run(problem: Problem, deadline: float, time_limit_s: float, *, integer: bool,
+         fixed: dict[str, FloatArray] | None = None) -> _Run:
     started = time.perf_counter()
-    model, columns = _build(problem)
+    model, columns = _build(problem, integer=integer, fixed=fixed)
     highs = _new_highs()
-    highs.setOptionValue("time_limit", float(time_limit_s))
+    left = deadline - time.perf_counter()
+    if left <= 0:
+        raise SchedulerError(_failure(problem, highs, highspy.HighsModelStatus.kTimeLimit,
+                                      time_limit_s))
+    highs.setOptionValue("time_limit", left)
     mip = model.pass_to(highs)
     built = time.perf_counter()
     highs.run()
@@ -149,15 +229,108 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0) -> Plan:
     status = highs.getModelStatus()
     if status != highspy.HighsModelStatus.kOptimal:
         raise SchedulerError(_failure(problem, highs, status, time_limit_s))
-    values = np.asarray(highs.getSolution().col_value, dtype=np.float64)
-    return _plan(problem, columns, values, mip=mip, build_ms=(built - started) * 1000,
-                 solve_ms=(solved - built) * 1000)
+    solution = highs.getSolution()
+    duals = solution.row_dual if solution.dual_valid else []
+    return _Run(columns, np.asarray(solution.col_value, dtype=np.float64),
+                np.asarray(duals, dtype=np.float64), mip, (built - started) * 1000,
+                (solved - built) * 1000)
+
+
+def _schedule_by_prices(problem: Problem, relaxed: _Run) -> dict[str, FloatArray] | None:
+    """Each on/off heater's cheapest whole-step schedule that keeps its band, at the relaxed LP's
+    marginal price of a kW in each step (its power balance's duals: the energy price, and the
+    demand charge where a window sits at the peak, and what the battery would do instead):
+    dynamic programming over the tank's temperature, kept to one path per 1/400 of the band.
+    None when no schedule keeps the band (or the LP gave no duals)."""
+    if len(relaxed.row_duals) == 0:
+        return None
+    marginal = relaxed.row_duals[relaxed.columns.balance]  # per kW of load, per step
+    dt = problem.step_hours
+    schedules = {}
+    for tank in problem.tanks:
+        if not tank.on_off:
+            continue
+        lower, upper = _tank_band(tank, dt)
+        a, b = _tank_response(tank, dt)
+        full = b * tank.efficiency * tank.heater_kw
+        base = min(float(lower.min()), tank.temp_c)
+        resolution = max(float(upper.max()) - base, 1e-6) / 400
+        temps = np.array([tank.temp_c])
+        costs = np.zeros(1)
+        parents: list[IntArray] = []
+        actions: list[FloatArray] = []
+        for t in range(problem.steps):
+            drift = a * temps + (1 - a) * tank.ambient_c - b * tank.draw_kw[t]
+            next_temps = np.concatenate((drift, drift + full))
+            next_costs = np.concatenate((costs, costs + marginal[t] * tank.heater_kw))
+            came_from = np.tile(np.arange(len(temps)), 2)
+            heated = np.repeat([0.0, 1.0], len(temps))
+            inside = (next_temps >= lower[t] - 1e-9) & (next_temps <= upper[t] + 1e-9)
+            if not inside.any():
+                return None
+            next_temps, next_costs = next_temps[inside], next_costs[inside]
+            came_from, heated = came_from[inside], heated[inside]
+            bucket = np.floor((next_temps - base) / resolution).astype(np.int64)
+            order = np.lexsort((next_costs, bucket))  # by bucket, the cheapest first
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = bucket[order][1:] != bucket[order][:-1]
+            kept = order[first]
+            temps, costs = next_temps[kept], next_costs[kept]
+            parents.append(came_from[kept])
+            actions.append(heated[kept])
+        on = np.zeros(problem.steps)
+        state = int(np.argmin(costs))
+        for t in range(problem.steps - 1, -1, -1):
+            on[t] = actions[t][state]
+            state = int(parents[t][state])
+        schedules[tank.name] = on
+    return schedules
+
+
+def _round_heaters(problem: Problem, columns: _Columns,
+                   x: FloatArray) -> dict[str, FloatArray] | None:
+    """Each on/off heater's relaxed schedule (a share of each step) rounded to whole steps:
+    on when the shares carried so far reach half a step (the rounding error never exceeds
+    half a step's heat), on whatever the carry when off would leave the band (now, or next
+    step even at full heat), off when on would pass the top. None when a band cannot be kept."""
+    dt = problem.step_hours
+    rounded = {}
+    for tank in problem.tanks:
+        if not tank.on_off:
+            continue
+        share = np.clip(x[columns.tanks[tank.name].heat], 0.0, 1.0)
+        lower, upper = _tank_band(tank, dt)
+        a, b = _tank_response(tank, dt)
+        full = b * tank.efficiency * tank.heater_kw
+        steps = len(share)
+        on = np.zeros(steps)
+        temp, carry = tank.temp_c, 0.0
+        for t in range(steps):
+            drift = a * temp + (1 - a) * tank.ambient_c - b * tank.draw_kw[t]  # heater off
+            carry += share[t]
+            heat = carry >= 0.5 or drift < lower[t]
+            if not heat and t + 1 < steps:
+                coldest_next = (a * drift + (1 - a) * tank.ambient_c - b * tank.draw_kw[t + 1]
+                                + full)
+                heat = coldest_next < lower[t + 1]
+            if heat and drift + full > upper[t]:
+                heat = False
+            temp = drift + full if heat else drift
+            if not lower[t] - 1e-9 <= temp <= upper[t] + 1e-9:
+                return None
+            carry -= float(heat)
+            on[t] = float(heat)
+        rounded[tank.name] = on
+    return rounded
 
 
 # --- building ---------------------------------------------------------------------------------
 
 
-def _build(problem: Problem) -> tuple[_Model, _Columns]:
+def _build(problem: Problem, *, integer: bool = True,
+           fixed: dict[str, FloatArray] | None = None) -> tuple[_Model, _Columns]:
+    """The model; on/off heaters as integer columns, relaxed to [0, 1] (`integer=False`), or
+    fixed to a schedule of 0/1 per step (`fixed`, by tank name)."""
     _check_feasible_inputs(problem)
     t_count = problem.steps
     dt = problem.step_hours
@@ -180,10 +353,12 @@ def _build(problem: Problem) -> tuple[_Model, _Columns]:
     if problem.battery is not None:
         battery = _add_battery(model, problem.battery, balance, t_count, dt)
     evs = {ev.name: _add_ev(model, ev, balance, t_count, dt) for ev in problem.evs}
-    tanks = {tank.name: _add_tank(model, tank, balance, t_count, dt) for tank in problem.tanks}
+    tanks = {tank.name: _add_tank(model, tank, balance, t_count, dt, integer=integer,
+                                  fixed=(fixed or {}).get(tank.name))
+             for tank in problem.tanks}
     peak = _add_demand_charge(model, problem, imports, steps) \
         if problem.demand_charge_per_kw > 0 else None
-    return model, _Columns(imports, exports, curtail, peak, battery, evs, tanks)
+    return model, _Columns(balance, imports, exports, curtail, peak, battery, evs, tanks)
 
 
 def _bound(limit: float) -> float:
@@ -248,10 +423,11 @@ def _tank_response(tank: ThermalTank, dt: float) -> tuple[float, float]:
     """(a, b) of the exact step response of a tank with constant inputs over a step:
     T[t] = a*T[t-1] + (1-a)*ambient + b*(heat_kw - draw_kw), a = exp(-L*dt/C), b = (1-a)/L."""
     capacity, loss = tank.heat_capacity_kwh_per_k, tank.loss_kw_per_k
-    if loss == 0:
+    x = loss * dt / capacity
+    if x == 0:  # no loss (or one so small the exponential cannot see it)
         return 1.0, dt / capacity
-    a = math.exp(-loss * dt / capacity)
-    return a, (1.0 - a) / loss
+    # (1-a)/L written as dt/C * (1-exp(-x))/x: no cancellation for a small loss
+    return math.exp(-x), dt / capacity * (-math.expm1(-x) / x)
 
 
 def _tank_path(tank: ThermalTank, dt: float, heat_kw: float) -> FloatArray:
@@ -289,11 +465,16 @@ def _tank_band(tank: ThermalTank, dt: float) -> tuple[FloatArray, FloatArray]:
 
 
 def _add_tank(model: _Model, tank: ThermalTank, balance: IntArray, t_count: int,
-              dt: float) -> _TankColumns:
+              dt: float, *, integer: bool, fixed: FloatArray | None) -> _TankColumns:
     lower, upper = _tank_band(tank, dt)
     if tank.on_off:
-        heat = model.add_columns(np.zeros(t_count), np.zeros(t_count), np.ones(t_count),
-                                 integer=True)
+        if fixed is not None:
+            # 0 or 1: fixed; NaN: left to the solver, whole steps (integer=True) or shares
+            free = np.isnan(fixed)
+            heat = model.add_columns(np.zeros(t_count), np.where(free, 0.0, fixed),
+                                     np.where(free, 1.0, fixed), integer=integer)
+        else:
+            heat = model.add_columns(np.zeros(t_count), 0.0, 1.0, integer=integer)
         kw_per_unit = tank.heater_kw
     else:
         heat = model.add_columns(np.zeros(t_count), np.zeros(t_count),
@@ -420,7 +601,6 @@ def _clean(values: FloatArray) -> FloatArray:
 
 def _plan(problem: Problem, columns: _Columns, x: FloatArray, *, mip: bool, build_ms: float,
           solve_ms: float) -> Plan:
-    dt = problem.step_hours
     t_count = problem.steps
     imports = _clean(x[columns.imports])
     exports = _clean(x[columns.exports])
@@ -461,20 +641,32 @@ def _plan(problem: Problem, columns: _Columns, x: FloatArray, *, mip: bool, buil
         for t in range(t_count)
     )
     peak = window_peak_kw(problem, imports)
-    bat = problem.battery
+    return Plan(steps=plan_steps, cost=_costs(problem, columns, x), peak_kw=peak,
+                build_ms=build_ms, solve_ms=solve_ms, status="optimal", mip=mip)
+
+
+def _costs(problem: Problem, columns: _Columns, x: FloatArray) -> dict[str, float]:
+    """The plan's money, from its powers (not the solver's objective: no tie-breakers)."""
+    dt = problem.step_hours
+    imports = _clean(x[columns.imports])
+    exports = _clean(x[columns.exports])
+    peak = window_peak_kw(problem, imports)
     cost = {
         "energy": float(np.dot(imports, problem.import_price) * dt),
         "export_revenue": float(np.dot(exports, problem.export_price) * dt),
         "demand_charge": problem.demand_charge_per_kw * max(0.0, peak - problem.peak_already_kw),
-        "degradation": (bat.degradation_per_kwh * float(np.sum(charge + discharge)) * dt
-                        if bat is not None else 0.0),
+        "degradation": 0.0,
+        "end_value": 0.0,
     }
+    bat = problem.battery
+    if bat is not None and columns.battery is not None:
+        moved = np.sum(_clean(x[columns.battery.charge]) + _clean(x[columns.battery.discharge]))
+        cost["degradation"] = bat.degradation_per_kwh * float(moved) * dt
+        cost["end_value"] = bat.end_value_per_kwh * float(x[columns.battery.soc][-1])
     cost["total"] = (cost["energy"] - cost["export_revenue"] + cost["demand_charge"]
                      + cost["degradation"])
-    cost["end_value"] = bat.end_value_per_kwh * float(soc[-1]) if bat is not None else 0.0
     cost["objective"] = cost["total"] - cost["end_value"]
-    return Plan(steps=plan_steps, cost=cost, peak_kw=peak, build_ms=build_ms,
-                solve_ms=solve_ms, status="optimal", mip=mip)
+    return cost
 
 
 def window_peak_kw(problem: Problem, import_kw: FloatArray | tuple[float, ...]) -> float:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import structlog
+from pydantic import ValidationError
 
 from controller.clock import Clock
 from controller.model import Quality
@@ -48,8 +49,6 @@ from controller.tagtable import TagTable
 
 log = structlog.get_logger(__name__)
 
-# After a failed re-plan the next try comes after this, doubling up to the re-plan period.
-RETRY_FIRST_S = 30.0
 # A plan's numbers are rounded to this many digits on {base}/plan.
 DIGITS = 3
 
@@ -95,7 +94,9 @@ class Planner:
         self.clock = clock
         self.events = events
         self.base_topic = base_topic
-        self.solver = solver or SolverProcess(config.worker_timeout)
+        self.solver = solver or SolverProcess(
+            config.worker_timeout, start_timeout=config.worker_start_timeout
+        )
         self.step_ms = int(config.step * 1000)
         self.steps = int(config.horizon / config.step)
         self.replan_ms = int(config.replan * 1000)
@@ -111,7 +112,7 @@ class Planner:
         self._evs = {ev.name: _Ev() for ev in config.evs}
         self._last_slot: int | None = None
         self._retry_at: int | None = None
-        self._retry_s = RETRY_FIRST_S
+        self._retry_s = config.retry
         self._disturbed_since: int | None = None
         self._disturbance = ""
         self._last_disturbance_plan: int | None = None
@@ -299,6 +300,18 @@ class Planner:
         """Observe this cycle and re-plan when due; True when it re-planned (well or not)."""
         now = self.clock.wall_ms() if now_ms is None else now_ms
         self.observe(now)
+        pid = self.solver.pid
+        code = self.solver.exited()
+        if code is not None:
+            # Between solves the process has nothing to do but wait: ended, it crashed or was
+            # killed from outside. The plan it made is not followed (decided): whatever ended
+            # it may have ended it mid-way through something, the reactive rules decide until
+            # a new process has made a new plan.
+            self._failed(now, "watch", f"the solver's process ended (exit {code})", "crashed", 0.0)
+            log.warning("solver_died", pid=pid, exit=code)
+            return True
+        if self._last_slot is None and self.table.get(self.config.site.power) is None:
+            return False  # the first plan waits for the first readings
         reason = self.due(now)
         if not reason:
             return False
@@ -320,13 +333,19 @@ class Planner:
             request = self.request(now_ms)
             wire = await self.solver.solve(request)
             plan = self._accept(wire, request, now_ms)
-        except (StaleInputError, ForecastError, SolverFailedError, PlanRefusedError) as exc:
+        except (
+            StaleInputError,
+            ForecastError,
+            SolverFailedError,
+            PlanRefusedError,
+            ValidationError,  # a problem the wire refuses (a reading the checks let through)
+        ) as exc:
             kind = getattr(exc, "kind", type(exc).__name__)
             self._failed(now_ms, reason, str(exc), str(kind), time.perf_counter() - started)
             return False
         wall_ms = (time.perf_counter() - started) * 1000
         self.board.accept(plan)
-        self._retry_at, self._retry_s, self.last_error = None, RETRY_FIRST_S, ""
+        self._retry_at, self._retry_s, self.last_error = None, self.config.retry, ""
         body = self._plan_json(
             wire, plan, now_ms=now_ms, reason=reason, request=request, wall_ms=wall_ms
         )
@@ -397,7 +416,14 @@ class Planner:
         starts = self.step_starts(start)
         window_steps = max(1, round(self.tariff.demand_window / cfg.step))
         window_ms = window_steps * self.step_ms
-        before_start = start - (start - start % window_ms) if window_steps > 1 else 0
+        # A re-plan inside a billing window longer than a step (5-min steps, 15-min window):
+        # the window's first steps are past, their import metered.
+        done_steps = (start % window_ms) // self.step_ms if window_steps > 1 else 0
+        metered = 0.0
+        if done_steps:
+            window_start = start - start % window_ms
+            so_far = self.billing.window_kwh(now_ms)
+            metered = so_far * (start - window_start) / max(now_ms - window_start, 1)
         problem: dict[str, Any] = {
             "start_ms": start,
             "step_minutes": cfg.step / 60,
@@ -407,7 +433,8 @@ class Planner:
             "demand_charge_per_kw": self.tariff.demand_charge_per_kw_month,
             "demand_window_steps": window_steps,
             "peak_already_kw": self.billing.peak_kw,
-            "first_window_import_kwh": self.billing.window_kwh(now_ms) if before_start else 0.0,
+            "first_window_import_kwh": metered,
+            "first_window_steps": window_steps - done_steps if done_steps else None,
             "grid_import_max_kw": cfg.site.grid_import_max_kw,
             "grid_export_max_kw": cfg.site.grid_export_max_kw,
             "battery": self._battery(now_ms),
@@ -631,19 +658,25 @@ class Planner:
             row["soc_kwh"] = round(step.soc_kwh, DIGITS)
             row["start_ms"] = step.start_ms
             steps.append(row)
+        created = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(zone)
+        total = wire.cost.get("total")
+        # The watch console shows the first top-level fields as the Plan tab's caption: what
+        # an operator reads first comes first.
         return {
             "valid": True,
-            "created_ms": now_ms,
+            "created": created.strftime("%Y-%m-%d %H:%M"),
             "reason": reason,
-            "cost": {k: round(v, 4) for k, v in wire.cost.items()},
+            "cost_total": None if total is None else round(total, 2),
             "currency": self.tariff.currency,
             "peak_kw": round(wire.peak_kw, DIGITS),
             "peak_already_kw": round(request.problem.peak_already_kw, DIGITS),
             "solve_ms": round(wire.solve_ms, 2),
-            "build_ms": round(wire.build_ms, 2),
             "wall_ms": round(wall_ms, 1),
             "horizon_h": self.config.horizon / 3600,
             "step_min": self.config.step / 60,
+            "cost": {k: round(v, 4) for k, v in wire.cost.items()},
+            "build_ms": round(wire.build_ms, 2),
+            "created_ms": now_ms,
             "start_ms": request.problem.start_ms,
             "valid_until_ms": plan.valid_until_ms,
             "load_forecast": self.load.as_json(now_ms),

@@ -41,8 +41,15 @@ class SolverFailedError(Exception):
 class SolverProcess:
     """One solver process at a time, started when a solve needs it."""
 
-    def __init__(self, timeout: float, command: Sequence[str] = WORKER_COMMAND) -> None:
+    def __init__(
+        self,
+        timeout: float,
+        command: Sequence[str] = WORKER_COMMAND,
+        *,
+        start_timeout: float = 60.0,
+    ) -> None:
         self.timeout = timeout
+        self.start_timeout = start_timeout
         self.command = tuple(command)
         self._process: asyncio.subprocess.Process | None = None
         self._next_id = 0
@@ -52,6 +59,15 @@ class SolverProcess:
     def pid(self) -> int | None:
         process = self._process
         return None if process is None or process.returncode is not None else process.pid
+
+    def exited(self) -> int | None:
+        """The exit code of a process that ended on its own (killed from outside, crashed)
+        since the last solve, once; None while it runs or when none was started."""
+        process = self._process
+        if process is None or process.returncode is None:
+            return None
+        self._process = None
+        return process.returncode
 
     async def _start(self) -> asyncio.subprocess.Process:
         process = self._process
@@ -70,6 +86,29 @@ class SolverProcess:
             raise SolverFailedError("start_failed", f"cannot start the solver: {exc}") from exc
         self._process = process
         self.starts += 1
+        # It says `ready` once its imports are done (seconds on a busy gateway): the solve's
+        # time-out starts after that.
+        try:
+            if process.stdout is None:
+                raise SolverFailedError("start_failed", "the solver has no pipes")
+            line = await asyncio.wait_for(process.stdout.readline(), self.start_timeout)
+        except TimeoutError:
+            await self.kill("not ready in time")
+            raise SolverFailedError(
+                "start_failed", f"the solver was not ready within {self.start_timeout:g} s"
+            ) from None
+        except ValueError:
+            line = b""
+        try:
+            ready = orjson.loads(line) if line else None
+        except orjson.JSONDecodeError:
+            ready = None
+        if not isinstance(ready, dict) or ready.get("ready") is not True:
+            code = process.returncode
+            await self.kill("no ready line")
+            raise SolverFailedError(
+                "start_failed", f"the solver did not start (exit {code}, said {line[:200]!r})"
+            )
         log.info("solver_started", pid=process.pid, starts=self.starts)
         return process
 

@@ -67,6 +67,8 @@ class ProblemWire(StrictModel):
     demand_window_steps: int = Field(1, ge=1)
     peak_already_kw: float = Field(0.0, ge=0)
     first_window_import_kwh: float = Field(0.0, ge=0)
+    # Steps of the horizon in the first billing window (None: step 0 starts a window).
+    first_window_steps: int | None = Field(None, ge=1)
     grid_import_max_kw: float | None = Field(None, gt=0)  # None: no limit
     grid_export_max_kw: float | None = Field(None, ge=0)
     battery: BatteryWire | None = None

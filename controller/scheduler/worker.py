@@ -6,6 +6,7 @@ daemon a plan, never its life (controller/scheduler/solverprocess.py kills and r
 from __future__ import annotations
 
 import math
+import os
 import sys
 from typing import IO, Any
 
@@ -65,6 +66,7 @@ def solve_request(request: SolveRequest) -> PlanWire:
         demand_window_steps=wire.demand_window_steps,
         peak_already_kw=wire.peak_already_kw,
         first_window_import_kwh=wire.first_window_import_kwh,
+        first_window_steps=wire.first_window_steps,
         grid_import_max_kw=math.inf if wire.grid_import_max_kw is None else wire.grid_import_max_kw,
         grid_export_max_kw=math.inf if wire.grid_export_max_kw is None else wire.grid_export_max_kw,
         battery=battery,
@@ -136,7 +138,18 @@ def serve(source: IO[bytes], out: IO[bytes]) -> None:
 
 
 def main() -> None:
-    serve(sys.stdin.buffer, sys.stdout.buffer)
+    # The heavy imports first, then `ready`: the daemon gives the start its own time-out, and
+    # each solve only the solve's.
+    from controller.scheduler import lp, pvmodel  # noqa: F401, PLC0415
+
+    # The protocol gets its own copy of stdout, and fd 1 goes to stderr: whatever native code
+    # prints (a solver's banner) can never break a reply line.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    out.write(orjson.dumps({"ready": True, "pid": os.getpid()}) + b"\n")
+    out.flush()
+    serve(sys.stdin.buffer, out)
 
 
 if __name__ == "__main__":

@@ -189,3 +189,22 @@ def test_a_peak_shaving_window_other_than_the_tariff_s_is_warned() -> None:
         ("warning", "rules[peak_shaving].alignment", "tariff.demand_alignment")
     }
     assert (findings[0].config_value, findings[0].scenario_value) == ("fixed", "sliding")
+
+
+def test_a_controller_tariff_other_than_the_scenario_s_is_warned() -> None:
+    """The scheduler's prices are the config's `tariff:`, the cell is billed by the scenario's:
+    one schema, compared key by key (issue #16)."""
+    data = shipped_config()
+    cell = normal_day()
+    data["tariff"] = {**cell["tariff"], "timezone": "UTC"}
+    config = Config.model_validate(data)
+    assert pairs(check_cell(config, Scenario.model_validate(cell))) == set()
+    data["tariff"]["export_price_per_kwh"] = 0.12
+    data["tariff"]["periods"] = []
+    data["tariff"]["timezone"] = "Europe/Berlin"
+    findings = check_cell(Config.model_validate(data), Scenario.model_validate(cell))
+    assert pairs(findings) == {
+        ("warning", "tariff.export_price_per_kwh", "tariff.export_price_per_kwh"),
+        ("warning", "tariff.periods", "tariff.periods"),
+        ("warning", "tariff.timezone", "start"),
+    }

@@ -89,7 +89,8 @@ def test_unknown_rule_kind_is_refused():
         "cell.yaml:13: rules[0]: Input tag 'fuzzy' found using 'kind' does not match any of "
         "the expected tags: 'threshold', 'pid', 'schedule', 'peak_shaving', 'compressed_air', "
         "'chiller_reset', 'idle_standby', 'water_leak', 'cooling_tower_blowdown', 'rinse_reuse', "
-        "'tower_balance', 'battery_peak_shaving', 'pv_self_consumption', 'battery_schedule'"
+        "'tower_balance', 'battery_peak_shaving', 'pv_self_consumption', 'battery_schedule', "
+        "'load_schedule'"
     ]
 
 

@@ -18,9 +18,14 @@ from controller.scheduler.problem import (
 
 def battery(**changes: float) -> BatteryModel:
     values: dict[str, float] = {
-        "capacity_kwh": 100.0, "soc_kwh": 10.0, "soc_min_kwh": 10.0, "soc_max_kwh": 100.0,
-        "max_charge_kw": 100.0, "max_discharge_kw": 100.0,
-        "charge_efficiency": 0.9, "discharge_efficiency": 0.9,
+        "capacity_kwh": 100.0,
+        "soc_kwh": 10.0,
+        "soc_min_kwh": 10.0,
+        "soc_max_kwh": 100.0,
+        "max_charge_kw": 100.0,
+        "max_discharge_kw": 100.0,
+        "charge_efficiency": 0.9,
+        "discharge_efficiency": 0.9,
     }
     values.update(changes)
     return BatteryModel(**values)
@@ -35,8 +40,15 @@ def test_a_price_spread_charges_at_the_cheap_step_and_discharges_at_the_dear_one
     below 0.30: worth it). Step 0 imports 50 + 61.728 = 111.728 kWh at 0.10 = 11.1728; step 1
     imports nothing. Without the battery: 5.00 + 15.00 = 20.00. The SoC ends at the reserve.
     """
-    problem = Problem(start_ms=0, step_minutes=60, base_load_kw=(50, 50), pv_kw=(0, 0),
-                      import_price=(0.10, 0.30), export_price=(0, 0), battery=battery())
+    problem = Problem(
+        start_ms=0,
+        step_minutes=60,
+        base_load_kw=(50, 50),
+        pv_kw=(0, 0),
+        import_price=(0.10, 0.30),
+        export_price=(0, 0),
+        battery=battery(),
+    )
     plan = solve(problem)
     first, second = plan.steps
     assert first.battery_kw == pytest.approx(-50 / 0.81, abs=1e-6)  # charging
@@ -53,8 +65,15 @@ def test_a_price_spread_charges_at_the_cheap_step_and_discharges_at_the_dear_one
 def test_a_spread_smaller_than_the_losses_leaves_the_battery_idle() -> None:
     """0.10 then 0.12: a stored kWh costs 0.10 / 0.81 = 0.1235 > 0.12, so cycling loses money;
     the plan buys each step's 50 kWh at its price: 5.00 + 6.00 = 11.00."""
-    problem = Problem(start_ms=0, step_minutes=60, base_load_kw=(50, 50), pv_kw=(0, 0),
-                      import_price=(0.10, 0.12), export_price=(0, 0), battery=battery())
+    problem = Problem(
+        start_ms=0,
+        step_minutes=60,
+        base_load_kw=(50, 50),
+        pv_kw=(0, 0),
+        import_price=(0.10, 0.12),
+        export_price=(0, 0),
+        battery=battery(),
+    )
     plan = solve(problem)
     assert [step.battery_kw for step in plan.steps] == pytest.approx([0.0, 0.0], abs=1e-6)
     assert plan.cost["total"] == pytest.approx(11.0, abs=1e-6)
@@ -70,10 +89,17 @@ RATCHET_LOAD = (50.0, 50.0, 200.0, 190.0, 180.0, 50.0)
 
 
 def ratchet(peak_already_kw: float) -> Problem:
-    return Problem(start_ms=0, step_minutes=15, base_load_kw=RATCHET_LOAD, pv_kw=(0.0,) * 6,
-                   import_price=(0.20,) * 6, export_price=(0.0,) * 6,
-                   demand_charge_per_kw=0.03, peak_already_kw=peak_already_kw,
-                   battery=battery(capacity_kwh=200.0, soc_max_kwh=200.0))
+    return Problem(
+        start_ms=0,
+        step_minutes=15,
+        base_load_kw=RATCHET_LOAD,
+        pv_kw=(0.0,) * 6,
+        import_price=(0.20,) * 6,
+        export_price=(0.0,) * 6,
+        demand_charge_per_kw=0.03,
+        peak_already_kw=peak_already_kw,
+        battery=battery(capacity_kwh=200.0, soc_max_kwh=200.0),
+    )
 
 
 def test_a_peak_already_set_above_the_forecast_is_not_shaved() -> None:
@@ -96,8 +122,7 @@ def test_with_no_peak_set_it_shaves_to_where_demand_charge_and_energy_price_bala
     assert plan.peak_kw == pytest.approx(180.0, abs=1e-6)
     assert [s.battery_kw for s in plan.steps][2:5] == pytest.approx([20.0, 10.0, 0.0], abs=1e-6)
     assert plan.cost["demand_charge"] == pytest.approx(5.40, abs=1e-6)
-    assert plan.cost["total"] == pytest.approx(0.05 * (720 + 30 * (1 / 0.81 - 1)) + 5.40,
-                                               abs=1e-6)
+    assert plan.cost["total"] == pytest.approx(0.05 * (720 + 30 * (1 / 0.81 - 1)) + 5.40, abs=1e-6)
 
 
 def test_shaving_stops_at_the_peak_already_set_when_that_is_above_the_balance_point() -> None:
@@ -110,10 +135,17 @@ def test_shaving_stops_at_the_peak_already_set_when_that_is_above_the_balance_po
 
 
 def ev_problem(energy_kwh: float) -> Problem:
-    return Problem(start_ms=0, step_minutes=60, base_load_kw=(0.0,) * 4, pv_kw=(0.0,) * 4,
-                   import_price=(0.30, 0.10, 0.20, 0.05), export_price=(0.0,) * 4,
-                   evs=(EvSession(name="car", max_kw=10.0, first_step=0, depart_step=3,
-                                  energy_kwh=energy_kwh),))
+    return Problem(
+        start_ms=0,
+        step_minutes=60,
+        base_load_kw=(0.0,) * 4,
+        pv_kw=(0.0,) * 4,
+        import_price=(0.30, 0.10, 0.20, 0.05),
+        export_price=(0.0,) * 4,
+        evs=(
+            EvSession(name="car", max_kw=10.0, first_step=0, depart_step=3, energy_kwh=energy_kwh),
+        ),
+    )
 
 
 def test_an_ev_charges_at_the_cheapest_steps_before_its_departure() -> None:
@@ -133,21 +165,42 @@ def test_an_ev_deadline_that_cannot_be_met_is_refused_with_the_car_named() -> No
 def test_an_ev_leaving_after_the_horizon_gets_in_it_only_what_it_cannot_get_later() -> None:
     """Departure at step 6 of a 4-step horizon, 10 kW: steps 4 and 5 (after the horizon) can give
     20 kWh of the 25, so 5 kWh must come within it, at its cheapest step (3, 0.05): 0.25."""
-    problem = Problem(start_ms=0, step_minutes=60, base_load_kw=(0.0,) * 4, pv_kw=(0.0,) * 4,
-                      import_price=(0.30, 0.10, 0.20, 0.05), export_price=(0.0,) * 4,
-                      evs=(EvSession(name="car", max_kw=10.0, first_step=0, depart_step=6,
-                                     energy_kwh=25.0),))
+    problem = Problem(
+        start_ms=0,
+        step_minutes=60,
+        base_load_kw=(0.0,) * 4,
+        pv_kw=(0.0,) * 4,
+        import_price=(0.30, 0.10, 0.20, 0.05),
+        export_price=(0.0,) * 4,
+        evs=(EvSession(name="car", max_kw=10.0, first_step=0, depart_step=6, energy_kwh=25.0),),
+    )
     plan = solve(problem)
     assert [step.ev_kw["car"] for step in plan.steps] == pytest.approx([0, 0, 0, 5], abs=1e-6)
 
 
 def tank_problem(*, on_off: bool) -> Problem:
-    return Problem(start_ms=0, step_minutes=60, base_load_kw=(0.0,) * 4, pv_kw=(0.0,) * 4,
-                   import_price=(0.10, 0.30, 0.10, 0.30), export_price=(0.0,) * 4,
-                   tanks=(ThermalTank(name="wash", heater_kw=10.0, temp_c=45.0, min_c=40.0,
-                                      max_c=50.0, heat_capacity_kwh_per_k=1.0,
-                                      loss_kw_per_k=0.0, ambient_c=20.0,
-                                      draw_kw=(5.0, 5.0, 5.0, 5.0), on_off=on_off),))
+    return Problem(
+        start_ms=0,
+        step_minutes=60,
+        base_load_kw=(0.0,) * 4,
+        pv_kw=(0.0,) * 4,
+        import_price=(0.10, 0.30, 0.10, 0.30),
+        export_price=(0.0,) * 4,
+        tanks=(
+            ThermalTank(
+                name="wash",
+                heater_kw=10.0,
+                temp_c=45.0,
+                min_c=40.0,
+                max_c=50.0,
+                heat_capacity_kwh_per_k=1.0,
+                loss_kw_per_k=0.0,
+                ambient_c=20.0,
+                draw_kw=(5.0, 5.0, 5.0, 5.0),
+                on_off=on_off,
+            ),
+        ),
+    )
 
 
 def test_a_tank_heats_in_the_cheap_steps_and_stays_in_its_band() -> None:
@@ -166,24 +219,42 @@ def test_a_tank_heats_in_the_cheap_steps_and_stays_in_its_band() -> None:
     assert not plan.mip
 
 
-def test_an_on_off_heater_is_full_on_or_off_for_whole_steps() -> None:
+@pytest.mark.parametrize("mode", ["exact", "round"])
+def test_an_on_off_heater_is_full_on_or_off_for_whole_steps(mode: str) -> None:
     """The same tank with a 10 kW on/off heater: 15 kWh is not a whole number of 10 kWh steps,
-    so it runs two cheap steps (0 and 2): 50, 45, 50, 45 C, cost 2.00."""
-    plan = solve(tank_problem(on_off=True))
+    so it runs two cheap steps (0 and 2): 50, 45, 50, 45 C, cost 2.00. The exact MIP finds it,
+    and so does rounding the LP's schedule (its bound: the LP's 1.50)."""
+    plan = solve(tank_problem(on_off=True), on_off=mode)
     assert [step.tank_kw["wash"] for step in plan.steps] == [10.0, 0.0, 10.0, 0.0]
-    assert [step.tank_c["wash"] for step in plan.steps] == pytest.approx([50, 45, 50, 45],
-                                                                         abs=1e-6)
+    assert [step.tank_c["wash"] for step in plan.steps] == pytest.approx([50, 45, 50, 45], abs=1e-6)
     assert plan.cost["total"] == pytest.approx(2.0, abs=1e-6)
     assert plan.mip
+    if mode == "round":
+        assert plan.cost["lower_bound"] == pytest.approx(1.5, abs=1e-4)
 
 
 def test_a_tank_whose_draw_outruns_its_heater_is_refused_with_the_tank_named() -> None:
     """45 C + 10 kWh - 16 kWh over 1 kWh/K: 39 C after step 0, below the 40 C floor."""
-    problem = Problem(start_ms=0, step_minutes=60, base_load_kw=(0.0,) * 2, pv_kw=(0.0,) * 2,
-                      import_price=(0.1, 0.1), export_price=(0.0, 0.0),
-                      tanks=(ThermalTank(name="wash", heater_kw=10.0, temp_c=45.0, min_c=40.0,
-                                         max_c=50.0, heat_capacity_kwh_per_k=1.0,
-                                         loss_kw_per_k=0.0, ambient_c=20.0,
-                                         draw_kw=(16.0, 16.0)),))
+    problem = Problem(
+        start_ms=0,
+        step_minutes=60,
+        base_load_kw=(0.0,) * 2,
+        pv_kw=(0.0,) * 2,
+        import_price=(0.1, 0.1),
+        export_price=(0.0, 0.0),
+        tanks=(
+            ThermalTank(
+                name="wash",
+                heater_kw=10.0,
+                temp_c=45.0,
+                min_c=40.0,
+                max_c=50.0,
+                heat_capacity_kwh_per_k=1.0,
+                loss_kw_per_k=0.0,
+                ambient_c=20.0,
+                draw_kw=(16.0, 16.0),
+            ),
+        ),
+    )
     with pytest.raises(SchedulerError, match=r"tank 'wash'.*falls to 39\.00 C at step 0"):
         solve(problem)

@@ -4,10 +4,15 @@ the plan's kW to the battery, the plan is kept retained with its fields."""
 
 from __future__ import annotations
 
+import io
+
 import orjson
 import pytest
+from rich.console import Console
 
 from controller.cosim import CoSimulation
+from controller.watch.app import WatchApp
+from controller.watch.link import BrokerSettings
 from drivers.sim.scenario import load_scenario
 from tests.scheduler.cell import scheduler_config
 from tests.scheduler.forecasts import cloud_forecast, payload
@@ -38,6 +43,9 @@ async def test_the_plan_is_made_published_and_followed_in_lockstep() -> None:
         events = [body for topic, body in run.events.events if topic == f"{base}/events/plan"]
         writes = [w for w in run.events.writes() if w.get("rule") == "battery_schedule"]
         pid = run.planner.solver.pid
+        alarms = [
+            t for t, _ in run.events.retained_history if t.endswith("battery_schedule.no_plan")
+        ]
     assert [e["reason"] for e in events] == ["start", "scheduled"]
     assert all(e["ok"] for e in events)
     assert plan["valid"] is True
@@ -48,7 +56,27 @@ async def test_the_plan_is_made_published_and_followed_in_lockstep() -> None:
     assert plan["horizon_h"] == 24.0
     assert plan["cost"]["total"] > 0
     assert plan["steps"][0]["price"] == 0.16
+    assert alarms == []  # the first plan came in the first cycle: no alarm at start
     assert writes, "battery_schedule wrote nothing"
     assert writes[-1]["reason"].startswith("plan ")
     assert pid is not None
     assert orjson.dumps(plan)
+    shown = watch_plan_tab(plan)
+    assert "time" in shown
+    assert "battery_kw" in shown
+    assert "soc_pct" in shown
+    assert "cost_total:" in shown
+    assert "reason: scheduled" in shown
+
+
+def watch_plan_tab(plan: dict[str, object]) -> str:
+    """What `edgecell watch`'s Plan tab shows for this retained plan, as text."""
+    app = WatchApp(
+        BrokerSettings(host="127.0.0.1", port=1, base="edgecell/sim-cell", by="t"),
+        gateway="sim-cell",
+        broker_label="test",
+    )
+    app.state.ingest("edgecell/sim-cell/plan", orjson.dumps(plan))
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(app._plan())
+    return console.export_text()

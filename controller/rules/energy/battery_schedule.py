@@ -51,7 +51,13 @@ class BatterySchedule(BatteryRule):
         target = self.plans.target(now.wall_ms)
         if target is None:
             why = self.plans.why_none(now.wall_ms)
-            self.state, self.wanted_kw, self.plan_kw, self.cut = "no_plan", None, None, ""
+            self.wanted_kw, self.plan_kw, self.cut = None, None, ""
+            if not self.plans.attempted:
+                # Started a moment ago: the first plan is on its way, not missing.
+                self.state = "waiting_for_plan"
+                self.set_alarm("no_plan", False)
+                return []
+            self.state = "no_plan"
             self.set_alarm("no_plan", True, f"no valid plan: {why}; the reactive rules decide")
             return []
         self.set_alarm("no_plan", False)

@@ -90,8 +90,18 @@ def test_each_step_of_the_plan_in_its_time() -> None:
     assert built.detail()["plan_kw"] == -30.0
 
 
+def test_waiting_for_the_first_plan_is_no_fault() -> None:
+    board = PlanBoard()
+    driven, built = rule(board)
+    assert cycle(driven, 200.0, 0.0, 60.0) is None
+    [condition] = built.alarm_conditions()
+    assert not condition.active
+    assert built.detail()["state"] == "waiting_for_plan"
+
+
 def test_without_a_plan_it_proposes_nothing_and_raises_its_alarm() -> None:
     board = PlanBoard()
+    board.withdraw("ForecastError: no plan yet (no forecast)")
     driven, built = rule(board)
     assert cycle(driven, 200.0, 0.0, 60.0) is None
     [condition] = built.alarm_conditions()

@@ -1,0 +1,156 @@
+"""What the scheduler costs the daemon in memory: `python -m bench.scheduler_rss` runs
+`edgecell run` twice against one simulated site (a Modbus server in this process: meter,
+battery, PV), once with the battery rules alone and once with a scheduler (a 24 h plan of 15-min
+steps every 15 min, its PV forecast from a file), and reads the RSS of the daemon and of the
+solver's process from /proc after `--seconds`. Figures: bench/README.md, "Scheduler runtime"."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from bench.procstat import process_tree, rss_bytes
+from drivers.sim.modbus_server import SimModbusServer
+from drivers.sim.points import PointValue
+from drivers.sim.scenario import ModbusDeviceSpec
+
+RESULTS = Path(__file__).parent / "results" / "scheduler_runtime.json"
+
+SPEC = ModbusDeviceSpec(
+    name="site",
+    port=0,
+    registers=[
+        {"point": "site.power_kw", "address": 0},
+        {"point": "site.battery_kw", "address": 2},
+        {"point": "site.soc_pct", "address": 4},
+        {"point": "site.pv_kw", "address": 6},
+        {"point": "site.rate_pct", "address": 100},
+    ],
+)
+
+DEVICES = """
+gateway: {{id: rss-bench, state_dir: {state}}}
+mqtt: {{host: 127.0.0.1, port: 1}}
+devices:
+  - name: plc
+    driver: modbus
+    link: {{transport: tcp, host: 127.0.0.1, port: {port}}}
+    poll_interval: 1s
+    timeout: 500ms
+    tags:
+      - {{name: power_kw, address: 0, type: float32}}
+      - {{name: battery_kw, address: 2, type: float32}}
+      - {{name: soc_pct, address: 4, type: float32}}
+      - {{name: pv_kw, address: 6, type: float32}}
+      - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
+         fallback: 0}}
+actuation: {{cycle: 1s, verify_timeout: 3s}}
+rules:
+  - {{name: battery_peak_shaving, kind: battery_peak_shaving, priority: 20, power: plc.power_kw,
+     battery_power: plc.battery_kw, soc: plc.soc_pct, setpoint: plc.rate_pct,
+     max_discharge_kw: 50, max_charge_kw: 50, reserve_pct: 10, limit_kw: 80, recharge_kw: 20}}
+"""
+
+SCHEDULER = """
+  - {{name: battery_schedule, kind: battery_schedule, priority: 30, power: plc.power_kw,
+     battery_power: plc.battery_kw, soc: plc.soc_pct, setpoint: plc.rate_pct,
+     max_discharge_kw: 50, max_charge_kw: 50, reserve_pct: 10}}
+tariff:
+  default_price_per_kwh: 0.20
+  periods: [{{name: peak, start: "08:00", end: "20:00", price_per_kwh: 0.30}}]
+  demand_charge_per_kw_month: 10
+  export_price_per_kwh: 0.05
+scheduler:
+  site: {{power: plc.power_kw}}
+  battery: {{power: plc.battery_kw, soc: plc.soc_pct, capacity_kwh: 100, max_charge_kw: 50,
+            max_discharge_kw: 50}}
+  load:
+    schedule: {{timezone: UTC, default: all}}
+    prior_kw: {{all: 90}}
+    pv_power: plc.pv_kw
+  pv: {{latitude: 48.78, longitude: 9.18, kwp: 60, file: {forecast}}}
+"""
+
+
+class Site:
+    def __init__(self) -> None:
+        self.points: dict[str, PointValue] = {
+            "site.power_kw": 90.0,
+            "site.battery_kw": 0.0,
+            "site.soc_pct": 50.0,
+            "site.pv_kw": 10.0,
+            "site.rate_pct": 0.0,
+        }
+
+    def point_names(self) -> Iterable[str]:
+        return self.points
+
+    def read_point(self, name: str) -> PointValue:
+        return self.points[name]
+
+    def write_point(self, name: str, value: PointValue) -> None:
+        self.points[name] = value
+
+
+def forecast(path: Path) -> None:
+    now = int(time.time() * 1000)
+    points = [{"at_ms": now + h * 3_600_000, "factor": 0.8} for h in range(37)]
+    path.write_text(json.dumps({"issued_ms": now, "points": points}))
+
+
+async def measure(config: str, seconds: float) -> dict[str, int | float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "edgecell.yaml"
+        path.write_text(config.replace("STATE", str(Path(tmp) / "state")))
+        daemon = subprocess.Popen(  # noqa: ASYNC220 (measured from outside, as a user runs it)
+            [sys.executable, "-m", "controller", "run", str(path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            await asyncio.sleep(seconds)
+            pids = process_tree(daemon.pid)
+            own, own_peak = rss_bytes(daemon.pid)
+            workers = [pid for pid in pids if pid != daemon.pid]
+            worker = sum(rss_bytes(pid)[0] for pid in workers)
+            worker_peak = sum(rss_bytes(pid)[1] for pid in workers)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(15)
+    return {
+        "daemon_rss_mib": round(own / 2**20, 1),
+        "daemon_peak_rss_mib": round(own_peak / 2**20, 1),
+        "worker_rss_mib": round(worker / 2**20, 1),
+        "worker_peak_rss_mib": round(worker_peak / 2**20, 1),
+        "processes": len(pids),
+    }
+
+
+async def main(seconds: float) -> dict[str, dict[str, int | float]]:
+    async with SimModbusServer(Site(), [SPEC], port=0) as server:
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / "forecast.json"
+            forecast(file)
+            base = DEVICES.format(state="STATE", port=server.port)
+            without = await measure(base, seconds)
+            with_scheduler = await measure(base + SCHEDULER.format(forecast=file), seconds)
+    return {"battery_rules_only": without, "with_scheduler": with_scheduler}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    args = parser.parse_args()
+    figures = asyncio.run(main(args.seconds))
+    figures_json = json.dumps(figures, indent=2)
+    print(figures_json)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(figures_json + "\n")

@@ -1,0 +1,208 @@
+"""A site behind a real Modbus server (meter, battery, PV, a charger's connected flag) and the
+daemon with a scheduler over a real mosquitto: what the scheduler's daemon tests share."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+
+from controller.config import LoadedConfig, parse_config
+from controller.runtime import Runtime
+from drivers.sim.modbus_server import SimModbusServer
+from drivers.sim.points import PointValue
+from drivers.sim.scenario import ModbusDeviceSpec
+
+
+class SitePlc:
+    """The site's process image: the server is real, the values are set by the test."""
+
+    def __init__(self) -> None:
+        self.points: dict[str, PointValue] = {
+            "site.power_kw": 90.0,
+            "site.battery_kw": 0.0,
+            "site.soc_pct": 50.0,
+            "site.pv_kw": 0.0,
+            "site.ev_connected": 0.0,
+            "site.rate_pct": 0.0,
+        }
+
+    def point_names(self) -> Iterable[str]:
+        return self.points
+
+    def read_point(self, name: str) -> PointValue:
+        return self.points[name]
+
+    def write_point(self, name: str, value: PointValue) -> None:
+        self.points[name] = value
+
+
+SPEC = ModbusDeviceSpec(
+    name="site",
+    port=0,
+    registers=[
+        {"point": "site.power_kw", "address": 0},
+        {"point": "site.battery_kw", "address": 2},
+        {"point": "site.soc_pct", "address": 4},
+        {"point": "site.pv_kw", "address": 6},
+        {"point": "site.ev_connected", "address": 8},
+        {"point": "site.rate_pct", "address": 100},
+    ],
+)
+
+CONFIG = """
+gateway: {{id: {gateway}, state_dir: {state}}}
+mqtt: {{host: 127.0.0.1, port: {broker}}}
+devices:
+  - name: plc
+    driver: modbus
+    link: {{transport: tcp, host: 127.0.0.1, port: {port}}}
+    poll_interval: 200ms
+    timeout: 500ms
+    tags:
+      - {{name: power_kw, address: 0, type: float32}}
+      - {{name: battery_kw, address: 2, type: float32}}
+      - {{name: soc_pct, address: 4, type: float32}}
+      - {{name: pv_kw, address: 6, type: float32}}
+      - {{name: ev_connected, address: 8, type: float32}}
+      - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
+         fallback: 0}}
+actuation:
+  cycle: 200ms
+  verify_timeout: 2s
+tariff:
+  timezone: UTC
+  default_price_per_kwh: 0.20
+  periods: [{{name: peak, days: [mon, tue, wed, thu, fri, sat, sun], start: "08:00", end: "20:00",
+             price_per_kwh: 0.30}}]
+  demand_charge_per_kw_month: 10
+  export_price_per_kwh: 0.05
+scheduler:
+  solve_time_limit: 1s
+  worker_timeout: {worker_timeout}
+  retry: 1s
+  input_max_age: 10s
+  disturbance: {{soc_pct: 10, load_kw: 1000, hold: 1s, min_interval: 1s}}
+  site: {{power: plc.power_kw}}
+  battery: {{power: plc.battery_kw, soc: plc.soc_pct, capacity_kwh: 100, max_charge_kw: 50,
+            max_discharge_kw: 50, reserve_pct: 10, soc_max_pct: 95}}
+  load:
+    schedule: {{timezone: UTC, default: all}}
+    prior_kw: {{all: 90}}
+    pv_power: plc.pv_kw
+  pv: {{latitude: 48.78, longitude: 9.18, kwp: 60, max_age: {pv_max_age}}}
+  evs:
+    - {{name: car, connected: plc.ev_connected, max_kw: 11, arrive: "00:00", depart: "24:00",
+       energy_kwh: 20, days: [mon, tue, wed, thu, fri, sat, sun]}}
+rules:
+  - name: battery_schedule
+    kind: battery_schedule
+    priority: 30
+    power: plc.power_kw
+    battery_power: plc.battery_kw
+    soc: plc.soc_pct
+    setpoint: plc.rate_pct
+    max_discharge_kw: 50
+    max_charge_kw: 50
+    reserve_pct: 10
+  - name: battery_peak_shaving
+    kind: battery_peak_shaving
+    priority: 20
+    power: plc.power_kw
+    battery_power: plc.battery_kw
+    soc: plc.soc_pct
+    setpoint: plc.rate_pct
+    max_discharge_kw: 50
+    max_charge_kw: 50
+    reserve_pct: 10
+    limit_kw: 80
+    recharge_kw: 20
+"""
+
+
+@dataclass
+class Site:
+    plc: SitePlc
+    server: SimModbusServer
+    runtime: Runtime
+    client: aiomqtt.Client
+    base: str
+    messages: list[tuple[str, Any]]
+
+    async def set(self, **points: float) -> None:
+        for name, value in points.items():
+            self.plc.points[f"site.{name}"] = value
+        await self.server.refresh()
+
+    async def publish_forecast(self, payload: bytes, *, retain: bool = False) -> None:
+        await self.client.publish(f"{self.base}/forecast/pv", payload, qos=1, retain=retain)
+
+    def on(self, suffix: str) -> list[Any]:
+        return [body for topic, body in self.messages if topic == f"{self.base}/{suffix}"]
+
+    def mark(self, suffix: str) -> int:
+        """How many messages `{base}/{suffix}` has had: `wait_for(..., since=)` looks after."""
+        return len(self.on(suffix))
+
+    async def wait_for(
+        self, suffix: str, test: Any = None, within: float = 20.0, since: int = 0
+    ) -> Any:
+        """The first message on `{base}/{suffix}` from the `since`-th on passing `test`."""
+        seen = since
+        async with asyncio.timeout(within):
+            while True:
+                found = [b for b in self.on(suffix)[seen:] if test is None or test(b)]
+                if found:
+                    return found[0]
+                await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def running_site(
+    tmp_path: Path,
+    broker: Any,
+    gateway: str,
+    *,
+    worker_timeout: str = "20s",
+    pv_max_age: str = "1h",
+) -> AsyncIterator[Site]:
+    plc = SitePlc()
+    async with SimModbusServer(plc, [SPEC], port=0) as server:
+        text = CONFIG.format(
+            gateway=gateway,
+            state=tmp_path / "state",
+            broker=broker.port,
+            port=server.port,
+            worker_timeout=worker_timeout,
+            pv_max_age=pv_max_age,
+        )
+        path = tmp_path / "c.yaml"
+        path.write_text(text, encoding="utf-8")  # a reload reads it again
+        runtime = Runtime(LoadedConfig(parse_config(text, "c.yaml"), path, "x"))
+        base = f"edgecell/{gateway}"
+        messages: list[tuple[str, Any]] = []
+        async with aiomqtt.Client(broker.host, broker.port, timeout=5) as client:
+            for suffix in ("plan", "events/plan", "events/forecast", "alarms/#"):
+                await client.subscribe(f"{base}/{suffix}", qos=1)
+
+            async def collect() -> None:
+                async for message in client.messages:
+                    body = orjson.loads(message.payload) if message.payload else None
+                    messages.append((message.topic.value, body))
+
+            collector = asyncio.create_task(collect())
+            daemon = asyncio.create_task(runtime.run())
+            try:
+                yield Site(plc, server, runtime, client, base, messages)
+            finally:
+                runtime.request_stop()
+                await asyncio.wait_for(daemon, 15)
+                collector.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await collector

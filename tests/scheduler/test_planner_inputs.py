@@ -1,0 +1,170 @@
+"""What the planner asks the solver, from what the site knows: prices from the tariff, the load
+learned per period from the metering (kept in the state directory with its age), the battery
+now, the car's session, the billing window already begun, the cloud factor per step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from controller.clock import SteppedClock
+from controller.cosim import RecordedEvents
+from controller.model import Quality, Sample
+from controller.scheduler.board import AcceptedPlan, PlanBoard, PlanTarget
+from controller.scheduler.planner import Planner
+from controller.tagtable import TagTable
+from tests.scheduler.cell import scheduler_config
+from tests.scheduler.forecasts import cloud_forecast, payload
+
+MONDAY_MS = 1_717_372_800_000  # 2024-06-03 00:00 UTC, a Monday
+MINUTE_MS = 60_000
+
+
+class Site:
+    def __init__(self, start_ms: int, tmp_path: Path, **scheduler: Any) -> None:
+        self.clock = SteppedClock(start_ms)
+        self.table = TagTable()
+        self.events = RecordedEvents()
+        config = scheduler_config(**scheduler)
+        assert config.scheduler is not None
+        assert config.tariff is not None
+        self.planner = Planner(
+            config.scheduler,
+            config.tariff,
+            board=PlanBoard(),
+            table=self.table,
+            clock=self.clock,
+            events=self.events,
+            base_topic="edgecell/t",
+            state_dir=tmp_path,
+        )
+
+    def read(self, **values: float) -> None:
+        now = self.clock.wall_ms()
+        tags = {
+            "meter": "site-meter.power_kw",
+            "battery": "bess-1.inverter_w",
+            "soc": "bess-1.storage_chastate",
+            "pv": "pv-inverter.inverter_w",
+        }
+        self.table.update(
+            Sample(*tags[key].split("."), value, Quality.GOOD, now, now)
+            for key, value in values.items()
+        )
+
+    def run(self, minutes: float, **values: float) -> None:
+        """Readings every 10 s for `minutes`, observed by the planner."""
+        for _ in range(int(minutes * 6)):
+            self.clock.advance(10)
+            self.read(**values)
+            self.planner.observe(self.clock.wall_ms())
+
+
+def test_prices_load_battery_and_pv_per_step(tmp_path: Path) -> None:
+    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path)  # 07:00
+    site.read(meter=100.0, battery=0.0, soc=5.0, pv=0.0)
+    assert site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
+    request = site.planner.request(site.clock.wall_ms())
+    problem = request.problem
+    assert len(problem.base_load_kw) == 96
+    assert problem.start_ms == MONDAY_MS + 7 * 60 * MINUTE_MS
+    assert problem.import_price[:5] == [0.16, 0.16, 0.16, 0.16, 0.24]  # peak from 08:00
+    assert problem.export_price[0] == 0.07
+    assert problem.demand_charge_per_kw == 9.0
+    assert problem.demand_window_steps == 1
+    assert problem.base_load_kw[0] == 170.0  # the prior of production (06:00-09:00)
+    assert problem.base_load_kw[8] == 45.0  # 09:00-09:15: a pause
+    battery = problem.battery
+    assert battery is not None
+    assert battery.soc_kwh == 10.0  # 5 % of 200 kWh
+    assert battery.soc_min_kwh == 10.0  # under the 12 % reserve now: the floor is now
+    assert battery.soc_max_kwh == 188.0
+    assert request.pv is not None
+    assert request.pv.cloud == [0.9] * 96
+    assert request.pv.wall_clock_zone == "Europe/Berlin"
+
+
+def test_the_load_is_learned_per_period_and_kept_with_its_age(tmp_path: Path) -> None:
+    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path)
+    # meter 120 + battery discharging 30 + PV 40 = 190 kW of load in production.
+    site.run(15, meter=120.0, battery=30.0, soc=50.0, pv=40.0)  # 07:00:10 .. 07:15:00
+    load = site.planner.load
+    assert load.power_of("production") == 190.0
+    assert load.power_of("pause") == 45.0  # not seen: the prior
+    site.run(15, meter=150.0, battery=30.0, soc=50.0, pv=40.0)  # 220 kW: moves by 0.2
+    # The 07:15-07:30 step: the 07:15:00 reading at 190 kW, 89 at 220 kW.
+    second = (190.0 + 89 * 220.0) / 90
+    learned = 190.0 + 0.2 * (second - 190.0)
+    assert abs(load.power_of("production") - learned) < 1e-9
+    saved = json.loads((tmp_path / "scheduler" / "load.json").read_text())
+    assert saved["kind"] == "load"
+    assert saved["state"]["periods"]["production"]["steps"] == 2
+    again = Site(site.clock.wall_ms(), tmp_path)
+    assert abs(again.planner.load.power_of("production") - learned) < 1e-3
+    shown = again.planner.load.as_json(site.clock.wall_ms() + 60_000)
+    assert shown["production"]["learned_steps"] == 2
+    assert shown["production"]["age_s"] is not None
+    assert shown["pause"]["learned_steps"] == 0
+
+
+def test_the_peak_already_set_and_a_window_already_begun(tmp_path: Path) -> None:
+    site = Site(MONDAY_MS + 10 * 60 * MINUTE_MS, tmp_path, step="5min")
+    site.read(meter=160.0, battery=0.0, soc=50.0, pv=0.0)
+    site.planner.observe(site.clock.wall_ms())  # 10:00:00, a window's start
+    site.run(15, meter=160.0, battery=0.0, soc=50.0, pv=0.0)  # one whole window at 160 kW
+    site.run(7, meter=100.0, battery=0.0, soc=50.0, pv=0.0)  # 10:15-10:22
+    assert abs(site.planner.billing.peak_kw - 160.0) < 1e-6
+    site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
+    problem = site.planner.request(site.clock.wall_ms()).problem
+    assert problem.start_ms == MONDAY_MS + (10 * 60 + 20) * MINUTE_MS
+    assert problem.demand_window_steps == 3
+    assert problem.first_window_steps == 2  # 10:20 and 10:25 are left of the 10:15 window
+    assert problem.peak_already_kw == site.planner.billing.peak_kw
+    # 100 kW from 10:15 to 10:20: 8.3 kWh already in this window.
+    assert abs(problem.first_window_import_kwh - 100 * 5 / 60) < 0.3
+
+
+def test_a_car_s_session_from_its_arrival_and_what_it_got(tmp_path: Path) -> None:
+    ev = {
+        "name": "car",
+        "connected": "process-plc.ev_charger_connected",
+        "power": "process-plc.ev_charger_kw",
+        "max_kw": 11,
+        "arrive": "08:00",
+        "depart": "16:00",
+        "energy_kwh": 40,
+    }
+    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+    site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
+    [session] = site.planner.request(site.clock.wall_ms()).problem.evs
+    assert (session.first_step, session.depart_step, session.energy_kwh) == (4, 36, 40.0)
+
+
+def test_a_load_off_its_forecast_is_a_disturbance_once_it_holds(tmp_path: Path) -> None:
+
+    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path)
+    planner = site.planner
+    now = site.clock.wall_ms()
+    planner._last_slot = now
+    step = PlanTarget(
+        start_ms=now,
+        end_ms=now + 15 * MINUTE_MS,
+        battery_kw=0.0,
+        import_kw=170.0,
+        export_kw=0.0,
+        soc_pct=50.0,
+        peak_kw=170.0,
+        load_kw=170.0,
+        pv_kw=0.0,
+        soc_start_pct=50.0,
+    )
+    planner.board.accept(AcceptedPlan((step,), created_ms=now, valid_until_ms=now + 3_600_000))
+    site.run(0.5, meter=175.0, battery=0.0, soc=50.0, pv=0.0)  # 5 kW off: nothing
+    assert planner.due(site.clock.wall_ms()) == ""
+    site.run(0.5, meter=300.0, battery=0.0, soc=50.0, pv=0.0)  # the average climbs
+    site.run(1.5, meter=300.0, battery=0.0, soc=50.0, pv=0.0)  # held past `hold` (1 min)
+    reason = planner.due(site.clock.wall_ms())
+    assert reason.startswith("net load ")
+    assert reason.endswith("off its forecast 170.0 kW")
