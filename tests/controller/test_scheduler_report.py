@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from controller.cli import main
 from controller.foresight import Bound
 from controller.report import RunResult
 from controller.scheduler_report import (
@@ -129,3 +130,14 @@ def test_the_plan_in_force_is_set_beside_what_happened(tmp_path: Path) -> None:
     assert "| peak 15-min demand | 200.00 kW | 170.00 kW | 150.00 kW | n/a |" in text
     assert report["bound_share_pct"] is None
     assert (tmp_path / "scheduler.json").exists()
+
+
+def test_report_scheduler_refuses_a_config_without_a_scheduler(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    storage = Path(__file__).resolve().parents[2] / "configs" / "cosim-storage.yaml"
+    code = main(
+        ["report", "--scenario", "solar-day", "--scheduler", "--scheduler-config", str(storage)]
+    )
+    assert code == 2
+    assert "--scheduler needs a config with a scheduler: section" in capsys.readouterr().err
