@@ -36,10 +36,13 @@ def keys(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[str]:
     common keys are documented elsewhere)."""
     out: set[str] = set()
     for name, field in model.model_fields.items():
-        if model is not ScheduleConfig and name not in RuleCommon.model_fields:
+        # A schedule's own keys (also in a model built on it, as a tariff's price periods).
+        if issubclass(model, ScheduleConfig) and name in ScheduleConfig.model_fields:
+            continue
+        if name not in RuleCommon.model_fields:
             out.add(field.alias or name)
         for nested in _models(field.annotation):
-            if nested not in seen and nested is not ScheduleConfig:
+            if nested not in seen:
                 seen.add(nested)
                 out |= keys(nested, seen)
     return out - {"kind"}
