@@ -241,7 +241,7 @@ def installed_mb(package: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.run import machine  # noqa: PLC0415  (not in the RSS probes' imports)
+    from bench.harness import machine  # noqa: PLC0415  (not in the RSS probes' imports)
 
     parser = argparse.ArgumentParser(prog="python -m bench --scheduler", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -36,7 +36,8 @@ from controller.clock import Clock
 from controller.configtypes import WriteLimits, format_duration
 from controller.model import Sample, Value, WriteError
 from controller.mqtt import topics
-from controller.rules.config import ActuationConfig, OutputConfig, OutputValue
+from controller.rules.common import OutputValue
+from controller.rules.config import ActuationConfig, OutputConfig
 from controller.rules.cycling import MinOnOffConfig
 from controller.tagtable import TagTable
 from drivers.base import Driver, WholeSteps

@@ -28,7 +28,8 @@ from controller.actuation.state import TagState, as_number, same
 from controller.configtypes import WriteLimits, format_duration
 from controller.model import Value
 from controller.rules.blocks import RateLimiter, RateLimiterConfig
-from controller.rules.config import ActuationConfig, OutputValue
+from controller.rules.common import OutputValue
+from controller.rules.config import ActuationConfig
 from controller.rules.cycling import MinOnOffConfig, MinOnOffTimes
 from controller.rules.rule import Proposal
 from drivers.base import UnencodableValueError, WholeSteps

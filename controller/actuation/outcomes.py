@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from controller.model import Value, WriteError
-from controller.rules.config import OutputValue
+from controller.rules.common import OutputValue
 from controller.rules.rule import Proposal
 
 

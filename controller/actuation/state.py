@@ -12,7 +12,7 @@ from typing import Any
 
 from controller.actuation.outcomes import Outcome, WriteResult
 from controller.model import Quality, Sample, Value
-from controller.rules.config import OutputValue
+from controller.rules.common import OutputValue
 from controller.rules.cycling import MinOnOffTimes
 
 # Outcomes published every time; the others only when they differ from the last event of the

@@ -24,7 +24,7 @@ from controller.configtypes import PositiveDuration, StrictModel
 from controller.device_alarms import DeviceAlarms
 from controller.model import WriteError
 from controller.mqtt import topics
-from controller.rules.config import OutputValue, RuleMode, TagKey
+from controller.rules.common import OutputValue, RuleMode, TagKey
 from controller.rules.engine import RuleEngine, UnknownRuleError
 from drivers.base import ConditionCallError
 

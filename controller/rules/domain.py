@@ -13,7 +13,7 @@ from pydantic import Field
 from controller.alarms import AlarmCondition, DeclaredAlarm
 from controller.configtypes import StrictModel
 from controller.model import Quality, Sample
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.rule import Proposal, Rule, number
 
 # The values of a rule's production tags: which machines are in which state. Rules that learn

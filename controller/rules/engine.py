@@ -24,7 +24,7 @@ from controller.clock import Clock
 from controller.configtypes import format_duration
 from controller.model import Quality, Sample
 from controller.mqtt import topics
-from controller.rules.config import RULE_MODES, OutputValue, RuleMode
+from controller.rules.common import RULE_MODES, OutputValue, RuleMode
 from controller.rules.memory import RememberingRule, RuleMemory
 from controller.rules.rule import Now, Proposal, Rule, RuleInputError
 from controller.tagtable import TagTable

@@ -11,10 +11,9 @@ from controller.configtypes import format_duration
 from controller.model import Sample
 from controller.rules.blocks import Hysteresis, HysteresisConfig
 from controller.rules.catalog import build_domain_rule
+from controller.rules.common import OutputValue, RuleCommon
 from controller.rules.config import (
-    OutputValue,
     PidRuleConfig,
-    RuleCommon,
     RuleConfig,
     ScheduleRuleConfig,
     ThresholdRuleConfig,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.model import Sample
-from controller.rules.config import OutputValue, RuleMode
+from controller.rules.common import OutputValue, RuleMode
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from controller.configtypes import Name, PositiveDuration, StrictModel, format_duration
-from controller.rules.config import TagKey
+from controller.rules.common import TagKey
 from controller.rules.schedule import ScheduleConfig, TimeOfDay, TimeZoneName
 from controller.tariff import WEEKDAYS, TariffSpec, Weekday
 

@@ -17,7 +17,7 @@ from controller.model import DeviceStatus, Quality, Sample
 from controller.mqtt import topics
 from controller.mqtt.config import BufferConfig
 from controller.mqtt.publisher import PublisherStats
-from controller.rules.config import RuleMode
+from controller.rules.common import RuleMode
 from drivers.modbus import codec as modbus_codec
 from drivers.modbus.config import ByteOrder, DataType
 from drivers.opcua import codec as opcua_codec

@@ -11,7 +11,7 @@ from datetime import UTC
 from typing import Any
 
 from controller.model import Quality, Sample, Value
-from controller.rules.config import OutputValue
+from controller.rules.common import OutputValue
 from controller.rules.rule import Now, Proposal, Rule
 from drivers.sim.plant.plant import Plant
 from drivers.sim.scenario import Scenario, load_scenario

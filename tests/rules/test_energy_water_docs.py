@@ -12,7 +12,8 @@ import yaml
 from pydantic import BaseModel, TypeAdapter
 
 from controller.rules.catalog import DomainRuleConfig
-from controller.rules.config import RuleCommon, RuleConfig
+from controller.rules.common import RuleCommon
+from controller.rules.config import RuleConfig
 from controller.rules.schedule import ScheduleConfig
 
 RULES_MD = Path(__file__).parents[2] / "docs" / "rules.md"

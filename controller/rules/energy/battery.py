@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from controller.model import Sample
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import DomainRule, rounded
 from controller.rules.rule import Now, Proposal, number
 

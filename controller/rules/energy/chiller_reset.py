@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from controller.configtypes import Duration, StrictModel
 from controller.model import Sample
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import (
     DomainRule,
     ProductionSignal,

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import (
     DomainRule,
     ProductionMode,

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 
 from controller.configtypes import Duration, Name, StrictModel, format_duration
 from controller.model import Sample
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.cycling import MinOnOffConfig, MinOnOffTimes
 from controller.rules.domain import (
     DomainRule,

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from controller.configtypes import Name, StrictModel
 from controller.model import Sample
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import DomainRule
 from controller.rules.rule import Now, Proposal, number
 from controller.scheduler.board import PlanBoard

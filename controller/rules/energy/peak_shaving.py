@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
 from controller.rules.blocks import NoSampleError
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.demand import DemandReading, DemandWindow, DemandWindowConfig
 from controller.rules.domain import (
     DomainRule,

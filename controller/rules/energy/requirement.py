@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from controller.configtypes import Duration, StrictModel
 from controller.model import Sample
-from controller.rules.config import TagKey
+from controller.rules.common import TagKey
 from controller.rules.rule import number
 
 # The rate of a requirement's variable is its slope over about this long: long enough to smooth

@@ -13,7 +13,7 @@ from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, PositiveDuration, format_duration
 from controller.model import Sample
 from controller.rules.blocks import Hysteresis, HysteresisConfig
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.cycling import MinOnOffConfig, MinOnOffTimes
 from controller.rules.domain import (
     DomainRule,

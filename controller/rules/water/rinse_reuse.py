@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.model import Sample
 from controller.rules.blocks import Hysteresis, HysteresisConfig
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import (
     DomainRule,
     ProductionSignal,

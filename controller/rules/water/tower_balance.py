@@ -30,7 +30,7 @@ from pydantic import Field, model_validator
 from controller.alarms import DeclaredAlarm, Indicates, declare
 from controller.configtypes import Duration, PositiveDuration, format_duration
 from controller.model import Sample
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import DomainRule, rounded
 from controller.rules.rule import Now, Proposal, number
 from controller.rules.steps import EstimateSteps

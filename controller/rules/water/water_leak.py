@@ -19,7 +19,7 @@ from controller.configtypes import Duration, Name, PositiveDuration, StrictModel
 from controller.model import Sample
 from controller.rules.average import MovingAverage, MovingAverageConfig
 from controller.rules.blocks import NoSampleError
-from controller.rules.config import OutputValue, RuleCommon, TagKey
+from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.domain import (
     DomainRule,
     ProductionMode,

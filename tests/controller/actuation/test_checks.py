@@ -18,7 +18,7 @@ from controller.actuation.checks import (
 from controller.actuation.outcomes import Outcome, WriteResult
 from controller.actuation.state import REPEAT_SUMMARY, TagState, to_publish
 from controller.configtypes import WriteLimits
-from controller.rules.config import OutputValue
+from controller.rules.common import OutputValue
 from drivers.base import UnencodableValueError, WholeSteps
 
 
