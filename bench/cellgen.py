@@ -27,6 +27,8 @@ from bench.plausible import (
     design_cooling_kw,
     hole_air_m3_min,
     largest_hole_mm,
+    rinse_overflow_pct,
+    rinse_steady_us_cm,
 )
 from drivers.sim.scenario import AirLeak
 
@@ -543,19 +545,41 @@ def generate(seed: int, index: int) -> Cell:
             "local_conductivity_setpoint_us_cm": local,
         }
     )
-    scenario["rinse"].update(
-        {
-            "machine": washer,
-            "tank_m3": draw.uniform((1.0, 3.0), 1),
-            "fresh_max_m3_h": draw.uniform((1.5, 3.0), 1),
-            "recirc_max_m3_h": draw.uniform((1.0, 2.0), 1),
-            "fresh_conductivity_us_cm": makeup,  # the rinse takes the mains water
-            "initial_conductivity_us_cm": makeup + 100,
-            "dragout_l_h": draw.uniform((3.0, 10.0), 1),
-            "bath_conductivity_us_cm": draw.uniform((20_000.0, 40_000.0), 0),
-            "quality_limit_us_cm": rinse_limit,
-        }
+    rinse = {
+        "machine": washer,
+        "tank_m3": draw.uniform((1.0, 3.0), 1),
+        "fresh_max_m3_h": draw.uniform((1.5, 3.0), 1),
+        "recirc_max_m3_h": draw.uniform((1.0, 2.0), 1),
+        "fresh_conductivity_us_cm": makeup,  # the rinse takes the mains water
+        "initial_conductivity_us_cm": makeup + 100,
+        "dragout_l_h": draw.uniform((3.0, 10.0), 1),
+        "bath_conductivity_us_cm": draw.uniform((20_000.0, 40_000.0), 0),
+        "quality_limit_us_cm": rinse_limit,
+    }
+    # The site's own overflow (the base cell's fresh valve setting) holds the limit in
+    # production; where it would not, the site opened it to settle at 95 % of the limit, and
+    # widened the fresh line when the valve alone cannot (bench/plausible.py).
+    valve = dict(scenario["rinse"]["fresh_valve_pct"])
+    settled = rinse_steady_us_cm(
+        rinse["fresh_max_m3_h"] * valve["default"] / 100.0,
+        makeup,
+        rinse["dragout_l_h"],
+        rinse["bath_conductivity_us_cm"],
     )
+    if settled > rinse_limit:
+        opening = rinse_overflow_pct(
+            rinse["fresh_max_m3_h"],
+            makeup,
+            rinse["dragout_l_h"],
+            rinse["bath_conductivity_us_cm"],
+            0.95 * rinse_limit,
+        )
+        if opening > 80.0:
+            rinse["fresh_max_m3_h"] = math.ceil(rinse["fresh_max_m3_h"] * opening / 80.0 * 10) / 10
+            opening = 80.0
+        valve["default"] = float(math.ceil(opening))
+        rinse["fresh_valve_pct"] = valve
+    scenario["rinse"].update(rinse)
     price = draw.uniform(RANGES["price_per_kwh"], 3)
     scenario["tariff"] = {
         "currency": "EUR",

@@ -1,7 +1,8 @@
 """What a generated cell must hold on its own fixed controls to be a site anyone would build:
 the compressor feeds the machines' air, its own leaks and any injected leak at its cut-in
-pressure with a margin, and the chiller covers the process heat and the loop's gain from the
-design ambient at its design return. A cell that breaks these breaks its process limits for
+pressure with a margin, the chiller covers the process heat and the loop's gain from the
+design ambient at its design return, and the rinse's own overflow holds its quality limit
+against the drag-out of full production. A cell that breaks these breaks its process limits for
 hours in the baseline too (cells 1-020, 1-025, 1-026 of the 30-cell run: far end under its
 minimum 19,045 s and 40 s, return water over its limit 12,420 s on the plant's own controls),
 and says nothing about the rules. bench/cellgen.py draws within them; the test of the
@@ -59,6 +60,26 @@ def design_cooling_kw(
     return heat_kw + gain_kw_per_k * max(0.0, ambient_max_c - (supply_c + DESIGN_DELTA_K))
 
 
+def rinse_steady_us_cm(
+    fresh_m3_h: float, fresh_us_cm: float, dragout_l_h: float, bath_us_cm: float
+) -> float:
+    """The rinse tank's conductivity once it has settled with production running: fresh water
+    at `fresh_m3_h` and the drag-out's bath both flow in, the mixture overflows."""
+    fresh_l_h = fresh_m3_h * 1000.0
+    return (fresh_l_h * fresh_us_cm + dragout_l_h * bath_us_cm) / (fresh_l_h + dragout_l_h)
+
+
+def rinse_overflow_pct(
+    fresh_max_m3_h: float, fresh_us_cm: float, dragout_l_h: float, bath_us_cm: float, target: float
+) -> float:
+    """The fresh valve's opening (%) at which the settled rinse is at `target` uS/cm (over 100:
+    the valve cannot)."""
+    if target <= fresh_us_cm:
+        return math.inf
+    fresh_l_h = dragout_l_h * (bath_us_cm - target) / (target - fresh_us_cm)
+    return 100.0 * fresh_l_h / 1000.0 / fresh_max_m3_h
+
+
 def air_needed_m3_min(scenario: Scenario) -> float:
     """Free air the compressor must deliver at its cut-in pressure with every machine producing,
     its own leaks and every injected air leak flowing."""
@@ -93,5 +114,18 @@ def implausible(scenario: Scenario) -> list[str]:
         problems.append(
             f"chiller {water.capacity_kw:.0f} kW against {load:.1f} kW of process heat and loop"
             f" gain at {scenario.ambient.max_c} degC ambient"
+        )
+    rinse = scenario.rinse
+    settled = rinse_steady_us_cm(
+        rinse.fresh_max_m3_h * rinse.fresh_valve_pct.default / 100.0,
+        rinse.fresh_conductivity_us_cm,
+        rinse.dragout_l_h,
+        rinse.bath_conductivity_us_cm,
+    )
+    if settled > rinse.quality_limit_us_cm:
+        problems.append(
+            f"rinse overflow {rinse.fresh_valve_pct.default:.0f} % of {rinse.fresh_max_m3_h}"
+            f" m3/h settles at {settled:.0f} uS/cm in production, over its limit"
+            f" {rinse.quality_limit_us_cm:.0f}"
         )
     return problems

@@ -218,7 +218,8 @@ def test_every_reset_is_ready_for_load_steps(
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_every_generated_cell_is_a_site_someone_would_build(seed: int) -> None:
     # bench/plausible.py: the compressor feeds machines, leaks and injected leaks at its cut-in
-    # pressure with 10 % to spare; the chiller covers the design day's heat and loop gain.
+    # pressure with 10 % to spare; the chiller covers the design day's heat and loop gain; the
+    # rinse's own overflow settles under its limit in production.
     for index in range(CELLS):
         scenario = Scenario.model_validate(generate(seed, index).scenario)
         assert implausible(scenario) == [], scenario.name
@@ -243,7 +244,26 @@ def test_an_undersized_chiller_or_a_hole_the_compressor_cannot_feed_is_implausib
     assert problem.startswith("compressor 1.64 m3/min against 1.92 m3/min")
 
 
-@pytest.mark.parametrize(("seed", "index"), [(1, 3), (2, 5), (1, 20), (1, 25), (1, 26)])
+def test_a_rinse_whose_own_overflow_cannot_hold_its_limit_is_implausible() -> None:
+    # cell-3-026 as first drawn: 50 % of 1.7 m3/h of 636 uS/cm mains against 9.9 l/h of
+    # drag-out at 35,000 uS/cm settles at (850 x 636 + 9.9 x 35,000) / 859.9 = 1,031 uS/cm,
+    # over its 954 limit (30,855 s over it a day on the plant's own controls).
+    scenario = Scenario.model_validate(generate(3, 26).scenario)
+    rinse = scenario.rinse
+    valve = rinse.fresh_valve_pct.model_copy(update={"default": 50.0})
+    drawn = rinse.model_copy(update={"fresh_max_m3_h": 1.7, "fresh_valve_pct": valve})
+    (problem,) = implausible(scenario.model_copy(update={"rinse": drawn}))
+    assert problem == (
+        "rinse overflow 50 % of 1.7 m3/h settles at 1031 uS/cm in production, over its limit 954"
+    )
+    # As generated now the site opened its overflow to settle at 95 % of the limit.
+    assert rinse.fresh_valve_pct.default > 50.0
+    assert implausible(scenario) == []
+
+
+@pytest.mark.parametrize(
+    ("seed", "index"), [(1, 3), (2, 5), (1, 20), (1, 25), (1, 26), (3, 26)]
+)
 def test_the_plant_on_its_own_controls_breaks_no_process_limit(
     tmp_path: Path, seed: int, index: int
 ) -> None:
@@ -259,6 +279,7 @@ def test_the_plant_on_its_own_controls_breaks_no_process_limit(
     assert truth.seconds_far_end_below_critical == 0
     assert truth.seconds_process_above_limit == 0
     assert sum(truth.seconds_tank_below_min.values()) == 0
+    assert truth.seconds_rinse_above_limit == 0
 
 
 def test_generated_cells_run_in_the_plant(cells: list[tuple[Scenario, Config]]) -> None:
