@@ -52,7 +52,7 @@ devices:
       - {{name: pv_kw, address: 6, type: float32}}
       - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
          fallback: 0}}
-actuation: {{cycle: 1s, verify_timeout: 3s}}
+actuation: {{cycle: 1s, verify_timeout: 3s, outputs: {{plc.rate_pct: {{refresh: 10s}}}}}}
 rules:
   - {{name: battery_peak_shaving, kind: battery_peak_shaving, priority: 20, power: plc.power_kw,
      battery_power: plc.battery_kw, soc: plc.soc_pct, setpoint: plc.rate_pct,

@@ -76,6 +76,7 @@ devices:
 actuation:
   cycle: 200ms
   verify_timeout: 2s
+  outputs: {{plc.rate_pct: {{refresh: 10s}}}}
 tariff:
   timezone: UTC
   default_price_per_kwh: 0.20

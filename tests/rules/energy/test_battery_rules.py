@@ -189,6 +189,27 @@ def battery_cell(**rule_settings: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.parametrize("kind", ["battery_peak_shaving", "pv_self_consumption"])
+def test_a_battery_setpoint_without_refresh_is_refused(kind: str) -> None:
+    """A SunSpec 124 rate held unchanged is handed back to the battery's local program when its
+    revert timer runs out (InOutWRte_RvrtTms, 30 s on the simulated battery): the setpoint must
+    be written again, by the actuator's refresh."""
+    cell = battery_cell()
+    cell["rules"][0]["kind"] = kind
+    for key in ("limit_kw", "recharge_kw"):
+        if kind != "battery_peak_shaving":
+            del cell["rules"][0][key]
+    Config.model_validate(cell)  # with refresh: loads
+    cell["actuation"]["outputs"]["bess.rate"] = {"tolerance": 0.05}
+    with pytest.raises(
+        ValidationError, match=r"rules\[0\]\.setpoint: .*actuation\.outputs\.bess\.rate\.refresh"
+    ):
+        Config.model_validate(cell)
+    del cell["actuation"]["outputs"]
+    with pytest.raises(ValidationError, match=r"revert timer"):
+        Config.model_validate(cell)
+
+
 def test_a_rules_own_tariff_is_refused_pointing_to_the_top_level_tariff() -> None:
     """One tariff per config: the rule's own (a schedule plus prices) moved to `tariff:`."""
     own = {"timezone": "UTC", "default": "off-peak", "prices": {"off-peak": 0.16}}
