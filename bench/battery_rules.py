@@ -29,6 +29,7 @@ from controller.rules.catalog import build_domain_rule
 from controller.rules.config import RuleConfig
 from controller.rules.energy.battery import BatteryRule
 from controller.rules.rule import Now
+from controller.scheduler.config import TariffConfig
 from drivers.sim.plant import Plant
 from drivers.sim.scenario import Scenario, load_scenario
 
@@ -59,7 +60,11 @@ def battery_rules(config: Path, changes: list[str]) -> list[BatteryRule]:
             if rule["kind"] == kind:
                 rule[key] = yaml.safe_load(value)
     adapter: TypeAdapter[Any] = TypeAdapter(RuleConfig)
-    rules = [build_domain_rule(adapter.validate_python(rule)) for rule in settings]
+    # The config's one tariff: battery_peak_shaving's prices (dear_recharge_soc_pct).
+    tariff = TariffConfig.model_validate(data["tariff"]) if "tariff" in data else None
+    rules = [
+        build_domain_rule(adapter.validate_python(rule), tariff=tariff) for rule in settings
+    ]
     battery = [rule for rule in rules if isinstance(rule, BatteryRule)]
     return sorted(battery, key=lambda rule: -rule.priority)
 

@@ -14,12 +14,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from bench.procstat import process_tree, rss_bytes
 from drivers.sim.modbus_server import SimModbusServer
-from drivers.sim.points import PointValue
+from drivers.sim.points import DictPoints, PointValue
 from drivers.sim.scenario import ModbusDeviceSpec
 
 RESULTS = Path(__file__).parent / "results" / "scheduler_runtime.json"
@@ -52,7 +51,7 @@ devices:
       - {{name: pv_kw, address: 6, type: float32}}
       - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
          fallback: 0}}
-actuation: {{cycle: 1s, verify_timeout: 3s}}
+actuation: {{cycle: 1s, verify_timeout: 3s, outputs: {{plc.rate_pct: {{refresh: 10s}}}}}}
 rules:
   - {{name: battery_peak_shaving, kind: battery_peak_shaving, priority: 20, power: plc.power_kw,
      battery_power: plc.battery_kw, soc: plc.soc_pct, setpoint: plc.rate_pct,
@@ -80,24 +79,14 @@ scheduler:
 """
 
 
-class Site:
-    def __init__(self) -> None:
-        self.points: dict[str, PointValue] = {
-            "site.power_kw": 90.0,
-            "site.battery_kw": 0.0,
-            "site.soc_pct": 50.0,
-            "site.pv_kw": 10.0,
-            "site.rate_pct": 0.0,
-        }
-
-    def point_names(self) -> Iterable[str]:
-        return self.points
-
-    def read_point(self, name: str) -> PointValue:
-        return self.points[name]
-
-    def write_point(self, name: str, value: PointValue) -> None:
-        self.points[name] = value
+# The site's process image, set by hand (the Modbus server in front of it is real).
+SITE_POINTS: dict[str, PointValue] = {
+    "site.power_kw": 90.0,
+    "site.battery_kw": 0.0,
+    "site.soc_pct": 50.0,
+    "site.pv_kw": 10.0,
+    "site.rate_pct": 0.0,
+}
 
 
 def forecast(path: Path) -> None:
@@ -135,7 +124,7 @@ async def measure(config: str, seconds: float) -> dict[str, int | float]:
 
 
 async def main(seconds: float) -> dict[str, dict[str, int | float]]:
-    async with SimModbusServer(Site(), [SPEC], port=0) as server:
+    async with SimModbusServer(DictPoints(SITE_POINTS), [SPEC], port=0) as server:
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / "forecast.json"
             forecast(file)

@@ -27,6 +27,8 @@ from pydantic import Field, ValidationError, model_validator
 from controller.configtypes import ErrorBudget, Name, StrictModel, TooManyProblemsError
 from controller.mqtt.config import MqttConfig
 from controller.rules.config import ActuationConfig, RuleConfig, check_closed_loop, tag_index
+from controller.rules.energy.battery import BatteryControlConfig
+from controller.rules.energy.battery_peak_shaving import BatteryPeakShavingConfig
 from controller.rules.energy.battery_schedule import BatteryScheduleConfig
 from controller.rules.energy.load_schedule import LoadScheduleConfig
 from controller.scheduler.config import SchedulerConfig, TariffConfig
@@ -127,6 +129,40 @@ class Config(StrictModel):
                 f"rules[{battery_rules[0]}].kind: battery_schedule needs scheduler.battery:"
                 " the plan has no battery kW without it"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _prices_for_the_rules(self) -> Config:
+        # One tariff per config: the rules that weigh prices read the top-level one.
+        if self.tariff is not None:
+            return self
+        for i, rule in enumerate(self.rules):
+            if not isinstance(rule, BatteryPeakShavingConfig):
+                continue
+            if rule.dear_recharge_soc_pct is not None:
+                raise ValueError(
+                    f"rules[{i}].dear_recharge_soc_pct: weighs the price now against the"
+                    " tariff's lowest: add the site's tariff: section (docs/configuration.md,"
+                    " `tariff` and `scheduler`)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _battery_setpoints_refreshed(self) -> Config:
+        # A SunSpec 124 rate (OutWRte) held unchanged is written once; the battery's revert
+        # timer (InOutWRte_RvrtTms) then hands it back to its local program, unseen by any
+        # check: refused, not warned (docs/rules.md, "Battery rules": why).
+        for i, rule in enumerate(self.rules):
+            if not isinstance(rule, BatteryControlConfig):
+                continue
+            output = self.actuation.outputs.get(rule.setpoint)
+            if output is None or output.refresh is None:
+                raise ValueError(
+                    f"rules[{i}].setpoint: {rule.setpoint} is a battery's rate, which its revert"
+                    " timer (SunSpec 124 InOutWRte_RvrtTms) hands back to its local program when"
+                    f" it is not written again: set actuation.outputs.{rule.setpoint}.refresh"
+                    " shorter than the timer (e.g. 10s for a 30 s timer)"
+                )
         return self
 
     @model_validator(mode="after")

@@ -186,7 +186,7 @@ class CoSimulation:
                     state_dir=Path(self._state.name),
                 )
             self.engine = RuleEngine(
-                build_rules(config.rules, self._timing(config), self.plans)
+                build_rules(config.rules, self._timing(config), self.plans, config.tariff)
                 if self.rules_enabled
                 else [],
                 self.table,

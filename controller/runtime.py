@@ -249,7 +249,10 @@ class Runtime:
         )
         self._engine = RuleEngine(
             build_rules(
-                config.rules, ControlTiming.of(config.actuation, config.devices), self._plans
+                config.rules,
+                ControlTiming.of(config.actuation, config.devices),
+                self._plans,
+                config.tariff,
             ),
             self.table,
             self._actuator,
@@ -567,7 +570,8 @@ class Runtime:
         try:
             limits = write_limits(loaded.config.devices)
             new = loaded.config
-            rules = build_rules(new.rules, ControlTiming.of(new.actuation, new.devices), plans)
+            timing = ControlTiming.of(new.actuation, new.devices)
+            rules = build_rules(new.rules, timing, plans, new.tariff)
         except Exception as exc:  # a bug in building rules must not stop the daemon either
             return [f"{path}:0: (rules): cannot be built: {type(exc).__name__}: {exc}"[:500]]
         return loaded, _Prepared(limits, rules)

@@ -32,6 +32,8 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tests.waiting import until
+
 HOST = "127.0.0.1"
 
 
@@ -257,14 +259,12 @@ class Collector:
         self, condition: Callable[[list[aiomqtt.Message]], bool], within: float = 10.0
     ) -> list[aiomqtt.Message]:
         """Wait until `condition(messages)` holds; fail the test with what arrived if not."""
-        try:
-            async with asyncio.timeout(within):
-                while not condition(self.messages):
-                    self._arrived.clear()
-                    await self._arrived.wait()
-        except TimeoutError:
-            shown = [(m.topic.value, bytes(m.payload)[:200]) for m in self.messages[-20:]]  # type: ignore[arg-type]
-            pytest.fail(f"condition not met within {within} s; last messages: {shown}")
+        await until(
+            lambda: condition(self.messages),
+            within=within,
+            arrived=self._arrived,
+            shown=lambda: [(m.topic.value, bytes(m.payload)[:200]) for m in self.messages[-20:]],  # type: ignore[arg-type]
+        )
         return self.messages
 
     async def wait_count(self, count: int, within: float = 10.0) -> list[aiomqtt.Message]:

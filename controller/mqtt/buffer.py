@@ -33,7 +33,7 @@ import structlog
 
 from controller.clock import Clock
 from controller.mqtt.config import BufferConfig
-from controller.mqtt.taskgroup import task_group_exit_args
+from controller.mqtt.taskgroup import OwnedLoop
 
 log = structlog.get_logger(__name__)
 _T = TypeVar("_T")
@@ -150,8 +150,8 @@ class MessageBuffer:
         # One worker thread: a file operation whose awaiting task was cancelled still finishes
         # before the next one starts, so the connection never sees two at once.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mqtt-buffer")
-        self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._maintainer: asyncio.Task[None] | None = None
+        # The commit loop, cancelled at once on leaving (_close then commits what is left).
+        self._lifecycle = OwnedLoop("mqtt-buffer-commits")
         # accepted, not acknowledged, payload in memory; ids only grow, so dict order is age
         self._ram: dict[int, Entry] = {}
         self._unwritten: list[Entry] = []
@@ -219,9 +219,7 @@ class MessageBuffer:
             stack.push_async_callback(self._close)
             # The commit loop runs in a TaskGroup entered here and left in __aexit__: a bug in it
             # cancels the owner instead of silently ending durability.
-            task_group = await stack.enter_async_context(asyncio.TaskGroup())
-            self._maintainer = task_group.create_task(self._maintain(), name="mqtt-buffer-commits")
-            self._exit_stack = stack.pop_all()
+            await self._lifecycle.start(stack, self._maintain)
         return self
 
     async def __aexit__(
@@ -230,12 +228,7 @@ class MessageBuffer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack, self._exit_stack = self._exit_stack, None
-        if stack is None:
-            return
-        if self._maintainer is not None:
-            self._maintainer.cancel()
-        await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
+        await self._lifecycle.stop(exc_type, exc, tb)
 
     async def _close(self) -> None:
         if self._db is None:

@@ -33,7 +33,7 @@ from controller.mqtt import topics
 from controller.mqtt.brokers import BrokerEndpoint, BrokerRotation
 from controller.mqtt.buffer import BUFFER_FILE, Entry, MessageBuffer
 from controller.mqtt.config import MqttConfig
-from controller.mqtt.taskgroup import task_group_exit_args, wait_or_cancel
+from controller.mqtt.taskgroup import OwnedLoop
 
 log = structlog.get_logger(__name__)
 
@@ -129,8 +129,6 @@ class MqttPublisher:
         self._birth = topics.encode(birth)  # with the buffer's epoch once it is open
         self._buffer: MessageBuffer | None = None  # kept after exit, for stats()
         self._running = False
-        self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._connection_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._reconnect = asyncio.Event()  # new connection settings: end the session, connect
         self._settings_in_force = asyncio.Event()  # set when a client is made with the latest
@@ -147,11 +145,17 @@ class MqttPublisher:
         self._inputs: dict[str, Callable[[bytes], None]] = {}
         self._client: aiomqtt.Client | None = None
         self._receive_maximum = WINDOW
+        self._lifecycle = OwnedLoop(
+            "mqtt-connection",
+            stop_events=(self._stopping, self._wakeup),
+            stop_within=STOP_TIMEOUT,
+            timeout_event="mqtt_stop_timeout",
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._exit_stack is not None:
+        if self._lifecycle.running:
             raise PublisherReentryError("the publisher is already running")
         self._stopping.clear()
         async with contextlib.AsyncExitStack() as stack:
@@ -162,11 +166,7 @@ class MqttPublisher:
             )
             self._running = True
             stack.callback(setattr, self, "_running", False)
-            task_group = await stack.enter_async_context(asyncio.TaskGroup())
-            self._connection_task = task_group.create_task(
-                self._connection_loop(), name="mqtt-connection"
-            )
-            self._exit_stack = stack.pop_all()
+            await self._lifecycle.start(stack, self._connection_loop)
         return self
 
     async def __aexit__(
@@ -175,15 +175,7 @@ class MqttPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack, self._exit_stack = self._exit_stack, None
-        if stack is None:
-            return
-        self._stopping.set()
-        self._wakeup.set()
-        try:
-            await wait_or_cancel(self._connection_task, STOP_TIMEOUT, "mqtt_stop_timeout")
-        finally:
-            await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
+        await self._lifecycle.stop(exc_type, exc, tb)
 
     async def connected(self) -> None:
         """Return once a session with the broker is up (at once if it is)."""

@@ -1,9 +1,13 @@
-"""Leaving a TaskGroup that an async context manager entered in its `__aenter__` (the publisher
-and the buffer own one each, as aiomqtt's client does)."""
+"""The lifecycle the publisher, the buffer and the Sparkplug node share, as aiomqtt's client has
+it: `__aenter__` enters the owner's resources and one TaskGroup running its one loop;
+`__aexit__` tells the loop to stop, gives it a bounded time, then leaves the group and the
+resources in reverse order."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -39,3 +43,65 @@ async def wait_or_cancel(task: asyncio.Task[Any] | None, within: float, event: s
     finally:
         if not task.done():
             task.cancel()
+
+
+class OwnedLoop:
+    """One long-lived loop of an async context manager, in a TaskGroup the owner enters in its
+    `__aenter__` and leaves in its `__aexit__`.
+
+    `stop_events` are set to tell the loop to stop; it then has `stop_within` seconds to end by
+    itself before it is cancelled (`timeout_event` logged). Without `stop_within` the loop is
+    cancelled at once (a loop with nothing to finish)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        stop_events: Sequence[asyncio.Event] = (),
+        stop_within: float | None = None,
+        timeout_event: str = "",
+    ) -> None:
+        self.name = name
+        self._stop_events = tuple(stop_events)
+        self._stop_within = stop_within
+        self._timeout_event = timeout_event or f"{name}_stop_timeout"
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def running(self) -> bool:
+        """Entered and not yet left."""
+        return self._stack is not None
+
+    async def start(
+        self, stack: contextlib.AsyncExitStack, loop: Callable[[], Coroutine[Any, Any, None]]
+    ) -> None:
+        """The last step of the owner's `__aenter__`, inside `async with AsyncExitStack() as
+        stack:` holding what the loop uses: a TaskGroup on top of it runs `loop()`, and the
+        stack is taken over (left by `stop`); should anything before fail, the owner's `async
+        with` leaves what it entered."""
+        group = await stack.enter_async_context(asyncio.TaskGroup())
+        self._task = group.create_task(loop(), name=self.name)
+        self._stack = stack.pop_all()
+
+    async def stop(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """The owner's `__aexit__`: the loop told to stop and awaited (bounded), or cancelled,
+        then the group and the owner's resources left. Leaving twice, or unentered, is a no-op."""
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        try:
+            if self._stop_within is None:
+                if self._task is not None:
+                    self._task.cancel()
+            else:
+                for event in self._stop_events:
+                    event.set()
+                await wait_or_cancel(self._task, self._stop_within, self._timeout_event)
+        finally:
+            await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))

@@ -3,7 +3,7 @@ controller/rules/config.py) and how each is built (by controller/rules/kinds.py)
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from controller.rules.energy.battery_peak_shaving import (
     BatteryPeakShaving,
@@ -23,6 +23,9 @@ from controller.rules.water.rinse_reuse import RinseReuse, RinseReuseConfig
 from controller.rules.water.tower_balance import TowerBalance, TowerBalanceConfig
 from controller.rules.water.water_leak import WaterLeak, WaterLeakConfig
 from controller.scheduler.board import PlanBoard
+
+if TYPE_CHECKING:
+    from controller.scheduler.config import TariffConfig
 
 DomainRuleConfig: TypeAlias = (
     PeakShavingConfig
@@ -44,9 +47,11 @@ def build_domain_rule(
     config: DomainRuleConfig,
     timing: ControlTiming | None = None,
     plans: PlanBoard | None = None,
+    tariff: TariffConfig | None = None,
 ) -> Rule:
     """The rule of an energy or water rule config; `timing` for idle_standby's wake-up,
-    `plans` (the scheduler's plan in force) for battery_schedule and load_schedule."""
+    `plans` (the scheduler's plan in force) for battery_schedule and load_schedule, `tariff`
+    (the config's top-level one) for battery_peak_shaving's prices."""
     if isinstance(config, PeakShavingConfig):
         return PeakShaving(config)
     if isinstance(config, CompressedAirConfig):
@@ -60,7 +65,7 @@ def build_domain_rule(
     if isinstance(config, BlowdownConfig):
         return CoolingTowerBlowdown(config)
     if isinstance(config, BatteryPeakShavingConfig):
-        return BatteryPeakShaving(config)
+        return BatteryPeakShaving(config, tariff)
     if isinstance(config, BatteryScheduleConfig):
         return BatterySchedule(config, plans)
     if isinstance(config, LoadScheduleConfig):

@@ -5,7 +5,7 @@ the same way on top of these."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from controller.configtypes import format_duration
 from controller.model import Sample
@@ -23,6 +23,9 @@ from controller.rules.rule import Now, Proposal, Rule, RuleInputError, number
 from controller.rules.schedule import Schedule
 from controller.rules.timing import ControlTiming
 from controller.scheduler.board import PlanBoard
+
+if TYPE_CHECKING:
+    from controller.scheduler.config import TariffConfig
 
 
 class _ConfiguredRule(Rule):
@@ -192,24 +195,28 @@ class ScheduleRule(_ConfiguredRule):
 
 
 def build_rule(
-    config: RuleConfig, timing: ControlTiming | None = None, plans: PlanBoard | None = None
+    config: RuleConfig,
+    timing: ControlTiming | None = None,
+    plans: PlanBoard | None = None,
+    tariff: TariffConfig | None = None,
 ) -> Rule:
     """The rule of a config item; `timing` (the gateway's cycle, write bound and polls) for
     the rules that act ahead of a known time; `plans` for the rules that follow the
-    scheduler's plan."""
+    scheduler's plan; `tariff` (the config's top-level one) for the rules that read prices."""
     if isinstance(config, ThresholdRuleConfig):
         return ThresholdRule(config)
     if isinstance(config, PidRuleConfig):
         return PidRule(config)
     if isinstance(config, ScheduleRuleConfig):
         return ScheduleRule(config)
-    return build_domain_rule(config, timing, plans)
+    return build_domain_rule(config, timing, plans, tariff)
 
 
 def build_rules(
     configs: Sequence[RuleConfig],
     timing: ControlTiming | None = None,
     plans: PlanBoard | None = None,
+    tariff: TariffConfig | None = None,
 ) -> list[Rule]:
     """One rule per config item, in config order (the order breaks priority ties)."""
-    return [build_rule(config, timing, plans) for config in configs]
+    return [build_rule(config, timing, plans, tariff) for config in configs]

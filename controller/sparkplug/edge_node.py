@@ -30,7 +30,7 @@ from controller.clock import Clock
 from controller.model import DeviceStatus, LinkState, Quality, Sample
 from controller.mqtt.buffer import Entry, MessageBuffer
 from controller.mqtt.config import MqttConfig
-from controller.mqtt.taskgroup import task_group_exit_args, wait_or_cancel
+from controller.mqtt.taskgroup import OwnedLoop
 from controller.sparkplug import broker as brokers_
 from controller.sparkplug import metrics as m
 from controller.sparkplug.bdseq import BdSeqStore
@@ -115,8 +115,12 @@ class EdgeNode:
         self._host_timestamps: dict[str, int] = {}  # server -> newest STATE timestamp seen
         self._commands: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=100)
         self._history: MessageBuffer | None = None
-        self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._lifecycle = OwnedLoop(
+            "sparkplug",
+            stop_events=(self._stopping, self._wakeup),
+            stop_within=STOP_TIMEOUT,
+            timeout_event="sparkplug_stop_timeout",
+        )
         self.stats = NodeStats()
         self._dropped_commands = 0
 
@@ -132,9 +136,7 @@ class EdgeNode:
                     self._state_dir / HISTORY_FILE, self._mqtt.buffer, self._clock
                 )
                 self._history = await stack.enter_async_context(history)
-            group = await stack.enter_async_context(asyncio.TaskGroup())
-            self._task = group.create_task(self._connection_loop(), name="sparkplug")
-            self._exit_stack = stack.pop_all()
+            await self._lifecycle.start(stack, self._connection_loop)
         return self
 
     async def __aexit__(
@@ -143,15 +145,7 @@ class EdgeNode:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        stack, self._exit_stack = self._exit_stack, None
-        if stack is None:
-            return
-        self._stopping.set()
-        self._wakeup.set()
-        try:
-            await wait_or_cancel(self._task, STOP_TIMEOUT, "sparkplug_stop_timeout")
-        finally:
-            await stack.__aexit__(*task_group_exit_args(exc_type, exc, tb))
+        await self._lifecycle.stop(exc_type, exc, tb)
 
     # --- the runtime's calls -------------------------------------------------------------------
 

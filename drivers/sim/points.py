@@ -6,7 +6,7 @@ them and pass setpoint writes back. The physics never knows which protocol serve
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 PointValue = float | int | bool
@@ -27,3 +27,22 @@ class PointSource(Protocol):
         """A controller wrote a setpoint. The plant applies its own limits (as a PLC would);
         KeyError for an unknown point, PermissionError for a point that is not writable."""
         ...
+
+
+class DictPoints:
+    """A process image whose values a test or a bench sets by hand (`points[name] = value`):
+    every point readable and writable, no physics; the server in front of it is real."""
+
+    def __init__(self, points: Mapping[str, PointValue]) -> None:
+        self.points: dict[str, PointValue] = dict(points)
+
+    def point_names(self) -> Iterable[str]:
+        return self.points
+
+    def read_point(self, name: str) -> PointValue:
+        return self.points[name]
+
+    def write_point(self, name: str, value: PointValue) -> None:
+        if name not in self.points:
+            raise KeyError(name)
+        self.points[name] = value

@@ -10,7 +10,6 @@ clears.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +19,14 @@ import orjson
 from controller.config import LoadedConfig, parse_config
 from controller.runtime import Runtime
 from drivers.sim.modbus_server import SimModbusServer
-from drivers.sim.points import PointValue
+from drivers.sim.points import DictPoints, PointValue
 from drivers.sim.scenario import ModbusDeviceSpec
 
-
-class Tower:
-    """A point source standing in for a tower PLC's process image (the server is real)."""
-
-    def __init__(self) -> None:
-        self.points: dict[str, PointValue] = {
-            "tower.conductivity_us_cm": 1500.0,
-            "tower.blowdown_valve_pct": 0.0,
-        }
-
-    def point_names(self) -> Iterable[str]:
-        return self.points
-
-    def read_point(self, name: str) -> PointValue:
-        return self.points[name]
-
-    def write_point(self, name: str, value: PointValue) -> None:
-        self.points[name] = value
+# A tower PLC's process image (the server in front of it is real).
+TOWER_POINTS: dict[str, PointValue] = {
+    "tower.conductivity_us_cm": 1500.0,
+    "tower.blowdown_valve_pct": 0.0,
+}
 
 
 SPEC = ModbusDeviceSpec(
@@ -82,7 +68,7 @@ rules:
 async def test_alarm_is_raised_acknowledged_and_cleared_on_mqtt(
     tmp_path: Path, mosquitto: Any
 ) -> None:
-    tower = Tower()
+    tower = DictPoints(TOWER_POINTS)
     async with SimModbusServer(tower, [SPEC], port=0) as server:
         text = CONFIG.format(state=tmp_path / "state", broker=mosquitto.port, port=server.port)
         runtime = Runtime(LoadedConfig(parse_config(text, "c.yaml"), tmp_path / "c.yaml", "x"))

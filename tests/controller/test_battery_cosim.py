@@ -121,6 +121,7 @@ def test_the_storage_config_is_cosim_yaml_plus_the_battery() -> None:
     plain = yaml.safe_load((ROOT / "configs" / "cosim.yaml").read_text("utf-8"))
     storage = yaml.safe_load((ROOT / "configs" / "cosim-storage.yaml").read_text("utf-8"))
     added = {"pv-inverter", "bess-1"}
+    assert storage.pop("tariff")["timezone"] == "UTC"  # the battery rule's prices
     storage["devices"] = [d for d in storage["devices"] if d["name"] not in added]
     battery_kinds = ("battery_peak_shaving", "pv_self_consumption")
     storage["rules"] = [r for r in storage["rules"] if r["kind"] not in battery_kinds]
@@ -133,10 +134,9 @@ def test_the_storage_config_is_cosim_yaml_plus_the_battery() -> None:
 
 def test_the_scheduler_config_is_the_storage_config_plus_the_scheduler() -> None:
     """configs/cosim-scheduler.yaml repeats configs/cosim-storage.yaml by hand and adds the
-    tariff, the scheduler and the battery_schedule rule: it must stay in step."""
+    scheduler and the battery_schedule rule: it must stay in step (the same tariff too)."""
     storage = yaml.safe_load((ROOT / "configs" / "cosim-storage.yaml").read_text("utf-8"))
     planned = yaml.safe_load((ROOT / "configs" / "cosim-scheduler.yaml").read_text("utf-8"))
-    assert planned.pop("tariff")["timezone"] == "UTC"
     assert planned.pop("scheduler")["battery"]["power"] == "bess-1.inverter_w"
     following = [r for r in planned["rules"] if r["kind"] == "battery_schedule"]
     assert len(following) == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from controller.mqtt import topics
+from tests.waiting import until
 
 
 def seqs(collector) -> set[int]:
@@ -87,13 +88,6 @@ async def test_a_new_broker_is_tried_at_once_while_the_old_one_is_away(
         await asyncio.wait_for(publisher.connected(), 5)
         await on_new.wait_for(lambda _: seqs(on_new) >= set(range(1, 11)))
     assert seqs(on_new) == set(range(1, 11))
-
-
-async def until(condition, within: float = 10.0) -> None:
-    """Wait until `condition()` holds (checked every 50 ms); fail after `within` seconds."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - the publisher's stats have no event to await
-            await asyncio.sleep(0.05)
 
 
 async def test_buffer_settings_apply_without_a_new_connection(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,31 +16,19 @@ import orjson
 from controller.config import LoadedConfig, parse_config
 from controller.runtime import Runtime
 from drivers.sim.modbus_server import SimModbusServer
-from drivers.sim.points import PointValue
+from drivers.sim.points import DictPoints, PointValue
 from drivers.sim.scenario import ModbusDeviceSpec
+from tests.waiting import until
 
-
-class SitePlc:
-    """The site's process image: the server is real, the values are set by the test."""
-
-    def __init__(self) -> None:
-        self.points: dict[str, PointValue] = {
-            "site.power_kw": 90.0,
-            "site.battery_kw": 0.0,
-            "site.soc_pct": 50.0,
-            "site.pv_kw": 0.0,
-            "site.ev_connected": 0.0,
-            "site.rate_pct": 0.0,
-        }
-
-    def point_names(self) -> Iterable[str]:
-        return self.points
-
-    def read_point(self, name: str) -> PointValue:
-        return self.points[name]
-
-    def write_point(self, name: str, value: PointValue) -> None:
-        self.points[name] = value
+# The site's process image at the start: the server is real, the values are set by the test.
+SITE_POINTS: dict[str, PointValue] = {
+    "site.power_kw": 90.0,
+    "site.battery_kw": 0.0,
+    "site.soc_pct": 50.0,
+    "site.pv_kw": 0.0,
+    "site.ev_connected": 0.0,
+    "site.rate_pct": 0.0,
+}
 
 
 SPEC = ModbusDeviceSpec(
@@ -76,6 +64,7 @@ devices:
 actuation:
   cycle: 200ms
   verify_timeout: 2s
+  outputs: {{plc.rate_pct: {{refresh: 10s}}}}
 tariff:
   timezone: UTC
   default_price_per_kwh: 0.20
@@ -128,7 +117,7 @@ rules:
 
 @dataclass
 class Site:
-    plc: SitePlc
+    plc: DictPoints
     server: SimModbusServer
     runtime: Runtime
     client: aiomqtt.Client
@@ -154,13 +143,12 @@ class Site:
         self, suffix: str, test: Any = None, within: float = 20.0, since: int = 0
     ) -> Any:
         """The first message on `{base}/{suffix}` from the `since`-th on passing `test`."""
-        seen = since
-        async with asyncio.timeout(within):
-            while True:
-                found = [b for b in self.on(suffix)[seen:] if test is None or test(b)]
-                if found:
-                    return found[0]
-                await asyncio.sleep(0.05)
+        found = await until(
+            lambda: [b for b in self.on(suffix)[since:] if test is None or test(b)][:1],
+            within=within,
+            shown=lambda: self.on(suffix)[-5:],
+        )
+        return found[0]
 
 
 @contextlib.asynccontextmanager
@@ -172,7 +160,7 @@ async def running_site(
     worker_timeout: str = "20s",
     pv_max_age: str = "1h",
 ) -> AsyncIterator[Site]:
-    plc = SitePlc()
+    plc = DictPoints(SITE_POINTS)
     async with SimModbusServer(plc, [SPEC], port=0) as server:
         text = CONFIG.format(
             gateway=gateway,

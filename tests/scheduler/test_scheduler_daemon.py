@@ -10,7 +10,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 
 from tests.scheduler.forecasts import cloud_forecast, payload
 from tests.scheduler.site import Site, running_site
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -44,15 +44,6 @@ async def fed(site: Site) -> dict[str, Any]:
 
 def rate(site: Site) -> float:
     return float(site.plc.points["site.rate_pct"])
-
-
-async def until(holds: Callable[[], bool], within: float = 10.0) -> None:
-    """Wait until `holds()` (a write goes through the engine, the actuator and Modbus)."""
-    async with asyncio.timeout(within):
-        while True:
-            if holds():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def test_the_plan_is_published_retained_with_its_fields(

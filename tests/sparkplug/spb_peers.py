@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,31 +19,17 @@ from controller.config import LoadedConfig, parse_config
 from controller.runtime import Runtime
 from controller.sparkplug.sparkplug_b_pb2 import Payload
 from drivers.sim.modbus_server import SimModbusServer
-from drivers.sim.points import PointValue
+from drivers.sim.points import DictPoints
 from drivers.sim.scenario import ModbusDeviceSpec
+from tests.waiting import until
 
 GROUP = "plant-a"
 NODE = "cell-1"
 
 
-class Chiller:
+def chiller_points() -> DictPoints:
     """The PLC's process image (the Modbus server in front of it is real)."""
-
-    def __init__(self) -> None:
-        self.points: dict[str, PointValue] = {
-            "chiller.supply_c": 7.5,
-            "chiller.setpoint_c": 7.0,
-            "chiller.starts": 3,
-        }
-
-    def point_names(self) -> Iterable[str]:
-        return self.points
-
-    def read_point(self, name: str) -> PointValue:
-        return self.points[name]
-
-    def write_point(self, name: str, value: PointValue) -> None:
-        self.points[name] = value
+    return DictPoints({"chiller.supply_c": 7.5, "chiller.setpoint_c": 7.0, "chiller.starts": 3})
 
 
 def chiller_spec(port: int = 0) -> ModbusDeviceSpec:
@@ -126,19 +112,16 @@ class Watcher:
     async def wait_for(
         self, condition: Callable[[list[SparkplugMessage]], Any], within: float = 10.0
     ) -> Any:
-        try:
-            async with asyncio.timeout(within):
-                while not (result := condition(self.messages)):
-                    self.arrived.clear()
-                    await self.arrived.wait()
-                return result
-        except TimeoutError:
-            shown = [
+        def shown() -> list[Any]:
+            return [
                 (m.topic, m.payload.seq if m.payload is not None else None,
                  [(x.name, x.alias) for x in m.payload.metrics] if m.payload is not None else m.raw)
                 for m in self.messages[-12:]
             ]
-            pytest.fail(f"condition not met within {within} s; last messages: {shown}")
+
+        return await until(
+            lambda: condition(self.messages), within=within, arrived=self.arrived, shown=shown
+        )
 
     async def wait_kind(
         self, kind: str, count: int = 1, device: str | None = None, within: float = 10.0
@@ -193,7 +176,7 @@ async def sparkplug_watch(mosquitto: Any) -> AsyncIterator[Watcher]:
 @dataclass
 class Daemon:
     runtime: Runtime
-    chiller: Chiller
+    chiller: DictPoints
     server: SimModbusServer
 
 
@@ -203,7 +186,7 @@ async def daemon(
 ) -> AsyncIterator[Daemon]:
     """The daemon with Sparkplug on, polling the simulated chiller; `extra` config lines come
     from `@pytest.mark.parametrize("daemon_extra", ...)`-free tests as an empty string."""
-    chiller = Chiller()
+    chiller = chiller_points()
     async with SimModbusServer(chiller, [chiller_spec()], port=0) as server:
         text = config_text(tmp_path, mosquitto, server.port)
         runtime = Runtime(LoadedConfig(parse_config(text, "c.yaml"), tmp_path / "c.yaml", "x"))

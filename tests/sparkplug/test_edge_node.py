@@ -17,7 +17,16 @@ from typing import Any
 
 import orjson
 import pytest
-from spb_peers import GROUP, NODE, Chiller, Daemon, Watcher, chiller_spec, config_text, publish
+from spb_peers import (
+    GROUP,
+    NODE,
+    Daemon,
+    Watcher,
+    chiller_points,
+    chiller_spec,
+    config_text,
+    publish,
+)
 
 from controller.clock import SYSTEM_CLOCK
 from controller.config import ConfigError, load_config, parse_config
@@ -174,7 +183,7 @@ async def test_rebirth_command_repeats_the_births(
 async def test_a_reload_rebirths_new_tags_and_reconnects_for_new_broker_settings(
     tmp_path: Path, mosquitto: Any, sparkplug_watch: Watcher
 ) -> None:
-    chiller = Chiller()
+    chiller = chiller_points()
     from controller.runtime import Runtime
 
     async with SimModbusServer(chiller, [chiller_spec()], port=0) as server:
@@ -258,7 +267,7 @@ async def test_dcmd_writes_through_the_actuator_and_refusals_reach_events(
 async def test_device_death_and_rebirth(
     tmp_path: Path, mosquitto: Any, sparkplug_watch: Watcher
 ) -> None:
-    chiller = Chiller()
+    chiller = chiller_points()
     from controller.config import LoadedConfig
     from controller.runtime import Runtime
 
@@ -298,7 +307,7 @@ async def test_will_is_ndeath_with_the_births_bdseq(
 ) -> None:
     """The daemon killed (SIGKILL): the broker publishes its Will, NDEATH with the bdSeq of its
     NBIRTH; started again, the next NBIRTH has the next bdSeq."""
-    chiller = Chiller()
+    chiller = chiller_points()
     async with SimModbusServer(chiller, [chiller_spec()], port=0) as server:
         path = tmp_path / "c.yaml"
         path.write_text(config_text(tmp_path, mosquitto, server.port), encoding="utf-8")

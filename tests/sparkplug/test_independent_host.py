@@ -15,11 +15,12 @@ from typing import Any
 
 import orjson
 import pytest
-from spb_peers import GROUP, NODE, Chiller, chiller_spec, config_text
+from spb_peers import GROUP, NODE, chiller_points, chiller_spec, config_text
 
 from controller.config import LoadedConfig, parse_config
 from controller.runtime import Runtime
 from drivers.sim.modbus_server import SimModbusServer
+from tests.waiting import until
 
 HOST = Path(__file__).parent / "host"
 
@@ -45,14 +46,9 @@ class Host:
     async def wait_for(
         self, condition: Callable[[], Any], within: float = 15.0
     ) -> Any:
-        try:
-            async with asyncio.timeout(within):
-                while not (result := condition()):
-                    self._arrived.clear()
-                    await self._arrived.wait()
-                return result
-        except TimeoutError:
-            pytest.fail(f"the host did not see it within {within} s: {self.events[-10:]}")
+        return await until(
+            condition, within=within, arrived=self._arrived, shown=lambda: self.events[-10:]
+        )
 
     async def send(self, command: dict[str, Any]) -> None:
         assert self.process.stdin is not None
@@ -98,7 +94,7 @@ def latest_ddata(host: Host, tag: str, value: float) -> dict[str, Any] | None:
 async def test_an_independent_host_builds_the_tree_reads_data_writes_and_rebirths(
     tmp_path: Path, mosquitto: Any
 ) -> None:
-    chiller = Chiller()
+    chiller = chiller_points()
     async with SimModbusServer(chiller, [chiller_spec()], port=0) as server:
         host = await start_host(mosquitto, "edgecell/spb-gw")
         text = config_text(tmp_path, mosquitto, server.port)

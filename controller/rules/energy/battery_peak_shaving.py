@@ -3,16 +3,20 @@ would draw above `limit_kw`, recharge while it draws less than `recharge_kw`, ke
 reserve. Optionally (decided, issue 15) shaving the billing window's average instead of every
 instant, and running the inverter only in its efficient region (a least discharge and a least
 recharge power), because the part-load losses of a C&I inverter otherwise eat the saving.
-docs/rules.md, "battery_peak_shaving", gives the method, sources and parameters."""
+Its prices are the config's top-level `tariff:` (the scheduler's and the bill's), handed to it
+when rules are built. docs/rules.md, "battery_peak_shaving", gives the method, sources and
+parameters."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
-from controller.configtypes import Name, PositiveDuration, format_duration
+from controller.configtypes import PositiveDuration, format_duration
 from controller.model import Sample
 from controller.rules.demand import DemandWindow, DemandWindowConfig
 from controller.rules.domain import rounded
@@ -23,24 +27,16 @@ from controller.rules.energy.battery import (
     within_limits,
 )
 from controller.rules.rule import Now, Proposal, number
-from controller.rules.schedule import Schedule, ScheduleConfig, TimeZoneName
+from controller.rules.schedule import TimeZoneName
+
+if TYPE_CHECKING:
+    # Its module imports the rules' config (tag keys); the rule only reads the tariff handed.
+    from controller.scheduler.config import TariffConfig
 
 
-class TariffConfig(ScheduleConfig):
-    """The site's energy price windows, as the bill has them: a schedule of named periods and
-    the price of each (per kWh, the bill's currency)."""
-
-    prices: dict[Name, float] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _every_period_priced(self) -> TariffConfig:
-        missing = sorted(self.period_names - set(self.prices))
-        if missing:
-            raise ValueError(f"prices: no price for the period(s) {missing}")
-        for name, price in self.prices.items():
-            if not price >= 0:
-                raise ValueError(f"prices: {name} must be a price of at least 0, not {price}")
-        return self
+class TariffMissingError(ValueError):
+    """dear_recharge_soc_pct set, and no tariff handed to the rule (the config check refuses
+    such a config first: rules[i].dear_recharge_soc_pct)."""
 
 
 class BatteryPeakShavingConfig(BatteryControlConfig):
@@ -65,12 +61,24 @@ class BatteryPeakShavingConfig(BatteryControlConfig):
     # taking the site's import above limit_kw), in the inverter's efficient region. 0: the
     # difference to recharge_kw only (OpenEMS).
     recharge_min_kw: float = Field(0.0, ge=0)
-    # The price windows (the bill's), for `dear_recharge_soc_pct`.
-    tariff: TariffConfig | None = None
-    # While the price now is above the tariff's lowest, the grid recharges the battery only up
-    # to this SoC (what the next peak needs); above it only the PV surplus charges it. The rest
-    # is bought in the cheapest window. None: the price makes no difference.
+    # While the price now (the config's top-level tariff:) is above the tariff's lowest, the
+    # grid recharges the battery only up to this SoC (what the next peak needs); above it only
+    # the PV surplus charges it. The rest is bought in the cheapest window. None: the price
+    # makes no difference.
     dear_recharge_soc_pct: float | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tariff_moved(cls, data: Any) -> Any:
+        # The rule's own price windows (session 5) gave way to the config's one tariff: say
+        # where, rather than "extra inputs are not permitted".
+        if isinstance(data, Mapping) and "tariff" in data:
+            raise ValueError(
+                "tariff: the rule's price windows moved to the config's top-level tariff:"
+                " (docs/configuration.md, `tariff` and `scheduler`), which the scheduler and"
+                " cellcheck read too: give each period its price_per_kwh there, remove it here"
+            )
+        return data
 
     @model_validator(mode="after")
     def _thresholds(self) -> BatteryPeakShavingConfig:
@@ -84,8 +92,6 @@ class BatteryPeakShavingConfig(BatteryControlConfig):
             raise ValueError("recharge_min_kw must not be above max_charge_kw")
         if self.window is not None:
             self.demand_config()  # a window that does not divide the hour is refused here
-        if self.dear_recharge_soc_pct is not None and self.tariff is None:
-            raise ValueError("dear_recharge_soc_pct needs the tariff's price windows: tariff")
         return self
 
     def demand_config(self) -> DemandWindowConfig:
@@ -99,25 +105,39 @@ class BatteryPeakShavingConfig(BatteryControlConfig):
         )
 
 
+def lowest_price(tariff: TariffConfig) -> float:
+    """The cheapest import price of the tariff: its default or its cheapest period's."""
+    return min([tariff.default_price_per_kwh, *(p.price_per_kwh for p in tariff.periods)])
+
+
 class BatteryPeakShaving(BatteryRule):
     """Peak shaving with the battery, every cycle on the site's load with the battery idle."""
 
     config: BatteryPeakShavingConfig
 
-    def __init__(self, config: BatteryPeakShavingConfig) -> None:
+    def __init__(
+        self, config: BatteryPeakShavingConfig, tariff: TariffConfig | None = None
+    ) -> None:
+        """`tariff`: the config's top-level one, for dear_recharge_soc_pct (required with it)."""
         super().__init__(config, "battery_peak_shaving")
         self.config = config
         self.demand = None if config.window is None else DemandWindow(config.demand_config())
         self.window_kw: float | None = None  # the window's average if the battery rests now
-        self.tariff = None if config.tariff is None else Schedule(config.tariff)
+        if config.dear_recharge_soc_pct is not None and tariff is None:
+            raise TariffMissingError(
+                f"rule {config.name}: dear_recharge_soc_pct needs the config's tariff:"
+            )
+        self.tariff = tariff
+        self._zone = ZoneInfo(tariff.timezone if tariff is not None else "UTC")
         self.price: float | None = None  # the price now (with a tariff)
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         reading = self.reading = read_battery(cfg, snapshot)
         load = reading.load_kw
-        if self.tariff is not None and cfg.tariff is not None:
-            self.price = cfg.tariff.prices[self.tariff.period_at(now.wall_ms)]
+        if self.tariff is not None:
+            local = datetime.fromtimestamp(now.wall_ms / 1000, UTC).astimezone(self._zone)
+            self.price = self.tariff.price_at(local)[0]
         excess = self._excess(load, number(snapshot, cfg.power), now)
         if excess > 0:
             self.state = "shaving"
@@ -150,11 +170,10 @@ class BatteryPeakShaving(BatteryRule):
     def _dear(self, soc_pct: float) -> bool:
         """Whether grid recharge waits for a cheaper window: the price now is above the
         tariff's lowest and the SoC is at or above dear_recharge_soc_pct."""
-        cfg = self.config
-        floor = cfg.dear_recharge_soc_pct
-        if floor is None or self.price is None or cfg.tariff is None:
+        floor = self.config.dear_recharge_soc_pct
+        if floor is None or self.price is None or self.tariff is None:
             return False
-        return soc_pct >= floor and self.price > min(cfg.tariff.prices.values())
+        return soc_pct >= floor and self.price > lowest_price(self.tariff)
 
     def _excess(self, load: float, meter: float, now: Now) -> float:
         """The discharge that keeps the limit: what the load is above it now, or with a window

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
+from controller.config import Config
 from controller.rules.catalog import build_domain_rule
 from controller.rules.config import RuleConfig
 from controller.rules.energy.battery import rate_pct
+from controller.scheduler.config import TariffConfig
 from tests.rules.plantloop import Driven
 
 BATTERY: dict[str, Any] = {
@@ -26,11 +28,12 @@ BATTERY: dict[str, Any] = {
 }
 
 
-def rule(kind: str, **settings: Any) -> Driven:
+def rule(kind: str, tariff: TariffConfig | None = None, **settings: Any) -> Driven:
+    """The rule of `kind` on BATTERY with `settings`; `tariff`: the config's top-level one."""
     config = TypeAdapter(RuleConfig).validate_python(
         {"name": kind, "kind": kind, **BATTERY, **settings}
     )
-    return Driven(build_domain_rule(config))  # type: ignore[arg-type]
+    return Driven(build_domain_rule(config, tariff=tariff))  # type: ignore[arg-type]
 
 
 def cycle(
@@ -136,14 +139,11 @@ def test_a_need_under_shave_min_kw_is_given_in_pulses_of_it() -> None:
     assert sum(meters[89:179]) / 90 == pytest.approx(200.0, abs=1.0)
 
 
-TARIFF = {
+# The config's top-level tariff (controller/tariff.py): dear 08:00-20:00 on workdays only.
+TARIFF: dict[str, Any] = {
     "timezone": "UTC",
-    "default": "off-peak",
-    "periods": [
-        {"name": "peak", "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
-         "start": "08:00", "end": "20:00"},
-    ],
-    "prices": {"off-peak": 0.16, "peak": 0.24},
+    "default_price_per_kwh": 0.16,
+    "periods": [{"name": "peak", "start": "08:00", "end": "20:00", "price_per_kwh": 0.24}],
 }
 
 # hour, meter, SoC -> rate; limit 200, recharge 100, grid recharge by day up to 60 % SoC.
@@ -153,6 +153,7 @@ DEAR_RECHARGE = [
     (9, 60.0, 50.0, -80.0),  # dear, under 60 %: recharged for the next peak
     (22, 60.0, 70.0, -80.0),  # cheap: recharged to soc_max
     (9, 230.0, 70.0, 30.0),  # shaving is not priced
+    (5 * 24 + 9, 60.0, 70.0, -80.0),  # Saturday 09:00: the tariff's peak is workdays only
 ]
 
 
@@ -160,12 +161,67 @@ DEAR_RECHARGE = [
 def test_grid_recharge_in_a_dear_window_stops_at_dear_recharge_soc_pct(
     hour: int, meter: float, soc: float, rate: float
 ) -> None:
+    """The prices are the config's top-level tariff (the scheduler's and the bill's)."""
     driven = rule(
-        "battery_peak_shaving", limit_kw=200, recharge_kw=100, tariff=TARIFF,
-        dear_recharge_soc_pct=60,
+        "battery_peak_shaving", limit_kw=200, recharge_kw=100, dear_recharge_soc_pct=60,
+        tariff=TariffConfig.model_validate(TARIFF),
     )
     driven.t = hour * 3600.0
     assert cycle(driven, meter, 0.0, soc) == rate
+
+
+def battery_cell(**rule_settings: Any) -> dict[str, Any]:
+    """A config with a meter, a battery and battery_peak_shaving with `rule_settings`."""
+    return {
+        "gateway": {"id": "cell"},
+        "devices": [
+            {"name": "meter", "driver": "modbus", "link": {"transport": "tcp", "host": "h"},
+             "tags": [{"name": "power_kw", "address": 0, "type": "float32"}]},
+            {"name": "bess", "driver": "modbus", "link": {"transport": "tcp", "host": "b"},
+             "tags": [{"name": "power_kw", "address": 0, "type": "float32"},
+                      {"name": "soc", "address": 2, "type": "float32"},
+                      {"name": "rate", "address": 4, "type": "int16", "writable": True,
+                       "min": -100, "max": 100}]},
+        ],
+        "actuation": {"outputs": {"bess.rate": {"refresh": "10s"}}},
+        "rules": [{"name": "shave", "kind": "battery_peak_shaving", **BATTERY,
+                   "limit_kw": 200, "recharge_kw": 100, **rule_settings}],
+    }
+
+
+@pytest.mark.parametrize("kind", ["battery_peak_shaving", "pv_self_consumption"])
+def test_a_battery_setpoint_without_refresh_is_refused(kind: str) -> None:
+    """A SunSpec 124 rate held unchanged is handed back to the battery's local program when its
+    revert timer runs out (InOutWRte_RvrtTms, 30 s on the simulated battery): the setpoint must
+    be written again, by the actuator's refresh."""
+    cell = battery_cell()
+    cell["rules"][0]["kind"] = kind
+    for key in ("limit_kw", "recharge_kw"):
+        if kind != "battery_peak_shaving":
+            del cell["rules"][0][key]
+    Config.model_validate(cell)  # with refresh: loads
+    cell["actuation"]["outputs"]["bess.rate"] = {"tolerance": 0.05}
+    with pytest.raises(
+        ValidationError, match=r"rules\[0\]\.setpoint: .*actuation\.outputs\.bess\.rate\.refresh"
+    ):
+        Config.model_validate(cell)
+    del cell["actuation"]["outputs"]
+    with pytest.raises(ValidationError, match=r"revert timer"):
+        Config.model_validate(cell)
+
+
+def test_a_rules_own_tariff_is_refused_pointing_to_the_top_level_tariff() -> None:
+    """One tariff per config: the rule's own (a schedule plus prices) moved to `tariff:`."""
+    own = {"timezone": "UTC", "default": "off-peak", "prices": {"off-peak": 0.16}}
+    with pytest.raises(ValidationError, match=r"tariff: .*moved to the config's top-level"):
+        Config.model_validate({**battery_cell(tariff=own), "tariff": TARIFF})
+
+
+def test_dear_recharge_soc_pct_without_the_top_level_tariff_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"rules\[0\]\.dear_recharge_soc_pct: .*tariff:"):
+        Config.model_validate(battery_cell(dear_recharge_soc_pct=60))
+    config = Config.model_validate({**battery_cell(dear_recharge_soc_pct=60), "tariff": TARIFF})
+    assert config.tariff is not None
 
 
 def test_between_the_thresholds_yield_leaves_the_setpoint_to_a_lower_rule() -> None:
@@ -238,11 +294,6 @@ def test_the_rate_is_a_share_of_the_limit_in_its_direction() -> None:
          "shave_min_kw"),
         ("battery_peak_shaving", {"limit_kw": 100, "recharge_kw": 50, "recharge_min_kw": 60},
          "recharge_min_kw"),
-        ("battery_peak_shaving",
-         {"limit_kw": 100, "recharge_kw": 50, "dear_recharge_soc_pct": 60}, "tariff"),
-        ("battery_peak_shaving",
-         {"limit_kw": 100, "recharge_kw": 50, "tariff": {**TARIFF, "prices": {"peak": 0.2}}},
-         "no price for the period"),
     ],
 )
 def test_bad_battery_settings_are_refused_naming_the_key(
