@@ -351,10 +351,15 @@ class PeakShaving(DomainRule):
     def _holds_through(self, shed: _Shed, remaining_s: float) -> bool:
         """With `hold_through_window`, a load with limits only when it can stay shed to the
         window's end (its max_shed, and how long its last shed held before its process ended
-        it); every other load always."""
+        it) and no other load with limits is shed; every other load always. A heater released
+        within its window reheats in it (generated cell-1-004: both tank heaters shed at 15:30,
+        released by their tanks at 15:40, reheating together at 69 kW to 15:58), and two
+        released at the same window's end reheat together in the next."""
         load = shed.load
         if not self.config.hold_through_window or not load.limits:
             return True
+        if any(other.load.limits for other in self._order):
+            return False
         if load.max_shed is not None and load.max_shed < remaining_s:
             return False
         return shed.lasted_s is None or shed.lasted_s >= remaining_s

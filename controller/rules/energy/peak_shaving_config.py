@@ -107,11 +107,12 @@ class PeakShavingConfig(RuleCommon):
     # bill charges; later windows are kept under that peak, not under the limit (fixed windows
     # only). `ignore`: every window is kept under the limit (a connection capacity).
     peak_already_set: Literal["month", "ignore"] = "month"
-    # A load with `limits` is shed only when it can stay shed to the window's end: its
+    # A load with `limits` is shed only when it can stay shed to the window's end (its
     # `max_shed` and the time its last shed held before its process ended it both cover the
-    # window's remaining time (a shed released within its window pays its debt back in it).
-    # False: shed whenever it helps now (today's behaviour).
-    hold_through_window: bool = False
+    # window's remaining time: a shed released within its window pays its debt back in it),
+    # and while no other load with limits is shed (their releases, at a window's end, would
+    # come back together). False: shed whenever it helps now (the rule before).
+    hold_through_window: bool = True
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")
