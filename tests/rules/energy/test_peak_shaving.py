@@ -808,10 +808,11 @@ def test_by_default_two_heaters_are_not_shed_to_reheat_together_in_their_window(
     # 160 kW against 140: 20 kW to shed at first, 40 kW half-way through, 60 kW of heaters
     rule = PeakShaving(config(loads=TANK_HEATERS, window="30min", limit_kw=140))
     warm = {"plc.tank_a_c": 55.0, "plc.tank_b_c": 55.0}
+    on = {"plc.heater_a_enable": 1, "plc.heater_b_enable": 1}
     off = {"plc.heater_a_enable": 0, "plc.heater_b_enable": 1}
     rows: list[Row] = [
-        (1, {"meter.power_kw": 160, **warm}, {"plc.heater_a_enable": 1, "plc.heater_b_enable": 1}),
-        (600, {"meter.power_kw": 160, **warm}, {"plc.heater_a_enable": 1, "plc.heater_b_enable": 1}),
+        (1, {"meter.power_kw": 160, **warm}, on),
+        (600, {"meter.power_kw": 160, **warm}, on),
         (900, {"meter.power_kw": 160, **warm}, off),  # 15 min left: one, not both
         (960, {"meter.power_kw": 130, **warm}, off),
     ]
