@@ -3,213 +3,41 @@ order and restoring them last-shed-first, one at a time. A shed is released befo
 variable it endangers reaches its limit (a demand target is never bought with a process limit),
 and when shedding every load could not bring the window under the limit the rule says so and
 sheds nothing that cannot help. docs/rules.md, "peak_shaving", gives the method and its
-parameters."""
+parameters; the config is in peak_shaving_config.py."""
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import structlog
-from pydantic import Field, model_validator
 
-from controller.configtypes import Duration, Name, PositiveDuration, StrictModel, format_duration
 from controller.model import Sample
 from controller.rules.blocks import NoSampleError
-from controller.rules.common import OutputValue, RuleCommon, TagKey
-from controller.rules.demand import DemandReading, DemandWindow, DemandWindowConfig
+from controller.rules.demand import DemandReading, DemandWindow
 from controller.rules.domain import (
     DomainRule,
     rounded,
 )
+from controller.rules.energy.peak_shaving_config import (
+    PeakShavingConfig,
+    ProcessLimit,
+    ShedLoad,
+)
+from controller.rules.energy.recent_load import RecentMean
 from controller.rules.energy.requirement import Trend
 from controller.rules.rule import Now, Proposal, number
-from controller.rules.schedule import TimeZoneName
+
+__all__ = ["PeakShaving", "PeakShavingConfig", "ProcessLimit", "ShedLoad"]
 
 log = structlog.get_logger(__name__)
 
 _HOUR = 3600.0
 # A load with a power tag drawing under this share of its kw is not shed: it would save nothing.
 _MIN_DRAW_SHARE = 0.05
-# The rate of a process variable is its slope over about this long: long enough to smooth a
-# sensor's noise, short enough to see a rise that started a minute ago.
-_RATE_WINDOW_S = 60.0
-
-
-class ProcessLimit(StrictModel):
-    """A process variable a shed endangers: `tag` must stay under `max` (a process return
-    temperature) or over `min` (a tank's minimum, a far-end pressure). The shed is released
-    once the variable is within `guard` of its limit, or when its present rate would take it
-    to the limit within `lead`; the load is not shed while either holds."""
-
-    tag: TagKey
-    min: float | None = None
-    max: float | None = None
-    guard: float = Field(gt=0)
-    lead: Duration = 120.0
-
-    @model_validator(mode="after")
-    def _one_side(self) -> ProcessLimit:
-        if (self.min is None) == (self.max is None):
-            raise ValueError("give exactly one of min: or max:")
-        return self
-
-    def describe(self) -> str:
-        return f"max {self.max:g}" if self.max is not None else f"min {self.min:g}"
-
-    def headroom(self, value: float) -> float:
-        """How far `value` is from the limit, on the safe side (negative: past it)."""
-        if self.max is not None:
-            return self.max - value
-        assert self.min is not None
-        return value - self.min
-
-    def endangered(self, value: float, rate: float) -> str | None:
-        """Why the variable is too near its limit for a shed, or None. `rate`: per second."""
-        room = self.headroom(value)
-        if room <= self.guard:
-            return f"{self.tag} {value:g} within {self.guard:g} of its {self.describe()}"
-        towards = rate if self.max is not None else -rate  # headroom lost per second
-        if self.lead > 0 and towards > 0 and room / towards <= self.lead:
-            return (
-                f"{self.tag} {value:g} reaches its {self.describe()} in about"
-                f" {room / towards:.0f} s"
-            )
-        return None
-
-
-class ShedLoad(StrictModel):
-    """One load the rule may shed: a tag it writes `shed_value` to (false: switch off; a
-    number: a setpoint that draws less, e.g. a chiller setpoint raised), and the kW that
-    saves."""
-
-    name: Name
-    tag: TagKey
-    kw: float = Field(gt=0)
-    shed_value: OutputValue
-    # The load's own draw, kW (a charger's power, a heater's): a shed saves what the load drew
-    # when it was shed (at most `kw`), and a load drawing next to nothing (a charger without a
-    # car, a heater whose thermostat is satisfied) is not shed. None: a shed saves `kw`.
-    power: TagKey | None = None
-    # Proposed while the load is not shed; null: nothing is proposed (the tag goes back to
-    # the rule or PLC that normally drives it).
-    restore_value: OutputValue | None = None
-    min_shed: Duration = 0.0
-    max_shed: PositiveDuration | None = None
-    min_between: Duration = 0.0
-    # The process variables this shed endangers; the shed is released before any reaches its
-    # limit.
-    limits: list[ProcessLimit] = Field(default_factory=list)
-
-
-class PeakShavingConfig(RuleCommon):
-    """Keep the billing window's average demand under `limit_kw` - `margin_kw`."""
-
-    kind: Literal["peak_shaving"]
-    power: TagKey  # present site load, kW
-    energy: TagKey | None = None  # import counter, kWh (else the window integrates `power`)
-    limit_kw: float = Field(gt=0)
-    margin_kw: float = Field(default=0.0, ge=0)
-    hysteresis_kw: float = Field(default=0.0, ge=0)
-    window: PositiveDuration = 900.0
-    alignment: Literal["fixed", "sliding"] = "fixed"
-    horizon: Duration = 0.0  # sliding: how far ahead the window's end is predicted
-    timezone: TimeZoneName = "UTC"
-    # Least time between two restores: loads come back one at a time, so that the site's load
-    # ramps up instead of jumping.
-    restore_gap: Duration = 60.0
-    # When all loads together cannot keep the limit: `release` the sheds (they cannot keep it),
-    # or `shed` anyway to lower the peak the window sets (a penalty per kW over the limit).
-    when_unreachable: Literal["release", "shed"] = "release"
-    # Least time the limit stays unreachable once said (None: one window): the site's load
-    # swings with the machines' cycles, and a verdict on each swing would flap.
-    unreachable_dwell: Duration | None = None
-    # `month`: a window average above the limit already set this calendar month is what the
-    # bill charges; later windows are kept under that peak, not under the limit (fixed windows
-    # only). `ignore`: every window is kept under the limit (a connection capacity).
-    peak_already_set: Literal["month", "ignore"] = "month"
-    # A load with `limits` is shed only when it can stay shed to the window's end: its
-    # `max_shed` and the time its last shed held before its process ended it both cover the
-    # window's remaining time (a shed released within its window pays its debt back in it).
-    # False: shed whenever it helps now (today's behaviour).
-    hold_through_window: bool = False
-    loads: list[ShedLoad] = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PeakShavingConfig:
-        if self.margin_kw >= self.limit_kw:
-            raise ValueError("margin_kw must be smaller than limit_kw")
-        if self.alignment == "sliding" and self.horizon <= 0:
-            raise ValueError(
-                "a sliding window needs a horizon (e.g. 5min): the rule predicts the average"
-                " of the window ending that far ahead"
-            )
-        names = [load.name for load in self.loads]
-        if len(set(names)) != len(names):
-            raise ValueError(f"loads: names repeat: {names}")
-        tags = [load.tag for load in self.loads]
-        if len(set(tags)) != len(tags):
-            raise ValueError(f"loads: two loads write the same tag: {tags}")
-        for load in self.loads:
-            if load.max_shed is not None and load.max_shed < load.min_shed:
-                raise ValueError(f"loads.{load.name}: max_shed is shorter than min_shed")
-        self.demand_config()
-        return self
-
-    @property
-    def target_kw(self) -> float:
-        return self.limit_kw - self.margin_kw
-
-    @property
-    def dwell_s(self) -> float:
-        return self.window if self.unreachable_dwell is None else self.unreachable_dwell
-
-    @property
-    def counts_peak_set(self) -> bool:
-        return self.peak_already_set == "month" and self.alignment == "fixed"
-
-    def demand_config(self) -> DemandWindowConfig:
-        settings: dict[str, Any] = {
-            "source": "energy" if self.energy is not None else "power",
-            "window": format_duration(self.window),
-            "alignment": self.alignment,
-            "timezone": self.timezone,
-        }
-        if self.alignment == "sliding":
-            settings["horizon"] = format_duration(self.horizon)
-        return DemandWindowConfig.model_validate(settings)
-
-    def input_tags(self) -> list[tuple[str, str]]:
-        tags = [("power", self.power)]
-        if self.energy is not None:
-            tags.append(("energy", self.energy))
-        for i, load in enumerate(self.loads):
-            if load.power is not None:
-                tags.append((f"loads[{i}].power", load.power))
-            for j, limit in enumerate(load.limits):
-                tags.append((f"loads[{i}].limits[{j}].tag", limit.tag))
-        return tags
-
-    def output_values(self) -> list[tuple[str, str, OutputValue | None]]:
-        values: list[tuple[str, str, OutputValue | None]] = []
-        for i, load in enumerate(self.loads):
-            values.append((f"loads[{i}].shed_value", load.tag, load.shed_value))
-            if load.restore_value is not None:
-                values.append((f"loads[{i}].restore_value", load.tag, load.restore_value))
-        return values
-
-    def handed_back(self) -> list[tuple[str, str]]:
-        # A load released for a process limit without a restore value is only released if
-        # another rule (the chilled-water reset) takes its tag back.
-        return [
-            (f"loads[{i}].restore_value", load.tag)
-            for i, load in enumerate(self.loads)
-            if load.limits and load.restore_value is None
-        ]
 
 
 @dataclass
@@ -258,8 +86,11 @@ class PeakShaving(DomainRule):
         self._uncontrolled_kw: float | None = None
         self._unreachable = False
         self._unreachable_since = -math.inf
-        # This window's recent uncontrolled load (monotonic s, kW), for the verdict's mean.
-        self._recent: deque[tuple[float, float]] = deque()
+        # The uncontrolled load's mean over the last window length (across windows): what the
+        # verdict and the restores go by, not the present load, which swings with each machine
+        # stroke.
+        self._recent = RecentMean(self.config.window)
+        self._mean_needed_kw: float | None = None
         self._window_start: int | None = None
         self._window_kw: float | None = None  # this window's average, as billed, if it ends now
 
@@ -370,7 +201,14 @@ class PeakShaving(DomainRule):
             + (reading.energy_kwh * _HOUR - target * reading.covered_s) / remaining
         )
         self._needed_kw = needed
-        self._judge_reachable(needed, reading, t, uncontrolled)
+        # The need if the rest of the window runs at the last window length's mean uncontrolled
+        # load: a press stroke (+10 kW for a cycle) or a dip between strokes moves the present
+        # need, not this one. A verdict needs both needs past the loads, a restore room under
+        # both; a shed goes by the present need (a shed on a stroke costs little; a verdict or a
+        # restore on one can cost the window: generated cell-1-027).
+        mean_needed = needed + self._recent.mean - uncontrolled
+        self._mean_needed_kw = mean_needed
+        self._judge_reachable(needed, mean_needed, reading, t)
         if self._unreachable and cfg.when_unreachable == "release":
             # Shedding cannot bring this window under the limit: nothing more is shed. What is
             # shed goes back one at a time, but only into headroom (the site's present load and
@@ -392,6 +230,7 @@ class PeakShaving(DomainRule):
                 last is not None
                 and self._may_restore(last, t)
                 and measured + last.load.kw <= target
+                and self._recent.mean - (self.shed_kw - last.saved_kw) <= target
             ):
                 self._restore(last, t)
             return self._proposals(
@@ -418,7 +257,7 @@ class PeakShaving(DomainRule):
             last = self._order[-1]
             if (
                 self._may_restore(last, t)
-                and self.shed_kw - last.saved_kw >= needed + cfg.hysteresis_kw
+                and self.shed_kw - last.saved_kw >= max(needed, mean_needed) + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
         unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
@@ -442,10 +281,12 @@ class PeakShaving(DomainRule):
         uncontrolled load is kept for the unreachable verdict."""
         cfg = self.config
         start = reading.window_start_ms
-        if self._window_start is not None and start != self._window_start:
-            self._recent.clear()
-            if self._window_kw is not None:
-                self._close_window(self._window_start, self._window_kw)
+        if (
+            self._window_start is not None
+            and start != self._window_start
+            and self._window_kw is not None
+        ):
+            self._close_window(self._window_start, self._window_kw)
         if cfg.counts_peak_set:
             month = datetime.fromtimestamp(start / 1000, self.window.zone).strftime("%Y-%m")
             if month != self._peak_month:
@@ -456,9 +297,7 @@ class PeakShaving(DomainRule):
         self._window_kw = (reading.energy_kwh * _HOUR + measured * reading.remaining_s) / (
             cfg.window
         )
-        self._recent.append((t, uncontrolled))
-        while self._recent[0][0] < t - _RATE_WINDOW_S:
-            self._recent.popleft()
+        self._recent.add(t, uncontrolled)
 
     def _close_window(self, start_ms: int, average_kw: float) -> None:
         cfg = self.config
@@ -477,40 +316,50 @@ class PeakShaving(DomainRule):
                 )
 
     def _judge_reachable(
-        self, needed: float, reading: DemandReading, t: float, uncontrolled: float
+        self, needed: float, mean_needed: float, reading: DemandReading, t: float
     ) -> None:
-        """Unreachable at once when all loads together cannot cover the need (nothing more is
-        shed then: the safe direction); reachable again only after `unreachable_dwell` and when
-        both the need now and its mean over the window's last minute are `hysteresis_kw` under
-        what the loads can shed: the machines' cycles swing the load by more than that within a
-        minute, and a verdict on each swing would flap."""
+        """Unreachable when all loads together cover neither the present need nor
+        `mean_needed` (the need if the rest of the window runs at the last window length's mean
+        uncontrolled load): a press stroke lifts the present need for a cycle, not the mean, and
+        a verdict on it would give up a whole window. Nothing more is shed then. Reachable again
+        only after `unreachable_dwell`, and when either need is `hysteresis_kw` under what the
+        loads can shed (the present one: a load that has really fallen; the mean: a swing whose
+        tops alone are out of reach)."""
         cfg = self.config
         sheddable = self.sheddable_kw
-        if not self._unreachable and needed > sheddable:
+        lower = min(needed, mean_needed)
+        if not self._unreachable and lower > sheddable:
             self._unreachable = True
             self._unreachable_since = t
             log.warning(
                 "peak_limit_unreachable",
                 rule=self.name,
                 needed_kw=round(needed, 1),
+                mean_needed_kw=round(mean_needed, 1),
                 loads_kw=round(sheddable, 1),
                 target_kw=self.target_kw,
                 window_end=reading.window_end_ms,
             )
-        elif self._unreachable and t - self._unreachable_since >= cfg.dwell_s:
-            mean_u = sum(kw for _, kw in self._recent) / len(self._recent)
-            worst = max(needed, needed + mean_u - uncontrolled)
-            if worst <= sheddable - cfg.hysteresis_kw:
-                self._unreachable = False
-                log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
+        elif (
+            self._unreachable
+            and t - self._unreachable_since >= cfg.dwell_s
+            and lower <= sheddable - cfg.hysteresis_kw
+        ):
+            self._unreachable = False
+            log.info("peak_limit_reachable", rule=self.name, needed_kw=round(needed, 1))
 
     def _holds_through(self, shed: _Shed, remaining_s: float) -> bool:
         """With `hold_through_window`, a load with limits only when it can stay shed to the
         window's end (its max_shed, and how long its last shed held before its process ended
-        it); every other load always."""
+        it) and no other load with limits is shed; every other load always. A heater released
+        within its window reheats in it (generated cell-1-004: both tank heaters shed at 15:30,
+        released by their tanks at 15:40, reheating together at 69 kW to 15:58), and two
+        released at the same window's end reheat together in the next."""
         load = shed.load
         if not self.config.hold_through_window or not load.limits:
             return True
+        if any(other.load.limits for other in self._order):
+            return False
         if load.max_shed is not None and load.max_shed < remaining_s:
             return False
         return shed.lasted_s is None or shed.lasted_s >= remaining_s
@@ -579,6 +428,7 @@ class PeakShaving(DomainRule):
             "target_kw": self.target_kw,
             "peak_set_kw": rounded(self._peak_set_kw if self.config.counts_peak_set else None),
             "needed_kw": rounded(self._needed_kw),
+            "mean_needed_kw": rounded(self._mean_needed_kw),
             "shed_kw": rounded(self.shed_kw),
             "sheddable_kw": rounded(self.sheddable_kw),
             "shed": self.shed_loads,
