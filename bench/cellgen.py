@@ -134,6 +134,7 @@ MACHINE_STATE_AT = 200
 MACHINE_STANDBY_AT = 300
 TANK_AT = 400  # + 10 per tank: enable, heater on, temperature (float), heater kW (float)
 CHARGER_AT = 500  # + 10 per charger: enable, connected, kW (float)
+MACHINE_POWER_AT = 600  # + 2 per machine: its power, kW (float)
 
 
 @dataclass(frozen=True)
@@ -389,6 +390,7 @@ def _process_registers(
                 "type": "uint16",
             }
         )
+        registers.append({"point": f"{m['name']}.power_kw", "address": MACHINE_POWER_AT + 2 * i})
     for i, t in enumerate(tanks):
         at = TANK_AT + 10 * i
         registers += [
@@ -695,6 +697,13 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
                         "fallback": 0,
                     }
                 )
+                tags.append(
+                    {
+                        "name": f"{_tag(m['name'])}_kw",
+                        "address": MACHINE_POWER_AT + 2 * i,
+                        "type": "float32",
+                    }
+                )
             for i, t in enumerate(tanks):
                 at = TANK_AT + 10 * i
                 tags.append(
@@ -812,6 +821,9 @@ def _configure(config: dict[str, Any], **cell: Any) -> None:
     # A compressor loaded nearly all the time has no air to spare: hold the design pressure.
     ca["headroom"] = {"loaded": "compressor.loaded"}
     ca["leak_test"]["rated_flow_m3_min"] = cell["rated_flow"]
+    # Each machine's power: production air use wanders with the machines' work (docs/rules.md,
+    # compressed_air, "Air use rise").
+    ca["leak_test"]["explained_by"] = [f"process-plc.{_tag(m['name'])}_kw" for m in machines]
     chiller = rules["chiller_reset"]
     # The process return limit, with the fast path half-way into the margin (docs/rules.md,
     # chiller_reset), and the machines producing as the production that brings the heat.

@@ -119,6 +119,12 @@ def test_each_config_is_fitted_to_its_own_cell(cells: list[tuple[Scenario, Confi
         assert process.max == scenario.chilled_water.process_limit_c
         blowdown = rules["tower_blowdown"]
         assert blowdown.limit_us_cm == scenario.cooling_tower.max_conductivity_us_cm  # type: ignore[union-attr]
+        # Each machine's power explains its air use in production (the air-use rise).
+        air = rules["compressed_air"].leak_test  # type: ignore[union-attr]
+        assert air is not None
+        assert [tag.rsplit(".", 1)[1] for tag in air.explained_by] == [
+            f"{m.replace('-', '_')}_kw" for m in machines
+        ]
 
 
 def test_no_config_disagrees_with_its_own_cell(cells: list[tuple[Scenario, Config]]) -> None:

@@ -18,6 +18,11 @@ the rise's timer and latch) that the compressed_air rule feeds once a cycle. doc
   window is moved to the present pressure along the leakage line measured with no production
   (use / absolute pressure), before any such window along `alarm_above` (the typical plant's
   leakage): a pressure the rule itself raised (a load-step hold, the fast path) is not a leak.
+- **What the machines' work explains.** In production the machines' air use wanders with their
+  work by more than a small leak. With `explained_by` (each machine's power, a part rate) the
+  flow is fitted per mode on those signals, poll by poll over the mode's learned windows
+  (linear_fit.py), and the rise is judged on what they do not explain: the windows' flow less
+  the fitted slopes times their mean work. A leak draws air with no work behind it.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller.rules.domain import ProductionMode
+from controller.rules.energy.linear_fit import Moments, combined
 from controller.rules.energy.load_cycles import LoadCycle, LoadUnloadCycles, leak_fraction
 
 P_ATM_BAR = 1.01325
@@ -44,11 +50,14 @@ def robust_spread(values: Iterable[float], median: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class UseWindow:
-    """One window's air use (share of rated flow) and its mean header pressure (bar abs, None
-    when no pressure is known)."""
+    """One window's air use (share of rated flow), its mean header pressure (bar abs, None
+    when no pressure is known) and, with `explained_by`, its mean work and the sums its polls
+    add to the mode's fit."""
 
     use: float
     pressure_abs: float | None
+    work: tuple[float, ...] = ()
+    moments: Moments | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +74,8 @@ class RiseSettings:
     min_history: int
     prior_leakage: float  # leakage share assumed before one is measured (alarm_above)
     by_flow: bool = False  # a header flow meter: judge its mean flow, not the duty
+    explained: int = 0  # signals the machines' air follows (`explained_by`); needs by_flow
+    explained_rise_above: float | None = None  # the floor in production when explained
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,8 @@ class Measured:
     use: float
     pressure_abs: float | None
     resolution: float
+    work: tuple[float, ...] = ()
+    moments: Moments | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +95,7 @@ class _Sample:
     t: float
     flow: float | None  # share of rated flow
     pressure_abs: float | None
+    work: tuple[float, ...] | None = None  # the `explained_by` signals; None: one unread
 
 
 class AirUseRise:
@@ -123,12 +137,14 @@ class AirUseRise:
         cycles: LoadUnloadCycles,
         loaded_kw: float,
         rated_flow_m3_min: float | None,
+        work: tuple[float, ...] | None = None,
     ) -> None:
         """One cycle: `flow` the header flow as a share of rated (None: no good reading;
         without a flow meter the duty of `cycles` is judged), `pressure_abs` the header
-        pressure, `begin` when this mode's windows may start (its start plus the settle)."""
+        pressure, `begin` when this mode's windows may start (its start plus the settle),
+        `work` the `explained_by` signals (None: one of them unread)."""
         cfg = self.settings
-        self._samples.append(_Sample(t, flow, pressure_abs))
+        self._samples.append(_Sample(t, flow, pressure_abs, work))
         window = cfg.window_s if producing else cfg.test_window_s
         while self._samples and self._samples[0].t < t - max(cfg.window_s, cfg.test_window_s):
             self._samples.popleft()
@@ -138,6 +154,9 @@ class AirUseRise:
             self._window_start = t
         history = self.history.setdefault(mode, deque())
         floor = cfg.rise_above if producing else cfg.test_rise_above
+        if producing and floor is not None and cfg.explained and cfg.explained_rise_above:
+            # What the work explains is off the flow: the rest is as steady as a night's.
+            floor = cfg.explained_rise_above
         start = max(t - window, begin)
         # Judged on a full window only: just after a mode starts a few samples are no mean.
         full = t - start >= 0.8 * window
@@ -160,7 +179,7 @@ class AirUseRise:
                 and self._rise_since is None
                 and not self._suspect(history, whole)
             ):
-                learned = UseWindow(whole.use, whole.pressure_abs)
+                learned = UseWindow(whole.use, whole.pressure_abs, whole.work, whole.moments)
                 history.append(learned)
                 while len(history) > cfg.history:
                     history.popleft()
@@ -181,11 +200,21 @@ class AirUseRise:
         pressures = [s.pressure_abs for s in samples if s.pressure_abs is not None]
         pressure = statistics.fmean(pressures) if pressures else None
         if by_flow:
-            flows = [s.flow for s in samples if s.flow is not None]
+            explained = self.settings.explained
+            good = [
+                s for s in samples if s.flow is not None and (not explained or s.work is not None)
+            ]
             covered = samples[-1].t - samples[0].t + _poll(samples) if samples else 0.0
-            if not flows or len(flows) < 0.8 * len(samples) or covered < 0.8 * span:
+            if not good or len(good) < 0.8 * len(samples) or covered < 0.8 * span:
                 return None
-            return Measured(statistics.fmean(flows), pressure, 0.0)
+            use = statistics.fmean(s.flow for s in good if s.flow is not None)
+            if not explained:
+                return Measured(use, pressure, 0.0)
+            moments = Moments(explained)
+            for s in good:
+                if s.work is not None and s.flow is not None:
+                    moments.add(s.work, s.flow)
+            return Measured(use, pressure, 0.0, moments.means(), moments)
         whole: list[LoadCycle] = [
             c for c in cycles.ended_after(start) if c.end - c.total_s >= begin
         ]
@@ -209,10 +238,14 @@ class AirUseRise:
     ) -> None:
         cfg = self.settings
         use, pressure, resolution = measured.use, measured.pressure_abs, measured.resolution
-        expected = [self._at(window, pressure) for window in history]
-        baseline = statistics.median(expected)
-        spread = robust_spread(expected, baseline)
+        slopes = self._slopes(history)
+        # What the machines' work explains is taken off each window (nothing without a fit).
+        expected = [self._at(w, pressure) - _dot(slopes, w.work) for w in history]
+        explained = _dot(slopes, measured.work)
+        residual = statistics.median(expected)
+        spread = robust_spread(expected, residual)
         rise_above = max(floor, cfg.sigmas * spread) + resolution
+        baseline = residual + explained  # the use expected now, at this work
         rise = use - baseline
         self.estimate = {
             "method": "air_use_rise",
@@ -226,6 +259,8 @@ class AirUseRise:
             "resolution": round(resolution, 4),
             "pressure_bar_abs": None if pressure is None else round(pressure, 3),
         }
+        if cfg.explained:
+            self.estimate["explained_use"] = round(explained, 4)
         if rise >= rise_above:
             if self._rise_since is None:
                 self._rise_since = t
@@ -245,14 +280,32 @@ class AirUseRise:
         """A whole window risen half the last threshold over the learned ones."""
         if len(history) < self.settings.min_history or self.estimate is None:
             return False
-        expected = statistics.median(self._at(w, whole.pressure_abs) for w in history)
-        return bool(whole.use - expected >= self.estimate["rise_above"] / 2)
+        slopes = self._slopes(history)
+        expected = statistics.median(
+            self._at(w, whole.pressure_abs) - _dot(slopes, w.work) for w in history
+        )
+        rise = whole.use - _dot(slopes, whole.work) - expected
+        return bool(rise >= self.estimate["rise_above"] / 2)
+
+    def _slopes(self, history: deque[UseWindow]) -> tuple[float, ...]:
+        """The mode's fit of the flow on the work, poll by poll over its learned windows."""
+        size = self.settings.explained
+        if not size:
+            return ()
+        return combined((w.moments for w in history if w.moments is not None), size).slopes()
 
     def _at(self, window: UseWindow, pressure: float | None) -> float:
         """An earlier window's use moved to `pressure` along the leakage line."""
         if pressure is None or window.pressure_abs is None:
             return window.use
         return window.use + self.leakage_per_bar(pressure) * (pressure - window.pressure_abs)
+
+
+def _dot(slopes: tuple[float, ...], work: tuple[float, ...]) -> float:
+    """The air the work explains (nothing without a fit or without the window's work)."""
+    if not slopes or len(work) != len(slopes):
+        return 0.0
+    return sum(b * x for b, x in zip(slopes, work, strict=True))
 
 
 def _poll(samples: list[_Sample]) -> float:

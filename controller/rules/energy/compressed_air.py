@@ -52,6 +52,11 @@ class LeakTestConfig(StrictModel):
     # Header pressure (gauge, bar): windows are compared at the same pressure (leaks grow with
     # it). None: the setpoint's read-back stands for it.
     pressure: TagKey | None = None
+    # Signals the machines' air use follows (each machine's power, kW, or a part rate): in
+    # production the flow is fitted on them per mode and the rise judged on what they do not
+    # explain, with its own floor. Needs `flow`. Empty: the flow alone (today's behaviour).
+    explained_by: list[TagKey] = Field(default_factory=list, max_length=32)
+    explained_rise_above: float | None = Field(default=0.01, gt=0, lt=1)
     settle: Duration = 300.0  # after production stops, before cycles count
     min_cycles: int = Field(default=3, ge=1)
     # Standing leakage (the test's leak fraction) above this is a maintenance finding
@@ -80,6 +85,10 @@ class LeakTestConfig(StrictModel):
             raise ValueError("rise_min_history must not exceed rise_history")
         if self.flow is not None and self.rated_flow_m3_min is None:
             raise ValueError("flow: needs rated_flow_m3_min: (the flow is judged as its share)")
+        if self.explained_by and self.flow is None:
+            raise ValueError("explained_by: needs flow: (a header flow meter to fit on them)")
+        if len(set(self.explained_by)) != len(self.explained_by):
+            raise ValueError("explained_by: a tag is listed twice")
         return self
 
 
@@ -152,6 +161,9 @@ class CompressedAirConfig(RuleCommon):
                 tags.append(("leak_test.flow", test.flow))
             if test.pressure is not None:
                 tags.append(("leak_test.pressure", test.pressure))
+            tags += [
+                (f"leak_test.explained_by[{i}]", tag) for i, tag in enumerate(test.explained_by)
+            ]
         if self.headroom is not None:
             tags.append(("headroom.loaded", self.headroom.loaded))
         return tags
@@ -199,6 +211,8 @@ class CompressedAir(DomainRule):
                 min_history=test.rise_min_history,
                 prior_leakage=test.alarm_above,
                 by_flow=test.flow is not None,
+                explained=len(test.explained_by),
+                explained_rise_above=test.explained_rise_above,
             )
         )
         # The air_leak alarm's estimate stepping up by the rise that raises it: another leak.
@@ -476,6 +490,9 @@ class CompressedAir(DomainRule):
             else present_number(snapshot, self.config.setpoint)
         )
         recent = self.cycles.since(t - test.rise_window)
+        # A negative power or rate is no work: that poll is left out of the fit and the windows.
+        work = tuple(number(snapshot, tag) for tag in test.explained_by)
+        usable = all(w >= 0.0 for w in work)
         self.air_use.update(
             t,
             mode=self._mode if self._mode is not None else (),
@@ -486,6 +503,7 @@ class CompressedAir(DomainRule):
             cycles=self.cycles,
             loaded_kw=self._loaded_kw(test, recent),
             rated_flow_m3_min=test.rated_flow_m3_min,
+            work=work if usable else None,
         )
 
     def detail(self) -> dict[str, Any]:

@@ -5,6 +5,7 @@ meter (docs/rules.md, compressed_air, "Air use rise")."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,3 +184,88 @@ def test_the_first_minutes_of_a_mode_are_no_window() -> None:
         Row(23, PRODUCING, loaded_s=150, flow=0.60, cycle_s=60),
     ]
     run(table, poll_s=5.0, flow="c.flow")
+
+
+# --- production air explained by the machines' work (`explained_by`) -------------------------
+
+# Two machines: (kW producing, air producing as a share of rated). Their air per kW differs, so
+# the cell's total power alone does not explain the air; each machine's does.
+MACHINE_WORK = {"plc.m1_kw": (40.0, 0.20), "plc.m2_kw": (20.0, 0.25)}
+LEAKAGE = 0.15  # standing leakage, share of rated
+
+
+@dataclass(frozen=True)
+class WorkRow:
+    """`minutes` of production with the machines working at `work` times their mean (each
+    poll's own work scattered about it, as cycles are), a new leak of `leak` (share of rated)
+    open, and `air_leak` raised or not at the end of the row."""
+
+    minutes: float
+    work: float = 1.0
+    leak: float = 0.0
+    air_leak: bool = False
+
+
+def run_work(table: list[WorkRow], **leak_test: Any) -> CompressedAir:
+    test = {
+        "loaded": "c.loaded",
+        "full_load_kw": 34.0,
+        "rated_flow_m3_min": RATED,
+        "flow": "c.flow",
+        **leak_test,
+    }
+    rule = CompressedAir(config(leak_test=test))
+    driven = Driven(rule)
+    scatter = random.Random(14)
+    poll_s = 5.0
+    for number, row in enumerate(table):
+        for k in range(round(row.minutes * 60 / poll_s)):
+            values: dict[str, Any] = {
+                "c.loaded": k % 12 < 6,
+                "compressor.pressure_setpoint_bar": 6.5,
+                **states(PRODUCING),
+                **far_end(6.6),
+            }
+            flow = LEAKAGE + row.leak
+            for tag, (kw, air) in MACHINE_WORK.items():
+                work = row.work * (1.0 + scatter.gauss(0.0, 0.08))
+                values[tag] = kw * work
+                flow += air * work
+            values["c.flow"] = flow * RATED
+            driven.step(values, dt=poll_s)
+        (alarm,) = [c for c in rule.alarm_conditions() if c.name == "air.air_leak"]
+        assert alarm.active is row.air_leak, (number, row, rule.detail()["air_use"])
+    return rule
+
+
+# The machines' work, 15 min by 15 min: it wanders by about 1 % of their mean.
+WORK = [1.0, 1.01, 0.99, 1.005, 0.995, 1.01, 0.99, 1.0]
+
+
+def test_the_machines_working_harder_is_no_leak_when_their_power_explains_it() -> None:
+    """cell-1-003's excursion: both machines use 11 % more air for 30 min with no leak: 5 % of
+    capacity, many times the windows' wander. Judged on what the machines' power does not
+    explain, it is nothing."""
+    table = [*(WorkRow(15, w) for w in WORK), WorkRow(30, 1.11), WorkRow(30, 1.0)]
+    run_work(table, explained_by=list(MACHINE_WORK))
+
+
+def test_a_production_leak_under_the_wander_is_found_within_half_an_hour() -> None:
+    """A leak of 2 % of capacity opens in production while the machines work 4 % lighter than
+    their mean (1.8 % of capacity less air): by the flow alone nothing rose (and a rise of 2 %
+    would be under the 3 % floor); on what the machines' power does not explain, the leak
+    alone is left and is alarmed within 30 min, with its flow."""
+    table = [
+        *(WorkRow(15, w) for w in WORK),
+        WorkRow(30, 0.96, leak=0.02, air_leak=True),
+    ]
+    rule = run_work(table, explained_by=list(MACHINE_WORK))
+    estimate = rule.detail()["air_use"]
+    assert estimate["rise"] == pytest.approx(0.02, abs=0.005)
+    assert estimate["leak_m3_min"] == pytest.approx(0.02 * RATED, abs=0.03)
+
+
+def test_explained_by_needs_a_flow_meter() -> None:
+    test = {"loaded": "c.loaded", "full_load_kw": 34.0, "explained_by": ["plc.m1_kw"]}
+    with pytest.raises(ValidationError, match="explained_by: needs flow:"):
+        config(leak_test=test)
