@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from controller.clock import SteppedClock
 from controller.cosim import RecordedEvents
 from controller.model import Quality, Sample
@@ -168,3 +170,48 @@ def test_a_load_off_its_forecast_is_a_disturbance_once_it_holds(tmp_path: Path) 
     reason = planner.due(site.clock.wall_ms())
     assert reason.startswith("net load ")
     assert reason.endswith("off its forecast 170.0 kW")
+
+
+def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
+    """Every pass the planner tells load_schedule what the car still needs (the booking less
+    what the charger's kW delivered since it came) and when it leaves, plan or no plan."""
+    ev = {
+        "name": "car",
+        "connected": "process-plc.ev_charger_connected",
+        "power": "process-plc.ev_charger_kw",
+        "max_kw": 11,
+        "arrive": "08:00",
+        "depart": "16:00",
+        "energy_kwh": 40,
+    }
+    site = Site(MONDAY_MS + 8 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    board = site.planner.board
+
+    def charger(connected: float, kw: float) -> None:
+        now = site.clock.wall_ms()
+        site.table.update(
+            [
+                Sample("process-plc", "ev_charger_connected", connected, Quality.GOOD, now, now),
+                Sample("process-plc", "ev_charger_kw", kw, Quality.GOOD, now, now),
+            ]
+        )
+
+    for _ in range(360):  # an hour of readings every 10 s, charging at 11 kW
+        site.clock.advance(10)
+        site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+        charger(1.0, 11.0)
+        site.planner.observe(site.clock.wall_ms())
+    car = board.ev_sessions["car"]
+    assert car.connected
+    # counted from the first reading that saw it connected: 359 intervals of 10 s at 11 kW
+    assert car.remaining_kwh == pytest.approx(40.0 - 11.0 * 359 * 10 / 3600)
+    assert car.depart_ms == MONDAY_MS + 16 * 60 * MINUTE_MS
+    assert car.max_kw == 11.0
+    assert car.seen_ms == site.clock.wall_ms()
+    assert board.plan is None  # no plan was made: the view is kept all the same
+    site.clock.advance(10)
+    site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+    charger(0.0, 0.0)
+    site.planner.observe(site.clock.wall_ms())
+    assert not board.ev_sessions["car"].connected
+    assert board.ev_sessions["car"].remaining_kwh == 0.0
