@@ -50,7 +50,7 @@ class EvSessionStatus:
     the charger's `connected` and power readings and the booking in the config. What the
     deadline guard of load_schedule enforces, whatever the plan says."""
 
-    connected: bool
+    connected: bool | None  # None: the charger's `connected` reading is missing or bad
     remaining_kwh: float  # the booking's energy less what the charger delivered since it came
     depart_ms: int | None  # the booking's departure today (None: no booking today)
     max_kw: float

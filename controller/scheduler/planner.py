@@ -224,7 +224,11 @@ class Planner:
             state = self._evs[ev.name]
             kw = self._optional(ev.power, now_ms)
             flexible += kw
-            connected = self._optional(ev.connected, now_ms) >= 0.5
+            try:
+                connected = self._number(ev.connected, now_ms) >= 0.5
+                known = True
+            except StaleInputError:
+                connected, known = False, False
             if connected and not state.connected:
                 state.delivered_kwh = 0.0
                 self._pending.append(f"car at {ev.name}")
@@ -232,7 +236,7 @@ class Planner:
                 state.delivered_kwh += max(kw, 0.0) * (now_ms - state.last_ms) / 3_600_000
             state.connected, state.last_ms = connected, now_ms
             self.board.ev_sessions[ev.name] = EvSessionStatus(
-                connected=connected,
+                connected=connected if known else None,
                 remaining_kwh=max(ev.energy_kwh - state.delivered_kwh, 0.0) if connected else 0.0,
                 depart_ms=self._departure_today(ev, now_ms),
                 max_kw=ev.max_kw,

@@ -8,6 +8,9 @@ energy and the tank never falls below the process's minimum (the plant's truth).
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,3 +145,36 @@ async def test_the_plan_moves_the_car_and_the_heater_to_the_cheap_hour(tmp_path:
     assert {"on", "off"} <= ours.states
     assert "no_plan" not in ours.states
     assert alarms == []
+
+
+@pytest.mark.timeout(200)
+async def test_killing_the_solver_hands_the_loads_back_with_the_alarm(tmp_path: Path) -> None:
+    """In the dear hour the plan holds the car and the heater off; the solver's process killed,
+    the plan is withdrawn, `battery_schedule.no_plan` is raised and load_schedule enables both
+    (`without_plan`): the charger charges the car at once, the thermostat holds the tank, as
+    without a scheduler; a new process plans again and takes them back."""
+    async with CoSimulation(scenario(tmp_path), config(), cycle=15.0) as run:
+        assert run.planner is not None
+        await run.advance(15 * 60)  # 06:05: the car came at 06:00
+        plc = run.plant.plcs["process"]
+        assert run.plant.chargers[0].connected
+        assert run.value("process-plc.ev_charger_enable") == 0
+        pid = run.planner.solver.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)  # the process is gone (lock-step: no cycle ran meanwhile)
+        await run.advance(30)
+        base = run.config.base_topic
+        state = run.events.retained[f"{base}/rules/load_schedule/state"]
+        alarm = run.events.retained[f"{base}/alarms/battery_schedule.no_plan"]
+        assert alarm["state"] == "active"
+        assert "the solver's process ended" in alarm["message"]
+        assert state["detail"]["loads"] == {"ev-charger": "no_plan", "wash-tank": "no_plan"}
+        assert run.value("process-plc.ev_charger_enable") == 1
+        assert run.value("process-plc.wash_tank_heater_enable") == 1
+        assert run.plant.chargers[0].power_kw == 11.0  # charging, as its own logic would
+        assert plc.fallbacks == 0  # the controller's writes, not the PLC's watchdog
+        await run.advance(2 * 60)  # the retry (30 s) starts a new process and plans again
+        assert run.planner.solver.pid not in (None, pid)
+        assert run.events.retained[f"{base}/alarms/battery_schedule.no_plan"]["state"] == "cleared"
+        assert run.value("process-plc.ev_charger_enable") == 0  # the dear hour again

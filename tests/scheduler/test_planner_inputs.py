@@ -215,3 +215,11 @@ def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
     site.planner.observe(site.clock.wall_ms())
     assert not board.ev_sessions["car"].connected
     assert board.ev_sessions["car"].remaining_kwh == 0.0
+    site.clock.advance(10)
+    site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+    now = site.clock.wall_ms()
+    site.table.update(
+        [Sample("process-plc", "ev_charger_connected", None, Quality.BAD, now, now)]
+    )
+    site.planner.observe(now)
+    assert board.ev_sessions["car"].connected is None  # not known: load_schedule lets it be

@@ -136,6 +136,11 @@ class LoadSchedule(DomainRule):
                     f" {guard.min + guard.release:g}"
                 )
         car = self.plans.ev_sessions.get(load.name)
+        fresh = car is not None and now.wall_ms - car.seen_ms <= EV_STATUS_MAX_AGE_MS
+        if car is not None and fresh and car.connected is None:
+            # Whether a car is there is not known: the plan cannot have planned it, the
+            # charger's own logic decides (a car there is charged, none draws nothing).
+            return "no_reading", f"{load.name}: no reading of whether a car is connected: on"
         if car is not None and _deadline(car, now.wall_ms, load.deadline_margin):
             left_h = (car.depart_ms or 0) / 3_600_000 - now.wall_ms / 3_600_000
             return "deadline", (

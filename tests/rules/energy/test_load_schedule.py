@@ -177,3 +177,16 @@ def test_the_deadline_holds_without_a_plan_too() -> None:
     driven, built = rule(board, loads=[{**LOADS[0], "without_plan": 0.0}, LOADS[1]])
     assert driven.step({"plc.tank_c": 60.0})["plc.ev_enable"] == 1.0
     assert built.detail()["loads"]["car"] == "deadline"
+
+
+def test_a_charger_whose_connection_is_unknown_is_left_to_itself() -> None:
+    """A bad `connected` reading: the plan cannot have planned the car, so the charger's own
+    logic decides (enabled), whatever the plan's 0 kW says."""
+    board = PlanBoard()
+    board.accept(plan(0.0, 0.0))
+    board.ev_sessions["car"] = EvSessionStatus(
+        connected=None, remaining_kwh=0.0, depart_ms=None, max_kw=11.0, seen_ms=START_MS + 1000
+    )
+    driven, built = rule(board)
+    assert driven.step({"plc.tank_c": 60.0})["plc.ev_enable"] == 1.0
+    assert built.detail()["loads"]["car"] == "no_reading"
