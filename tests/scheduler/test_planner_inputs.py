@@ -223,3 +223,32 @@ def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
     )
     site.planner.observe(now)
     assert board.ev_sessions["car"].connected is None  # not known: load_schedule lets it be
+
+
+def test_a_bad_charger_kw_counts_nothing_delivered(tmp_path: Path) -> None:
+    """The charger's kW unreadable while the car is connected: nothing is counted as
+    delivered, so the car's remaining energy is over-, never under-estimated."""
+    ev = {
+        "name": "car",
+        "connected": "process-plc.ev_charger_connected",
+        "power": "process-plc.ev_charger_kw",
+        "max_kw": 11,
+        "arrive": "08:00",
+        "depart": "16:00",
+        "energy_kwh": 40,
+    }
+    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    for _ in range(30):
+        site.clock.advance(10)
+        now = site.clock.wall_ms()
+        site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+        site.table.update(
+            [
+                Sample("process-plc", "ev_charger_connected", 1, Quality.GOOD, now, now),
+                Sample("process-plc", "ev_charger_kw", None, Quality.BAD, now, now),
+            ]
+        )
+        site.planner.observe(now)
+    car = site.planner.board.ev_sessions["car"]
+    assert car.connected is True
+    assert car.remaining_kwh == 40.0

@@ -14,6 +14,7 @@ from controller.config import ConfigError, parse_config
 from controller.rules.config import RuleConfig
 from controller.rules.energy.load_schedule import LoadSchedule
 from controller.rules.kinds import build_rule
+from controller.rules.rule import RuleInputError
 from controller.scheduler.board import AcceptedPlan, EvSessionStatus, PlanBoard, PlanTarget
 from tests.rules.plantloop import Driven
 from tests.scheduler.cell import scheduler_data
@@ -190,3 +191,13 @@ def test_a_charger_whose_connection_is_unknown_is_left_to_itself() -> None:
     driven, built = rule(board)
     assert driven.step({"plc.tank_c": 60.0})["plc.ev_enable"] == 1.0
     assert built.detail()["loads"]["car"] == "no_reading"
+
+
+def test_a_bad_tank_reading_stops_the_rule() -> None:
+    """The guard's reading is text: the rule stops (the engine writes the enable's fallback,
+    the thermostat decides); it never follows the plan blind."""
+    board = PlanBoard()
+    board.accept(plan(0.0, 0.0))
+    driven, _ = rule(board)
+    with pytest.raises(RuleInputError, match=r"plc\.tank_c"):
+        driven.step({"plc.tank_c": "offline"})
