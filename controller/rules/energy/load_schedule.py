@@ -108,7 +108,13 @@ class LoadSchedule(DomainRule):
                 self.states[load.name] = limit[0]
                 out.append(self._limit_proposal(load.tag, load.on_value, limit[1]))
                 continue
-            if target is None:
+            if self._car_unseen(load, now):
+                # Whether a car is there is not known: the plan cannot have planned it, the
+                # charger's own logic decides (a car there is charged, none draws nothing);
+                # a shed still wins (the rule's own priority).
+                value, state = load.on_value, "no_reading"
+                reason = f"{load.name}: no reading of whether a car is connected: on"
+            elif target is None:
                 value = load.on_value if load.without_plan is None else load.without_plan
                 state = "no_plan"
                 reason = f"no valid plan: {self.plans.why_none(now.wall_ms)}"[:200]
@@ -136,17 +142,18 @@ class LoadSchedule(DomainRule):
                     f" {guard.min + guard.release:g}"
                 )
         car = self.plans.ev_sessions.get(load.name)
-        fresh = car is not None and now.wall_ms - car.seen_ms <= EV_STATUS_MAX_AGE_MS
-        if car is not None and fresh and car.connected is None:
-            # Whether a car is there is not known: the plan cannot have planned it, the
-            # charger's own logic decides (a car there is charged, none draws nothing).
-            return "no_reading", f"{load.name}: no reading of whether a car is connected: on"
         if car is not None and _deadline(car, now.wall_ms, load.deadline_margin):
             left_h = (car.depart_ms or 0) / 3_600_000 - now.wall_ms / 3_600_000
             return "deadline", (
                 f"{load.name} needs {car.remaining_kwh:.1f} kWh in {left_h * 60:.0f} min: on"
             )
         return None
+
+    def _car_unseen(self, load: PlannedLoad, now: Now) -> bool:
+        car = self.plans.ev_sessions.get(load.name)
+        if car is None or now.wall_ms - car.seen_ms > EV_STATUS_MAX_AGE_MS:
+            return False
+        return car.connected is None
 
     def _limit_proposal(self, tag: str, value: OutputValue, reason: str) -> Proposal:
         priority = self.config.limit_priority

@@ -188,9 +188,11 @@ def test_a_charger_whose_connection_is_unknown_is_left_to_itself() -> None:
     board.ev_sessions["car"] = EvSessionStatus(
         connected=None, remaining_kwh=0.0, depart_ms=None, max_kw=11.0, seen_ms=START_MS + 1000
     )
-    driven, built = rule(board)
+    driven, built = rule(board, limit_priority=12)
     assert driven.step({"plc.tank_c": 60.0})["plc.ev_enable"] == 1.0
     assert built.detail()["loads"]["car"] == "no_reading"
+    proposal = next(p for p in driven.proposals if p.tag == "plc.ev_enable")
+    assert proposal.priority == 0  # not a limit: a shed still wins
 
 
 def test_a_bad_tank_reading_stops_the_rule() -> None:
