@@ -228,7 +228,10 @@ class Planner:
                 connected = self._number(ev.connected, now_ms) >= 0.5
                 known = True
             except StaleInputError:
-                connected, known = False, False
+                # A reading missed is no car leaving (and coming again, with its count reset):
+                # the last known state holds, nothing is counted meanwhile.
+                connected, known = state.connected, False
+                kw = 0.0
             if connected and not state.connected:
                 state.delivered_kwh = 0.0
                 self._pending.append(f"car at {ev.name}")

@@ -225,6 +225,38 @@ def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
     assert board.ev_sessions["car"].connected is None  # not known: load_schedule lets it be
 
 
+def test_a_missed_connected_reading_is_no_new_car(tmp_path: Path) -> None:
+    """One bad `connected` reading in a charging session: the count of what the car got is
+    kept (not reset as for a car that left and came again), and no re-plan is asked."""
+    ev = {
+        "name": "car",
+        "connected": "process-plc.ev_charger_connected",
+        "power": "process-plc.ev_charger_kw",
+        "max_kw": 11,
+        "arrive": "08:00",
+        "depart": "16:00",
+        "energy_kwh": 40,
+    }
+    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    for i in range(61):
+        site.clock.advance(10)
+        now = site.clock.wall_ms()
+        site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+        quality = Quality.BAD if i == 30 else Quality.GOOD
+        site.table.update(
+            [
+                Sample("process-plc", "ev_charger_connected", 1, quality, now, now),
+                Sample("process-plc", "ev_charger_kw", 11.0, Quality.GOOD, now, now),
+            ]
+        )
+        site.planner.observe(now)
+    car = site.planner.board.ev_sessions["car"]
+    assert car.connected is True
+    # 60 intervals of 10 s, the one ending at the bad reading not counted: 59 at 11 kW
+    assert car.remaining_kwh == pytest.approx(40.0 - 11.0 * 59 * 10 / 3600)
+    assert site.planner._pending == ["car at car"]  # the car's arrival, once
+
+
 def test_a_bad_charger_kw_counts_nothing_delivered(tmp_path: Path) -> None:
     """The charger's kW unreadable while the car is connected: nothing is counted as
     delivered, so the car's remaining energy is over-, never under-estimated."""
