@@ -114,6 +114,11 @@ class LoadSchedule(DomainRule):
                 # a shed still wins (the rule's own priority).
                 value, state = load.on_value, "no_reading"
                 reason = f"{load.name}: no reading of whether a car is connected: on"
+            elif self._car_unplanned(load, target, now):
+                # A car there that the plan has no session for (no booking today, after its
+                # booking's departure, its booked energy delivered): the charger decides.
+                value, state = load.on_value, "unplanned"
+                reason = f"{load.name}: a car the plan has no session for: on"
             elif target is None:
                 value = load.on_value if load.without_plan is None else load.without_plan
                 state = "no_plan"
@@ -154,6 +159,12 @@ class LoadSchedule(DomainRule):
         if car is None or now.wall_ms - car.seen_ms > EV_STATUS_MAX_AGE_MS:
             return False
         return car.connected is None
+
+    def _car_unplanned(self, load: PlannedLoad, target: PlanTarget | None, now: Now) -> bool:
+        car = self.plans.ev_sessions.get(load.name)
+        if car is None or target is None or not car.connected:
+            return False
+        return now.wall_ms - car.seen_ms <= EV_STATUS_MAX_AGE_MS and load.name not in target.ev_kw
 
     def _limit_proposal(self, tag: str, value: OutputValue, reason: str) -> Proposal:
         priority = self.config.limit_priority

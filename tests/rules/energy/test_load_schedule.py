@@ -203,3 +203,28 @@ def test_a_bad_tank_reading_stops_the_rule() -> None:
     driven, _ = rule(board)
     with pytest.raises(RuleInputError, match=r"plc\.tank_c"):
         driven.step({"plc.tank_c": "offline"})
+
+
+def test_a_car_the_plan_has_no_session_for_is_left_to_its_charger() -> None:
+    """A car plugged in on a day without a booking (or after its booking's departure): the plan
+    has no session for it, so its 0 kW is no decision; the charger's own logic charges it."""
+    board = PlanBoard()
+    step = plan(0.0, 0.0).steps[0]
+    unplanned = AcceptedPlan(
+        (PlanTarget(**{**_fields(step), "ev_kw": {}}),),
+        created_ms=START_MS,
+        valid_until_ms=START_MS + 3_600_000,
+    )
+    board.accept(unplanned)
+    board.ev_sessions["car"] = EvSessionStatus(
+        connected=True, remaining_kwh=0.0, depart_ms=None, max_kw=11.0, seen_ms=START_MS + 1000
+    )
+    driven, built = rule(board)
+    assert driven.step({"plc.tank_c": 60.0})["plc.ev_enable"] == 1.0
+    assert built.detail()["loads"]["car"] == "unplanned"
+    board.accept(plan(0.0, 0.0))  # a session planned at 0 kW now: off
+    assert driven.step({"plc.tank_c": 60.0})["plc.ev_enable"] == 0.0
+
+
+def _fields(step: PlanTarget) -> dict[str, Any]:
+    return {name: getattr(step, name) for name in PlanTarget.__dataclass_fields__}
