@@ -69,9 +69,10 @@ class BatteryPlanConfig(StrictModel):
 
 
 class LoadForecastConfig(StrictModel):
-    """The inflexible load: per period of the production schedule, the power learned from the
-    site's own metering (meter + battery discharge + PV - the planned loads), starting from
-    `prior_kw` until a period has been seen."""
+    """The inflexible load: per period of the production schedule and per time of day within it,
+    the power learned from the site's own metering (meter + battery discharge + PV - the planned
+    loads), starting from `prior_kw` until a period has been seen; corrected by its recent
+    error (controller/scheduler/forecast.py, `LoadForecaster`)."""
 
     schedule: ScheduleConfig
     # kW per period name of `schedule` (every period and the default), the first day's guess.
@@ -82,6 +83,9 @@ class LoadForecastConfig(StrictModel):
     learn_weight: float = Field(0.2, gt=0, le=1)
     # Learned powers older than this are forgotten at start (the prior again).
     forget_after: PositiveDuration = 30 * 86400.0
+    # The load's recent error against its forecast (per period) is added to the coming steps
+    # of its period, all of it at first, none this long after it was measured (linear).
+    error_blend: PositiveDuration = 4 * 3600.0
 
     @model_validator(mode="after")
     def _prior_per_period(self) -> LoadForecastConfig:
