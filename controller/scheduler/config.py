@@ -124,6 +124,13 @@ class PvForecastConfig(StrictModel):
     max_age: PositiveDuration = 12 * 3600.0
     # Without any valid forecast: `no_plan` (the reactive rules decide) or `clear_sky`.
     without_forecast: Literal["no_plan", "clear_sky"] = "no_plan"
+    # The clear-sky index the PV meter measured over the last step is held for the next steps
+    # and blended back to the forecast's cloud factor over this (linear).
+    persistence: PositiveDuration = 3 * 3600.0
+    # The share of the forecast's cloud factor the plan counts on (1: all of it): a forecast
+    # that promises more sun than comes leaves the battery short for the peak, one that
+    # promises less costs a little export (docs/rules.md, "Scheduler: forecasts").
+    forecast_share: float = Field(1.0, gt=0, le=1)
 
 
 class EvSessionConfig(StrictModel):
@@ -189,6 +196,8 @@ class DisturbanceConfig(StrictModel):
     soc_pct: float = Field(10.0, gt=0)
     # The load of the step so far off its forecast by more than this.
     load_kw: float = Field(50.0, gt=0)
+    # The PV metered over the last minutes (`hold`, at least) off the plan's by more than this.
+    pv_kw: float = Field(30.0, gt=0)
     # A disturbance must hold this long (no re-plan on one noisy sample) ...
     hold: PositiveDuration = 60.0
     # ... and disturbance re-plans come at most this often.

@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -253,22 +254,19 @@ class LoadForecaster:
         forget_ms = self.config.forget_after * 1000
         periods = set(self.config.prior_kw)
         state = document["state"]
-        for kind, known, target in (
-            ("periods", lambda name: name in periods, self.learned),
-            ("slots", lambda name: self._known_slot(name, periods), self.slots),
-        ):
+        for kind, target in (("periods", self.learned), ("slots", self.slots)):
             items = state.get(kind, {})
             if not isinstance(items, dict):
                 continue
             for name, item in items.items():
                 try:
-                    learned = LearnedPower(
-                        kw=float(item["kw"]), steps=int(item["steps"]), updated_ms=int(item["at_ms"])
-                    )
+                    kw, steps, at_ms = float(item["kw"]), int(item["steps"]), int(item["at_ms"])
+                    learned = LearnedPower(kw=kw, steps=steps, updated_ms=at_ms)
                 except (KeyError, TypeError, ValueError):
                     continue
+                known = name in periods if kind == "periods" else self._known_slot(name, periods)
                 if (
-                    known(name)
+                    known
                     and math.isfinite(learned.kw)
                     and learned.kw >= 0
                     and now_ms - learned.updated_ms <= forget_ms
@@ -386,13 +384,52 @@ class LoadForecaster:
                 "learned_steps": p.steps if (p := self.learned.get(name)) else 0,
                 "age_s": round((now_ms - p.updated_ms) / 1000) if p else None,
                 "recent_error_kw": (
-                    round(self._error_share(e, now_ms), 2)
-                    if (e := self.errors.get(name))
-                    else None
+                    round(self._error_share(e, now_ms), 2) if (e := self.errors.get(name)) else None
                 ),
             }
             for name in self.config.prior_kw
         }
+
+
+# --- the PV metered -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeasuredPv:
+    """The PV's average AC kW over the minutes from `from_ms` to `to_ms`."""
+
+    kw: float
+    from_ms: int
+    to_ms: int
+
+
+class PvMeter:
+    """The PV inverter's readings over the last `window`: what the plan's PV forecast starts
+    from (its clear-sky index, computed in the solver's process) and what the disturbance check
+    compares with the plan's PV."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_ms = int(window_s * 1000)
+        self._readings: deque[tuple[int, float]] = deque()
+
+    def observe(self, wall_ms: int, kw: float) -> None:
+        if self._readings and wall_ms <= self._readings[-1][0]:
+            return  # a clock stepped back: the window starts again from what follows
+        self._readings.append((wall_ms, max(kw, 0.0)))
+        while self._readings and self._readings[0][0] <= wall_ms - self.window_ms:
+            self._readings.popleft()
+
+    def measured(self, now_ms: int, least_s: float) -> MeasuredPv | None:
+        """The average over the readings of the window, when they span at least `least_s` and
+        the last is recent (within a tenth of the window); else None."""
+        readings = self._readings
+        if not readings or now_ms - readings[-1][0] > self.window_ms // 10:
+            return None
+        first, last = readings[0][0], readings[-1][0]
+        if last - first < least_s * 1000:
+            return None
+        average = sum(kw for _, kw in readings) / len(readings)
+        return MeasuredPv(average, first, last)
 
 
 # --- the billing period's peak -------------------------------------------------------------------
