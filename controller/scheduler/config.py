@@ -127,10 +127,10 @@ class PvForecastConfig(StrictModel):
     # The clear-sky index the PV meter measured over the last step is held for the next steps
     # and blended back to the forecast's cloud factor over this (linear).
     persistence: PositiveDuration = 3 * 3600.0
-    # The share of the forecast's cloud factor the plan counts on (1: all of it): a forecast
-    # that promises more sun than comes leaves the battery short for the peak, one that
-    # promises less costs a little export (docs/rules.md, "Scheduler: forecasts").
-    forecast_share: float = Field(1.0, gt=0, le=1)
+    # The plan's peak must also hold if the sun beyond what the PV meter measured gives only
+    # this share of its forecast (1: the forecast is trusted): the battery keeps what a forecast
+    # of too much sun would leave it short of (docs/rules.md, "Scheduler: forecasts").
+    forecast_share: float = Field(0.0, ge=0, le=1)
 
 
 class EvSessionConfig(StrictModel):

@@ -7,8 +7,8 @@ temperature derating would add.
 The cloud factor is what the site's own PV meter says first and the weather service's forecast
 after (docs/rules.md, "Scheduler: forecasts"): the measured clear-sky index (the metered PV over
 the clear-sky PV of the same minutes) is held for the next steps and blended back, linearly over
-`persistence_h`, to the forecast's factor times `forecast_share` (the share of a forecast the
-plan counts on)."""
+`persistence_h`, to the forecast's factor. The worker computes it a second time with the
+forecast's factor times `forecast_share`: the sun the plan's peak must also hold with."""
 
 from __future__ import annotations
 
@@ -72,11 +72,12 @@ def measured_index(pv: PvWire) -> float | None:
     return min(max(pv.measured_kw / clear, 0.0), MAX_INDEX)
 
 
-def cloud_factors(pv: PvWire, start_ms: int, step_ms: float, index: float | None) -> list[float]:
+def cloud_factors(
+    pv: PvWire, start_ms: int, step_ms: float, index: float | None, share: float = 1.0
+) -> list[float]:
     """Each step's factor: the measured index blended back linearly, over `persistence_h` from
-    the end of the measurement to the step's middle, to the forecast's factor times
-    `forecast_share`."""
-    forecast = [f * pv.forecast_share for f in _cloud(pv.cloud)]
+    the end of the measurement to the step's middle, to the forecast's factor times `share`."""
+    forecast = [f * share for f in _cloud(pv.cloud)]
     if index is None or pv.measured_to_ms is None or pv.persistence_h <= 0:
         return forecast
     out = []
@@ -88,12 +89,26 @@ def cloud_factors(pv: PvWire, start_ms: int, step_ms: float, index: float | None
     return out
 
 
-def pv_forecast_kw(pv: PvWire, start_ms: int, step_minutes: float, steps: int) -> list[float]:
-    """The array's expected AC kW per step: clear sky times the step's cloud factor."""
+def pv_forecast_kw(
+    pv: PvWire, start_ms: int, step_minutes: float, steps: int, share: float = 1.0
+) -> list[float]:
+    """The array's expected AC kW per step: clear sky times the step's cloud factor (the
+    forecast's factor times `share` where the measured index no longer leads)."""
+    return pv_forecasts_kw(pv, start_ms, step_minutes, steps, (share,))[0]
+
+
+def pv_forecasts_kw(
+    pv: PvWire, start_ms: int, step_minutes: float, steps: int, shares: Sequence[float]
+) -> list[list[float]]:
+    """`pv_forecast_kw` for each of `shares`, the clear sky computed once."""
     step_ms = step_minutes * 60_000
     clear = clear_sky_kw(pv, start_ms, step_ms, steps)
-    factors = cloud_factors(pv, start_ms, step_ms, measured_index(pv))
-    return [round(float(kw * cloud), 4) for kw, cloud in zip(clear, factors, strict=True)]
+    index = measured_index(pv)
+    out = []
+    for share in shares:
+        factors = cloud_factors(pv, start_ms, step_ms, index, share)
+        out.append([round(float(kw * cloud), 4) for kw, cloud in zip(clear, factors, strict=True)])
+    return out
 
 
 def _cloud(factors: Sequence[float]) -> list[float]:

@@ -110,7 +110,8 @@ class PvWire(StrictModel):
     measured_from_ms: int | None = Field(None, ge=0)
     measured_to_ms: int | None = Field(None, ge=0)
     persistence_h: float = Field(0.0, ge=0, le=48)
-    # The share of the forecast's factor the plan counts on (beyond what was measured).
+    # The plan's peak must also hold with this share of the forecast's factor (beyond what was
+    # measured): a second, sunless case in the LP (1: none).
     forecast_share: float = Field(1.0, ge=0, le=1)
 
     @model_validator(mode="after")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from controller.scheduler import lp
 from controller.scheduler.board import AcceptedPlan, PlanTarget
+from controller.scheduler.problem import BatteryModel, Problem
 from controller.scheduler.pvmodel import clear_sky_kw, cloud_factors, pv_forecast_kw
 from controller.scheduler.wire import PvWire
 from tests.scheduler.forecasts import cloud_forecast, payload
@@ -66,7 +68,7 @@ def test_the_measured_clear_sky_index_leads_the_forecast_for_hours() -> None:
     assert got[0] < 0.25 * clear[0]  # the clear forecast no longer believed for the next step
 
 
-def test_no_measurement_or_too_little_sun_keeps_the_forecast_times_its_share() -> None:
+def test_no_measurement_or_too_little_sun_keeps_the_forecast_s_factor_times_the_share() -> None:
     midnight = MONDAY_MS
     # At night the clear sky is nothing: an index of 0 kW over 0 kW tells nothing.
     pv = array(
@@ -76,10 +78,10 @@ def test_no_measurement_or_too_little_sun_keeps_the_forecast_times_its_share() -
         persistence_h=3.0,
         forecast_share=0.6,
     )
-    assert pv_forecast_kw(pv, midnight, 15, 16) == pytest.approx(
+    assert pv_forecast_kw(pv, midnight, 15, 16, 0.6) == pytest.approx(
         [round(float(c) * 0.6, 4) for c in clear_sky_kw(pv, midnight, STEP_MS, 16)], abs=1e-3
     )
-    assert cloud_factors(array(forecast_share=0.6), midnight, STEP_MS, None) == [0.6] * 16
+    assert cloud_factors(array(), midnight, STEP_MS, None, 0.6) == [0.6] * 16
     with pytest.raises(ValueError, match="all or none"):
         array(measured_kw=10.0)
     with pytest.raises(ValueError, match="after"):
@@ -98,7 +100,7 @@ def test_the_planner_sends_the_pv_metered_over_the_last_step(tmp_path: Path) -> 
     assert pv.measured_to_ms == now
     assert pv.measured_from_ms == now - STEP_MS + 10_000  # the readings of the last 15 min
     assert pv.persistence_h == 3.0
-    assert pv.forecast_share == 1.0
+    assert pv.forecast_share == 0.0  # the peak holds without sun the meter has not seen
 
 
 def test_pv_off_the_plan_is_a_disturbance_once_it_holds(tmp_path: Path) -> None:
@@ -128,3 +130,42 @@ def test_pv_off_the_plan_is_a_disturbance_once_it_holds(tmp_path: Path) -> None:
     assert planner.due(site.clock.wall_ms()) == ""  # not yet a minute of it
     site.run(1.5, meter=150.0, battery=0.0, soc=50.0, pv=20.0)
     assert planner.due(site.clock.wall_ms()) == "PV 20.0 kW off the plan's 100.0 kW"
+
+
+def test_the_plan_keeps_what_the_peak_needs_if_the_sun_does_not_come() -> None:
+    """Two 1-h steps, 100 kW of load each, 50 kWh in a lossless battery, the demand charge on
+    the highest hour. Forecast: no sun, then 50 kW. Trusting it, the plan spends all 50 kWh in
+    the first hour (import 50, 50: peak 50 kW). Holding the peak without the second hour's sun
+    too (`pv_low_kw`), the first hour's discharge d leaves 50 - d for a sunless second hour:
+    peak = max(100 - d, 100 - (50 - d)), least at d = 25: 75 kW, and 25 kWh kept."""
+
+    def problem(pv_low: tuple[float, ...] | None) -> Problem:
+        return Problem(
+            start_ms=0,
+            step_minutes=60,
+            base_load_kw=(100.0, 100.0),
+            pv_kw=(0.0, 50.0),
+            pv_low_kw=pv_low,
+            import_price=(0.1, 0.1),
+            export_price=(0.0, 0.0),
+            demand_charge_per_kw=10.0,
+            battery=BatteryModel(
+                capacity_kwh=100.0,
+                soc_kwh=50.0,
+                soc_min_kwh=0.0,
+                soc_max_kwh=100.0,
+                max_charge_kw=100.0,
+                max_discharge_kw=100.0,
+                charge_efficiency=1.0,
+                discharge_efficiency=1.0,
+            ),
+        )
+
+    trusting = lp.solve(problem(None))
+    assert trusting.steps[0].battery_kw == pytest.approx(50.0, abs=1e-4)
+    assert trusting.peak_kw == pytest.approx(50.0, abs=1e-4)
+    holding = lp.solve(problem((0.0, 0.0)))
+    assert holding.steps[0].battery_kw == pytest.approx(25.0, abs=1e-4)
+    assert holding.steps[0].soc_kwh == pytest.approx(25.0, abs=1e-4)
+    assert holding.peak_kw == pytest.approx(75.0, abs=1e-4)
+    assert holding.steps[1].import_kw <= 75.0 + 1e-4  # the sun that comes is used, not exported
