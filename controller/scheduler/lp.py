@@ -388,10 +388,17 @@ def _build(problem: Problem, *, integer: bool = True,
              for tank in problem.tanks}
     peak = _add_demand_charge(model, problem, imports, steps) \
         if problem.demand_charge_per_kw > 0 else None
-    if peak is not None and battery is not None and problem.battery is not None \
+    own = problem.pv_low_demand_charge_per_kw
+    if own is not None and own > 0:
+        # The case without the unseen sun has its own peak, at its own charge.
+        low_peak: IntArray | None = model.add_columns(
+            np.array([own]), np.array([problem.peak_already_kw]), np.array([_INF]))
+    else:
+        low_peak = peak if own is None else None
+    if low_peak is not None and battery is not None and problem.battery is not None \
             and problem.pv_low_kw is not None:
         _add_low_pv(model, problem, battery, bat=problem.battery, evs=evs, tanks=tanks,
-                    peak=peak)
+                    peak=low_peak)
     return model, _Columns(balance, imports, exports, curtail, peak, battery, evs, tanks)
 
 
@@ -560,8 +567,8 @@ def _add_low_pv(model: _Model, problem: Problem, nominal: _BatteryColumns, *,
     """The same site with only `pv_low_kw` of sun: the battery's first step is the plan's (what
     is done now is one decision), its later steps its own, the cars and tanks as planned; the
     billing peak must hold that case too. So the plan keeps in the battery what a forecast of
-    too much sun would leave it short of. Only the peak is counted: its energy costs nothing
-    (ties aside)."""
+    too much sun would leave it short of. Only the peak is counted (the billing peak, or its own
+    with `pv_low_demand_charge_per_kw`): its energy costs nothing (ties aside)."""
     t_count = problem.steps
     dt = problem.step_hours
     steps = np.arange(t_count, dtype=np.int64)

@@ -467,6 +467,12 @@ class Planner:
             "evs": self._ev_sessions(now_ms, start),
             "tanks": self._tanks(now_ms, starts),
         }
+        # A day the forecast's sun does not come sets the month's peak: where the plan's own
+        # demand charge is a share of the month's, the sunless case is charged the month's
+        # (docs/rules.md, "Scheduler: forecasts"); else it bounds the same peak.
+        month = self.tariff.demand_charge_per_kw_month
+        if problem["demand_charge_per_kw"] < month:
+            problem["pv_low_demand_charge_per_kw"] = month
         pv = self._pv(now_ms, starts)
         if pv is None:
             problem["pv_kw"] = [0.0] * self.steps

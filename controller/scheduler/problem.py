@@ -223,6 +223,11 @@ class Problem:
     # battery keeps what that would need); None: `pv_kw` only (docs/rules.md, "Scheduler:
     # forecasts").
     pv_low_kw: tuple[float, ...] | None = None
+    # That case's peak: None, the same billing peak as the expected case's (the peak must hold
+    # in both); a number, its own peak charged this much per kW above `peak_already_kw` (where
+    # `demand_charge_per_kw` is a share of the month's charge: a day without the forecast's
+    # sun sets the month's peak, at the month's rate).
+    pv_low_demand_charge_per_kw: float | None = None
 
     def __post_init__(self) -> None:
         _set(self, "start_ms", _count("start_ms", self.start_ms))
@@ -249,6 +254,9 @@ class Problem:
             if len(self.pv_low_kw) != steps:
                 raise SchedulerError(
                     f"pv_low_kw has {len(self.pv_low_kw)} steps, base_load_kw has {steps}")
+        if self.pv_low_demand_charge_per_kw is not None:
+            _set(self, "pv_low_demand_charge_per_kw", _non_negative(
+                "pv_low_demand_charge_per_kw", self.pv_low_demand_charge_per_kw))
         _set(self, "demand_charge_per_kw",
              _non_negative("demand_charge_per_kw", self.demand_charge_per_kw))
         _set(self, "demand_window_steps",

@@ -64,6 +64,8 @@ class ProblemWire(StrictModel):
     import_price: Series
     export_price: Series
     demand_charge_per_kw: float = Field(0.0, ge=0)
+    # The sunless case's own peak charge (None: it bounds the billing peak; lp.py, _add_low_pv).
+    pv_low_demand_charge_per_kw: float | None = Field(None, ge=0)
     demand_window_steps: int = Field(1, ge=1)
     peak_already_kw: float = Field(0.0, ge=0)
     first_window_import_kwh: float = Field(0.0, ge=0)

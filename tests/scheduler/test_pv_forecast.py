@@ -92,7 +92,10 @@ def test_the_planner_sends_the_pv_metered_over_the_last_step(tmp_path: Path) -> 
     site = Site(MONDAY_MS + 11 * HOUR_MS, tmp_path)  # 11:00
     site.run(20, meter=150.0, battery=0.0, soc=50.0, pv=24.0)  # 11:00:10 .. 11:20:00
     assert site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
-    pv = site.planner.request(site.clock.wall_ms()).pv
+    request = site.planner.request(site.clock.wall_ms())
+    # The plan's demand charge is the month's: the sunless case bounds the same peak.
+    assert request.problem.pv_low_demand_charge_per_kw is None
+    pv = request.pv
     assert pv is not None
     assert pv.cloud == [0.9] * 96  # the forecast's factors, as fed
     assert pv.measured_kw == 24.0
@@ -139,7 +142,9 @@ def test_the_plan_keeps_what_the_peak_needs_if_the_sun_does_not_come() -> None:
     too (`pv_low_kw`), the first hour's discharge d leaves 50 - d for a sunless second hour:
     peak = max(100 - d, 100 - (50 - d)), least at d = 25: 75 kW, and 25 kWh kept."""
 
-    def problem(pv_low: tuple[float, ...] | None) -> Problem:
+    def problem(
+        pv_low: tuple[float, ...] | None, charge: float = 10.0, low_charge: float | None = None
+    ) -> Problem:
         return Problem(
             start_ms=0,
             step_minutes=60,
@@ -148,7 +153,8 @@ def test_the_plan_keeps_what_the_peak_needs_if_the_sun_does_not_come() -> None:
             pv_low_kw=pv_low,
             import_price=(0.1, 0.1),
             export_price=(0.0, 0.0),
-            demand_charge_per_kw=10.0,
+            demand_charge_per_kw=charge,
+            pv_low_demand_charge_per_kw=low_charge,
             battery=BatteryModel(
                 capacity_kwh=100.0,
                 soc_kwh=50.0,
@@ -169,3 +175,9 @@ def test_the_plan_keeps_what_the_peak_needs_if_the_sun_does_not_come() -> None:
     assert holding.steps[0].soc_kwh == pytest.approx(25.0, abs=1e-4)
     assert holding.peak_kw == pytest.approx(75.0, abs=1e-4)
     assert holding.steps[1].import_kw <= 75.0 + 1e-4  # the sun that comes is used, not exported
+    # The expected case's peak priced at a day's share of the month (1 per kW), the sunless
+    # case's own at the month's 10: the same 25 kWh kept (the expected case alone would be
+    # indifferent to when the battery gives its 50 kWh above the peak of 50).
+    own = lp.solve(problem((0.0, 0.0), charge=1.0, low_charge=10.0))
+    assert own.steps[0].battery_kw == pytest.approx(25.0, abs=1e-4)
+    assert own.steps[0].soc_kwh == pytest.approx(25.0, abs=1e-4)
