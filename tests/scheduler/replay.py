@@ -25,10 +25,21 @@ STEP_H = 0.25
 READINGS_PER_STEP = 15  # a reading a minute
 
 # configs/cosim-scheduler.yaml's load schedule and priors (the site's first-day guesses).
-_BREAKS = [("09:00", "09:15"), ("11:45", "12:15"), ("15:00", "15:20"), ("17:00", "17:15"),
-           ("19:30", "20:00")]
-_WORK = [("06:00", "09:00"), ("09:15", "11:45"), ("12:15", "15:00"), ("15:20", "17:00"),
-         ("17:15", "19:30"), ("20:00", "22:00")]
+_BREAKS = [
+    ("09:00", "09:15"),
+    ("11:45", "12:15"),
+    ("15:00", "15:20"),
+    ("17:00", "17:15"),
+    ("19:30", "20:00"),
+]
+_WORK = [
+    ("06:00", "09:00"),
+    ("09:15", "11:45"),
+    ("12:15", "15:00"),
+    ("15:20", "17:00"),
+    ("17:15", "19:30"),
+    ("20:00", "22:00"),
+]
 _DAYS = ["mon", "tue", "wed", "thu", "fri"]
 LOAD: dict[str, Any] = {
     "schedule": {
@@ -88,7 +99,10 @@ class Day:
 
 
 def replay(
-    tmp_path: Path, scenario: str, cloud: list[float] | float, soc_pct: float = 50.0,
+    tmp_path: Path,
+    scenario: str,
+    cloud: list[float] | float,
+    soc_pct: float = 50.0,
     **scheduler: Any,
 ) -> Day:
     """The day `scenario` with the plan re-made every 15 min; the cloud forecast (one factor

@@ -28,4 +28,3 @@ def test_a_clear_forecast_does_not_spend_the_evening_s_battery(
     )
     assert day.net_cost_credited <= rules["net_cost_soc_adjusted"]
     assert min(day.soc_pct) >= 11.9  # never below the reserve
-

@@ -94,7 +94,9 @@ def test_the_planner_sends_the_pv_metered_over_the_last_step(tmp_path: Path) -> 
     assert site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
     request = site.planner.request(site.clock.wall_ms())
     # The plan's demand charge is the month's: the sunless case bounds the same peak.
-    assert (request.problem.pv_low_demand_charge_per_kw is None) == (request.problem.demand_charge_per_kw == 9.0)
+    assert (request.problem.pv_low_demand_charge_per_kw is None) == (
+        request.problem.demand_charge_per_kw == 9.0
+    )
     pv = request.pv
     assert pv is not None
     assert pv.cloud == [0.9] * 96  # the forecast's factors, as fed
