@@ -202,6 +202,26 @@ def compare_scheduler(
     what the bill charges; the planner's objective's optimum is shown beside it, and judging
     on it would forgive an objective that prices the wrong thing)."""
     figures = {label: run_figures(run, scenario) for label, run in runs.by_label().items()}
+    return compare_figures(
+        figures,
+        bound,
+        scenario,
+        planner_bound,
+        seed=runs.baseline.truth["seed"],
+        hours=runs.baseline.hours,
+    )
+
+
+def compare_figures(
+    figures: Mapping[str, Mapping[str, Any]],
+    bound: Bound | None,
+    scenario: Scenario,
+    planner_bound: Bound | None = None,
+    *,
+    seed: object,
+    hours: float,
+) -> dict[str, Any]:
+    """`compare_scheduler` on the runs' figures (`run_figures` of each of RUNS)."""
     key = "net_cost_soc_adjusted"
     base = figures["baseline"]
     saved = {
@@ -215,11 +235,11 @@ def compare_scheduler(
     }
     report: dict[str, Any] = {
         "scenario": scenario.name,
-        "seed": runs.baseline.truth["seed"],
-        "hours": runs.baseline.hours,
+        "seed": seed,
+        "hours": hours,
         "currency": scenario.tariff.currency,
         "demand_window_s": scenario.tariff.demand_window,
-        "runs": figures,
+        "runs": {label: dict(f) for label, f in figures.items()},
         "saved": saved,
         "bound": None,
         "bound_share_pct": None,
