@@ -270,9 +270,9 @@ def _scheduler_report(args: argparse.Namespace, scenario: Scenario, reactive: Co
     )
     flexible = flexible_set(loaded.config, scenario)
     bound = bound_for(runs, scenario, flexible)
-    month = bound_for(runs, scenario, flexible, month_demand_charge=True)
+    planned = bound_for(runs, scenario, flexible, planner_demand_charge=True)
     report = write_scheduler_report(
-        runs, bound, scenario, args.out, plots=not args.no_plots, month_bound=month
+        runs, bound, scenario, args.out, plots=not args.no_plots, planner_bound=planned
     )
     print(scheduler_markdown(report))
     plots = ", plan_vs_actual.png" if report["plots"] else ""

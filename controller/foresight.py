@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
+from controller.scheduler.valuation import planned_demand_charge
 from controller.tariff import WEEKDAYS, seconds_of_day
 from drivers.sim.scenario import Scenario
 
@@ -157,13 +159,14 @@ def foresight_problem(
     flexible: FlexibleSet,
     *,
     initial_soc_pct: float,
-    month_demand_charge: bool = False,
+    planner_demand_charge: bool = False,
 ) -> Problem:
     """The whole run as one LP problem, from the run's sampled plant series: the inflexible
     load = site meter + PV + battery discharge - what the bound plans (chargers, tank
     heaters), per step mean. The demand charge is the month's prorated to the run's length,
-    as ground truth bills it; `month_demand_charge`: the whole month's on the run's peak, as
-    the scheduler plans it on the first day of a billing period (no peak set yet)."""
+    as ground truth bills it; `planner_demand_charge`: as the scheduler values it at the run's
+    start (the month's charge shared by the days left in the billing period, no peak set yet:
+    controller/scheduler/valuation.py)."""
     from controller.scheduler.problem import (  # noqa: PLC0415  (the scheduler extra)
         BatteryModel,
         EvSession,
@@ -245,7 +248,10 @@ def foresight_problem(
                 draw_kw=tuple(draw),
             )
         )
-    prorate = 1.0 if month_demand_charge else min(1.0, hours / (30 * 24.0))
+    if planner_demand_charge:
+        charge = planned_demand_charge(tariff.demand_charge_per_kw_month, start_ms, ZoneInfo("UTC"))
+    else:
+        charge = tariff.demand_charge_per_kw_month * min(1.0, hours / (30 * 24.0))
     return Problem(
         start_ms=start_ms,
         step_minutes=step_s / 60.0,
@@ -253,7 +259,7 @@ def foresight_problem(
         pv_kw=tuple(pv_kw),
         import_price=tuple(_price(scenario, k * step_s) for k in range(count)),
         export_price=(tariff.export_price_per_kwh,) * count,
-        demand_charge_per_kw=tariff.demand_charge_per_kw_month * prorate,
+        demand_charge_per_kw=charge,
         demand_window_steps=max(1, round(tariff.demand_window / step_s)),
         battery=battery_model,
         evs=tuple(evs),
@@ -312,7 +318,7 @@ def perfect_foresight(
     flexible: FlexibleSet,
     *,
     initial_soc_pct: float,
-    month_demand_charge: bool = False,
+    planner_demand_charge: bool = False,
     time_limit_s: float = 60.0,
 ) -> Bound:
     """Solve the whole run with perfect foresight (needs the `scheduler` extra: highspy); its
@@ -325,7 +331,7 @@ def perfect_foresight(
         series,
         flexible,
         initial_soc_pct=initial_soc_pct,
-        month_demand_charge=month_demand_charge,
+        planner_demand_charge=planner_demand_charge,
     )
     plan = lp.solve(problem, time_limit_s=time_limit_s)
     hours = len(problem.base_load_kw) * problem.step_minutes / 60.0

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from controller.configtypes import Name, PositiveDuration, StrictModel, format_duration
 from controller.rules.common import TagKey
@@ -54,9 +54,18 @@ class BatteryPlanConfig(StrictModel):
     reserve_pct: float = Field(10.0, ge=0, lt=100)
     soc_max_pct: float = Field(95.0, gt=0, le=100)
     # At the horizon's end at least this (null: the reserve), and what a kWh left is worth
-    # (so the plan does not empty the battery because the horizon ends).
+    # (so the plan does not empty the battery because the horizon ends). `auto`: what it
+    # displaces at the least, the horizon's cheapest import price less the discharge's wear,
+    # times the discharge efficiency (docs/rules.md, "The end of the horizon").
     end_soc_pct: float | None = Field(None, ge=0, le=100)
-    end_value_per_kwh: float = Field(0.0, ge=0)
+    end_value_per_kwh: float | Literal["auto"] = "auto"
+
+    @field_validator("end_value_per_kwh")
+    @classmethod
+    def _end_value(cls, value: float | Literal["auto"]) -> float | Literal["auto"]:
+        if value != "auto" and value < 0:
+            raise ValueError(f"auto or a number >= 0, got {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _window(self) -> BatteryPlanConfig:

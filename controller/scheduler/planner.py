@@ -37,6 +37,7 @@ from controller.scheduler.forecast import (
     parse_cloud_forecast,
 )
 from controller.scheduler.solverprocess import SolverFailedError, SolverProcess
+from controller.scheduler.valuation import end_value_per_kwh, planned_demand_charge
 from controller.scheduler.wire import (
     BatteryWire,
     EvWire,
@@ -464,20 +465,23 @@ class Planner:
             window_start = start - start % window_ms
             so_far = self.billing.window_kwh(now_ms)
             metered = so_far * (start - window_start) / max(now_ms - window_start, 1)
+        prices = import_prices(self.tariff, starts)
         problem: dict[str, Any] = {
             "start_ms": start,
             "step_minutes": cfg.step / 60,
             "base_load_kw": self.load.forecast(starts),
-            "import_price": import_prices(self.tariff, starts),
+            "import_price": prices,
             "export_price": [self.tariff.export_price_per_kwh] * self.steps,
-            "demand_charge_per_kw": self.tariff.demand_charge_per_kw_month,
+            "demand_charge_per_kw": planned_demand_charge(
+                self.tariff.demand_charge_per_kw_month, now_ms, ZoneInfo(self.tariff.timezone)
+            ),
             "demand_window_steps": window_steps,
             "peak_already_kw": self.billing.peak_kw,
             "first_window_import_kwh": metered,
             "first_window_steps": window_steps - done_steps if done_steps else None,
             "grid_import_max_kw": cfg.site.grid_import_max_kw,
             "grid_export_max_kw": cfg.site.grid_export_max_kw,
-            "battery": self._battery(now_ms),
+            "battery": self._battery(now_ms, prices),
             "evs": self._ev_sessions(now_ms, start),
             "tanks": self._tanks(now_ms, starts),
         }
@@ -497,7 +501,7 @@ class Planner:
             pv=pv,
         )
 
-    def _battery(self, now_ms: int) -> BatteryWire | None:
+    def _battery(self, now_ms: int, prices: list[float]) -> BatteryWire | None:
         battery = self.config.battery
         if battery is None:
             return None
@@ -520,7 +524,7 @@ class Planner:
             degradation_per_kwh=battery.degradation_per_kwh,
             standby_loss_kw=battery.standby_loss_kw,
             end_soc_min_kwh=None if end is None else max(capacity * end / 100, reserve),
-            end_value_per_kwh=battery.end_value_per_kwh,
+            end_value_per_kwh=end_value_per_kwh(battery, prices),
         )
 
     def _local_day_ms(self, now_ms: int) -> int:
@@ -731,6 +735,7 @@ class Planner:
             "currency": self.tariff.currency,
             "peak_kw": round(wire.peak_kw, DIGITS),
             "peak_already_kw": round(request.problem.peak_already_kw, DIGITS),
+            "demand_charge_per_kw": round(request.problem.demand_charge_per_kw, 4),
             "solve_ms": round(wire.solve_ms, 2),
             "wall_ms": round(wall_ms, 1),
             "horizon_h": self.config.horizon / 3600,

@@ -73,7 +73,7 @@ def test_prices_load_battery_and_pv_per_step(tmp_path: Path) -> None:
     assert problem.start_ms == MONDAY_MS + 7 * 60 * MINUTE_MS
     assert problem.import_price[:5] == [0.16, 0.16, 0.16, 0.16, 0.24]  # peak from 08:00
     assert problem.export_price[0] == 0.07
-    assert problem.demand_charge_per_kw == 9.0
+    assert problem.demand_charge_per_kw == 9.0 / 28  # the month shared by 3..30 June
     assert problem.demand_window_steps == 1
     assert problem.base_load_kw[0] == 170.0  # the prior of production (06:00-09:00)
     assert problem.base_load_kw[8] == 45.0  # 09:00-09:15: a pause

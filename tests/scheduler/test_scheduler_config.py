@@ -47,6 +47,9 @@ def test_the_test_cell_with_a_scheduler_loads() -> None:
         (("tariff", "timezone"), "Mars/Olympus", "unknown time zone"),
         (("scheduler", "site", "power"), "site-meter.nope", "scheduler.site.power: unknown tag"),
         (("scheduler", "battery", "soc"), "nowhere.soc", "scheduler.battery.soc: unknown tag"),
+        (("scheduler", "battery", "end_value_per_kwh"), -0.1, "end_value_per_kwh"),
+        (("scheduler", "battery", "end_value_per_kwh"), "soon", "end_value_per_kwh"),
+        (("scheduler", "battery", "end_value_per_kwh"), math.nan, "end_value_per_kwh"),
     ],
 )
 def test_a_bad_value_is_refused_naming_where(

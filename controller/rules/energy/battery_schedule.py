@@ -6,6 +6,7 @@ the reactive battery rules below it decide."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
@@ -21,6 +22,16 @@ from controller.rules.energy.battery import (
 )
 from controller.rules.rule import Now, Proposal
 from controller.scheduler.board import PlanBoard
+
+# A number in a message: an age, a pid, a time, a kW figure (with its decimals or its clock's
+# colons).
+_FIGURES = re.compile(r"\d+(?:[.,:]\d+)*")
+
+
+def same_cause(message: str) -> str:
+    """A message with its figures blanked: two failures that differ only in a figure ("issued
+    1800 s ago", "issued 3600 s ago") have one cause."""
+    return _FIGURES.sub("#", message)
 
 
 class BatteryScheduleConfig(BatteryControlConfig):
@@ -44,6 +55,7 @@ class BatterySchedule(BatteryRule):
         self.config = config
         self.plans = plans if plans is not None else PlanBoard()
         self.plan_kw: float | None = None
+        self.no_plan_message = ""
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
@@ -58,7 +70,15 @@ class BatterySchedule(BatteryRule):
                 self.set_alarm("no_plan", False)
                 return []
             self.state = "no_plan"
-            self.set_alarm("no_plan", True, f"no valid plan: {why}; the reactive rules decide")
+            message = f"no valid plan: {why}; the reactive rules decide"
+            if not self.alarm_active("no_plan") or same_cause(message) != same_cause(
+                self.no_plan_message
+            ):
+                self.no_plan_message = message
+            # While the cause stays, the message of its raise: a retry whose error differs only
+            # in a figure (the forecast's age, a pid) is no news to an operator (events/plan
+            # and {base}/plan carry each failure's own words).
+            self.set_alarm("no_plan", True, self.no_plan_message)
             return []
         self.set_alarm("no_plan", False)
         self.plan_kw = kw = target.battery_kw

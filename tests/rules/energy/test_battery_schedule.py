@@ -128,6 +128,26 @@ def test_a_withdrawn_plan_says_why() -> None:
     assert built.detail()["state"] == "no_plan"
 
 
+def test_the_alarm_message_changes_with_its_cause_not_with_its_figures() -> None:
+    """Retries that fail for one cause in words that differ only in a figure keep the message
+    of the raise (no new publication); another cause is a new message."""
+    board = PlanBoard()
+    board.withdraw("StaleInputError: site-meter.power_kw: read 65 s ago")
+    driven, built = rule(board)
+    assert cycle(driven, 100.0, 0.0, 60.0) is None
+    first = built.alarm_conditions()[0].message
+    assert "read 65 s ago" in first
+    board.withdraw("StaleInputError: site-meter.power_kw: read 965.5 s ago")
+    assert cycle(driven, 100.0, 0.0, 60.0) is None
+    assert built.alarm_conditions()[0].message == first
+    board.withdraw("StaleInputError: site-meter.power_kw: quality bad")
+    assert cycle(driven, 100.0, 0.0, 60.0) is None
+    assert "quality bad" in built.alarm_conditions()[0].message
+    board.withdraw("timeout: the solver did not answer within 20 s: killed")
+    assert cycle(driven, 100.0, 0.0, 60.0) is None
+    assert "did not answer" in built.alarm_conditions()[0].message
+
+
 def test_a_plan_past_its_age_is_not_followed() -> None:
     board = PlanBoard()
     board.accept(plan(*([10.0] * 8)))  # valid for one hour, eight steps long
