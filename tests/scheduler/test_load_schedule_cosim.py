@@ -162,7 +162,7 @@ async def test_killing_the_solver_hands_the_loads_back_with_the_alarm(tmp_path: 
         pid = run.planner.solver.pid
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-        await asyncio.sleep(0.5)  # the process is gone (lock-step: no cycle ran meanwhile)
+        await reaped(pid)  # gone (lock-step: no cycle runs meanwhile)
         await run.advance(30)
         base = run.config.base_topic
         state = run.events.retained[f"{base}/rules/load_schedule/state"]
@@ -178,3 +178,14 @@ async def test_killing_the_solver_hands_the_loads_back_with_the_alarm(tmp_path: 
         assert run.planner.solver.pid not in (None, pid)
         assert run.events.retained[f"{base}/alarms/battery_schedule.no_plan"]["state"] == "cleared"
         assert run.value("process-plc.ev_charger_enable") == 0  # the dear hour again
+
+
+async def reaped(pid: int) -> None:
+    """Wait (up to 20 s on a busy machine) until the killed process has been reaped."""
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"process {pid} was not reaped")
