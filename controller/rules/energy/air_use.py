@@ -160,7 +160,7 @@ class AirUseRise:
         start = max(t - window, begin)
         # Judged on a full window only: just after a mode starts a few samples are no mean.
         full = t - start >= 0.8 * window
-        recent = self._measure(start, t, begin, cfg.by_flow, cycles) if full else None
+        recent = self._measure(start, t, begin, cfg.by_flow, cycles, fit=False) if full else None
         if floor is not None and recent is not None and len(history) >= cfg.min_history:
             self._judge(t, history, floor, recent, producing=producing, mode=mode)
             if self.estimate is not None:
@@ -188,11 +188,19 @@ class AirUseRise:
             self._window_start = t
 
     def _measure(
-        self, start: float, t: float, begin: float, by_flow: bool, cycles: LoadUnloadCycles
+        self,
+        start: float,
+        t: float,
+        begin: float,
+        by_flow: bool,
+        cycles: LoadUnloadCycles,
+        *,
+        fit: bool = True,
     ) -> Measured | None:
         """The use, mean pressure and resolution over [start, t] when the span is at least 80 %
         covered (by samples with a flow, or by the whole cycles that ended in it and began
-        after `begin`), else None."""
+        after `begin`), else None. With `explained_by` also the mean work, and with `fit` the
+        sums a learned window adds to its mode's fit."""
         span = t - start
         if span <= 0:
             return None
@@ -210,11 +218,15 @@ class AirUseRise:
             use = statistics.fmean(s.flow for s in good if s.flow is not None)
             if not explained:
                 return Measured(use, pressure, 0.0)
+            works = [s.work for s in good if s.work is not None]
+            mean_work = tuple(statistics.fmean(column) for column in zip(*works, strict=True))
+            if not fit:
+                return Measured(use, pressure, 0.0, mean_work)
             moments = Moments(explained)
             for s in good:
                 if s.work is not None and s.flow is not None:
                     moments.add(s.work, s.flow)
-            return Measured(use, pressure, 0.0, moments.means(), moments)
+            return Measured(use, pressure, 0.0, mean_work, moments)
         whole: list[LoadCycle] = [
             c for c in cycles.ended_after(start) if c.end - c.total_s >= begin
         ]
