@@ -75,7 +75,7 @@ class RiseSettings:
     prior_leakage: float  # leakage share assumed before one is measured (alarm_above)
     by_flow: bool = False  # a header flow meter: judge its mean flow, not the duty
     explained: int = 0  # signals the machines' air follows (`explained_by`); needs by_flow
-    explained_rise_above: float | None = None  # the floor in production when explained
+    explained_rise_above: float | None = None  # the lowest production floor when explained
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +154,6 @@ class AirUseRise:
             self._window_start = t
         history = self.history.setdefault(mode, deque())
         floor = cfg.rise_above if producing else cfg.test_rise_above
-        if producing and floor is not None and cfg.explained and cfg.explained_rise_above:
-            # What the work explains is off the flow: the rest is as steady as a night's.
-            floor = cfg.explained_rise_above
         start = max(t - window, begin)
         # Judged on a full window only: just after a mode starts a few samples are no mean.
         full = t - start >= 0.8 * window
@@ -256,6 +253,8 @@ class AirUseRise:
         explained = _dot(slopes, measured.work)
         residual = statistics.median(expected)
         spread = robust_spread(expected, residual)
+        if producing and slopes and cfg.explained_rise_above is not None:
+            floor = self._explained_floor(history, pressure, floor, spread)
         rise_above = max(floor, cfg.sigmas * spread) + resolution
         baseline = residual + explained  # the use expected now, at this work
         rise = use - baseline
@@ -298,6 +297,19 @@ class AirUseRise:
         )
         rise = whole.use - _dot(slopes, whole.work) - expected
         return bool(rise >= self.estimate["rise_above"] / 2)
+
+    def _explained_floor(
+        self, history: deque[UseWindow], pressure: float | None, floor: float, spread: float
+    ) -> float:
+        """The production floor lowered by the share of the flow's wander the fit explains,
+        to `explained_rise_above` at least: where the work explains nothing, the flow
+        alone's floor stands."""
+        lowest = self.settings.explained_rise_above or floor
+        uses = [self._at(w, pressure) for w in history]
+        wander = robust_spread(uses, statistics.median(uses))
+        if wander <= 0.0:
+            return floor
+        return max(lowest, floor * min(1.0, spread / wander))
 
     def _slopes(self, history: deque[UseWindow]) -> tuple[float, ...]:
         """The mode's fit of the flow on the work, poll by poll over its learned windows."""
