@@ -91,11 +91,16 @@ def problem_at(day: Day, first: int, rng: np.random.Generator, state: dict[str, 
     if arrive - day_step < day.steps:
         evs = (EvSession(name="ev", max_kw=EV_KW, first_step=max(0, arrive - day_step),
                          depart_step=depart - day_step, energy_kwh=state["ev_kwh"]),)
+    pv_kw = day.pv_kw[index] * np.clip(noise, 0.0, None)
+    # The sunless case the plan's peak also holds (the daemon's default `forecast_share: 0`):
+    # the metered clear-sky index held, blended out over the 3 h of `persistence`.
+    held = np.clip(1.0 - (np.arange(day.steps) + 0.5) * dt_h / 3.0, 0.0, None)
     return Problem(
         start_ms=1_780_000_000_000 + first * round(day.step_minutes * 60_000),
         step_minutes=day.step_minutes,
         base_load_kw=tuple(day.load_kw[index] * noise),
-        pv_kw=tuple(day.pv_kw[index] * np.clip(noise, 0.0, None)),
+        pv_kw=tuple(pv_kw),
+        pv_low_kw=tuple(pv_kw * held),
         import_price=tuple(day.price[index]),
         export_price=(0.07,) * day.steps,
         demand_charge_per_kw=9.0,

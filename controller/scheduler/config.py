@@ -78,9 +78,10 @@ class BatteryPlanConfig(StrictModel):
 
 
 class LoadForecastConfig(StrictModel):
-    """The inflexible load: per period of the production schedule, the power learned from the
-    site's own metering (meter + battery discharge + PV - the planned loads), starting from
-    `prior_kw` until a period has been seen."""
+    """The inflexible load: per period of the production schedule and per time of day within it,
+    the power learned from the site's own metering (meter + battery discharge + PV - the planned
+    loads), starting from `prior_kw` until a period has been seen; corrected by its recent
+    error (controller/scheduler/forecast.py, `LoadForecaster`)."""
 
     schedule: ScheduleConfig
     # kW per period name of `schedule` (every period and the default), the first day's guess.
@@ -91,6 +92,9 @@ class LoadForecastConfig(StrictModel):
     learn_weight: float = Field(0.2, gt=0, le=1)
     # Learned powers older than this are forgotten at start (the prior again).
     forget_after: PositiveDuration = 30 * 86400.0
+    # The load's recent error against its forecast (per period) is added to the coming steps
+    # of its period, all of it at first, none this long after it was measured (linear).
+    error_blend: PositiveDuration = 4 * 3600.0
 
     @model_validator(mode="after")
     def _prior_per_period(self) -> LoadForecastConfig:
@@ -129,6 +133,13 @@ class PvForecastConfig(StrictModel):
     max_age: PositiveDuration = 12 * 3600.0
     # Without any valid forecast: `no_plan` (the reactive rules decide) or `clear_sky`.
     without_forecast: Literal["no_plan", "clear_sky"] = "no_plan"
+    # The clear-sky index the PV meter measured over the last step is held for the next steps
+    # and blended back to the forecast's cloud factor over this (linear).
+    persistence: PositiveDuration = 3 * 3600.0
+    # The plan's peak must also hold if the sun beyond what the PV meter measured gives only
+    # this share of its forecast (1: the forecast is trusted): the battery keeps what a forecast
+    # of too much sun would leave it short of (docs/rules.md, "Scheduler: forecasts").
+    forecast_share: float = Field(0.0, ge=0, le=1)
 
 
 class EvSessionConfig(StrictModel):
@@ -194,6 +205,8 @@ class DisturbanceConfig(StrictModel):
     soc_pct: float = Field(10.0, gt=0)
     # The load of the step so far off its forecast by more than this.
     load_kw: float = Field(50.0, gt=0)
+    # The PV metered over the last minutes (`hold`, at least) off the plan's by more than this.
+    pv_kw: float = Field(30.0, gt=0)
     # A disturbance must hold this long (no re-plan on one noisy sample) ...
     hold: PositiveDuration = 60.0
     # ... and disturbance re-plans come at most this often.

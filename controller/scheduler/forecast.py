@@ -11,6 +11,7 @@ import contextlib
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -202,17 +203,43 @@ class LearnedPower:
     updated_ms: int
 
 
+@dataclass
+class RecentError:
+    """The load's recent error against its forecast in one period: measured minus forecast, an
+    average over the last steps (weight `ERROR_WEIGHT`), and when it was last measured."""
+
+    kw: float
+    at_ms: int
+
+
+# How far one step's error moves the recent error of its period: half, so one odd step does not
+# swing the next hours' forecast and two steps alike do.
+ERROR_WEIGHT = 0.5
+
+
 class LoadForecaster:
-    """Per period of the production schedule, the inflexible load's power: learned from the
-    metered step averages (an exponential average), the configured prior until a period has
-    been seen. Kept in `{state_dir}/scheduler/load.json` with its age."""
+    """The inflexible load per step of the horizon (docs/rules.md, "Scheduler: forecasts"):
+
+    - *by time of day*: each step's average is learned for its time of day within its period
+      (`production 20:00`: the late shift is not the morning's), and for its period as a whole;
+      a step whose time of day has been seen takes that, else its period's power, else the
+      configured prior. Both kept in `{state_dir}/scheduler/load.json` with their age.
+    - *corrected by the recent error*: the last steps' error against that forecast, per period
+      (a pause's error says nothing of production), added to the coming steps of the same
+      period, blended back to none over `error_blend` from when it was measured: today's
+      shift drawing more than the usual one is seen within two steps, and forgotten by the
+      next day."""
 
     def __init__(self, config: LoadForecastConfig, step_s: float, state_dir: Path | None) -> None:
         self.config = config
         self.schedule = Schedule(config.schedule)
+        self.zone = ZoneInfo(config.schedule.timezone)
         self.step_ms = int(step_s * 1000)
+        self.blend_ms = int(config.error_blend * 1000)
         self.path = None if state_dir is None else state_dir / SCHEDULER_STATE_DIR / LOAD_FILE
         self.learned: dict[str, LearnedPower] = {}
+        self.slots: dict[str, LearnedPower] = {}  # by "<period> HH:MM" (the step's start)
+        self.errors: dict[str, RecentError] = {}
         self._step_start: int | None = None
         self._sum = 0.0
         self._count = 0
@@ -226,21 +253,51 @@ class LoadForecaster:
             return
         forget_ms = self.config.forget_after * 1000
         periods = set(self.config.prior_kw)
-        for name, item in document["state"].get("periods", {}).items():
-            try:
-                learned = LearnedPower(
-                    kw=float(item["kw"]), steps=int(item["steps"]), updated_ms=int(item["at_ms"])
-                )
-            except (KeyError, TypeError, ValueError):
+        state = document["state"]
+        for kind, target in (("periods", self.learned), ("slots", self.slots)):
+            items = state.get(kind, {})
+            if not isinstance(items, dict):
                 continue
-            if (
-                name in periods
-                and math.isfinite(learned.kw)
-                and learned.kw >= 0
-                and now_ms - learned.updated_ms <= forget_ms
-            ):
-                self.learned[name] = learned
-        log.info("scheduler_load_restored", periods=sorted(self.learned), path=str(self.path))
+            for name, item in items.items():
+                try:
+                    kw, steps, at_ms = float(item["kw"]), int(item["steps"]), int(item["at_ms"])
+                    learned = LearnedPower(kw=kw, steps=steps, updated_ms=at_ms)
+                except (KeyError, TypeError, ValueError):
+                    continue
+                known = name in periods if kind == "periods" else self._known_slot(name, periods)
+                if (
+                    known
+                    and math.isfinite(learned.kw)
+                    and learned.kw >= 0
+                    and now_ms - learned.updated_ms <= forget_ms
+                ):
+                    target[name] = learned
+        log.info(
+            "scheduler_load_restored",
+            periods=sorted(self.learned),
+            slots=len(self.slots),
+            path=str(self.path),
+        )
+
+    @staticmethod
+    def _known_slot(name: object, periods: set[str]) -> bool:
+        if not isinstance(name, str):
+            return False
+        period, _, clock = name.rpartition(" ")
+        hours, _, minutes = clock.partition(":")
+        return (
+            period in periods
+            and hours.isdigit()
+            and minutes.isdigit()
+            and int(hours) < 24
+            and int(minutes) < 60
+        )
+
+    def slot_of(self, start_ms: int) -> str:
+        """The key a step is learned under: its period and its local time of day."""
+        period = self.schedule.period_at(start_ms + self.step_ms // 2)
+        local = datetime.fromtimestamp(start_ms / 1000, tz=UTC).astimezone(self.zone)
+        return f"{period} {local:%H:%M}"
 
     def observe(self, wall_ms: int, load_kw: float) -> None:
         """One reading of the inflexible load; a step's average is learned when it ends."""
@@ -264,27 +321,58 @@ class LoadForecaster:
         average = self._sum / self._count
         self.last_step_kw = average
         period = self.schedule.period_at(start + self.step_ms // 2)
-        before = self.learned.get(period)
+        slot = self.slot_of(start)
+        # The error against what was forecast for this step (before it is learned): the recent
+        # error of its period moves towards it.
+        error = average - self._usual(start)
+        before_error = self.errors.get(period)
+        end = start + self.step_ms
+        carried = 0.0 if before_error is None else self._error_share(before_error, end)
+        self.errors[period] = RecentError(carried + ERROR_WEIGHT * (error - carried), end)
         weight = self.config.learn_weight
-        kw = average if before is None else before.kw + weight * (average - before.kw)
-        self.learned[period] = LearnedPower(kw, (before.steps if before else 0) + 1, now_ms)
+        for table, key in ((self.learned, period), (self.slots, slot)):
+            before = table.get(key)
+            kw = average if before is None else before.kw + weight * (average - before.kw)
+            table[key] = LearnedPower(kw, (before.steps if before else 0) + 1, now_ms)
         if self.path is not None:
             state = {
-                "periods": {
+                kind: {
                     name: {"kw": round(p.kw, 4), "steps": p.steps, "at_ms": p.updated_ms}
-                    for name, p in self.learned.items()
+                    for name, p in table.items()
                 }
+                for kind, table in (("periods", self.learned), ("slots", self.slots))
             }
             _save_state(self.path, "load", state, now_ms)
+
+    def _error_share(self, error: RecentError, at_ms: int) -> float:
+        """The part of a recent error still counted at `at_ms`: all of it when measured, none
+        `error_blend` later (linear)."""
+        left = 1.0 - max(at_ms - error.at_ms, 0) / self.blend_ms
+        return error.kw * max(left, 0.0)
 
     def power_of(self, period: str) -> float:
         learned = self.learned.get(period)
         return learned.kw if learned is not None else self.config.prior_kw[period]
 
+    def _usual(self, start_ms: int) -> float:
+        """A step's load as the days before had it: its time of day, else its period's."""
+        slot = self.slots.get(self.slot_of(start_ms))
+        if slot is not None:
+            return slot.kw
+        return self.power_of(self.schedule.period_at(start_ms + self.step_ms // 2))
+
     def forecast(self, starts_ms: Sequence[int]) -> list[float]:
-        """The load of each step: its period's power at the step's middle."""
+        """The load of each step: as usual at its time of day, plus its period's recent error
+        as far as it is still counted at the step's middle."""
         half = self.step_ms // 2
-        return [self.power_of(self.schedule.period_at(ms + half)) for ms in starts_ms]
+        out = []
+        for ms in starts_ms:
+            kw = self._usual(ms)
+            error = self.errors.get(self.schedule.period_at(ms + half))
+            if error is not None:
+                kw += self._error_share(error, ms + half)
+            out.append(max(kw, 0.0))
+        return out
 
     def period_at(self, wall_ms: int) -> str:
         return self.schedule.period_at(wall_ms)
@@ -295,9 +383,53 @@ class LoadForecaster:
                 "kw": round(self.power_of(name), 2),
                 "learned_steps": p.steps if (p := self.learned.get(name)) else 0,
                 "age_s": round((now_ms - p.updated_ms) / 1000) if p else None,
+                "recent_error_kw": (
+                    round(self._error_share(e, now_ms), 2) if (e := self.errors.get(name)) else None
+                ),
             }
             for name in self.config.prior_kw
         }
+
+
+# --- the PV metered -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MeasuredPv:
+    """The PV's average AC kW over the minutes from `from_ms` to `to_ms`."""
+
+    kw: float
+    from_ms: int
+    to_ms: int
+
+
+class PvMeter:
+    """The PV inverter's readings over the last `window`: what the plan's PV forecast starts
+    from (its clear-sky index, computed in the solver's process) and what the disturbance check
+    compares with the plan's PV."""
+
+    def __init__(self, window_s: float) -> None:
+        self.window_ms = int(window_s * 1000)
+        self._readings: deque[tuple[int, float]] = deque()
+
+    def observe(self, wall_ms: int, kw: float) -> None:
+        if self._readings and wall_ms <= self._readings[-1][0]:
+            return  # a clock stepped back: the window starts again from what follows
+        self._readings.append((wall_ms, max(kw, 0.0)))
+        while self._readings and self._readings[0][0] <= wall_ms - self.window_ms:
+            self._readings.popleft()
+
+    def measured(self, now_ms: int, least_s: float) -> MeasuredPv | None:
+        """The average over the readings of the window, when they span at least `least_s` and
+        the last is recent (within a tenth of the window); else None."""
+        readings = self._readings
+        if not readings or now_ms - readings[-1][0] > self.window_ms // 10:
+            return None
+        first, last = readings[0][0], readings[-1][0]
+        if last - first < least_s * 1000:
+            return None
+        average = sum(kw for _, kw in readings) / len(readings)
+        return MeasuredPv(average, first, last)
 
 
 # --- the billing period's peak -------------------------------------------------------------------

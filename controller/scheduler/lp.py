@@ -388,6 +388,17 @@ def _build(problem: Problem, *, integer: bool = True,
              for tank in problem.tanks}
     peak = _add_demand_charge(model, problem, imports, steps) \
         if problem.demand_charge_per_kw > 0 else None
+    own = problem.pv_low_demand_charge_per_kw
+    if own is not None and own > 0:
+        # The case without the unseen sun has its own peak, at its own charge.
+        low_peak: IntArray | None = model.add_columns(
+            np.array([own]), np.array([problem.peak_already_kw]), np.array([_INF]))
+    else:
+        low_peak = peak if own is None else None
+    if low_peak is not None and battery is not None and problem.battery is not None \
+            and problem.pv_low_kw is not None:
+        _add_low_pv(model, problem, battery, bat=problem.battery, evs=evs, tanks=tanks,
+                    peak=low_peak)
     return model, _Columns(balance, imports, exports, curtail, peak, battery, evs, tanks)
 
 
@@ -548,6 +559,49 @@ def _add_demand_charge(model: _Model, problem: Problem, imports: IntArray,
     model.add_entries(rows, np.repeat(peak, count), 1.0)
     model.add_entries(rows[window], imports[steps], -1.0 / width)
     return peak
+
+
+def _add_low_pv(model: _Model, problem: Problem, nominal: _BatteryColumns, *,
+                bat: BatteryModel, evs: dict[str, IntArray], tanks: dict[str, _TankColumns],
+                peak: IntArray) -> None:
+    """The same site with only `pv_low_kw` of sun: the battery's first step is the plan's (what
+    is done now is one decision), its later steps its own, the cars and tanks as planned; the
+    billing peak must hold that case too. So the plan keeps in the battery what a forecast of
+    too much sun would leave it short of. Only the peak is counted (the billing peak, or its own
+    with `pv_low_demand_charge_per_kw`): its energy costs nothing (ties aside)."""
+    t_count = problem.steps
+    dt = problem.step_hours
+    steps = np.arange(t_count, dtype=np.int64)
+    base = np.asarray(problem.base_load_kw)
+    low = np.asarray(problem.pv_low_kw)
+    tie = np.full(t_count, _TIE_KWH * dt)
+    imports = model.add_columns(tie, 0.0, _bound(problem.grid_import_max_kw))
+    exports = model.add_columns(tie, 0.0, _bound(problem.grid_export_max_kw))
+    curtail = model.add_columns(2 * tie, 0.0, low)
+    balance = model.add_rows(base - low, base - low)
+    model.add_entries(balance, imports, 1.0)
+    model.add_entries(balance, exports, -1.0)
+    model.add_entries(balance, curtail, -1.0)
+    for power in evs.values():
+        model.add_entries(balance, power, -1.0)
+    for tank in tanks.values():
+        model.add_entries(balance, tank.heat, -tank.kw_per_unit)
+    battery = _add_battery(model, bat, balance, t_count, dt)
+    # Its throughput and what it has left at the end cost nothing: only ties.
+    model.cost[-3] = tie.copy()
+    model.cost[-2] = tie.copy()
+    model.cost[-1] = np.zeros(t_count)
+    first = model.add_rows(np.zeros(2), np.zeros(2))
+    model.add_entries(first, np.array([battery.charge[0], battery.discharge[0]]), 1.0)
+    model.add_entries(first, np.array([nominal.charge[0], nominal.discharge[0]]), -1.0)
+    window = _window_index(problem)
+    count = int(window[-1]) + 1
+    width = problem.demand_window_steps
+    lower = np.zeros(count)
+    lower[0] = problem.first_window_import_kwh / (width * dt)
+    rows = model.add_rows(lower, np.full(count, _INF))
+    model.add_entries(rows, np.repeat(peak, count), 1.0)
+    model.add_entries(rows[window], imports[steps], -1.0 / width)
 
 
 def _check_feasible_inputs(problem: Problem) -> None:

@@ -32,6 +32,7 @@ from controller.scheduler.forecast import (
     CloudForecast,
     ForecastError,
     LoadForecaster,
+    PvMeter,
     import_prices,
     parse_cloud_forecast,
 )
@@ -103,6 +104,10 @@ class Planner:
         self.replan_ms = int(config.replan * 1000)
         self.load = LoadForecaster(config.load, config.step, state_dir)
         self.billing = BillingPeak(tariff, state_dir)
+        # The PV metered over the last step (the forecast's clear-sky index) and over the
+        # last `disturbance.hold` (the disturbance check).
+        self.pv_meter = PvMeter(config.step)
+        self.pv_recent = PvMeter(config.disturbance.hold)
         now = clock.wall_ms()
         self.load.restore(now)
         self.billing.restore(now)
@@ -236,6 +241,14 @@ class Planner:
             flexible += self._optional(tank.power, now_ms)
         pv = self._optional(cfg.load.pv_power, now_ms)
         self.load.observe(now_ms, meter + battery + pv - flexible)
+        if cfg.pv is not None and cfg.load.pv_power is not None:
+            try:
+                metered = self._number(cfg.load.pv_power, now_ms)
+            except StaleInputError:
+                pass  # no reading is no sun: the window keeps what it had
+            else:
+                self.pv_meter.observe(now_ms, metered)
+                self.pv_recent.observe(now_ms, metered)
         self._check_disturbance(now_ms)
 
     def _check_disturbance(self, now_ms: int) -> None:
@@ -252,6 +265,8 @@ class Planner:
                 off = None if soc is None or expected is None else abs(soc - expected)
                 if off is not None and expected is not None and off > cfg.disturbance.soc_pct:
                     found = f"SoC {soc:.1f} % off the plan's {expected:.1f} %"
+            if not found:
+                found = self._pv_off_plan(target, now_ms)
             average = self.load.step_average()
             if not found and average is not None and target.load_kw is not None:
                 pv_now = self._optional(cfg.load.pv_power, now_ms)
@@ -265,6 +280,17 @@ class Planner:
         if self._disturbed_since is None:
             self._disturbed_since = now_ms
         self._disturbance = found
+
+    def _pv_off_plan(self, target: PlanTarget, now_ms: int) -> str:
+        """The PV metered over the last `disturbance.hold` off the plan's PV for the step by more
+        than `disturbance.pv_kw` (a forecast's clouds that did not come, or came unforecast)."""
+        cfg = self.config
+        if cfg.pv is None:
+            return ""
+        recent = self.pv_recent.measured(now_ms, least_s=cfg.disturbance.hold / 2)
+        if recent is None or abs(recent.kw - target.pv_kw) <= cfg.disturbance.pv_kw:
+            return ""
+        return f"PV {recent.kw:.1f} kW off the plan's {target.pv_kw:.1f} kW"
 
     def _expected_soc(self, target: PlanTarget, now_ms: int) -> float | None:
         if target.soc_start_pct is None:
@@ -445,6 +471,12 @@ class Planner:
             "evs": self._ev_sessions(now_ms, start),
             "tanks": self._tanks(now_ms, starts),
         }
+        # A day the forecast's sun does not come sets the month's peak: where the plan's own
+        # demand charge is a share of the month's, the sunless case is charged the month's
+        # (docs/rules.md, "Scheduler: forecasts"); else it bounds the same peak.
+        month = self.tariff.demand_charge_per_kw_month
+        if problem["demand_charge_per_kw"] < month:
+            problem["pv_low_demand_charge_per_kw"] = month
         pv = self._pv(now_ms, starts)
         if pv is None:
             problem["pv_kw"] = [0.0] * self.steps
@@ -571,6 +603,8 @@ class Planner:
         else:
             half = self.step_ms // 2
             factors = cloud.factors([ms + half for ms in starts])
+        # What the PV meter said over the last step: its clear-sky index leads the forecast.
+        measured = self.pv_meter.measured(now_ms, least_s=self.config.step / 2)
         return PvWire(
             latitude=pv.latitude,
             longitude=pv.longitude,
@@ -583,6 +617,11 @@ class Planner:
             system_losses=pv.system_losses,
             wall_clock_zone=pv.wall_clock_zone,
             cloud=factors,
+            measured_kw=None if measured is None else measured.kw,
+            measured_from_ms=None if measured is None else measured.from_ms,
+            measured_to_ms=None if measured is None else measured.to_ms,
+            persistence_h=pv.persistence / 3600,
+            forecast_share=pv.forecast_share,
         )
 
     # --- the plan ---------------------------------------------------------------------------

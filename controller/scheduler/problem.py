@@ -219,6 +219,15 @@ class Problem:
     # Steps of the horizon in the first billing window (None: a whole window, step 0 at a
     # window start); a re-plan 5 min into a 15-min window at 5-min steps: 2.
     first_window_steps: int | None = None
+    # The PV the plan's peak must also hold with (a forecast of less sun than `pv_kw`: the
+    # battery keeps what that would need); None: `pv_kw` only (docs/rules.md, "Scheduler:
+    # forecasts").
+    pv_low_kw: tuple[float, ...] | None = None
+    # That case's peak: None, the same billing peak as the expected case's (the peak must hold
+    # in both); a number, its own peak charged this much per kW above `peak_already_kw` (where
+    # `demand_charge_per_kw` is a share of the month's charge: a day without the forecast's
+    # sun sets the month's peak, at the month's rate).
+    pv_low_demand_charge_per_kw: float | None = None
 
     def __post_init__(self) -> None:
         _set(self, "start_ms", _count("start_ms", self.start_ms))
@@ -240,6 +249,14 @@ class Problem:
                 # cannot import and export at once); decided: such a tariff is refused.
                 raise SchedulerError(
                     f"export_price[{i}] {sell:g} is above import_price[{i}] {buy:g}")
+        if self.pv_low_kw is not None:
+            _set(self, "pv_low_kw", _series("pv_low_kw", self.pv_low_kw, non_negative=True))
+            if len(self.pv_low_kw) != steps:
+                raise SchedulerError(
+                    f"pv_low_kw has {len(self.pv_low_kw)} steps, base_load_kw has {steps}")
+        if self.pv_low_demand_charge_per_kw is not None:
+            _set(self, "pv_low_demand_charge_per_kw", _non_negative(
+                "pv_low_demand_charge_per_kw", self.pv_low_demand_charge_per_kw))
         _set(self, "demand_charge_per_kw",
              _non_negative("demand_charge_per_kw", self.demand_charge_per_kw))
         _set(self, "demand_window_steps",

@@ -64,6 +64,8 @@ class ProblemWire(StrictModel):
     import_price: Series
     export_price: Series
     demand_charge_per_kw: float = Field(0.0, ge=0)
+    # The sunless case's own peak charge (None: it bounds the billing peak; lp.py, _add_low_pv).
+    pv_low_demand_charge_per_kw: float | None = Field(None, ge=0)
     demand_window_steps: int = Field(1, ge=1)
     peak_already_kw: float = Field(0.0, ge=0)
     first_window_import_kwh: float = Field(0.0, ge=0)
@@ -103,12 +105,31 @@ class PvWire(StrictModel):
     system_losses: float = Field(ge=0, lt=1)
     wall_clock_zone: str = Field(min_length=1, max_length=64)
     cloud: Series = Field(max_length=MAX_STEPS)
+    # The PV's AC kW metered on average from `measured_from_ms` to `measured_to_ms` (none: not
+    # measured): its clear-sky index is held for the next steps, blended back to `cloud` over
+    # `persistence_h` (controller/scheduler/pvmodel.py).
+    measured_kw: float | None = Field(None, ge=0, le=1e6)
+    measured_from_ms: int | None = Field(None, ge=0)
+    measured_to_ms: int | None = Field(None, ge=0)
+    persistence_h: float = Field(0.0, ge=0, le=48)
+    # The plan's peak must also hold with this share of the forecast's factor (beyond what was
+    # measured): a second, sunless case in the LP (1: none).
+    forecast_share: float = Field(1.0, ge=0, le=1)
 
     @model_validator(mode="after")
     def _factors(self) -> PvWire:
         for i, factor in enumerate(self.cloud):
             if not 0 <= factor <= 1:
                 raise ValueError(f"cloud[{i}]: {factor} is not between 0 and 1")
+        given = (self.measured_kw, self.measured_from_ms, self.measured_to_ms)
+        if any(v is None for v in given) and any(v is not None for v in given):
+            raise ValueError("measured_kw, measured_from_ms, measured_to_ms: all or none")
+        if (
+            self.measured_from_ms is not None
+            and self.measured_to_ms is not None
+            and self.measured_to_ms <= self.measured_from_ms
+        ):
+            raise ValueError("measured_to_ms must be after measured_from_ms")
         return self
 
 

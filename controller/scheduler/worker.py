@@ -45,10 +45,17 @@ def solve_request(request: SolveRequest) -> PlanWire:
 
     wire = request.problem
     steps = len(wire.base_load_kw)
+    pv_low_kw: list[float] | None = None
     if request.pv is not None:
-        from controller.scheduler.pvmodel import pv_forecast_kw  # noqa: PLC0415
+        from controller.scheduler.pvmodel import pv_forecasts_kw  # noqa: PLC0415
 
-        pv_kw = pv_forecast_kw(request.pv, wire.start_ms, wire.step_minutes, steps)
+        # The sun expected, and the sun the plan's peak must also hold with (docs/rules.md,
+        # "Scheduler: forecasts"): the battery keeps what a forecast of too much sun would take.
+        share = request.pv.forecast_share
+        shares = (1.0, share) if share < 1.0 else (1.0,)
+        forecasts = pv_forecasts_kw(request.pv, wire.start_ms, wire.step_minutes, steps, shares)
+        pv_kw = forecasts[0]
+        pv_low_kw = forecasts[1] if share < 1.0 else None
     else:
         assert wire.pv_kw is not None  # the request's validator: one of the two
         pv_kw = wire.pv_kw
@@ -60,6 +67,8 @@ def solve_request(request: SolveRequest) -> PlanWire:
         step_minutes=wire.step_minutes,
         base_load_kw=tuple(wire.base_load_kw),
         pv_kw=tuple(pv_kw),
+        pv_low_kw=None if pv_low_kw is None else tuple(pv_low_kw),
+        pv_low_demand_charge_per_kw=wire.pv_low_demand_charge_per_kw,
         import_price=tuple(wire.import_price),
         export_price=tuple(wire.export_price),
         demand_charge_per_kw=wire.demand_charge_per_kw,
