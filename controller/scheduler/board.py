@@ -44,6 +44,19 @@ class AcceptedPlan:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class EvSessionStatus:
+    """A car on a charger as the planner last saw it (every planner pass, plan or no plan): from
+    the charger's `connected` and power readings and the booking in the config. What the
+    deadline guard of load_schedule enforces, whatever the plan says."""
+
+    connected: bool | None  # None: the charger's `connected` reading is missing or bad
+    remaining_kwh: float  # the booking's energy less what the charger delivered since it came
+    depart_ms: int | None  # the booking's departure today (None: no booking today)
+    max_kw: float
+    seen_ms: int  # when the planner last observed it
+
+
 class PlanBoard:
     """Holds the plan in force; `target(now)` is its step of now, or None with `why_none()`."""
 
@@ -54,6 +67,8 @@ class PlanBoard:
         # False until the first plan is made or fails: a daemon just started is waiting for
         # its first plan, which is no fault (no alarm).
         self.attempted = False
+        # The cars on the planned chargers, by the plan's EV name (the planner's observation).
+        self.ev_sessions: dict[str, EvSessionStatus] = {}
 
     @property
     def plan(self) -> AcceptedPlan | None:

@@ -25,8 +25,8 @@ from pydantic import ValidationError
 from controller.clock import Clock
 from controller.model import Quality
 from controller.mqtt import topics
-from controller.scheduler.board import AcceptedPlan, PlanBoard, PlanTarget
-from controller.scheduler.config import SchedulerConfig, TariffConfig
+from controller.scheduler.board import AcceptedPlan, EvSessionStatus, PlanBoard, PlanTarget
+from controller.scheduler.config import EvSessionConfig, SchedulerConfig, TariffConfig
 from controller.scheduler.forecast import (
     BillingPeak,
     CloudForecast,
@@ -230,13 +230,27 @@ class Planner:
             state = self._evs[ev.name]
             kw = self._optional(ev.power, now_ms)
             flexible += kw
-            connected = self._optional(ev.connected, now_ms) >= 0.5
+            try:
+                connected = self._number(ev.connected, now_ms) >= 0.5
+                known = True
+            except StaleInputError:
+                # A reading missed is no car leaving (and coming again, with its count reset):
+                # the last known state holds, nothing is counted meanwhile.
+                connected, known = state.connected, False
+                kw = 0.0
             if connected and not state.connected:
                 state.delivered_kwh = 0.0
                 self._pending.append(f"car at {ev.name}")
             if connected and state.last_ms is not None:
                 state.delivered_kwh += max(kw, 0.0) * (now_ms - state.last_ms) / 3_600_000
             state.connected, state.last_ms = connected, now_ms
+            self.board.ev_sessions[ev.name] = EvSessionStatus(
+                connected=connected if known else None,
+                remaining_kwh=max(ev.energy_kwh - state.delivered_kwh, 0.0) if connected else 0.0,
+                depart_ms=self._departure_today(ev, now_ms),
+                max_kw=ev.max_kw,
+                seen_ms=now_ms,
+            )
         for tank in cfg.tanks:
             flexible += self._optional(tank.power, now_ms)
         pv = self._optional(cfg.load.pv_power, now_ms)
@@ -519,6 +533,14 @@ class Planner:
         local = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(zone)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         return int(midnight.timestamp() * 1000)
+
+    def _departure_today(self, ev: EvSessionConfig, now_ms: int) -> int | None:
+        """The booking's departure today as wall ms (None: no booking on this weekday)."""
+        zone = ZoneInfo(self.config.load.schedule.timezone)
+        local = datetime.fromtimestamp(now_ms / 1000, tz=UTC).astimezone(zone)
+        if ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()] not in ev.days:
+            return None
+        return self._local_day_ms(now_ms) + int(ev.depart * 1000)
 
     def _ev_sessions(self, now_ms: int, start: int) -> list[EvWire]:
         sessions = []

@@ -133,13 +133,21 @@ def test_the_storage_config_is_cosim_yaml_plus_the_battery() -> None:
 
 def test_the_scheduler_config_is_the_storage_config_plus_the_scheduler() -> None:
     """configs/cosim-scheduler.yaml repeats configs/cosim-storage.yaml by hand and adds the
-    tariff, the scheduler and the battery_schedule rule: it must stay in step."""
+    tariff, the scheduler and the battery_schedule and load_schedule rules, and hands the loads
+    load_schedule plans to it while peak_shaving does not shed them (no restore_value): it
+    must stay in step."""
     storage = yaml.safe_load((ROOT / "configs" / "cosim-storage.yaml").read_text("utf-8"))
     planned = yaml.safe_load((ROOT / "configs" / "cosim-scheduler.yaml").read_text("utf-8"))
     assert planned.pop("tariff")["timezone"] == "UTC"
     assert planned.pop("scheduler")["battery"]["power"] == "bess-1.inverter_w"
-    following = [r for r in planned["rules"] if r["kind"] == "battery_schedule"]
-    assert len(following) == 1
-    planned["rules"] = [r for r in planned["rules"] if r["kind"] != "battery_schedule"]
+    following = [r for r in planned["rules"] if r["kind"] in ("battery_schedule", "load_schedule")]
+    assert [r["kind"] for r in following] == ["battery_schedule", "load_schedule"]
+    planned["rules"] = [r for r in planned["rules"] if r not in following]
+    loads = {load["tag"] for load in following[1]["loads"]}
+    shed = next(r for r in planned["rules"] if r["kind"] == "peak_shaving")
+    for load in shed["loads"]:
+        if load["tag"] in loads:
+            assert load["restore_value"] is None
+            load["restore_value"] = 1
     assert planned == storage
     load_config(ROOT / "configs" / "cosim-scheduler.yaml")  # and it validates

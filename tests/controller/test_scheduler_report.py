@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from controller.cli import main
+from controller.config import load_config
 from controller.foresight import Bound
 from controller.report import RunResult
 from controller.scheduler_report import (
     SchedulerRuns,
     compare_scheduler,
+    flexible_set,
     plan_vs_actual,
     write_scheduler_report,
 )
@@ -98,6 +100,45 @@ def test_a_scheduler_that_breaks_a_constraint_or_loses_to_the_rules_misses_its_t
     assert not targets["no_worse_than_reactive"]
     assert not targets["saving_within_10pct_of_perfect_foresight"]  # 95 of 260
     assert report["bound_share_pct"] == pytest.approx(36.5)
+
+
+@pytest.mark.parametrize(
+    ("broken", "figure", "value"),
+    [
+        ({"seconds_tank_below_min": {"wash-tank": 15.0}}, "tank_below_minimum_s", 15.0),
+        ({"ev_energy_short_kwh": {"ev-charger": 0.5}}, "ev_energy_short_kwh", 0.5),
+    ],
+)
+def test_a_tank_below_its_band_or_a_car_short_at_departure_is_a_violation(
+    broken: dict[str, Any], figure: str, value: float
+) -> None:
+    """Counted from the plant's truth of the scheduler run: the seconds the wash tank was below
+    the process's minimum while its machine produced, the kWh a car left without."""
+    scenario = load_scenario("solar-day")
+    runs = SchedulerRuns(
+        baseline=run("baseline", 500.0, 200.0),
+        reactive=run("reactive", 450.0, 180.0),
+        scheduler=run("scheduler", 420.0, 170.0, **broken),
+    )
+    report = compare_scheduler(runs, bound(400.0, 160.0), scenario)
+    assert report["runs"]["scheduler"][figure] == value
+    assert not report["targets"]["zero_violations"]
+    clean = compare_scheduler(
+        SchedulerRuns(runs.baseline, runs.reactive, run("scheduler", 420.0, 170.0)),
+        bound(400.0, 160.0),
+        scenario,
+    )
+    assert clean["targets"]["zero_violations"]
+
+
+def test_the_bound_plans_the_loads_the_shipped_scheduler_plans() -> None:
+    """configs/cosim-scheduler.yaml plans solar-day's car and wash tank: the perfect-foresight
+    bound plans the same flexibility (matched through the scenario's protocol faces)."""
+    config = load_config(Path(__file__).parents[2] / "configs" / "cosim-scheduler.yaml").config
+    flexible = flexible_set(config, load_scenario("solar-day"))
+    assert flexible.ev_chargers == ("ev-charger",)
+    assert flexible.tanks == ("wash-tank",)
+    assert flexible.battery is not None
 
 
 def test_the_plan_in_force_is_set_beside_what_happened(tmp_path: Path) -> None:

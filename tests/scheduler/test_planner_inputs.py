@@ -8,6 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from controller.clock import SteppedClock
 from controller.cosim import RecordedEvents
 from controller.model import Quality, Sample
@@ -168,3 +170,117 @@ def test_a_load_off_its_forecast_is_a_disturbance_once_it_holds(tmp_path: Path) 
     reason = planner.due(site.clock.wall_ms())
     assert reason.startswith("net load ")
     assert reason.endswith("off its forecast 170.0 kW")
+
+
+def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
+    """Every pass the planner tells load_schedule what the car still needs (the booking less
+    what the charger's kW delivered since it came) and when it leaves, plan or no plan."""
+    ev = {
+        "name": "car",
+        "connected": "process-plc.ev_charger_connected",
+        "power": "process-plc.ev_charger_kw",
+        "max_kw": 11,
+        "arrive": "08:00",
+        "depart": "16:00",
+        "energy_kwh": 40,
+    }
+    site = Site(MONDAY_MS + 8 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    board = site.planner.board
+
+    def charger(connected: float, kw: float) -> None:
+        now = site.clock.wall_ms()
+        site.table.update(
+            [
+                Sample("process-plc", "ev_charger_connected", connected, Quality.GOOD, now, now),
+                Sample("process-plc", "ev_charger_kw", kw, Quality.GOOD, now, now),
+            ]
+        )
+
+    for _ in range(360):  # an hour of readings every 10 s, charging at 11 kW
+        site.clock.advance(10)
+        site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+        charger(1.0, 11.0)
+        site.planner.observe(site.clock.wall_ms())
+    car = board.ev_sessions["car"]
+    assert car.connected
+    # counted from the first reading that saw it connected: 359 intervals of 10 s at 11 kW
+    assert car.remaining_kwh == pytest.approx(40.0 - 11.0 * 359 * 10 / 3600)
+    assert car.depart_ms == MONDAY_MS + 16 * 60 * MINUTE_MS
+    assert car.max_kw == 11.0
+    assert car.seen_ms == site.clock.wall_ms()
+    assert board.plan is None  # no plan was made: the view is kept all the same
+    site.clock.advance(10)
+    site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+    charger(0.0, 0.0)
+    site.planner.observe(site.clock.wall_ms())
+    assert not board.ev_sessions["car"].connected
+    assert board.ev_sessions["car"].remaining_kwh == 0.0
+    site.clock.advance(10)
+    site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+    now = site.clock.wall_ms()
+    site.table.update(
+        [Sample("process-plc", "ev_charger_connected", None, Quality.BAD, now, now)]
+    )
+    site.planner.observe(now)
+    assert board.ev_sessions["car"].connected is None  # not known: load_schedule lets it be
+
+
+def test_a_missed_connected_reading_is_no_new_car(tmp_path: Path) -> None:
+    """One bad `connected` reading in a charging session: the count of what the car got is
+    kept (not reset as for a car that left and came again), and no re-plan is asked."""
+    ev = {
+        "name": "car",
+        "connected": "process-plc.ev_charger_connected",
+        "power": "process-plc.ev_charger_kw",
+        "max_kw": 11,
+        "arrive": "08:00",
+        "depart": "16:00",
+        "energy_kwh": 40,
+    }
+    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    for i in range(61):
+        site.clock.advance(10)
+        now = site.clock.wall_ms()
+        site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+        quality = Quality.BAD if i == 30 else Quality.GOOD
+        site.table.update(
+            [
+                Sample("process-plc", "ev_charger_connected", 1, quality, now, now),
+                Sample("process-plc", "ev_charger_kw", 11.0, Quality.GOOD, now, now),
+            ]
+        )
+        site.planner.observe(now)
+    car = site.planner.board.ev_sessions["car"]
+    assert car.connected is True
+    # 60 intervals of 10 s, the one ending at the bad reading not counted: 59 at 11 kW
+    assert car.remaining_kwh == pytest.approx(40.0 - 11.0 * 59 * 10 / 3600)
+    assert site.planner._pending == ["car at car"]  # the car's arrival, once
+
+
+def test_a_bad_charger_kw_counts_nothing_delivered(tmp_path: Path) -> None:
+    """The charger's kW unreadable while the car is connected: nothing is counted as
+    delivered, so the car's remaining energy is over-, never under-estimated."""
+    ev = {
+        "name": "car",
+        "connected": "process-plc.ev_charger_connected",
+        "power": "process-plc.ev_charger_kw",
+        "max_kw": 11,
+        "arrive": "08:00",
+        "depart": "16:00",
+        "energy_kwh": 40,
+    }
+    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    for _ in range(30):
+        site.clock.advance(10)
+        now = site.clock.wall_ms()
+        site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
+        site.table.update(
+            [
+                Sample("process-plc", "ev_charger_connected", 1, Quality.GOOD, now, now),
+                Sample("process-plc", "ev_charger_kw", None, Quality.BAD, now, now),
+            ]
+        )
+        site.planner.observe(now)
+    car = site.planner.board.ev_sessions["car"]
+    assert car.connected is True
+    assert car.remaining_kwh == 40.0
