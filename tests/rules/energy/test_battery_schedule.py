@@ -175,5 +175,6 @@ def test_with_a_window_the_plan_s_peak_is_held_on_the_window_s_average() -> None
     for _ in range(6 * 6):  # past the window's end, then 5 min at 100 kW into the next
         cycle(driven, 100.0, 0.0, 60.0, dt=10.0)
     rate = cycle(driven, 220.0, 0.0, 60.0, dt=10.0)
-    assert rate is not None and 40.0 < rate < 60.0
+    assert rate is not None
+    assert 40.0 < rate < 60.0
     assert built.detail()["state"] == "holding_peak"
