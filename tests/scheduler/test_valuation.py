@@ -126,9 +126,15 @@ def test_the_end_value_keeps_the_battery_from_emptying_because_the_horizon_ends(
             import_price=(0.16, 0.16),
             export_price=(0, 0),
             battery=BatteryModel(
-                capacity_kwh=100.0, soc_kwh=60.0, soc_min_kwh=10.0, soc_max_kwh=100.0,
-                max_charge_kw=100.0, max_discharge_kw=100.0, charge_efficiency=0.9,
-                discharge_efficiency=0.9, degradation_per_kwh=0.01,
+                capacity_kwh=100.0,
+                soc_kwh=60.0,
+                soc_min_kwh=10.0,
+                soc_max_kwh=100.0,
+                max_charge_kw=100.0,
+                max_discharge_kw=100.0,
+                charge_efficiency=0.9,
+                discharge_efficiency=0.9,
+                degradation_per_kwh=0.01,
                 end_value_per_kwh=end_value,
             ),
         )

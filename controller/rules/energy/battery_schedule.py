@@ -10,17 +10,20 @@ import re
 from collections.abc import Mapping
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from controller.alarms import DeclaredAlarm, Indicates, declare
+from controller.configtypes import PositiveDuration, format_duration
 from controller.model import Sample
+from controller.rules.demand import DemandWindow, DemandWindowConfig
 from controller.rules.energy.battery import (
     BatteryControlConfig,
     BatteryRule,
     read_battery,
     within_limits,
 )
-from controller.rules.rule import Now, Proposal
+from controller.rules.rule import Now, Proposal, number
+from controller.rules.schedule import TimeZoneName
 from controller.scheduler.board import PlanBoard
 
 # A number in a message: an age, a pid, a time, a kW figure (with its decimals or its clock's
@@ -40,6 +43,28 @@ class BatteryScheduleConfig(BatteryControlConfig):
     kind: Literal["battery_schedule"]
     # The import is held this far under the plan's peak when the load runs above its forecast.
     peak_margin_kw: float = Field(2.0, ge=0)
+    # The plan's peak is a billing window's average: held on the window's average (the import
+    # metered so far, the present import for the rest) rather than on every instant, so a
+    # machine's minute above it does not spend what the rest of the window did not need.
+    # None: every instant (fixed windows on the clock of `timezone`).
+    window: PositiveDuration | None = None
+    timezone: TimeZoneName = "UTC"
+
+    @model_validator(mode="after")
+    def _window_divides_the_hour(self) -> BatteryScheduleConfig:
+        if self.window is not None:
+            self.demand_config()  # a window that does not divide the hour is refused here
+        return self
+
+    def demand_config(self) -> DemandWindowConfig:
+        """The billing window held, fed with the meter's power."""
+        return DemandWindowConfig.model_validate(
+            {
+                "source": "power",
+                "window": format_duration(self.window or 900.0),
+                "timezone": self.timezone,
+            }
+        )
 
 
 class BatterySchedule(BatteryRule):
@@ -56,10 +81,13 @@ class BatterySchedule(BatteryRule):
         self.plans = plans if plans is not None else PlanBoard()
         self.plan_kw: float | None = None
         self.no_plan_message = ""
+        self.demand = None if config.window is None else DemandWindow(config.demand_config())
 
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         reading = self.reading = read_battery(cfg, snapshot)
+        if self.demand is not None:
+            self.demand.add_power(now.wall_ms, number(snapshot, cfg.power))
         target = self.plans.target(now.wall_ms)
         if target is None:
             why = self.plans.why_none(now.wall_ms)
@@ -86,8 +114,9 @@ class BatterySchedule(BatteryRule):
         self.state = "following"
         reason = f"plan {kw:.1f} kW"
         ceiling = target.peak_kw - cfg.peak_margin_kw
-        if load - kw > ceiling:
-            kw = load - ceiling
+        over = self._above(load - kw, ceiling, now)
+        if over > 0:
+            kw += over
             self.state = "holding_peak"
             reason += f"; load {load:.1f} kW would pass the plan's peak {target.peak_kw:.1f} kW"
         elif kw > 0 and load - kw < -target.export_kw:
@@ -99,6 +128,18 @@ class BatterySchedule(BatteryRule):
             reason += f"; limited by {self.cut}"
         self.wanted_kw = kw
         return [self.propose_kw(kw, now, reason)]
+
+    def _above(self, import_kw: float, ceiling: float, now: Now) -> float:
+        """The discharge more than planned that keeps the ceiling: the import now above it, or
+        with a window the constant discharge over the rest of the window that brings its
+        average to it (the import so far, the present import for the rest). <= 0: none."""
+        if self.demand is None:
+            return import_kw - ceiling
+        window = self.demand.reading(now.wall_ms, power_kw=import_kw)
+        if window.remaining_s <= 0:
+            return import_kw - ceiling
+        length = window.elapsed_s + window.remaining_s
+        return (window.predicted_kw - ceiling) * length / window.remaining_s
 
     def detail(self) -> dict[str, object]:
         return {**super().detail(), "plan_kw": self.plan_kw}

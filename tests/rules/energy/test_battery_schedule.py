@@ -155,3 +155,26 @@ def test_a_plan_past_its_age_is_not_followed() -> None:
     assert cycle(driven, 100.0, 0.0, 60.0) == 10.0
     driven.step({"meter.power_kw": 100.0, "bess.power_kw": 0.0, "bess.soc": 60.0}, dt=3600.0)
     assert cycle(driven, 100.0, 0.0, 60.0) is None
+
+
+def test_with_a_window_the_plan_s_peak_is_held_on_the_window_s_average() -> None:
+    """The plan's peak is a 15-min average: a minute above it in a window that stays below it
+    spends nothing more (without `window`, every instant is held: 200 - 148 = 52 kW)."""
+    board = PlanBoard()
+    board.accept(plan(0.0, peak_kw=150.0))
+    driven, built = rule(board, window="15min")
+    for _ in range(14 * 6):  # 14 min at 100 kW
+        assert cycle(driven, 100.0, 0.0, 60.0, dt=10.0) == 0.0
+    # 200 kW for the last minute: the window's average (14 x 100 + 1 x 200) / 15 = 106.7 kW.
+    assert cycle(driven, 200.0, 0.0, 60.0, dt=10.0) == 0.0
+    assert built.detail()["state"] == "following"
+    instant, _ = rule(board)
+    assert cycle(instant, 200.0, 0.0, 60.0) == 52.0
+    # A window whose average would pass the peak: the rest of it shaves the difference.
+    board.accept(plan(0.0, 0.0, peak_kw=150.0))
+    for _ in range(6 * 6):  # past the window's end, then 5 min at 100 kW into the next
+        cycle(driven, 100.0, 0.0, 60.0, dt=10.0)
+    rate = cycle(driven, 220.0, 0.0, 60.0, dt=10.0)
+    assert rate is not None
+    assert 40.0 < rate < 60.0
+    assert built.detail()["state"] == "holding_peak"
