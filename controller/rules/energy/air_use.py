@@ -75,7 +75,7 @@ class RiseSettings:
     prior_leakage: float  # leakage share assumed before one is measured (alarm_above)
     by_flow: bool = False  # a header flow meter: judge its mean flow, not the duty
     explained: int = 0  # signals the machines' air follows (`explained_by`); needs by_flow
-    explained_rise_above: float | None = None  # the floor in production when explained
+    explained_rise_above: float | None = None  # the lowest production floor when explained
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +154,10 @@ class AirUseRise:
             self._window_start = t
         history = self.history.setdefault(mode, deque())
         floor = cfg.rise_above if producing else cfg.test_rise_above
-        if producing and floor is not None and cfg.explained and cfg.explained_rise_above:
-            # What the work explains is off the flow: the rest is as steady as a night's.
-            floor = cfg.explained_rise_above
         start = max(t - window, begin)
         # Judged on a full window only: just after a mode starts a few samples are no mean.
         full = t - start >= 0.8 * window
-        recent = self._measure(start, t, begin, cfg.by_flow, cycles) if full else None
+        recent = self._measure(start, t, begin, cfg.by_flow, cycles, fit=False) if full else None
         if floor is not None and recent is not None and len(history) >= cfg.min_history:
             self._judge(t, history, floor, recent, producing=producing, mode=mode)
             if self.estimate is not None:
@@ -188,11 +185,19 @@ class AirUseRise:
             self._window_start = t
 
     def _measure(
-        self, start: float, t: float, begin: float, by_flow: bool, cycles: LoadUnloadCycles
+        self,
+        start: float,
+        t: float,
+        begin: float,
+        by_flow: bool,
+        cycles: LoadUnloadCycles,
+        *,
+        fit: bool = True,
     ) -> Measured | None:
         """The use, mean pressure and resolution over [start, t] when the span is at least 80 %
         covered (by samples with a flow, or by the whole cycles that ended in it and began
-        after `begin`), else None."""
+        after `begin`), else None. With `explained_by` also the mean work, and with `fit` the
+        sums a learned window adds to its mode's fit."""
         span = t - start
         if span <= 0:
             return None
@@ -210,11 +215,15 @@ class AirUseRise:
             use = statistics.fmean(s.flow for s in good if s.flow is not None)
             if not explained:
                 return Measured(use, pressure, 0.0)
+            works = [s.work for s in good if s.work is not None]
+            mean_work = tuple(statistics.fmean(column) for column in zip(*works, strict=True))
+            if not fit:
+                return Measured(use, pressure, 0.0, mean_work)
             moments = Moments(explained)
             for s in good:
                 if s.work is not None and s.flow is not None:
                     moments.add(s.work, s.flow)
-            return Measured(use, pressure, 0.0, moments.means(), moments)
+            return Measured(use, pressure, 0.0, mean_work, moments)
         whole: list[LoadCycle] = [
             c for c in cycles.ended_after(start) if c.end - c.total_s >= begin
         ]
@@ -244,6 +253,8 @@ class AirUseRise:
         explained = _dot(slopes, measured.work)
         residual = statistics.median(expected)
         spread = robust_spread(expected, residual)
+        if producing and slopes and cfg.explained_rise_above is not None:
+            floor = self._explained_floor(history, pressure, floor, spread)
         rise_above = max(floor, cfg.sigmas * spread) + resolution
         baseline = residual + explained  # the use expected now, at this work
         rise = use - baseline
@@ -286,6 +297,19 @@ class AirUseRise:
         )
         rise = whole.use - _dot(slopes, whole.work) - expected
         return bool(rise >= self.estimate["rise_above"] / 2)
+
+    def _explained_floor(
+        self, history: deque[UseWindow], pressure: float | None, floor: float, spread: float
+    ) -> float:
+        """The production floor lowered by the share of the flow's wander the fit explains,
+        to `explained_rise_above` at least: where the work explains nothing, the flow
+        alone's floor stands."""
+        lowest = self.settings.explained_rise_above or floor
+        uses = [self._at(w, pressure) for w in history]
+        wander = robust_spread(uses, statistics.median(uses))
+        if wander <= 0.0:
+            return floor
+        return max(lowest, floor * min(1.0, spread / wander))
 
     def _slopes(self, history: deque[UseWindow]) -> tuple[float, ...]:
         """The mode's fit of the flow on the work, poll by poll over its learned windows."""

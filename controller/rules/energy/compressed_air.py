@@ -54,7 +54,8 @@ class LeakTestConfig(StrictModel):
     pressure: TagKey | None = None
     # Signals the machines' air use follows (each machine's power, kW, or a part rate): in
     # production the flow is fitted on them per mode and the rise judged on what they do not
-    # explain, with its own floor. Needs `flow`. Empty: the flow alone (today's behaviour).
+    # explain; the floor falls with the wander they explain, to `explained_rise_above` at
+    # least. Needs `flow`. Empty: the flow alone (today's behaviour).
     explained_by: list[TagKey] = Field(default_factory=list, max_length=32)
     explained_rise_above: float | None = Field(default=0.01, gt=0, lt=1)
     settle: Duration = 300.0  # after production stops, before cycles count

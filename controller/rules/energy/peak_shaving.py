@@ -36,6 +36,7 @@ __all__ = ["PeakShaving", "PeakShavingConfig", "ProcessLimit", "ShedLoad"]
 log = structlog.get_logger(__name__)
 
 _HOUR = 3600.0
+_MINUTE_S = 60.0
 # A load with a power tag drawing under this share of its kw is not shed: it would save nothing.
 _MIN_DRAW_SHARE = 0.05
 
@@ -90,6 +91,9 @@ class PeakShaving(DomainRule):
         # verdict and the restores go by, not the present load, which swings with each machine
         # stroke.
         self._recent = RecentMean(self.config.window)
+        # ... and over the last minute: after a ramp-up the window length's mean lags behind,
+        # and a restore on it and a dip would come back into the ramp (cell-1-027, 09:36).
+        self._minute = RecentMean(_MINUTE_S)
         self._mean_needed_kw: float | None = None
         self._window_start: int | None = None
         self._window_kw: float | None = None  # this window's average, as billed, if it ends now
@@ -257,7 +261,9 @@ class PeakShaving(DomainRule):
             last = self._order[-1]
             if (
                 self._may_restore(last, t)
-                and self.shed_kw - last.saved_kw >= max(needed, mean_needed) + cfg.hysteresis_kw
+                and self.shed_kw - last.saved_kw
+                >= max(needed, mean_needed, needed + self._minute.mean - uncontrolled)
+                + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
         unreachable = "limit unreachable, shedding anyway: " if self._unreachable else ""
@@ -287,6 +293,10 @@ class PeakShaving(DomainRule):
             and self._window_kw is not None
         ):
             self._close_window(self._window_start, self._window_kw)
+            # A new window is judged afresh: a verdict said late in the last window (its energy
+            # already past the target) does not give up this one (cell-1-027: said at 09:46,
+            # held over the 10:00 window, billed 164.5 kW).
+            self._unreachable_since = -math.inf
         if cfg.counts_peak_set:
             month = datetime.fromtimestamp(start / 1000, self.window.zone).strftime("%Y-%m")
             if month != self._peak_month:
@@ -298,6 +308,7 @@ class PeakShaving(DomainRule):
             cfg.window
         )
         self._recent.add(t, uncontrolled)
+        self._minute.add(t, uncontrolled)
 
     def _close_window(self, start_ms: int, average_kw: float) -> None:
         cfg = self.config
