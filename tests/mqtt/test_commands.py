@@ -4,6 +4,7 @@ nothing written), rule modes, override clear, reload and rebirth, and where answ
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -170,6 +171,13 @@ async def gateway(
         )
         await publisher.connected()
         await gateway.cycle()
+        # Each test starts from the rule's 7.5 written. On a loaded box the first poll can time
+        # out (500 ms): the write then waits for a good reading, as it must (CI saw it once);
+        # poll again until the rule's value is on the device.
+        async with asyncio.timeout(15):
+            while await plant.value("setpoint_bar") != pytest.approx(7.5):
+                await asyncio.sleep(0.2)
+                await gateway.cycle()
         yield gateway
     await plant.stop()
 
