@@ -99,7 +99,12 @@ def run_cell(cell: Cell, hours: float, unexplained: float = 0.0) -> dict[str, An
     air = CompressedAir(air_config)
     standby = build_rule(IdleStandbyConfig.model_validate(_rule_config(cell, "idle_standby")))
     rules: list[Rule] = [air, standby]
-    tags = {air_config.setpoint} | {tag for rule in rules for tag in (*rule.inputs, *rule.outputs)}
+    # What the rules read, required or not (the machines' power is no required input).
+    tags = (
+        {air_config.setpoint}
+        | {tag for _, tag in air_config.input_tags()}
+        | {tag for rule in rules for tag in (*rule.inputs, *rule.outputs)}
+    )
     points = {tag: point for tag, point in modbus_points(cell).items() if tag in tags}
     start_ms = round(plant.now.replace(tzinfo=UTC).timestamp() * 1000)
     alarms: list[dict[str, Any]] = []

@@ -192,6 +192,18 @@ class CompressedAir(DomainRule):
     def __init__(self, config: CompressedAirConfig) -> None:
         super().__init__(config, "compressed_air")
         self.config = config
+        # The machines' work signals only sharpen the leak estimate: a power meter that fails
+        # must not stop the pressure control, so they are read where good and fresh (a poll
+        # without them is left out of the fit), never required inputs.
+        if config.leak_test is not None:
+            required = {
+                tag
+                for field, tag in config.input_tags()
+                if not field.startswith("leak_test.explained_by")
+            }
+            optional = set(config.leak_test.explained_by) - required
+            self.inputs = {tag: age for tag, age in self.inputs.items() if tag not in optional}
+        self._wall_ms = 0
         self.reset = TrimRespond(config.reset)
         self.cycles = LoadUnloadCycles()
         # Per production mode (the values of the production tags: which machines are in which
@@ -275,6 +287,7 @@ class CompressedAir(DomainRule):
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         t = now.monotonic
+        self._wall_ms = now.wall_ms
         producing = True if cfg.production is None else cfg.production.on(snapshot)
         mode = self._mode_of(snapshot)
         if mode != self._mode:
@@ -491,9 +504,7 @@ class CompressedAir(DomainRule):
             else present_number(snapshot, self.config.setpoint)
         )
         recent = self.cycles.since(t - test.rise_window)
-        # A negative power or rate is no work: that poll is left out of the fit and the windows.
-        work = tuple(number(snapshot, tag) for tag in test.explained_by)
-        usable = all(w >= 0.0 for w in work)
+        work = self._work(test, snapshot)
         self.air_use.update(
             t,
             mode=self._mode if self._mode is not None else (),
@@ -504,8 +515,26 @@ class CompressedAir(DomainRule):
             cycles=self.cycles,
             loaded_kw=self._loaded_kw(test, recent),
             rated_flow_m3_min=test.rated_flow_m3_min,
-            work=work if usable else None,
+            work=work,
         )
+
+    def _work(
+        self, test: LeakTestConfig, snapshot: Mapping[str, Sample]
+    ) -> tuple[float, ...] | None:
+        """The `explained_by` signals now, or None when one has no good reading younger than
+        the rule's `max_age` or reads negative (no work): that poll is left out of the fit and
+        the windows, and the rule runs on."""
+        max_age = self.config.max_age
+        values: list[float] = []
+        for tag in test.explained_by:
+            value = present_number(snapshot, tag)
+            sample = snapshot.get(tag)
+            if value is None or value < 0.0 or sample is None:
+                return None
+            if max_age is not None and (self._wall_ms - sample.read_ts) / 1000 > max_age:
+                return None
+            values.append(value)
+        return tuple(values)
 
     def detail(self) -> dict[str, Any]:
         return {

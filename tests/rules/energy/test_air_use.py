@@ -303,3 +303,40 @@ def test_signals_that_explain_nothing_keep_the_flow_alone_s_floor() -> None:
     ]
     rule = run_work(table, explained_by=list(MACHINE_WORK))
     assert rule.detail()["air_use"]["rise_above"] >= 0.028
+
+
+def test_a_failed_machine_power_meter_does_not_stop_the_pressure_control() -> None:
+    """Hostile input: a machine's power meter goes silent (its reading gone, or bad). The work
+    signals only sharpen the leak estimate, so they are no required input: the engine does not
+    stop the rule for them, the setpoint is still proposed, and those polls are left out of
+    the fit (nothing raised); once the meter reads again a leak is found."""
+    rule = CompressedAir(
+        config(
+            leak_test={
+                "loaded": "c.loaded",
+                "full_load_kw": 34.0,
+                "rated_flow_m3_min": RATED,
+                "flow": "c.flow",
+                "explained_by": list(MACHINE_WORK),
+            }
+        )
+    )
+    assert not set(MACHINE_WORK) & set(rule.inputs)
+    assert "c.flow" in rule.inputs
+    driven = Driven(rule)
+    for k in range(120):  # 10 min with the first machine's meter silent
+        values: dict[str, Any] = {
+            "c.loaded": k % 12 < 6,
+            "compressor.pressure_setpoint_bar": 6.5,
+            **states(PRODUCING),
+            **far_end(6.6),
+        }
+        flow = LEAKAGE
+        for tag, (kw, air) in MACHINE_WORK.items():
+            values[tag] = kw
+            flow += air
+        del values["plc.m1_kw"]
+        values["c.flow"] = flow * RATED
+        assert "compressor.pressure_setpoint_bar" in driven.step(values, dt=5.0)
+    (alarm,) = [c for c in rule.alarm_conditions() if c.name == "air.air_leak"]
+    assert alarm.active is False
