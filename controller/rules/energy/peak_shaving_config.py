@@ -12,49 +12,21 @@ from pydantic import Field, model_validator
 from controller.configtypes import Duration, Name, PositiveDuration, StrictModel, format_duration
 from controller.rules.common import OutputValue, RuleCommon, TagKey
 from controller.rules.demand import DemandWindowConfig
+from controller.rules.energy.requirement import OneSidedLimit
 from controller.rules.schedule import TimeZoneName
 
 
-class ProcessLimit(StrictModel):
+class ProcessLimit(OneSidedLimit):
     """A process variable a shed endangers: `tag` must stay under `max` (a process return
     temperature) or over `min` (a tank's minimum, a far-end pressure). The shed is released
     once the variable is within `guard` of its limit, or when its present rate would take it
     to the limit within `lead`; the load is not shed while either holds."""
 
-    tag: TagKey
-    min: float | None = None
-    max: float | None = None
     guard: float = Field(gt=0)
-    lead: Duration = 120.0
-
-    @model_validator(mode="after")
-    def _one_side(self) -> ProcessLimit:
-        if (self.min is None) == (self.max is None):
-            raise ValueError("give exactly one of min: or max:")
-        return self
-
-    def describe(self) -> str:
-        return f"max {self.max:g}" if self.max is not None else f"min {self.min:g}"
-
-    def headroom(self, value: float) -> float:
-        """How far `value` is from the limit, on the safe side (negative: past it)."""
-        if self.max is not None:
-            return self.max - value
-        assert self.min is not None
-        return value - self.min
 
     def endangered(self, value: float, rate: float) -> str | None:
         """Why the variable is too near its limit for a shed, or None. `rate`: per second."""
-        room = self.headroom(value)
-        if room <= self.guard:
-            return f"{self.tag} {value:g} within {self.guard:g} of its {self.describe()}"
-        towards = rate if self.max is not None else -rate  # headroom lost per second
-        if self.lead > 0 and towards > 0 and room / towards <= self.lead:
-            return (
-                f"{self.tag} {value:g} reaches its {self.describe()} in about"
-                f" {room / towards:.0f} s"
-            )
-        return None
+        return self.near(value, rate, self.guard)
 
 
 class ShedLoad(StrictModel):

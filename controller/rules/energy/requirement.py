@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from pydantic import Field, model_validator
 
@@ -21,25 +21,57 @@ from controller.rules.rule import number
 RATE_WINDOW_S = 60.0
 
 
-class Requirement(StrictModel):
+class OneSidedLimit(StrictModel):
+    """A variable that must stay at least `min` or at most `max`: how far it is from that limit,
+    and whether it is near enough for a rule to act (within a guard of it, or reaching it within
+    `lead` at its present rate). A requirement of a reset and a process limit of a shed are
+    both one."""
+
+    tag: TagKey
+    min: float | None = None
+    max: float | None = None
+    lead: Duration = 120.0
+
+    @model_validator(mode="after")
+    def _one_side(self) -> Self:
+        if (self.min is None) == (self.max is None):
+            raise ValueError("give exactly one of min: or max:")
+        return self
+
+    def describe(self) -> str:
+        return f"max {self.max:g}" if self.max is not None else f"min {self.min:g}"
+
+    def headroom(self, value: float) -> float:
+        """How far `value` is from the limit, on the safe side (negative: past it)."""
+        if self.max is not None:
+            return self.max - value
+        assert self.min is not None
+        return value - self.min
+
+    def near(self, value: float, rate: float, guard: float) -> str | None:
+        """Why `value` is too near its limit, or None: within `guard` of it, or reaching it
+        within `lead` at `rate` (the variable's change per second)."""
+        room = self.headroom(value)
+        if room <= guard:
+            return f"{self.tag} {value:g} within {guard:g} of its {self.describe()}"
+        towards = rate if self.max is not None else -rate  # headroom lost per second
+        if self.lead > 0 and towards > 0 and room / towards <= self.lead:
+            return (
+                f"{self.tag} {value:g} reaches its {self.describe()} in about"
+                f" {room / towards:.0f} s"
+            )
+        return None
+
+
+class Requirement(OneSidedLimit):
     """A load's need the reset must keep: `tag` at least `min` (a far-end pressure) or at
     most `max` (a process temperature, a valve position). Within `margin` of it the load makes
     one request; past it, two. With `guard`, the requirement is endangered when it is within
     `guard` of its limit, or when its present rate would take it to the limit within `lead`:
     the reset then acts at once (its fast path) instead of waiting for the end of its period."""
 
-    tag: TagKey
-    min: float | None = None
-    max: float | None = None
     margin: float = Field(default=0.0, ge=0)
     guard: float | None = Field(default=None, gt=0)
-    lead: Duration = 120.0
-
-    @model_validator(mode="after")
-    def _one_side(self) -> Requirement:
-        if (self.min is None) == (self.max is None):
-            raise ValueError("give exactly one of min: or max:")
-        return self
 
     def requests(self, value: float) -> int:
         if self.min is not None:
@@ -51,30 +83,10 @@ class Requirement(StrictModel):
     def violated(self, value: float) -> bool:
         return self.requests(value) == 2
 
-    def describe(self) -> str:
-        return f"max {self.max:g}" if self.max is not None else f"min {self.min:g}"
-
-    def headroom(self, value: float) -> float:
-        """How far `value` is from the limit, on the safe side (negative: past it)."""
-        if self.max is not None:
-            return self.max - value
-        return value - (self.min or 0.0)
-
     def endangered(self, value: float, rate: float) -> str | None:
         """Why the reset must act at once, or None (always None without a `guard`). `rate`:
         the variable's change per second."""
-        if self.guard is None:
-            return None
-        room = self.headroom(value)
-        if room <= self.guard:
-            return f"{self.tag} {value:g} within {self.guard:g} of its {self.describe()}"
-        towards = rate if self.max is not None else -rate  # headroom lost per second
-        if self.lead > 0 and towards > 0 and room / towards <= self.lead:
-            return (
-                f"{self.tag} {value:g} reaches its {self.describe()} in about"
-                f" {room / towards:.0f} s"
-            )
-        return None
+        return None if self.guard is None else self.near(value, rate, self.guard)
 
 
 class Trend:
