@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import build_parser
+from controller.cli import build_parser, main
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -59,3 +59,12 @@ def test_a_documented_command_line_parses(doc: str, line: str) -> None:
     assert argv[0] in (sub.choices or {})
     if len(argv) > 1:  # not a command named in prose (`edgecell validate`): its arguments too
         parser.parse_args(argv)
+
+
+def test_the_validate_example_is_what_validate_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """configuration.md's first example, `edgecell validate configs/demo.yaml`, run."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    shown = re.search(r"\$ edgecell validate (configs/demo\.yaml)\n(.*)\n", text)
+    assert shown is not None
+    assert main(["validate", str(ROOT / shown[1])]) == 0
+    assert capsys.readouterr().out.strip() == shown[2].replace(shown[1], str(ROOT / shown[1]))
