@@ -1,5 +1,6 @@
-"""What a reload cannot apply: the daemon's identity (gateway.id, base topic, state directory),
-reported as `restart_required`; everything else is applied."""
+"""What a reload cannot apply: the daemon's identity (gateway.id, base topic, state directory)
+and the Sparkplug edge node's settings, reported as `restart_required`; everything else is
+applied (docs/operations.md, "Reload")."""
 
 from __future__ import annotations
 
@@ -11,11 +12,16 @@ from controller.config import Config
 from controller.runtime import identity_changes
 
 
-def config(gateway: dict[str, Any] | None = None, mqtt: dict[str, Any] | None = None) -> Config:
+def config(
+    gateway: dict[str, Any] | None = None,
+    mqtt: dict[str, Any] | None = None,
+    sparkplug: dict[str, Any] | None = None,
+) -> Config:
     return Config.model_validate(
         {
             "gateway": {"id": "cell-1", "state_dir": "/var/lib/edgecell", **(gateway or {})},
             "mqtt": {"host": "127.0.0.1", **(mqtt or {})},
+            "sparkplug": sparkplug or {},
         }
     )
 
@@ -31,9 +37,10 @@ def config(gateway: dict[str, Any] | None = None, mqtt: dict[str, Any] | None = 
         (config(gateway={"id": "cell-2"}, mqtt={"base_topic": "plant/x"}),
          ["gateway.id", "mqtt.base_topic"]),
         (config(gateway={"state_dir": "/srv/edgecell"}), ["gateway.state_dir"]),
+        (config(sparkplug={"enabled": True, "group_id": "plant-a"}), ["sparkplug"]),
     ],
     ids=["same", "mqtt-connection-and-buffer", "log-level", "gateway-id", "base-topic",
-         "id-and-base-topic", "state-dir"],
+         "id-and-base-topic", "state-dir", "sparkplug"],
 )
 def test_only_the_identity_needs_a_restart(new: Config, expected: list[str]) -> None:
     assert identity_changes(config(), new) == expected
