@@ -138,3 +138,21 @@ def test_opcua_event_example_has_the_fields_the_gateway_publishes():
     example = examples()["opcua-event"]
     assert set(example) == fields
     assert set(example["condition"]) == set(event.payload()["condition"])
+
+
+def test_the_topic_table_lists_every_topic_of_the_gateway():
+    """The page's first table names every topic `controller/mqtt/topics.py` builds (a topic
+    the scheduler added was missing from it)."""
+    table = DOC.read_text().split("| topic | retained | buffered | what |", 1)[1].split("\n\n")[0]
+    listed = set(re.findall(r"^\| \[`([^`]+)`\]", table, re.M))
+    names = {"device": "{device}", "tag_name": "{tag}", "rule": "{rule}", "alarm_name": "{alarm}"}
+    built = set()
+    for function in vars(topics).values():
+        if not callable(function) or getattr(function, "__module__", "") != topics.__name__:
+            continue
+        parameters = list(typing.get_type_hints(function))
+        if parameters[:1] != ["base"] or typing.get_type_hints(function)["return"] is not str:
+            continue
+        args = {p: names.get(p, "opcua") for p in parameters[1:-1]}
+        built.add(function(base="{base}", **args).replace("/cmd/#", "/cmd/..."))
+    assert built - listed == set()
