@@ -57,6 +57,15 @@ class DemandWindowConfig(StrictModel):
         return self
 
 
+def metered_power_window(window: float | None, timezone: str) -> DemandWindowConfig:
+    """The fixed billing window a battery rule holds (15 min when `window` is None), fed with
+    the meter's power: battery_peak_shaving's and battery_schedule's `window`/`timezone`.
+    Refuses a window that does not divide the hour."""
+    return DemandWindowConfig.model_validate(
+        {"source": "power", "window": format_duration(window or 900.0), "timezone": timezone}
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class DemandReading:
     """The present window: what was used, what it averages to, and where it is heading.

@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 
 from pydantic import Field, model_validator
 
-from controller.configtypes import PositiveDuration, format_duration
+from controller.configtypes import PositiveDuration
 from controller.model import Sample
-from controller.rules.demand import DemandWindow, DemandWindowConfig
+from controller.rules.demand import DemandWindow, DemandWindowConfig, metered_power_window
 from controller.rules.domain import rounded
 from controller.rules.energy.battery import (
     BatteryControlConfig,
@@ -96,13 +96,7 @@ class BatteryPeakShavingConfig(BatteryControlConfig):
 
     def demand_config(self) -> DemandWindowConfig:
         """The billing window the battery keeps, fed with the meter's power."""
-        return DemandWindowConfig.model_validate(
-            {
-                "source": "power",
-                "window": format_duration(self.window or 900.0),
-                "timezone": self.timezone,
-            }
-        )
+        return metered_power_window(self.window, self.timezone)
 
 
 def lowest_price(tariff: TariffConfig) -> float:

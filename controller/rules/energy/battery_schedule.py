@@ -13,9 +13,9 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from controller.alarms import DeclaredAlarm, Indicates, declare
-from controller.configtypes import PositiveDuration, format_duration
+from controller.configtypes import PositiveDuration
 from controller.model import Sample
-from controller.rules.demand import DemandWindow, DemandWindowConfig
+from controller.rules.demand import DemandWindow, DemandWindowConfig, metered_power_window
 from controller.rules.energy.battery import (
     BatteryControlConfig,
     BatteryRule,
@@ -58,13 +58,7 @@ class BatteryScheduleConfig(BatteryControlConfig):
 
     def demand_config(self) -> DemandWindowConfig:
         """The billing window held, fed with the meter's power."""
-        return DemandWindowConfig.model_validate(
-            {
-                "source": "power",
-                "window": format_duration(self.window or 900.0),
-                "timezone": self.timezone,
-            }
-        )
+        return metered_power_window(self.window, self.timezone)
 
 
 class BatterySchedule(BatteryRule):

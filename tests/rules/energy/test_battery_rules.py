@@ -290,6 +290,7 @@ def test_the_rate_is_a_share_of_the_limit_in_its_direction() -> None:
         ("battery_peak_shaving", {"recharge_kw": 50}, "limit_kw"),
         ("battery_peak_shaving", {"limit_kw": 100, "recharge_kw": 50, "window": "7min"},
          "does not divide the hour"),
+        ("battery_schedule", {"window": "7min"}, "does not divide the hour"),
         ("battery_peak_shaving", {"limit_kw": 100, "recharge_kw": 50, "shave_min_kw": 150},
          "shave_min_kw"),
         ("battery_peak_shaving", {"limit_kw": 100, "recharge_kw": 50, "recharge_min_kw": 60},
