@@ -18,40 +18,16 @@ from pathlib import Path
 
 from bench.procstat import process_tree, rss_bytes
 from drivers.sim.modbus_server import SimModbusServer
-from drivers.sim.points import DictPoints, PointValue
-from drivers.sim.scenario import ModbusDeviceSpec
+from drivers.sim.points import DictPoints
+from drivers.sim.site_plc import SITE_POINTS, SPEC, plc_device
 
 RESULTS = Path(__file__).parent / "results" / "scheduler_runtime.json"
-
-SPEC = ModbusDeviceSpec(
-    name="site",
-    port=0,
-    registers=[
-        {"point": "site.power_kw", "address": 0},
-        {"point": "site.battery_kw", "address": 2},
-        {"point": "site.soc_pct", "address": 4},
-        {"point": "site.pv_kw", "address": 6},
-        {"point": "site.rate_pct", "address": 100},
-    ],
-)
 
 DEVICES = """
 gateway: {{id: rss-bench, state_dir: {state}}}
 mqtt: {{host: 127.0.0.1, port: 1}}
 devices:
-  - name: plc
-    driver: modbus
-    link: {{transport: tcp, host: 127.0.0.1, port: {port}}}
-    poll_interval: 1s
-    timeout: 500ms
-    tags:
-      - {{name: power_kw, address: 0, type: float32}}
-      - {{name: battery_kw, address: 2, type: float32}}
-      - {{name: soc_pct, address: 4, type: float32}}
-      - {{name: pv_kw, address: 6, type: float32}}
-      - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
-         fallback: 0}}
-actuation: {{cycle: 1s, verify_timeout: 3s, outputs: {{plc.rate_pct: {{refresh: 10s}}}}}}
+{plc}actuation: {{cycle: 1s, verify_timeout: 3s, outputs: {{plc.rate_pct: {{refresh: 10s}}}}}}
 rules:
   - {{name: battery_peak_shaving, kind: battery_peak_shaving, priority: 20, power: plc.power_kw,
      battery_power: plc.battery_kw, soc: plc.soc_pct, setpoint: plc.rate_pct,
@@ -78,15 +54,8 @@ scheduler:
   pv: {{latitude: 48.78, longitude: 9.18, kwp: 60, file: {forecast}}}
 """
 
-
-# The site's process image, set by hand (the Modbus server in front of it is real).
-SITE_POINTS: dict[str, PointValue] = {
-    "site.power_kw": 90.0,
-    "site.battery_kw": 0.0,
-    "site.soc_pct": 50.0,
-    "site.pv_kw": 10.0,
-    "site.rate_pct": 0.0,
-}
+# The site's process image, set by hand (the Modbus server in front of it is real): 10 kW of PV.
+POINTS = {**SITE_POINTS, "site.pv_kw": 10.0}
 
 
 def forecast(path: Path) -> None:
@@ -124,11 +93,11 @@ async def measure(config: str, seconds: float) -> dict[str, int | float]:
 
 
 async def main(seconds: float) -> dict[str, dict[str, int | float]]:
-    async with SimModbusServer(DictPoints(SITE_POINTS), [SPEC], port=0) as server:
+    async with SimModbusServer(DictPoints(POINTS), [SPEC], port=0) as server:
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / "forecast.json"
             forecast(file)
-            base = DEVICES.format(state="STATE", port=server.port)
+            base = DEVICES.format(state="STATE", plc=plc_device(server.port, "1s"))
             without = await measure(base, seconds)
             with_scheduler = await measure(base + SCHEDULER.format(forecast=file), seconds)
     return {"battery_rules_only": without, "with_scheduler": with_scheduler}

@@ -16,52 +16,15 @@ import orjson
 from controller.config import LoadedConfig, parse_config
 from controller.runtime import Runtime
 from drivers.sim.modbus_server import SimModbusServer
-from drivers.sim.points import DictPoints, PointValue
-from drivers.sim.scenario import ModbusDeviceSpec
+from drivers.sim.points import DictPoints
+from drivers.sim.site_plc import SITE_POINTS, SPEC, plc_device
 from tests.waiting import until
-
-# The site's process image at the start: the server is real, the values are set by the test.
-SITE_POINTS: dict[str, PointValue] = {
-    "site.power_kw": 90.0,
-    "site.battery_kw": 0.0,
-    "site.soc_pct": 50.0,
-    "site.pv_kw": 0.0,
-    "site.ev_connected": 0.0,
-    "site.rate_pct": 0.0,
-}
-
-
-SPEC = ModbusDeviceSpec(
-    name="site",
-    port=0,
-    registers=[
-        {"point": "site.power_kw", "address": 0},
-        {"point": "site.battery_kw", "address": 2},
-        {"point": "site.soc_pct", "address": 4},
-        {"point": "site.pv_kw", "address": 6},
-        {"point": "site.ev_connected", "address": 8},
-        {"point": "site.rate_pct", "address": 100},
-    ],
-)
 
 CONFIG = """
 gateway: {{id: {gateway}, state_dir: {state}}}
 mqtt: {{host: 127.0.0.1, port: {broker}}}
 devices:
-  - name: plc
-    driver: modbus
-    link: {{transport: tcp, host: 127.0.0.1, port: {port}}}
-    poll_interval: 200ms
-    timeout: 500ms
-    tags:
-      - {{name: power_kw, address: 0, type: float32}}
-      - {{name: battery_kw, address: 2, type: float32}}
-      - {{name: soc_pct, address: 4, type: float32}}
-      - {{name: pv_kw, address: 6, type: float32}}
-      - {{name: ev_connected, address: 8, type: float32}}
-      - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
-         fallback: 0}}
-actuation:
+{plc}actuation:
   cycle: 200ms
   verify_timeout: 2s
   outputs: {{plc.rate_pct: {{refresh: 10s}}}}
@@ -166,7 +129,7 @@ async def running_site(
             gateway=gateway,
             state=tmp_path / "state",
             broker=broker.port,
-            port=server.port,
+            plc=plc_device(server.port, "200ms"),
             worker_timeout=worker_timeout,
             pv_max_age=pv_max_age,
         )

@@ -1,0 +1,53 @@
+"""A one-PLC site for the scheduler's runs: the site meter's kW, the battery's kW and SoC, the
+PV's kW, a charger's connected flag and the battery's rate setpoint on one Modbus map, and the
+daemon's device entry that reads it. No plant behind it: whoever serves it sets the values by
+hand (the scheduler's daemon tests, tests/scheduler/site.py, and bench.scheduler_rss)."""
+
+from __future__ import annotations
+
+from drivers.sim.points import PointValue
+from drivers.sim.scenario import ModbusDeviceSpec
+
+# The process image at the start.
+SITE_POINTS: dict[str, PointValue] = {
+    "site.power_kw": 90.0,
+    "site.battery_kw": 0.0,
+    "site.soc_pct": 50.0,
+    "site.pv_kw": 0.0,
+    "site.ev_connected": 0.0,
+    "site.rate_pct": 0.0,
+}
+
+# Every point a float32 (two registers); the rate setpoint apart, as a PLC's writable block.
+SPEC = ModbusDeviceSpec(
+    name="site",
+    port=0,
+    registers=[
+        {"point": "site.power_kw", "address": 0},
+        {"point": "site.battery_kw", "address": 2},
+        {"point": "site.soc_pct", "address": 4},
+        {"point": "site.pv_kw", "address": 6},
+        {"point": "site.ev_connected", "address": 8},
+        {"point": "site.rate_pct", "address": 100},
+    ],
+)
+
+
+def plc_device(port: int, poll_interval: str) -> str:
+    """The config's `devices:` entry `plc` for the map above (YAML, indented for `devices:`):
+    its tags are the points' names without `site.`, `rate_pct` writable within ±100 %."""
+    return f"""\
+  - name: plc
+    driver: modbus
+    link: {{transport: tcp, host: 127.0.0.1, port: {port}}}
+    poll_interval: {poll_interval}
+    timeout: 500ms
+    tags:
+      - {{name: power_kw, address: 0, type: float32}}
+      - {{name: battery_kw, address: 2, type: float32}}
+      - {{name: soc_pct, address: 4, type: float32}}
+      - {{name: pv_kw, address: 6, type: float32}}
+      - {{name: ev_connected, address: 8, type: float32}}
+      - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
+         fallback: 0}}
+"""
