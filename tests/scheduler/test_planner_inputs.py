@@ -21,6 +21,16 @@ from tests.scheduler.forecasts import cloud_forecast, payload
 
 MONDAY_MS = 1_717_372_800_000  # 2024-06-03 00:00 UTC, a Monday
 MINUTE_MS = 60_000
+# A car booked for Mondays to Fridays 08:00-16:00, 40 kWh at up to 11 kW.
+CAR = {
+    "name": "car",
+    "connected": "process-plc.ev_charger_connected",
+    "power": "process-plc.ev_charger_kw",
+    "max_kw": 11,
+    "arrive": "08:00",
+    "depart": "16:00",
+    "energy_kwh": 40,
+}
 
 
 class Site:
@@ -53,6 +63,16 @@ class Site:
         self.table.update(
             Sample(*tags[key].split("."), value, Quality.GOOD, now, now)
             for key, value in values.items()
+        )
+
+    def charger(self, connected: float | None, kw: float | None) -> None:
+        """The charger's two readings now; None: a bad reading."""
+        now = self.clock.wall_ms()
+        self.table.update(
+            Sample(
+                "process-plc", name, value, Quality.BAD if value is None else Quality.GOOD, now, now
+            )
+            for name, value in (("ev_charger_connected", connected), ("ev_charger_kw", kw))
         )
 
     def run(self, minutes: float, **values: float) -> None:
@@ -128,16 +148,7 @@ def test_the_peak_already_set_and_a_window_already_begun(tmp_path: Path) -> None
 
 
 def test_a_car_s_session_from_its_arrival_and_what_it_got(tmp_path: Path) -> None:
-    ev = {
-        "name": "car",
-        "connected": "process-plc.ev_charger_connected",
-        "power": "process-plc.ev_charger_kw",
-        "max_kw": 11,
-        "arrive": "08:00",
-        "depart": "16:00",
-        "energy_kwh": 40,
-    }
-    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path, evs=[CAR])
     site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
     site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
     [session] = site.planner.request(site.clock.wall_ms()).problem.evs
@@ -175,26 +186,9 @@ def test_a_load_off_its_forecast_is_a_disturbance_once_it_holds(tmp_path: Path) 
 def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
     """Every pass the planner tells load_schedule what the car still needs (the booking less
     what the charger's kW delivered since it came) and when it leaves, plan or no plan."""
-    ev = {
-        "name": "car",
-        "connected": "process-plc.ev_charger_connected",
-        "power": "process-plc.ev_charger_kw",
-        "max_kw": 11,
-        "arrive": "08:00",
-        "depart": "16:00",
-        "energy_kwh": 40,
-    }
-    site = Site(MONDAY_MS + 8 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    site = Site(MONDAY_MS + 8 * 60 * MINUTE_MS, tmp_path, evs=[CAR])
     board = site.planner.board
-
-    def charger(connected: float, kw: float) -> None:
-        now = site.clock.wall_ms()
-        site.table.update(
-            [
-                Sample("process-plc", "ev_charger_connected", connected, Quality.GOOD, now, now),
-                Sample("process-plc", "ev_charger_kw", kw, Quality.GOOD, now, now),
-            ]
-        )
+    charger = site.charger
 
     for _ in range(360):  # an hour of readings every 10 s, charging at 11 kW
         site.clock.advance(10)
@@ -218,9 +212,7 @@ def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
     site.clock.advance(10)
     site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
     now = site.clock.wall_ms()
-    site.table.update(
-        [Sample("process-plc", "ev_charger_connected", None, Quality.BAD, now, now)]
-    )
+    site.table.update([Sample("process-plc", "ev_charger_connected", None, Quality.BAD, now, now)])
     site.planner.observe(now)
     assert board.ev_sessions["car"].connected is None  # not known: load_schedule lets it be
 
@@ -228,28 +220,12 @@ def test_the_car_s_status_for_the_deadline_guard(tmp_path: Path) -> None:
 def test_a_missed_connected_reading_is_no_new_car(tmp_path: Path) -> None:
     """One bad `connected` reading in a charging session: the count of what the car got is
     kept (not reset as for a car that left and came again), and no re-plan is asked."""
-    ev = {
-        "name": "car",
-        "connected": "process-plc.ev_charger_connected",
-        "power": "process-plc.ev_charger_kw",
-        "max_kw": 11,
-        "arrive": "08:00",
-        "depart": "16:00",
-        "energy_kwh": 40,
-    }
-    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[CAR])
     for i in range(61):
         site.clock.advance(10)
-        now = site.clock.wall_ms()
         site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
-        quality = Quality.BAD if i == 30 else Quality.GOOD
-        site.table.update(
-            [
-                Sample("process-plc", "ev_charger_connected", 1, quality, now, now),
-                Sample("process-plc", "ev_charger_kw", 11.0, Quality.GOOD, now, now),
-            ]
-        )
-        site.planner.observe(now)
+        site.charger(None if i == 30 else 1, 11.0)
+        site.planner.observe(site.clock.wall_ms())
     car = site.planner.board.ev_sessions["car"]
     assert car.connected is True
     # 60 intervals of 10 s, the one ending at the bad reading not counted: 59 at 11 kW
@@ -260,27 +236,12 @@ def test_a_missed_connected_reading_is_no_new_car(tmp_path: Path) -> None:
 def test_a_bad_charger_kw_counts_nothing_delivered(tmp_path: Path) -> None:
     """The charger's kW unreadable while the car is connected: nothing is counted as
     delivered, so the car's remaining energy is over-, never under-estimated."""
-    ev = {
-        "name": "car",
-        "connected": "process-plc.ev_charger_connected",
-        "power": "process-plc.ev_charger_kw",
-        "max_kw": 11,
-        "arrive": "08:00",
-        "depart": "16:00",
-        "energy_kwh": 40,
-    }
-    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[ev])
+    site = Site(MONDAY_MS + 9 * 60 * MINUTE_MS, tmp_path, evs=[CAR])
     for _ in range(30):
         site.clock.advance(10)
-        now = site.clock.wall_ms()
         site.read(meter=100.0, battery=0.0, soc=50.0, pv=0.0)
-        site.table.update(
-            [
-                Sample("process-plc", "ev_charger_connected", 1, Quality.GOOD, now, now),
-                Sample("process-plc", "ev_charger_kw", None, Quality.BAD, now, now),
-            ]
-        )
-        site.planner.observe(now)
+        site.charger(1, None)
+        site.planner.observe(site.clock.wall_ms())
     car = site.planner.board.ev_sessions["car"]
     assert car.connected is True
     assert car.remaining_kwh == 40.0
