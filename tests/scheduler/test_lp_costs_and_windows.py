@@ -10,21 +10,7 @@ import pytest
 
 from controller.scheduler.lp import solve, window_peak_kw
 from controller.scheduler.problem import BatteryModel, Problem
-
-
-def battery(**changes: float) -> BatteryModel:
-    values: dict[str, float] = {
-        "capacity_kwh": 100.0, "soc_kwh": 10.0, "soc_min_kwh": 10.0, "soc_max_kwh": 100.0,
-        "max_charge_kw": 100.0, "max_discharge_kw": 100.0,
-        "charge_efficiency": 0.9, "discharge_efficiency": 0.9,
-    }
-    values.update(changes)
-    return BatteryModel(**values)
-
-
-def spread(bat: BatteryModel) -> Problem:
-    return Problem(start_ms=0, step_minutes=60, base_load_kw=(50, 50), pv_kw=(0, 0),
-                   import_price=(0.10, 0.30), export_price=(0, 0), battery=bat)
+from tests.scheduler.problems import battery, spread
 
 
 def test_degradation_below_the_spread_still_cycles_and_is_paid() -> None:

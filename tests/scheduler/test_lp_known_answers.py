@@ -8,27 +8,12 @@ import pytest
 
 from controller.scheduler.lp import solve
 from controller.scheduler.problem import (
-    BatteryModel,
     EvSession,
     Problem,
     SchedulerError,
     ThermalTank,
 )
-
-
-def battery(**changes: float) -> BatteryModel:
-    values: dict[str, float] = {
-        "capacity_kwh": 100.0,
-        "soc_kwh": 10.0,
-        "soc_min_kwh": 10.0,
-        "soc_max_kwh": 100.0,
-        "max_charge_kw": 100.0,
-        "max_discharge_kw": 100.0,
-        "charge_efficiency": 0.9,
-        "discharge_efficiency": 0.9,
-    }
-    values.update(changes)
-    return BatteryModel(**values)
+from tests.scheduler.problems import battery, spread
 
 
 def test_a_price_spread_charges_at_the_cheap_step_and_discharges_at_the_dear_one() -> None:
@@ -40,16 +25,7 @@ def test_a_price_spread_charges_at_the_cheap_step_and_discharges_at_the_dear_one
     below 0.30: worth it). Step 0 imports 50 + 61.728 = 111.728 kWh at 0.10 = 11.1728; step 1
     imports nothing. Without the battery: 5.00 + 15.00 = 20.00. The SoC ends at the reserve.
     """
-    problem = Problem(
-        start_ms=0,
-        step_minutes=60,
-        base_load_kw=(50, 50),
-        pv_kw=(0, 0),
-        import_price=(0.10, 0.30),
-        export_price=(0, 0),
-        battery=battery(),
-    )
-    plan = solve(problem)
+    plan = solve(spread())
     first, second = plan.steps
     assert first.battery_kw == pytest.approx(-50 / 0.81, abs=1e-6)  # charging
     assert second.battery_kw == pytest.approx(50.0, abs=1e-6)
@@ -65,16 +41,7 @@ def test_a_price_spread_charges_at_the_cheap_step_and_discharges_at_the_dear_one
 def test_a_spread_smaller_than_the_losses_leaves_the_battery_idle() -> None:
     """0.10 then 0.12: a stored kWh costs 0.10 / 0.81 = 0.1235 > 0.12, so cycling loses money;
     the plan buys each step's 50 kWh at its price: 5.00 + 6.00 = 11.00."""
-    problem = Problem(
-        start_ms=0,
-        step_minutes=60,
-        base_load_kw=(50, 50),
-        pv_kw=(0, 0),
-        import_price=(0.10, 0.12),
-        export_price=(0, 0),
-        battery=battery(),
-    )
-    plan = solve(problem)
+    plan = solve(spread(import_price=(0.10, 0.12)))
     assert [step.battery_kw for step in plan.steps] == pytest.approx([0.0, 0.0], abs=1e-6)
     assert plan.cost["total"] == pytest.approx(11.0, abs=1e-6)
 

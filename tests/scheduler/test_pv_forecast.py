@@ -11,10 +11,11 @@ import pytest
 
 from controller.scheduler import lp
 from controller.scheduler.board import AcceptedPlan, PlanTarget
-from controller.scheduler.problem import BatteryModel, Problem
+from controller.scheduler.problem import Problem
 from controller.scheduler.pvmodel import clear_sky_kw, cloud_factors, pv_forecast_kw
 from controller.scheduler.wire import PvWire
 from tests.scheduler.forecasts import cloud_forecast, payload
+from tests.scheduler.problems import battery
 from tests.scheduler.test_planner_inputs import MINUTE_MS, MONDAY_MS, Site
 
 STEP_MS = 15 * MINUTE_MS
@@ -157,15 +158,8 @@ def test_the_plan_keeps_what_the_peak_needs_if_the_sun_does_not_come() -> None:
             export_price=(0.0, 0.0),
             demand_charge_per_kw=charge,
             pv_low_demand_charge_per_kw=low_charge,
-            battery=BatteryModel(
-                capacity_kwh=100.0,
-                soc_kwh=50.0,
-                soc_min_kwh=0.0,
-                soc_max_kwh=100.0,
-                max_charge_kw=100.0,
-                max_discharge_kw=100.0,
-                charge_efficiency=1.0,
-                discharge_efficiency=1.0,
+            battery=battery(
+                soc_kwh=50.0, soc_min_kwh=0.0, charge_efficiency=1.0, discharge_efficiency=1.0
             ),
         )
 

@@ -11,9 +11,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from controller.scheduler.lp import solve
-from controller.scheduler.problem import BatteryModel, Problem
+from controller.scheduler.problem import Problem
 from controller.scheduler.valuation import days_left_in_period, planned_demand_charge
 from tests.scheduler.forecasts import cloud_forecast, payload
+from tests.scheduler.problems import battery, spread
 from tests.scheduler.test_planner_inputs import MINUTE_MS, MONDAY_MS, Site
 
 UTC = ZoneInfo("UTC")
@@ -67,17 +68,7 @@ def break_then_block(demand_charge_per_kw: float, peak_already_kw: float = 0.0) 
         export_price=(0,) * 4,
         demand_charge_per_kw=demand_charge_per_kw,
         peak_already_kw=peak_already_kw,
-        battery=BatteryModel(
-            capacity_kwh=200.0,
-            soc_kwh=10.0,
-            soc_min_kwh=10.0,
-            soc_max_kwh=200.0,
-            max_charge_kw=100.0,
-            max_discharge_kw=100.0,
-            charge_efficiency=0.9,
-            discharge_efficiency=0.9,
-            degradation_per_kwh=0.05,
-        ),
+        battery=battery(capacity_kwh=200.0, soc_max_kwh=200.0, degradation_per_kwh=0.05),
     )
 
 
@@ -118,25 +109,9 @@ def test_the_end_value_keeps_the_battery_from_emptying_because_the_horizon_ends(
     0.9 x (0.16 - 0.01) = 0.135 it is no better than keeping it, and the plan keeps it."""
 
     def plan(end_value: float) -> list[float]:
-        problem = Problem(
-            start_ms=0,
-            step_minutes=60,
-            base_load_kw=(50, 50),
-            pv_kw=(0, 0),
+        problem = spread(
+            battery(soc_kwh=60.0, degradation_per_kwh=0.01, end_value_per_kwh=end_value),
             import_price=(0.16, 0.16),
-            export_price=(0, 0),
-            battery=BatteryModel(
-                capacity_kwh=100.0,
-                soc_kwh=60.0,
-                soc_min_kwh=10.0,
-                soc_max_kwh=100.0,
-                max_charge_kw=100.0,
-                max_discharge_kw=100.0,
-                charge_efficiency=0.9,
-                discharge_efficiency=0.9,
-                degradation_per_kwh=0.01,
-                end_value_per_kwh=end_value,
-            ),
         )
         return [step.soc_kwh for step in solve(problem).steps]
 
