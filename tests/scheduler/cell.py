@@ -25,6 +25,16 @@ TARIFF: dict[str, Any] = {
     "export_price_per_kwh": 0.07,
 }
 
+# The solar-day cell's rooftop array (Stuttgart), as the scheduler's `pv:` names it.
+PV_ARRAY: dict[str, Any] = {
+    "latitude": 48.78,
+    "longitude": 9.18,
+    "altitude_m": 245,
+    "tilt_deg": 15,
+    "azimuth_deg": 180,
+    "kwp": 150,
+}
+
 
 def scheduler_section(schedule: dict[str, Any]) -> dict[str, Any]:
     return {
@@ -46,16 +56,7 @@ def scheduler_section(schedule: dict[str, Any]) -> dict[str, Any]:
             "prior_kw": {"production": 170, "pause": 45},
             "pv_power": "pv-inverter.inverter_w",
         },
-        "pv": {
-            "latitude": 48.78,
-            "longitude": 9.18,
-            "altitude_m": 245,
-            "tilt_deg": 15,
-            "azimuth_deg": 180,
-            "kwp": 150,
-            "wall_clock_zone": "Europe/Berlin",
-            "max_age": "12h",
-        },
+        "pv": {**PV_ARRAY, "wall_clock_zone": "Europe/Berlin", "max_age": "12h"},
     }
 
 

@@ -14,6 +14,7 @@ from controller.scheduler.board import AcceptedPlan, PlanTarget
 from controller.scheduler.problem import Problem
 from controller.scheduler.pvmodel import clear_sky_kw, cloud_factors, pv_forecast_kw
 from controller.scheduler.wire import PvWire
+from tests.scheduler.cell import PV_ARRAY
 from tests.scheduler.forecasts import cloud_forecast, payload
 from tests.scheduler.problems import battery
 from tests.scheduler.test_planner_inputs import MINUTE_MS, MONDAY_MS, Site
@@ -25,12 +26,7 @@ HOUR_MS = 60 * MINUTE_MS
 def array(**measured: object) -> PvWire:
     return PvWire.model_validate(
         {
-            "latitude": 48.78,
-            "longitude": 9.18,
-            "altitude_m": 245,
-            "tilt_deg": 15,
-            "azimuth_deg": 180,
-            "kwp": 150,
+            **PV_ARRAY,
             "inverter_kw": 125,
             "inverter_efficiency": 0.96,
             "system_losses": 0.14,
