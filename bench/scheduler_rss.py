@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.procstat import process_tree, rss_bytes
 from drivers.sim.modbus_server import SimModbusServer
 from drivers.sim.points import DictPoints
-from drivers.sim.site_plc import SITE_POINTS, SPEC, plc_device
+from drivers.sim.site_plc import SITE_POINTS, SPEC, battery_rule, plc_device
 
 RESULTS = Path(__file__).parent / "results" / "scheduler_runtime.json"
 
@@ -29,16 +29,9 @@ mqtt: {{host: 127.0.0.1, port: 1}}
 devices:
 {plc}actuation: {{cycle: 1s, verify_timeout: 3s, outputs: {{plc.rate_pct: {{refresh: 10s}}}}}}
 rules:
-  - {{name: battery_peak_shaving, kind: battery_peak_shaving, priority: 20, power: plc.power_kw,
-     battery_power: plc.battery_kw, soc: plc.soc_pct, setpoint: plc.rate_pct,
-     max_discharge_kw: 50, max_charge_kw: 50, reserve_pct: 10, limit_kw: 80, recharge_kw: 20}}
-"""
+{peak_shaving}"""
 
-SCHEDULER = """
-  - {{name: battery_schedule, kind: battery_schedule, priority: 30, power: plc.power_kw,
-     battery_power: plc.battery_kw, soc: plc.soc_pct, setpoint: plc.rate_pct,
-     max_discharge_kw: 50, max_charge_kw: 50, reserve_pct: 10}}
-tariff:
+SCHEDULER = """{battery_schedule}tariff:
   default_price_per_kwh: 0.20
   periods: [{{name: peak, start: "08:00", end: "20:00", price_per_kwh: 0.30}}]
   demand_charge_per_kw_month: 10
@@ -97,9 +90,16 @@ async def main(seconds: float) -> dict[str, dict[str, int | float]]:
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / "forecast.json"
             forecast(file)
-            base = DEVICES.format(state="STATE", plc=plc_device(server.port, "1s"))
+            base = DEVICES.format(
+                state="STATE",
+                plc=plc_device(server.port, "1s"),
+                peak_shaving=battery_rule("battery_peak_shaving"),
+            )
+            scheduler = SCHEDULER.format(
+                battery_schedule=battery_rule("battery_schedule"), forecast=file
+            )
             without = await measure(base, seconds)
-            with_scheduler = await measure(base + SCHEDULER.format(forecast=file), seconds)
+            with_scheduler = await measure(base + scheduler, seconds)
     return {"battery_rules_only": without, "with_scheduler": with_scheduler}
 
 

@@ -51,3 +51,21 @@ def plc_device(port: int, poll_interval: str) -> str:
       - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
          fallback: 0}}
 """
+
+
+# The battery rules' keys on the PLC's tags: a 50 kW battery keeping a 10 % reserve.
+_BATTERY = (
+    "power: plc.power_kw, battery_power: plc.battery_kw, soc: plc.soc_pct,\n"
+    "     setpoint: plc.rate_pct, max_discharge_kw: 50, max_charge_kw: 50, reserve_pct: 10"
+)
+_OWN = {
+    "battery_schedule": "priority: 30",
+    "battery_peak_shaving": "priority: 20, limit_kw: 80, recharge_kw: 20",
+}
+
+
+def battery_rule(kind: str) -> str:
+    """The config's `rules:` entry of that kind on the PLC (YAML, indented for `rules:`):
+    `battery_schedule` above `battery_peak_shaving`, which holds the import at 80 kW and
+    recharges below 20 kW."""
+    return f"  - {{name: {kind}, kind: {kind}, {_BATTERY},\n     {_OWN[kind]}}}\n"

@@ -17,7 +17,7 @@ from controller.config import LoadedConfig, parse_config
 from controller.runtime import Runtime
 from drivers.sim.modbus_server import SimModbusServer
 from drivers.sim.points import DictPoints
-from drivers.sim.site_plc import SITE_POINTS, SPEC, plc_device
+from drivers.sim.site_plc import SITE_POINTS, SPEC, battery_rule, plc_device
 from tests.waiting import until
 
 CONFIG = """
@@ -53,29 +53,7 @@ scheduler:
     - {{name: car, connected: plc.ev_connected, max_kw: 11, arrive: "00:00", depart: "24:00",
        energy_kwh: 20, days: [mon, tue, wed, thu, fri, sat, sun]}}
 rules:
-  - name: battery_schedule
-    kind: battery_schedule
-    priority: 30
-    power: plc.power_kw
-    battery_power: plc.battery_kw
-    soc: plc.soc_pct
-    setpoint: plc.rate_pct
-    max_discharge_kw: 50
-    max_charge_kw: 50
-    reserve_pct: 10
-  - name: battery_peak_shaving
-    kind: battery_peak_shaving
-    priority: 20
-    power: plc.power_kw
-    battery_power: plc.battery_kw
-    soc: plc.soc_pct
-    setpoint: plc.rate_pct
-    max_discharge_kw: 50
-    max_charge_kw: 50
-    reserve_pct: 10
-    limit_kw: 80
-    recharge_kw: 20
-"""
+{rules}"""
 
 
 @dataclass
@@ -130,6 +108,7 @@ async def running_site(
             state=tmp_path / "state",
             broker=broker.port,
             plc=plc_device(server.port, "200ms"),
+            rules=battery_rule("battery_schedule") + battery_rule("battery_peak_shaving"),
             worker_timeout=worker_timeout,
             pv_max_age=pv_max_age,
         )
