@@ -61,9 +61,14 @@ class _Model:
     entry_col: list[IntArray] = field(default_factory=list)
     entry_value: list[FloatArray] = field(default_factory=list)
 
-    def add_columns(self, cost: FloatArray, lower: FloatArray | float,
-                    upper: FloatArray | float, *,
-                    integer: bool = False) -> IntArray:
+    def add_columns(
+        self,
+        cost: FloatArray,
+        lower: FloatArray | float,
+        upper: FloatArray | float,
+        *,
+        integer: bool = False,
+    ) -> IntArray:
         n = len(cost)
         self.cost.append(np.asarray(cost, dtype=np.float64))
         self.lower.append(np.broadcast_to(np.asarray(lower, dtype=np.float64), n))
@@ -84,8 +89,7 @@ class _Model:
     def add_entries(self, rows: IntArray, cols: IntArray, values: FloatArray | float) -> None:
         self.entry_row.append(rows)
         self.entry_col.append(cols)
-        self.entry_value.append(np.broadcast_to(np.asarray(values, dtype=np.float64),
-                                                len(rows)))
+        self.entry_value.append(np.broadcast_to(np.asarray(values, dtype=np.float64), len(rows)))
 
     def pass_to(self, highs: highspy.Highs) -> bool:
         """Hand the model to HiGHS row-wise in one call; True when it has integer columns."""
@@ -98,13 +102,21 @@ class _Model:
         integer = np.concatenate(self.integer)
         mip = bool(integer.any())
         status = highs.passModel(
-            self.columns, self.rows, len(rows),
-            int(highspy.MatrixFormat.kRowwise), int(highspy.ObjSense.kMinimize), 0.0,
-            _flushed(np.concatenate(self.cost)), _flushed(np.concatenate(self.lower)),
-            _flushed(np.concatenate(self.upper)), _flushed(np.concatenate(self.row_lower)),
+            self.columns,
+            self.rows,
+            len(rows),
+            int(highspy.MatrixFormat.kRowwise),
+            int(highspy.ObjSense.kMinimize),
+            0.0,
+            _flushed(np.concatenate(self.cost)),
+            _flushed(np.concatenate(self.lower)),
+            _flushed(np.concatenate(self.upper)),
+            _flushed(np.concatenate(self.row_lower)),
             _flushed(np.concatenate(self.row_upper)),
-            starts, np.concatenate(self.entry_col)[kept][order].astype(np.int32),
-            values[kept][order], integer.astype(np.int32),
+            starts,
+            np.concatenate(self.entry_col)[kept][order].astype(np.int32),
+            values[kept][order],
+            integer.astype(np.int32),
         )
         if status != highspy.HighsStatus.kOk:
             raise SchedulerError(f"the solver refused the model ({status.name})")
@@ -159,8 +171,9 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round")
     LP's cost, below every on/off plan's, so `objective - lower_bound` bounds what whole steps
     cost. When no schedule keeps a band, the exact MIP runs in the time left."""
     if not (math.isfinite(time_limit_s) and time_limit_s > 0):
-        raise SchedulerError(f"time_limit_s must be a positive number of seconds, "
-                             f"got {time_limit_s!r}")
+        raise SchedulerError(
+            f"time_limit_s must be a positive number of seconds, got {time_limit_s!r}"
+        )
     if on_off not in ON_OFF_MODES:
         raise SchedulerError(f"on_off must be one of {', '.join(ON_OFF_MODES)}, got {on_off!r}")
     deadline = time.perf_counter() + time_limit_s
@@ -169,8 +182,9 @@ def solve(problem: Problem, *, time_limit_s: float = 1.0, on_off: str = "round")
     return _solve_exact(problem, deadline, time_limit_s, 0.0, 0.0)
 
 
-def _solve_exact(problem: Problem, deadline: float, time_limit_s: float, build_ms: float,
-                 solve_ms: float) -> Plan:
+def _solve_exact(
+    problem: Problem, deadline: float, time_limit_s: float, build_ms: float, solve_ms: float
+) -> Plan:
     """The LP, or the MIP when there are on/off heaters; a MIP's heaters are then fixed and
     the LP solved again: branch and bound stops within its gap (1e-4), which leaves room for
     waste the tie-breakers would remove (the battery charging and discharging in one step)."""
@@ -178,8 +192,11 @@ def _solve_exact(problem: Problem, deadline: float, time_limit_s: float, build_m
     build_ms += run.build_ms
     solve_ms += run.solve_ms
     if run.mip:
-        heaters = {name: np.round(run.values[tank.heat])
-                   for name, tank in run.columns.tanks.items() if tank.kw_per_unit != 1.0}
+        heaters = {
+            name: np.round(run.values[tank.heat])
+            for name, tank in run.columns.tanks.items()
+            if tank.kw_per_unit != 1.0
+        }
         try:
             fixed = _run(problem, deadline, time_limit_s, integer=False, fixed=heaters)
         except SchedulerError:
@@ -189,8 +206,7 @@ def _solve_exact(problem: Problem, deadline: float, time_limit_s: float, build_m
             solve_ms += fixed.solve_ms
             run = fixed
     on_off = any(tank.on_off for tank in problem.tanks)
-    return _plan(problem, run.columns, run.values, mip=on_off, build_ms=build_ms,
-                 solve_ms=solve_ms)
+    return _plan(problem, run.columns, run.values, mip=on_off, build_ms=build_ms, solve_ms=solve_ms)
 
 
 def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Plan:
@@ -214,8 +230,11 @@ def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Pl
     # the billing peak (the battery could not absorb them), also the relaxation's shares
     # rounded in order, and the prices of that plan tried again; the cheapest kept.
     found = [f for f in [fixed_at(_schedule_by_prices(problem, relaxed))] if f is not None]
-    if not found or window_peak_kw(
-            problem, found[0][1].values[found[0][1].columns.imports]) > relaxed_peak + 1e-3:
+    if (
+        not found
+        or window_peak_kw(problem, found[0][1].values[found[0][1].columns.imports])
+        > relaxed_peak + 1e-3
+    ):
         rounded = fixed_at(_round_heaters(problem, relaxed.columns, relaxed.values))
         found += [rounded] if rounded is not None else []
         if found:
@@ -224,8 +243,9 @@ def _solve_rounded(problem: Problem, deadline: float, time_limit_s: float) -> Pl
             found += [again] if again is not None else []
     if found:
         best = min(found, key=lambda f: f[0])[1]
-        plan = _plan(problem, best.columns, best.values, mip=True, build_ms=spent[0],
-                     solve_ms=spent[1])
+        plan = _plan(
+            problem, best.columns, best.values, mip=True, build_ms=spent[0], solve_ms=spent[1]
+        )
         plan.cost["lower_bound"] = _costs(problem, relaxed.columns, relaxed.values)["objective"]
         return plan
     build_ms, solve_ms = spent
@@ -242,15 +262,22 @@ class _Run:
     solve_ms: float
 
 
-def _run(problem: Problem, deadline: float, time_limit_s: float, *, integer: bool,
-         fixed: dict[str, FloatArray] | None = None) -> _Run:
+def _run(
+    problem: Problem,
+    deadline: float,
+    time_limit_s: float,
+    *,
+    integer: bool,
+    fixed: dict[str, FloatArray] | None = None,
+) -> _Run:
     started = time.perf_counter()
     model, columns = _build(problem, integer=integer, fixed=fixed)
     highs = _new_highs()
     left = deadline - time.perf_counter()
     if left <= 0:
-        raise SchedulerError(_failure(problem, highs, highspy.HighsModelStatus.kTimeLimit,
-                                      time_limit_s))
+        raise SchedulerError(
+            _failure(problem, highs, highspy.HighsModelStatus.kTimeLimit, time_limit_s)
+        )
     highs.setOptionValue("time_limit", left)
     mip = model.pass_to(highs)
     built = time.perf_counter()
@@ -261,9 +288,14 @@ def _run(problem: Problem, deadline: float, time_limit_s: float, *, integer: boo
         raise SchedulerError(_failure(problem, highs, status, time_limit_s))
     solution = highs.getSolution()
     duals = solution.row_dual if solution.dual_valid else []
-    return _Run(columns, np.asarray(solution.col_value, dtype=np.float64),
-                np.asarray(duals, dtype=np.float64), mip, (built - started) * 1000,
-                (solved - built) * 1000)
+    return _Run(
+        columns,
+        np.asarray(solution.col_value, dtype=np.float64),
+        np.asarray(duals, dtype=np.float64),
+        mip,
+        (built - started) * 1000,
+        (solved - built) * 1000,
+    )
 
 
 def _schedule_by_prices(problem: Problem, relaxed: _Run) -> dict[str, FloatArray] | None:
@@ -317,8 +349,9 @@ def _schedule_by_prices(problem: Problem, relaxed: _Run) -> dict[str, FloatArray
     return schedules
 
 
-def _round_heaters(problem: Problem, columns: _Columns,
-                   x: FloatArray) -> dict[str, FloatArray] | None:
+def _round_heaters(
+    problem: Problem, columns: _Columns, x: FloatArray
+) -> dict[str, FloatArray] | None:
     """Each on/off heater's relaxed schedule (a share of each step) rounded to whole steps:
     on when the shares carried so far reach half a step (the rounding error never exceeds
     half a step's heat), on whatever the carry when off would leave the band (now, or next
@@ -340,8 +373,7 @@ def _round_heaters(problem: Problem, columns: _Columns,
             carry += share[t]
             heat = carry >= 0.5 or drift < lower[t]
             if not heat and t + 1 < steps:
-                coldest_next = (a * drift + (1 - a) * tank.ambient_c - b * tank.draw_kw[t + 1]
-                                + full)
+                coldest_next = a * drift + (1 - a) * tank.ambient_c - b * tank.draw_kw[t + 1] + full
                 heat = coldest_next < lower[t + 1]
             if heat and drift + full > upper[t]:
                 heat = False
@@ -357,8 +389,9 @@ def _round_heaters(problem: Problem, columns: _Columns,
 # --- building ---------------------------------------------------------------------------------
 
 
-def _build(problem: Problem, *, integer: bool = True,
-           fixed: dict[str, FloatArray] | None = None) -> tuple[_Model, _Columns]:
+def _build(
+    problem: Problem, *, integer: bool = True, fixed: dict[str, FloatArray] | None = None
+) -> tuple[_Model, _Columns]:
     """The model; on/off heaters as integer columns, relaxed to [0, 1] (`integer=False`), or
     fixed to a schedule of 0/1 per step (`fixed`, by tank name)."""
     _check_feasible_inputs(problem)
@@ -368,10 +401,14 @@ def _build(problem: Problem, *, integer: bool = True,
     base = np.asarray(problem.base_load_kw)
     pv = np.asarray(problem.pv_kw)
     model = _Model()
-    imports = model.add_columns(np.asarray(problem.import_price) * dt,
-                                0.0, _bound(problem.grid_import_max_kw))
-    exports = model.add_columns(-np.asarray(problem.export_price) * dt + _TIE_KWH * dt,
-                                0.0, _bound(problem.grid_export_max_kw))
+    imports = model.add_columns(
+        np.asarray(problem.import_price) * dt, 0.0, _bound(problem.grid_import_max_kw)
+    )
+    exports = model.add_columns(
+        -np.asarray(problem.export_price) * dt + _TIE_KWH * dt,
+        0.0,
+        _bound(problem.grid_export_max_kw),
+    )
     curtail = model.add_columns(np.full(t_count, 2 * _TIE_KWH * dt), 0.0, pv)
     # Power balance (kW): import - export + discharge - charge - EVs - heaters - curtailed
     #                    = base load - PV
@@ -383,22 +420,34 @@ def _build(problem: Problem, *, integer: bool = True,
     if problem.battery is not None:
         battery = _add_battery(model, problem.battery, balance, t_count, dt)
     evs = {ev.name: _add_ev(model, ev, balance, t_count, dt) for ev in problem.evs}
-    tanks = {tank.name: _add_tank(model, tank, balance, t_count, dt, integer=integer,
-                                  fixed=(fixed or {}).get(tank.name))
-             for tank in problem.tanks}
-    peak = _add_demand_charge(model, problem, imports, steps) \
-        if problem.demand_charge_per_kw > 0 else None
+    tanks = {
+        tank.name: _add_tank(
+            model, tank, balance, t_count, dt, integer=integer, fixed=(fixed or {}).get(tank.name)
+        )
+        for tank in problem.tanks
+    }
+    peak = (
+        _add_demand_charge(model, problem, imports, steps)
+        if problem.demand_charge_per_kw > 0
+        else None
+    )
     own = problem.pv_low_demand_charge_per_kw
     if own is not None and own > 0:
         # The case without the unseen sun has its own peak, at its own charge.
         low_peak: IntArray | None = model.add_columns(
-            np.array([own]), np.array([problem.peak_already_kw]), np.array([_INF]))
+            np.array([own]), np.array([problem.peak_already_kw]), np.array([_INF])
+        )
     else:
         low_peak = peak if own is None else None
-    if low_peak is not None and battery is not None and problem.battery is not None \
-            and problem.pv_low_kw is not None:
-        _add_low_pv(model, problem, battery, bat=problem.battery, evs=evs, tanks=tanks,
-                    peak=low_peak)
+    if (
+        low_peak is not None
+        and battery is not None
+        and problem.battery is not None
+        and problem.pv_low_kw is not None
+    ):
+        _add_low_pv(
+            model, problem, battery, bat=problem.battery, evs=evs, tanks=tanks, peak=low_peak
+        )
     return model, _Columns(balance, imports, exports, curtail, peak, battery, evs, tanks)
 
 
@@ -406,18 +455,21 @@ def _bound(limit: float) -> float:
     return _INF if math.isinf(limit) else limit
 
 
-def _add_battery(model: _Model, bat: BatteryModel, balance: IntArray, t_count: int,
-                 dt: float) -> _BatteryColumns:
+def _add_battery(
+    model: _Model, bat: BatteryModel, balance: IntArray, t_count: int, dt: float
+) -> _BatteryColumns:
     throughput_cost = np.full(t_count, (bat.degradation_per_kwh + _TIE_KWH) * dt)
     charge = model.add_columns(throughput_cost, 0.0, bat.max_charge_kw)
     discharge = model.add_columns(throughput_cost, 0.0, bat.max_discharge_kw)
     # A SoC outside its band now (a reading, a reserve raised) comes back at the fastest rate;
     # the band holds from when it can.
     elapsed = (np.arange(t_count) + 1) * dt
-    fastest_up = bat.soc_kwh + elapsed * (bat.max_charge_kw * bat.charge_efficiency
-                                          - bat.standby_loss_kw)
-    fastest_down = bat.soc_kwh - elapsed * (bat.max_discharge_kw / bat.discharge_efficiency
-                                            + bat.standby_loss_kw)
+    fastest_up = bat.soc_kwh + elapsed * (
+        bat.max_charge_kw * bat.charge_efficiency - bat.standby_loss_kw
+    )
+    fastest_down = bat.soc_kwh - elapsed * (
+        bat.max_discharge_kw / bat.discharge_efficiency + bat.standby_loss_kw
+    )
     lower = np.minimum(bat.soc_min_kwh, fastest_up - _SLACK)
     lower[-1] = max(lower[-1], min(bat.end_floor_kwh, fastest_up[-1] - _SLACK))
     upper = np.maximum(bat.soc_max_kwh, fastest_down + _SLACK)
@@ -446,8 +498,7 @@ def _ev_window(ev: EvSession, t_count: int) -> tuple[int, int, int]:
     return first, end, after
 
 
-def _add_ev(model: _Model, ev: EvSession, balance: IntArray, t_count: int,
-            dt: float) -> IntArray:
+def _add_ev(model: _Model, ev: EvSession, balance: IntArray, t_count: int, dt: float) -> IntArray:
     first, end, after = _ev_window(ev, t_count)
     upper = np.zeros(t_count)
     upper[first:end] = ev.max_kw
@@ -494,32 +545,47 @@ def _tank_band(tank: ThermalTank, dt: float) -> tuple[FloatArray, FloatArray]:
             raise SchedulerError(
                 f"tank {tank.name!r}: even with the heater full on ({tank.heater_kw:g} kW) it "
                 f"falls to {temp:.2f} C at step {t}, below its min_c {tank.min_c:g} C: the "
-                f"forecast draw is more than the heater can give")
+                f"forecast draw is more than the heater can give"
+            )
     if not held:
         raise SchedulerError(
             f"tank {tank.name!r} is at {tank.temp_c:g} C, below its min_c {tank.min_c:g} C, and "
             f"cannot recover within the horizon even with the heater full on "
-            f"(it reaches {warmest[-1]:.2f} C)")
+            f"(it reaches {warmest[-1]:.2f} C)"
+        )
     lower = np.minimum(tank.min_c, warmest - _SLACK)
     upper = np.maximum(tank.max_c, coolest + _SLACK)
     return lower, upper
 
 
-def _add_tank(model: _Model, tank: ThermalTank, balance: IntArray, t_count: int,
-              dt: float, *, integer: bool, fixed: FloatArray | None) -> _TankColumns:
+def _add_tank(
+    model: _Model,
+    tank: ThermalTank,
+    balance: IntArray,
+    t_count: int,
+    dt: float,
+    *,
+    integer: bool,
+    fixed: FloatArray | None,
+) -> _TankColumns:
     lower, upper = _tank_band(tank, dt)
     if tank.on_off:
         if fixed is not None:
             # 0 or 1: fixed; NaN: left to the solver, whole steps (integer=True) or shares
             free = np.isnan(fixed)
-            heat = model.add_columns(np.zeros(t_count), np.where(free, 0.0, fixed),
-                                     np.where(free, 1.0, fixed), integer=integer)
+            heat = model.add_columns(
+                np.zeros(t_count),
+                np.where(free, 0.0, fixed),
+                np.where(free, 1.0, fixed),
+                integer=integer,
+            )
         else:
             heat = model.add_columns(np.zeros(t_count), 0.0, 1.0, integer=integer)
         kw_per_unit = tank.heater_kw
     else:
-        heat = model.add_columns(np.zeros(t_count), np.zeros(t_count),
-                                 np.full(t_count, tank.heater_kw))
+        heat = model.add_columns(
+            np.zeros(t_count), np.zeros(t_count), np.full(t_count, tank.heater_kw)
+        )
         kw_per_unit = 1.0
     temp = model.add_columns(np.zeros(t_count), lower, upper)
     model.add_entries(balance, heat, -kw_per_unit)
@@ -542,12 +608,16 @@ def _window_index(problem: Problem) -> IntArray:
     return np.where(steps < first, 0, (steps - first) // width + 1)
 
 
-def _add_demand_charge(model: _Model, problem: Problem, imports: IntArray,
-                       steps: IntArray) -> IntArray:
+def _add_demand_charge(
+    model: _Model, problem: Problem, imports: IntArray, steps: IntArray
+) -> IntArray:
     # peak (kW) >= every window's average import, and >= the peak already set this period:
     # the charge is on peak - peak_already, so shaving below it earns nothing.
-    peak = model.add_columns(np.array([problem.demand_charge_per_kw]),
-                             np.array([problem.peak_already_kw]), np.array([_INF]))
+    peak = model.add_columns(
+        np.array([problem.demand_charge_per_kw]),
+        np.array([problem.peak_already_kw]),
+        np.array([_INF]),
+    )
     window = _window_index(problem)
     count = int(window[-1]) + 1
     width = problem.demand_window_steps
@@ -561,9 +631,16 @@ def _add_demand_charge(model: _Model, problem: Problem, imports: IntArray,
     return peak
 
 
-def _add_low_pv(model: _Model, problem: Problem, nominal: _BatteryColumns, *,
-                bat: BatteryModel, evs: dict[str, IntArray], tanks: dict[str, _TankColumns],
-                peak: IntArray) -> None:
+def _add_low_pv(
+    model: _Model,
+    problem: Problem,
+    nominal: _BatteryColumns,
+    *,
+    bat: BatteryModel,
+    evs: dict[str, IntArray],
+    tanks: dict[str, _TankColumns],
+    peak: IntArray,
+) -> None:
     """The same site with only `pv_low_kw` of sun: the battery's first step is the plan's (what
     is done now is one decision), its later steps its own, the cars and tanks as planned; the
     billing peak must hold that case too. So the plan keeps in the battery what a forecast of
@@ -615,13 +692,15 @@ def _check_feasible_inputs(problem: Problem) -> None:
             raise SchedulerError(
                 f"EV {ev.name!r} cannot get {ev.energy_kwh:g} kWh by step {ev.depart_step}: "
                 f"plugged in for {end - first + after} steps at most {ev.max_kw:g} kW gives "
-                f"{most + ev.max_kw * dt * after:.2f} kWh")
+                f"{most + ev.max_kw * dt * after:.2f} kWh"
+            )
     discharge = problem.battery.max_discharge_kw if problem.battery is not None else 0.0
     for t, (load, pv) in enumerate(zip(problem.base_load_kw, problem.pv_kw, strict=True)):
         if load - pv - discharge > problem.grid_import_max_kw + 1e-9:
             raise SchedulerError(
                 f"step {t}: the base load {load:g} kW less PV {pv:g} kW and the battery's "
-                f"{discharge:g} kW is above grid_import_max_kw {problem.grid_import_max_kw:g}")
+                f"{discharge:g} kW is above grid_import_max_kw {problem.grid_import_max_kw:g}"
+            )
 
 
 # --- solving ----------------------------------------------------------------------------------
@@ -657,19 +736,30 @@ def _new_highs() -> highspy.Highs:
     return highs
 
 
-def _failure(problem: Problem, highs: highspy.Highs, status: highspy.HighsModelStatus,
-             time_limit_s: float) -> str:
+def _failure(
+    problem: Problem, highs: highspy.Highs, status: highspy.HighsModelStatus, time_limit_s: float
+) -> str:
     if status == highspy.HighsModelStatus.kTimeLimit:
         return f"the solver found no optimal plan within time_limit_s {time_limit_s:g}"
-    if status in (highspy.HighsModelStatus.kInfeasible,
-                  highspy.HighsModelStatus.kUnboundedOrInfeasible):
+    if status in (
+        highspy.HighsModelStatus.kInfeasible,
+        highspy.HighsModelStatus.kUnboundedOrInfeasible,
+    ):
         parts = ["the battery's SoC band and end SoC"] if problem.battery is not None else []
-        parts += [f"the EV energy by departure ({', '.join(ev.name for ev in problem.evs)})"
-                  ] if problem.evs else []
-        parts += [f"the tank band{'s' if len(problem.tanks) > 1 else ''} "
-                  f"({', '.join(tank.name for tank in problem.tanks)}"
-                  f"{', on/off heaters' if any(t.on_off for t in problem.tanks) else ''})"
-                  ] if problem.tanks else []
+        parts += (
+            [f"the EV energy by departure ({', '.join(ev.name for ev in problem.evs)})"]
+            if problem.evs
+            else []
+        )
+        parts += (
+            [
+                f"the tank band{'s' if len(problem.tanks) > 1 else ''} "
+                f"({', '.join(tank.name for tank in problem.tanks)}"
+                f"{', on/off heaters' if any(t.on_off for t in problem.tanks) else ''})"
+            ]
+            if problem.tanks
+            else []
+        )
         parts.append("the grid import/export limits")
         return "infeasible: no plan keeps " + ", ".join(parts) + " at once"
     return f"the solver failed: {highs.modelStatusToString(status)}"
@@ -683,8 +773,15 @@ def _clean(values: FloatArray) -> FloatArray:
     return np.where(np.abs(values) < 1e-9, 0.0, values)
 
 
-def _plan(problem: Problem, columns: _Columns, x: FloatArray, *, mip: bool, build_ms: float,
-          solve_ms: float) -> Plan:
+def _plan(
+    problem: Problem,
+    columns: _Columns,
+    x: FloatArray,
+    *,
+    mip: bool,
+    build_ms: float,
+    solve_ms: float,
+) -> Plan:
     t_count = problem.steps
     imports = _clean(x[columns.imports])
     exports = _clean(x[columns.exports])
@@ -725,8 +822,15 @@ def _plan(problem: Problem, columns: _Columns, x: FloatArray, *, mip: bool, buil
         for t in range(t_count)
     )
     peak = window_peak_kw(problem, imports)
-    return Plan(steps=plan_steps, cost=_costs(problem, columns, x), peak_kw=peak,
-                build_ms=build_ms, solve_ms=solve_ms, status="optimal", mip=mip)
+    return Plan(
+        steps=plan_steps,
+        cost=_costs(problem, columns, x),
+        peak_kw=peak,
+        build_ms=build_ms,
+        solve_ms=solve_ms,
+        status="optimal",
+        mip=mip,
+    )
 
 
 def _costs(problem: Problem, columns: _Columns, x: FloatArray) -> dict[str, float]:
@@ -747,8 +851,9 @@ def _costs(problem: Problem, columns: _Columns, x: FloatArray) -> dict[str, floa
         moved = np.sum(_clean(x[columns.battery.charge]) + _clean(x[columns.battery.discharge]))
         cost["degradation"] = bat.degradation_per_kwh * float(moved) * dt
         cost["end_value"] = bat.end_value_per_kwh * float(x[columns.battery.soc][-1])
-    cost["total"] = (cost["energy"] - cost["export_revenue"] + cost["demand_charge"]
-                     + cost["degradation"])
+    cost["total"] = (
+        cost["energy"] - cost["export_revenue"] + cost["demand_charge"] + cost["degradation"]
+    )
     cost["objective"] = cost["total"] - cost["end_value"]
     return cost
 

@@ -116,9 +116,16 @@ class BatteryModel:
     def __post_init__(self) -> None:
         w = "battery."
         _set(self, "capacity_kwh", _positive(w + "capacity_kwh", self.capacity_kwh))
-        for name in ("soc_kwh", "soc_min_kwh", "soc_max_kwh", "max_charge_kw",
-                     "max_discharge_kw", "degradation_per_kwh", "standby_loss_kw",
-                     "end_value_per_kwh"):
+        for name in (
+            "soc_kwh",
+            "soc_min_kwh",
+            "soc_max_kwh",
+            "max_charge_kw",
+            "max_discharge_kw",
+            "degradation_per_kwh",
+            "standby_loss_kw",
+            "end_value_per_kwh",
+        ):
             _set(self, name, _non_negative(w + name, getattr(self, name)))
         for name in ("charge_efficiency", "discharge_efficiency"):
             value = _positive(w + name, getattr(self, name))
@@ -128,15 +135,18 @@ class BatteryModel:
         if not self.soc_min_kwh <= self.soc_max_kwh <= self.capacity_kwh:
             raise SchedulerError(
                 f"{w}soc_min_kwh <= soc_max_kwh <= capacity_kwh must hold, got "
-                f"{self.soc_min_kwh:g}, {self.soc_max_kwh:g}, {self.capacity_kwh:g}")
+                f"{self.soc_min_kwh:g}, {self.soc_max_kwh:g}, {self.capacity_kwh:g}"
+            )
         if self.soc_kwh > self.capacity_kwh:
             raise SchedulerError(
-                f"{w}soc_kwh {self.soc_kwh:g} is above capacity_kwh {self.capacity_kwh:g}")
+                f"{w}soc_kwh {self.soc_kwh:g} is above capacity_kwh {self.capacity_kwh:g}"
+            )
         if self.end_soc_min_kwh is not None:
             end = _non_negative(w + "end_soc_min_kwh", self.end_soc_min_kwh)
             if end > self.soc_max_kwh:
                 raise SchedulerError(
-                    f"{w}end_soc_min_kwh {end:g} is above soc_max_kwh {self.soc_max_kwh:g}")
+                    f"{w}end_soc_min_kwh {end:g} is above soc_max_kwh {self.soc_max_kwh:g}"
+                )
             _set(self, "end_soc_min_kwh", end)
 
     @property
@@ -161,7 +171,8 @@ class EvSession:
         _set(self, "depart_step", _count(w + "depart_step", self.depart_step))
         if self.depart_step < self.first_step:
             raise SchedulerError(
-                f"{w}depart_step {self.depart_step} is before first_step {self.first_step}")
+                f"{w}depart_step {self.depart_step} is before first_step {self.first_step}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +197,11 @@ class ThermalTank:
             _set(self, name, _finite(w + name, getattr(self, name)))
         if self.min_c >= self.max_c:
             raise SchedulerError(f"{w}min_c {self.min_c:g} must be below max_c {self.max_c:g}")
-        _set(self, "heat_capacity_kwh_per_k",
-             _positive(w + "heat_capacity_kwh_per_k", self.heat_capacity_kwh_per_k))
+        _set(
+            self,
+            "heat_capacity_kwh_per_k",
+            _positive(w + "heat_capacity_kwh_per_k", self.heat_capacity_kwh_per_k),
+        )
         _set(self, "loss_kw_per_k", _non_negative(w + "loss_kw_per_k", self.loss_kw_per_k))
         _set(self, "efficiency", _positive(w + "efficiency", self.efficiency))
         _set(self, "draw_kw", _series(w + "draw_kw", self.draw_kw, non_negative=True))
@@ -242,35 +256,51 @@ class Problem:
         for name in ("pv_kw", "import_price", "export_price"):
             if len(getattr(self, name)) != steps:
                 raise SchedulerError(
-                    f"{name} has {len(getattr(self, name))} steps, base_load_kw has {steps}")
+                    f"{name} has {len(getattr(self, name))} steps, base_load_kw has {steps}"
+                )
         for i, (buy, sell) in enumerate(zip(self.import_price, self.export_price, strict=True)):
             if sell > buy:
                 # Buying to sell in the same step would be free money to the LP (one meter
                 # cannot import and export at once); decided: such a tariff is refused.
                 raise SchedulerError(
-                    f"export_price[{i}] {sell:g} is above import_price[{i}] {buy:g}")
+                    f"export_price[{i}] {sell:g} is above import_price[{i}] {buy:g}"
+                )
         if self.pv_low_kw is not None:
             _set(self, "pv_low_kw", _series("pv_low_kw", self.pv_low_kw, non_negative=True))
             if len(self.pv_low_kw) != steps:
                 raise SchedulerError(
-                    f"pv_low_kw has {len(self.pv_low_kw)} steps, base_load_kw has {steps}")
+                    f"pv_low_kw has {len(self.pv_low_kw)} steps, base_load_kw has {steps}"
+                )
         if self.pv_low_demand_charge_per_kw is not None:
-            _set(self, "pv_low_demand_charge_per_kw", _non_negative(
-                "pv_low_demand_charge_per_kw", self.pv_low_demand_charge_per_kw))
-        _set(self, "demand_charge_per_kw",
-             _non_negative("demand_charge_per_kw", self.demand_charge_per_kw))
-        _set(self, "demand_window_steps",
-             _count("demand_window_steps", self.demand_window_steps, least=1))
+            _set(
+                self,
+                "pv_low_demand_charge_per_kw",
+                _non_negative("pv_low_demand_charge_per_kw", self.pv_low_demand_charge_per_kw),
+            )
+        _set(
+            self,
+            "demand_charge_per_kw",
+            _non_negative("demand_charge_per_kw", self.demand_charge_per_kw),
+        )
+        _set(
+            self,
+            "demand_window_steps",
+            _count("demand_window_steps", self.demand_window_steps, least=1),
+        )
         if self.first_window_steps is not None:
             first = _count("first_window_steps", self.first_window_steps, least=1)
             if first > self.demand_window_steps:
                 raise SchedulerError(
                     f"first_window_steps {first} is more than demand_window_steps "
-                    f"{self.demand_window_steps}")
+                    f"{self.demand_window_steps}"
+                )
             _set(self, "first_window_steps", first)
         _set(self, "peak_already_kw", _non_negative("peak_already_kw", self.peak_already_kw))
-        _set(self, "first_window_import_kwh",
-             _non_negative("first_window_import_kwh", self.first_window_import_kwh))
+        _set(
+            self,
+            "first_window_import_kwh",
+            _non_negative("first_window_import_kwh", self.first_window_import_kwh),
+        )
         _set(self, "grid_import_max_kw", _limit("grid_import_max_kw", self.grid_import_max_kw))
         _set(self, "grid_export_max_kw", _limit("grid_export_max_kw", self.grid_export_max_kw))
         if self.battery is not None and not isinstance(self.battery, BatteryModel):
@@ -289,7 +319,8 @@ class Problem:
             if len(tank.draw_kw) != steps:
                 raise SchedulerError(
                     f"tanks[{tank.name!r}].draw_kw has {len(tank.draw_kw)} steps, "
-                    f"base_load_kw has {steps}")
+                    f"base_load_kw has {steps}"
+                )
 
     @property
     def steps(self) -> int:
@@ -316,12 +347,17 @@ class Problem:
             if values.get(key, 0.0) is None:
                 values[key] = math.inf
         if values.get("battery") is not None:
-            values["battery"] = BatteryModel(**_fields_of(BatteryModel, values["battery"],
-                                                          "battery"))
-        values["evs"] = tuple(EvSession(**_fields_of(EvSession, item, f"evs[{i}]"))
-                              for i, item in enumerate(_list("evs", values.get("evs", []))))
-        values["tanks"] = tuple(ThermalTank(**_fields_of(ThermalTank, item, f"tanks[{i}]"))
-                                for i, item in enumerate(_list("tanks", values.get("tanks", []))))
+            values["battery"] = BatteryModel(
+                **_fields_of(BatteryModel, values["battery"], "battery")
+            )
+        values["evs"] = tuple(
+            EvSession(**_fields_of(EvSession, item, f"evs[{i}]"))
+            for i, item in enumerate(_list("evs", values.get("evs", [])))
+        )
+        values["tanks"] = tuple(
+            ThermalTank(**_fields_of(ThermalTank, item, f"tanks[{i}]"))
+            for i, item in enumerate(_list("tanks", values.get("tanks", [])))
+        )
         try:
             return cls(**values)
         except TypeError as exc:  # a missing required key
@@ -341,8 +377,11 @@ def _fields_of(cls: type, data: object, where: str) -> dict[str, Any]:
     unknown = sorted(str(k) for k in data if k not in known)
     if unknown:
         raise SchedulerError(f"{where}: unknown key(s) {', '.join(unknown)}")
-    missing = sorted(f.name for f in fields(cls) if f.name not in data
-                     and f.default is MISSING and f.default_factory is MISSING)
+    missing = sorted(
+        f.name
+        for f in fields(cls)
+        if f.name not in data and f.default is MISSING and f.default_factory is MISSING
+    )
     if missing:
         raise SchedulerError(f"{where}: missing key(s) {', '.join(missing)}")
     return dict(data)
@@ -404,8 +443,9 @@ class Plan:
                 elif key in ("ev_kw", "tank_kw", "tank_c"):
                     if not isinstance(value, Mapping):
                         raise SchedulerError(f"{where}.{key} must be an object, got {value!r}")
-                    raw[key] = {str(k): _finite(f"{where}.{key}[{k!r}]", v)
-                                for k, v in value.items()}
+                    raw[key] = {
+                        str(k): _finite(f"{where}.{key}[{k!r}]", v) for k, v in value.items()
+                    }
                 else:
                     raw[key] = _finite(f"{where}.{key}", value)
             steps.append(PlanStep(**raw))
