@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from controller.config import GatewayConfig
+from controller.config import Config, GatewayConfig
 from controller.configtypes import WriteLimits
 from controller.mqtt.config import BufferConfig, MqttConfig
 from controller.rules.average import MovingAverageConfig
@@ -210,3 +210,20 @@ def test_a_table_s_defaults_are_the_model_s(
     found = tables(doc, heading)
     chosen = found if index == -1 else [found[index]]  # -1: every table under the heading
     assert [wrong for rows in chosen for wrong in contradictions(model, rows)] == []
+
+
+def test_the_defaults_made_from_the_gateway_id_are_the_code_s() -> None:
+    """The keys whose default is built from `gateway.id` (None in the model): the docs write
+    `{gateway.id}` where the code puts the id."""
+    mqtt = dict(tables("configuration.md", "## `mqtt`")[0])
+    sparkplug = dict(tables("configuration.md", "## `sparkplug`")[0])
+    config = Config.model_validate({"gateway": {"id": "GW"}})
+
+    def shown(value: str) -> str:
+        return f"`{value.replace('GW', '{gateway.id}')}`"
+
+    assert mqtt["`client_id`"] == shown(config.mqtt.resolve_client_id("GW"))
+    assert mqtt["`base_topic`"] == shown(config.base_topic)
+    assert sparkplug["`client_id`"] == shown(config.sparkplug.resolve_client_id("GW"))
+    assert sparkplug["`edge_node_id`"] == "`gateway.id`"
+    assert config.sparkplug.resolve_edge_node_id("GW") == "GW"
