@@ -708,6 +708,10 @@ def _error_paths(data: dict[str, Any], errors: list[Any]) -> tuple[list[tuple[Pa
         extra, message = _message(error)
         path = _data_path(data, (*error["loc"], *extra))
         field = _dotted(path)
+        if extra and isinstance(extra[-1], str) and path[-1:] != extra[-1:]:
+            # The message names a key the file leaves at its default: the line is its
+            # section's, the field still the key ("scheduler.replan: ...").
+            field = _dotted((*path, extra[-1]))
         if error["type"] == "missing" and error["loc"]:
             field = _dotted((*path, error["loc"][-1]))
         out.append((path, f"{field}: {message}"))
