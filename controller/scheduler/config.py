@@ -247,7 +247,7 @@ class SchedulerConfig(StrictModel):
         if step < 60 or step != int(step) or 3600 % int(step):
             raise ValueError(
                 f"step: {format_duration(step)} does not divide the hour in whole minutes"
-                " (5min or 15min)"
+                " (5min, 15min, 30min, ...)"
             )
         if horizon % step:
             raise ValueError(f"horizon: {format_duration(horizon)} is not a whole number of steps")
