@@ -11,6 +11,15 @@ from pathlib import Path
 import pytest
 
 from controller.cli import build_parser, main
+from controller.config import (
+    MAX_CONFIG_BYTES,
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_LINE,
+    MAX_NODES,
+    MAX_PROBLEMS,
+    MAX_SHOWN,
+)
 
 ROOT = Path(__file__).parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -68,3 +77,19 @@ def test_the_validate_example_is_what_validate_prints(capsys: pytest.CaptureFixt
     assert shown is not None
     assert main(["validate", str(ROOT / shown[1])]) == 0
     assert capsys.readouterr().out.strip() == shown[2].replace(shown[1], str(ROOT / shown[1]))
+
+
+def test_the_config_limits_table_gives_the_loader_s_bounds() -> None:
+    """configuration.md, "Limits": each bound as the loader has it."""
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = text.split("### Limits", 1)[1].split("\n\n", 3)[2]
+    rows = dict(re.findall(r"^\| ([^|]+?) \| ([^|]+?) \|", table, re.M))
+    assert rows["file size"].startswith(f"{MAX_CONFIG_BYTES // 1024**2} MiB")
+    assert rows["nesting of mappings and lists"] == f"{MAX_DEPTH} levels"
+    assert rows["values after alias expansion"].startswith(f"{MAX_NODES:,}")
+    assert rows["items in one list or mapping"] == f"{MAX_ITEMS:,}"
+    assert rows["problems reported"].startswith(f"{MAX_PROBLEMS} lines")
+    assert rows["a value, key or line repeated in an error"].startswith(
+        f"{MAX_SHOWN} characters of a value or key"
+    )
+    assert f"{MAX_LINE} characters of a line" in rows["a value, key or line repeated in an error"]
