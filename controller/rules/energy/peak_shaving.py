@@ -97,6 +97,7 @@ class PeakShaving(DomainRule):
         self._mean_needed_kw: float | None = None
         self._window_start: int | None = None
         self._window_kw: float | None = None  # this window's average, as billed, if it ends now
+        self._now = -math.inf  # the present cycle's monotonic time
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # After a stop every load went back to its fallback: nothing is shed any more.
@@ -113,10 +114,23 @@ class PeakShaving(DomainRule):
     @property
     def sheddable_kw(self) -> float:
         """What all loads together can save now: the shed ones what they drew, the others
-        what they draw (their kw without a power tag)."""
+        what they draw (their kw without a power tag), but for those that cannot be shed now
+        (`held`): a load waiting out its `min_between` or held by a process limit cannot help
+        this window, and counting it would put off the unreachable verdict."""
         return sum(
-            shed.saved_kw if shed.since is not None else shed.drawing_kw for shed in self._loads
+            shed.saved_kw if shed.since is not None else shed.drawing_kw
+            for shed in self._loads
+            if shed.since is not None or self._held(shed) is None
         )
+
+    def _held(self, shed: _Shed) -> str | None:
+        """Why a load not shed cannot be shed now, or None."""
+        if shed.endangered is not None:
+            return f"process limit: {shed.endangered}"
+        wait = shed.load.min_between - (self._now - shed.restored_at)
+        if wait > 0:
+            return f"min_between: {wait:.0f} s before it may be shed again"
+        return None
 
     def _feed(self, snapshot: Mapping[str, Sample], power_kw: float) -> None:
         cfg = self.config
@@ -168,7 +182,7 @@ class PeakShaving(DomainRule):
         self._feed(snapshot, measured)
         self._read_draws(snapshot)
         self._check_limits(snapshot)
-        t = now.monotonic
+        t = self._now = now.monotonic
         # The measurement saw the loads shed until now. In shadow mode nothing is really shed:
         # the measurement is the uncontrolled load.
         counted = self.shed_kw if self.mode == "auto" else 0.0
@@ -248,9 +262,8 @@ class PeakShaving(DomainRule):
                     break
                 if (
                     shed.since is None
-                    and shed.endangered is None
+                    and self._held(shed) is None
                     and shed.drawing_kw > 0
-                    and t - shed.restored_at >= shed.load.min_between
                     and self._holds_through(shed, reading.remaining_s)
                 ):
                     shed.since = t
@@ -262,7 +275,12 @@ class PeakShaving(DomainRule):
             if (
                 self._may_restore(last, t)
                 and self.shed_kw - last.saved_kw
-                >= max(needed, mean_needed, needed + self._minute.mean - uncontrolled)
+                >= max(
+                    needed,
+                    mean_needed,
+                    needed + self._minute.mean - uncontrolled,
+                    self._next_window_need(last, reading),
+                )
                 + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
@@ -375,6 +393,18 @@ class PeakShaving(DomainRule):
             return False
         return shed.lasted_s is None or shed.lasted_s >= remaining_s
 
+    def _next_window_need(self, shed: _Shed, reading: DemandReading) -> float:
+        """What the next billing window needs shed at the last window length's mean
+        uncontrolled load, when `shed` back could not be shed again from that window's start
+        (its `min_between` outlasts this window): a load restored on the room this window's
+        banked energy leaves draws in the next one too (heatwave, 08:26: a heater restored in
+        a window's last minutes reheated into the next with the car, where neither could be
+        shed again). -inf when the load could be shed again there, or with sliding windows
+        (no next window: the one judged already reaches `horizon` ahead)."""
+        if self.config.alignment != "fixed" or shed.load.min_between <= reading.remaining_s:
+            return -math.inf
+        return self._recent.mean - self.target_kw
+
     def _may_restore(self, shed: _Shed, t: float) -> bool:
         held = t - (shed.since if shed.since is not None else t) < shed.load.min_shed
         return not held and t - self._last_restore >= self.config.restore_gap
@@ -448,5 +478,11 @@ class PeakShaving(DomainRule):
                 shed.load.name: shed.endangered
                 for shed in self._loads
                 if shed.endangered is not None
+            },
+            # the loads not shed that cannot be shed now, and why (not in sheddable_kw)
+            "held": {
+                shed.load.name: why
+                for shed in self._loads
+                if shed.since is None and (why := self._held(shed)) is not None
             },
         }
