@@ -128,7 +128,7 @@ class PeakShaving(DomainRule):
         if shed.endangered is not None:
             return f"process limit: {shed.endangered}"
         wait = shed.load.min_between - (self._now - shed.restored_at)
-        if wait > 0:
+        if shed.restored_at > -math.inf and wait > 0:
             return f"min_between: {wait:.0f} s before it may be shed again"
         return None
 
