@@ -114,13 +114,15 @@ class PeakShaving(DomainRule):
     @property
     def sheddable_kw(self) -> float:
         """What all loads together can save now: the shed ones what they drew, the others
-        what they draw (their kw without a power tag), but for those that cannot be shed now
-        (`held`): a load waiting out its `min_between` or held by a process limit cannot help
-        this window, and counting it would put off the unreachable verdict."""
+        what they draw (their kw without a power tag); with `sheddable: now` (the default) but
+        for those that cannot be shed now (`held`): a load waiting out its `min_between` or
+        held by a process limit cannot help now, and counting it puts off the unreachable
+        verdict."""
+        now_only = self.config.sheddable == "now"
         return sum(
             shed.saved_kw if shed.since is not None else shed.drawing_kw
             for shed in self._loads
-            if shed.since is not None or self._held(shed) is None
+            if shed.since is not None or not now_only or self._held(shed) is None
         )
 
     def _held(self, shed: _Shed) -> str | None:
@@ -394,16 +396,22 @@ class PeakShaving(DomainRule):
         return shed.lasted_s is None or shed.lasted_s >= remaining_s
 
     def _next_window_need(self, shed: _Shed, reading: DemandReading) -> float:
-        """What the next billing window needs shed at the last window length's mean
-        uncontrolled load, when `shed` back could not be shed again from that window's start
-        (its `min_between` outlasts this window): a load restored on the room this window's
-        banked energy leaves draws in the next one too (heatwave, 08:26: a heater restored in
-        a window's last minutes reheated into the next with the car, where neither could be
-        shed again). -inf when the load could be shed again there, or with sliding windows
-        (no next window: the one judged already reaches `horizon` ahead)."""
-        if self.config.alignment != "fixed" or shed.load.min_between <= reading.remaining_s:
+        """What must stay shed for the next billing window to end at the target, at the last
+        window length's mean uncontrolled load, with `shed` back and drawing unopposed into it
+        for as long as its `min_between` forbids shedding it again (at most the window; after
+        that the rule may shed it again). A load restored on the room this window's banked
+        energy leaves draws in the next one too (heatwave, 08:26: a heater restored in a
+        window's last minutes reheated into the next with the car, where neither could be
+        shed again). -inf when its `min_between` ends within this window, with sliding windows
+        (no next window: the one judged already reaches `horizon` ahead), or without
+        `judge_next_window`."""
+        cfg = self.config
+        overlap = min(shed.load.min_between - reading.remaining_s, cfg.window)
+        if not cfg.judge_next_window or cfg.alignment != "fixed" or overlap <= 0:
             return -math.inf
-        return self._recent.mean - self.target_kw
+        # The next window's average with the rest shed all window and `shed` shed again after
+        # `overlap`: mean - rest - saved * (window - overlap) / window <= target.
+        return self._recent.mean - self.target_kw - shed.saved_kw * (1 - overlap / cfg.window)
 
     def _may_restore(self, shed: _Shed, t: float) -> bool:
         held = t - (shed.since if shed.since is not None else t) < shed.load.min_shed
