@@ -147,9 +147,8 @@ class AirUseRise:
         pressure, `begin` when this mode's windows may start (its start plus the settle),
         `work` the `explained_by` signals (None: one of them unread)."""
         cfg = self.settings
-        history = self.history.setdefault(mode, deque())
         if work is not None:
-            work = self.plausible.check(t, work, self._tops(history))
+            work = self.plausible.check(t, work, self._tops(self.history.get(mode, ())))
         self._samples.append(_Sample(t, flow, pressure_abs, work))
         window = cfg.window_s if producing else cfg.test_window_s
         while self._samples and self._samples[0].t < t - max(cfg.window_s, cfg.test_window_s):
@@ -158,6 +157,7 @@ class AirUseRise:
             return
         if self._window_start is None:
             self._window_start = t
+        history = self.history.setdefault(mode, deque())
         floor = cfg.rise_above if producing else cfg.test_rise_above
         start = max(t - window, begin)
         # Judged on a full window only: just after a mode starts a few samples are no mean.
@@ -323,7 +323,7 @@ class AirUseRise:
             return ()
         return combined((w.moments for w in history if w.moments is not None), size).slopes()
 
-    def _tops(self, history: deque[UseWindow]) -> list[float] | None:
+    def _tops(self, history: Iterable[UseWindow]) -> list[float] | None:
         """The highest value each work signal reached in the mode's learned windows."""
         tops = [w.moments.top for w in history if w.moments is not None]
         return [max(column) for column in zip(*tops, strict=True)] if tops else None
