@@ -37,6 +37,7 @@ from typing import Any
 from controller.rules.domain import ProductionMode
 from controller.rules.energy.linear_fit import Moments, combined
 from controller.rules.energy.load_cycles import LoadCycle, LoadUnloadCycles, leak_fraction
+from controller.rules.energy.plausible_work import PlausibleWork
 
 P_ATM_BAR = 1.01325
 _MAD_TO_SIGMA = 1.4826  # the median absolute deviation of normal data, in standard deviations
@@ -76,6 +77,7 @@ class RiseSettings:
     by_flow: bool = False  # a header flow meter: judge its mean flow, not the duty
     explained: int = 0  # signals the machines' air follows (`explained_by`); needs by_flow
     explained_rise_above: float | None = None  # the lowest production floor when explained
+    explained_names: tuple[str, ...] = ()  # the signals' tags, for the log
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,7 @@ class AirUseRise:
         self._samples: deque[_Sample] = deque()
         self._window_start: float | None = None
         self._rise_since: float | None = None
+        self.plausible = PlausibleWork(settings.explained_names, settings.window_s)
 
     def new_state(self) -> None:
         """Another mode (or a gap in the inputs): windows and the timer start again."""
@@ -144,6 +147,8 @@ class AirUseRise:
         pressure, `begin` when this mode's windows may start (its start plus the settle),
         `work` the `explained_by` signals (None: one of them unread)."""
         cfg = self.settings
+        if work is not None:
+            work = self.plausible.check(t, work, self._tops(self.history.get(mode, ())))
         self._samples.append(_Sample(t, flow, pressure_abs, work))
         window = cfg.window_s if producing else cfg.test_window_s
         while self._samples and self._samples[0].t < t - max(cfg.window_s, cfg.test_window_s):
@@ -317,6 +322,11 @@ class AirUseRise:
         if not size:
             return ()
         return combined((w.moments for w in history if w.moments is not None), size).slopes()
+
+    def _tops(self, history: Iterable[UseWindow]) -> list[float] | None:
+        """The highest value each work signal reached in the mode's learned windows."""
+        tops = [w.moments.top for w in history if w.moments is not None]
+        return [max(column) for column in zip(*tops, strict=True)] if tops else None
 
     def _at(self, window: UseWindow, pressure: float | None) -> float:
         """An earlier window's use moved to `pressure` along the leakage line."""

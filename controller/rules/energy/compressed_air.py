@@ -226,6 +226,7 @@ class CompressedAir(DomainRule):
                 by_flow=test.flow is not None,
                 explained=len(test.explained_by),
                 explained_rise_above=test.explained_rise_above,
+                explained_names=tuple(test.explained_by),
             )
         )
         # The air_leak alarm's estimate stepping up by the rise that raises it: another leak.

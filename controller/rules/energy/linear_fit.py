@@ -9,6 +9,7 @@ centred normal equations; the daemon has no numerical library and needs none for
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -29,12 +30,14 @@ class Moments:
     sy: float = 0.0
     sxx: list[list[float]] = field(default_factory=list)
     sxy: list[float] = field(default_factory=list)
+    top: list[float] = field(default_factory=list)  # the highest value of each x
 
     def __post_init__(self) -> None:
         if not self.sx:
             self.sx = [0.0] * self.size
             self.sxx = [[0.0] * self.size for _ in range(self.size)]
             self.sxy = [0.0] * self.size
+            self.top = [-math.inf] * self.size
 
     def add(self, x: Sequence[float], y: float) -> None:
         self.n += 1
@@ -42,6 +45,7 @@ class Moments:
         for i, xi in enumerate(x):
             self.sx[i] += xi
             self.sxy[i] += xi * y
+            self.top[i] = max(self.top[i], xi)
             row = self.sxx[i]
             for j, xj in enumerate(x):
                 row[j] += xi * xj
@@ -52,6 +56,7 @@ class Moments:
         for i in range(self.size):
             self.sx[i] += other.sx[i]
             self.sxy[i] += other.sxy[i]
+            self.top[i] = max(self.top[i], other.top[i])
             for j in range(self.size):
                 self.sxx[i][j] += other.sxx[i][j]
 

@@ -97,6 +97,7 @@ class PeakShaving(DomainRule):
         self._mean_needed_kw: float | None = None
         self._window_start: int | None = None
         self._window_kw: float | None = None  # this window's average, as billed, if it ends now
+        self._now = -math.inf  # the present cycle's monotonic time
 
     def restart(self, snapshot: Mapping[str, Sample], now: Now) -> None:
         # After a stop every load went back to its fallback: nothing is shed any more.
@@ -113,10 +114,25 @@ class PeakShaving(DomainRule):
     @property
     def sheddable_kw(self) -> float:
         """What all loads together can save now: the shed ones what they drew, the others
-        what they draw (their kw without a power tag)."""
+        what they draw (their kw without a power tag); with `sheddable: now` (the default) but
+        for those that cannot be shed now (`held`): a load waiting out its `min_between` or
+        held by a process limit cannot help now, and counting it puts off the unreachable
+        verdict."""
+        now_only = self.config.sheddable == "now"
         return sum(
-            shed.saved_kw if shed.since is not None else shed.drawing_kw for shed in self._loads
+            shed.saved_kw if shed.since is not None else shed.drawing_kw
+            for shed in self._loads
+            if shed.since is not None or not now_only or self._held(shed) is None
         )
+
+    def _held(self, shed: _Shed) -> str | None:
+        """Why a load not shed cannot be shed now, or None."""
+        if shed.endangered is not None:
+            return f"process limit: {shed.endangered}"
+        wait = shed.load.min_between - (self._now - shed.restored_at)
+        if shed.restored_at > -math.inf and wait > 0:
+            return f"min_between: {wait:.0f} s before it may be shed again"
+        return None
 
     def _feed(self, snapshot: Mapping[str, Sample], power_kw: float) -> None:
         cfg = self.config
@@ -168,7 +184,7 @@ class PeakShaving(DomainRule):
         self._feed(snapshot, measured)
         self._read_draws(snapshot)
         self._check_limits(snapshot)
-        t = now.monotonic
+        t = self._now = now.monotonic
         # The measurement saw the loads shed until now. In shadow mode nothing is really shed:
         # the measurement is the uncontrolled load.
         counted = self.shed_kw if self.mode == "auto" else 0.0
@@ -248,9 +264,8 @@ class PeakShaving(DomainRule):
                     break
                 if (
                     shed.since is None
-                    and shed.endangered is None
+                    and self._held(shed) is None
                     and shed.drawing_kw > 0
-                    and t - shed.restored_at >= shed.load.min_between
                     and self._holds_through(shed, reading.remaining_s)
                 ):
                     shed.since = t
@@ -262,7 +277,12 @@ class PeakShaving(DomainRule):
             if (
                 self._may_restore(last, t)
                 and self.shed_kw - last.saved_kw
-                >= max(needed, mean_needed, needed + self._minute.mean - uncontrolled)
+                >= max(
+                    needed,
+                    mean_needed,
+                    needed + self._minute.mean - uncontrolled,
+                    self._next_window_need(last, reading),
+                )
                 + cfg.hysteresis_kw
             ):
                 self._restore(last, t)
@@ -375,6 +395,24 @@ class PeakShaving(DomainRule):
             return False
         return shed.lasted_s is None or shed.lasted_s >= remaining_s
 
+    def _next_window_need(self, shed: _Shed, reading: DemandReading) -> float:
+        """What must stay shed for the next billing window to end at the target, at the last
+        window length's mean uncontrolled load, with `shed` back and drawing unopposed into it
+        for as long as its `min_between` forbids shedding it again (at most the window; after
+        that the rule may shed it again). A load restored on the room this window's banked
+        energy leaves draws in the next one too (heatwave, 08:26: a heater restored in a
+        window's last minutes reheated into the next with the car, where neither could be
+        shed again). -inf when its `min_between` ends within this window, with sliding windows
+        (no next window: the one judged already reaches `horizon` ahead), or without
+        `judge_next_window`."""
+        cfg = self.config
+        overlap = min(shed.load.min_between - reading.remaining_s, cfg.window)
+        if not cfg.judge_next_window or cfg.alignment != "fixed" or overlap <= 0:
+            return -math.inf
+        # The next window's average with the rest shed all window and `shed` shed again after
+        # `overlap`: mean - rest - saved * (window - overlap) / window <= target.
+        return self._recent.mean - self.target_kw - shed.saved_kw * (1 - overlap / cfg.window)
+
     def _may_restore(self, shed: _Shed, t: float) -> bool:
         held = t - (shed.since if shed.since is not None else t) < shed.load.min_shed
         return not held and t - self._last_restore >= self.config.restore_gap
@@ -448,5 +486,11 @@ class PeakShaving(DomainRule):
                 shed.load.name: shed.endangered
                 for shed in self._loads
                 if shed.endangered is not None
+            },
+            # the loads not shed that cannot be shed now, and why (not in sheddable_kw)
+            "held": {
+                shed.load.name: why
+                for shed in self._loads
+                if shed.since is None and (why := self._held(shed)) is not None
             },
         }

@@ -85,6 +85,16 @@ class PeakShavingConfig(RuleCommon):
     # and while no other load with limits is shed (their releases, at a window's end, would
     # come back together). False: shed whenever it helps now (the rule before).
     hold_through_window: bool = True
+    # A restore whose load could not be shed again from the next window's start (its
+    # `min_between` outlasts this window) also needs room in the next window at the last window
+    # length's mean load, for as long as it draws there unopposed. False (the default): the
+    # present window's room alone (the rule before; docs/rules.md says why it is not the
+    # default).
+    judge_next_window: bool = False
+    # What the unreachable verdict counts as sheddable: only the loads that can be shed `now`
+    # (not waiting out `min_between`, not held by a process limit; the default), or `all` (the
+    # rule before).
+    sheddable: Literal["all", "now"] = "now"
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")

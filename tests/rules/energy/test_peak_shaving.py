@@ -270,7 +270,10 @@ def test_chiller_shed_is_released_when_return_water_enters_its_guard_band() -> N
     assert run_table(rule, rows) == []
     detail = rule.detail()
     assert detail["blocked"] == {"chiller": "plc.return_c 15.4 within 1 of its max 16"}
-    assert detail["unreachable"] is False
+    assert detail["held"] == {"chiller": "process limit: plc.return_c 15.4 within 1 of its max 16"}
+    # the one load is held by its limit: nothing can be shed now against 15 kW to shed
+    assert detail["sheddable_kw"] == 0
+    assert detail["unreachable"] is True
 
 
 def test_a_rise_predicted_to_reach_the_limit_within_lead_releases_before_the_guard_band() -> None:
@@ -834,3 +837,97 @@ def test_by_default_two_heaters_are_not_shed_to_reheat_together_in_their_window(
         (960, {"meter.power_kw": 130, **warm}, off),
     ]
     assert run_table(rule, rows) == []
+
+
+# --- a restore near a window's end is judged by the next window too (heatwave, 08:26) ---
+
+
+def test_a_restore_the_next_window_cannot_absorb_waits_when_the_load_cannot_be_shed_again() -> None:
+    """heatwave, 08:21-08:26: a heater shed in a window and restored in its last minutes, on
+    the room the window's banked energy left, drew in the next window, where its `min_between`
+    forbade shedding it again. 120 kW against 100 with a 30 kW heater: shed at once; after 10
+    min at 90 kW the window has room for 120 kW to its end, but the next window at 120 kW has
+    none, and the heater could not be shed again before 15 min. It stays shed."""
+    heater = dict(HEATER, min_between="15min")
+    rule = PeakShaving(config(loads=[heater], restore_gap="0s", judge_next_window=True))
+    site = Site(rule, load_kw=120)
+    averages = []
+    for _ in range(3):
+        before = site.energy_kwh
+        site.run(900)
+        averages.append((site.energy_kwh - before) * 4)
+    assert max(averages) <= 100.01, averages
+    assert rule.detail()["held"] == {}
+
+
+def test_a_restore_the_load_can_be_shed_again_from_goes_by_the_present_window() -> None:
+    """Without `min_between` the heater restored late could be shed again at the next window's
+    start: the present window's room decides, as before."""
+    rule = PeakShaving(config(loads=[HEATER], restore_gap="0s", judge_next_window=True))
+    site = Site(rule, load_kw=120)
+    site.run(700)
+    assert rule.shed_loads == []
+
+
+def test_by_default_a_restore_goes_by_the_present_window_s_room() -> None:
+    heater = dict(HEATER, min_between="15min")
+    rule = PeakShaving(config(loads=[heater], restore_gap="0s"))
+    site = Site(rule, load_kw=120)
+    site.run(700)
+    assert rule.shed_loads == []
+
+
+# --- the unreachable verdict counts only what can be shed now ---
+
+
+def test_a_load_waiting_out_min_between_is_not_counted_as_sheddable() -> None:
+    """150 kW against 100 with 53 kW of loads: all three shed. `a` (8 kW) reaches its max_shed
+    at 2 min and may not be shed again for 10 min: the other 45 kW cannot cover the 50 kW
+    needed, and the limit is said unreachable now, not when `a` could be shed again."""
+    loads = [dict(LOADS[0], max_shed="2min", min_between="10min"), LOADS[1], LOADS[2]]
+    rule = PeakShaving(config(loads=loads, restore_gap="0s"))  # `sheddable: now`, the default
+    site = Site(rule, load_kw=150)
+    site.run(100)
+    assert rule.shed_loads == ["a", "b", "c"]
+    assert rule.detail()["unreachable"] is False
+    site.run(30)
+    detail = rule.detail()
+    assert detail["sheddable_kw"] == 45
+    assert detail["unreachable"] is True
+    assert "min_between" in detail["held"]["a"]
+
+
+def test_a_load_held_by_its_process_limit_is_not_counted_as_sheddable() -> None:
+    chiller = dict(CHILLER, restore_value=8.0)
+    rule = PeakShaving(config(loads=[LOADS[0], chiller], limit_kw=100, sheddable="now"))
+    rows: list[Row] = [
+        # 125 kW: 25 to shed; a (8) and the chiller (20) could cover it, but the return water
+        # is in its guard band: only 8 kW can be shed, the limit is unreachable and nothing
+        # that cannot help is shed
+        (1, {"meter.power_kw": 125, "plc.return_c": 15.5},
+         {"cell.a_enable": True, "plc.chw_sp": 8.0}),
+        (30, {"meter.power_kw": 125, "plc.return_c": 15.5},
+         {"cell.a_enable": True, "plc.chw_sp": 8.0}),
+    ]
+    assert run_table(rule, rows) == []
+    detail = rule.detail()
+    assert detail["sheddable_kw"] == 8
+    assert detail["unreachable"] is True
+    assert "process limit" in detail["held"]["chiller"]
+
+
+def test_sheddable_all_counts_every_load_as_the_rule_before() -> None:
+    loads = [dict(LOADS[0], max_shed="2min", min_between="10min"), LOADS[1], LOADS[2]]
+    rule = PeakShaving(config(loads=loads, restore_gap="0s", sheddable="all"))
+    site = Site(rule, load_kw=150)
+    site.run(130)
+    detail = rule.detail()
+    assert detail["sheddable_kw"] == 53
+    assert detail["unreachable"] is False
+    assert "min_between" in detail["held"]["a"]  # said, though counted
+
+
+@pytest.mark.parametrize("bad", [{"sheddable": "some"}, {"judge_next_window": "maybe"}])
+def test_a_wrong_sheddable_or_judge_next_window_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        config(**bad)
