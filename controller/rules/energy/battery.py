@@ -1,6 +1,6 @@
 """What the battery rules share (battery_peak_shaving, pv_self_consumption, battery_schedule): the
-battery's inputs and its one output, the load the site would draw with the battery idle, the kW-
-to-rate conversion of a SunSpec model 124 setpoint. The device's revert timer is kept from
+battery's inputs and its one output, the load the site would draw with the battery idle, the
+kW-to-rate conversion of a SunSpec model 124 setpoint. The device's revert timer is kept from
 handing the battery back to its local program by the actuator's refresh of the setpoint
 (actuation.outputs), not here. docs/rules.md, "Battery rules", gives the method and the sources
 (OpenEMS' ESS controllers)."""

@@ -114,7 +114,7 @@ class PeakShaving(DomainRule):
     @property
     def sheddable_kw(self) -> float:
         """What all loads together can save now: the shed ones what they drew, the others
-        what they draw (their kw without a power tag); with `sheddable: now` (the default) but
+        what they draw (their kw without a power tag); with `sheddable: now` but
         for those that cannot be shed now (`held`): a load waiting out its `min_between` or
         held by a process limit cannot help now, and counting it puts off the unreachable
         verdict."""

@@ -91,10 +91,10 @@ class PeakShavingConfig(RuleCommon):
     # present window's room alone (the rule before; docs/rules.md says why it is not the
     # default).
     judge_next_window: bool = False
-    # What the unreachable verdict counts as sheddable: only the loads that can be shed `now`
-    # (not waiting out `min_between`, not held by a process limit; the default), or `all` (the
-    # rule before).
-    sheddable: Literal["all", "now"] = "now"
+    # What the unreachable verdict counts as sheddable: every load (`all`, the default) or only
+    # those that can be shed `now` (not waiting out `min_between`, not held by a process limit).
+    # docs/rules.md says why `now` is not the default.
+    sheddable: Literal["all", "now"] = "all"
     loads: list[ShedLoad] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -256,7 +256,7 @@ def run_table(rule: PeakShaving, rows: Sequence[Row]) -> list[str]:
 
 
 def test_chiller_shed_is_released_when_return_water_enters_its_guard_band() -> None:
-    rule = PeakShaving(config(loads=[CHILLER], limit_kw=100))
+    rule = PeakShaving(config(loads=[CHILLER], limit_kw=100, sheddable="now"))
     rows: list[Row] = [
         (1, {"meter.power_kw": 115, "plc.return_c": 13.0}, {"plc.chw_sp": 14.0}),
         (30, {"meter.power_kw": 95, "plc.return_c": 14.0}, {"plc.chw_sp": 14.0}),
@@ -885,7 +885,7 @@ def test_a_load_waiting_out_min_between_is_not_counted_as_sheddable() -> None:
     at 2 min and may not be shed again for 10 min: the other 45 kW cannot cover the 50 kW
     needed, and the limit is said unreachable now, not when `a` could be shed again."""
     loads = [dict(LOADS[0], max_shed="2min", min_between="10min"), LOADS[1], LOADS[2]]
-    rule = PeakShaving(config(loads=loads, restore_gap="0s"))  # `sheddable: now`, the default
+    rule = PeakShaving(config(loads=loads, restore_gap="0s", sheddable="now"))
     site = Site(rule, load_kw=150)
     site.run(100)
     assert rule.shed_loads == ["a", "b", "c"]
