@@ -395,10 +395,11 @@ def _build(problem: Problem, *, integer: bool = True,
             np.array([own]), np.array([problem.peak_already_kw]), np.array([_INF]))
     else:
         low_peak = peak if own is None else None
+    adverse = problem.pv_low_kw is not None or problem.load_high_kw is not None
     if low_peak is not None and battery is not None and problem.battery is not None \
-            and problem.pv_low_kw is not None:
-        _add_low_pv(model, problem, battery, bat=problem.battery, evs=evs, tanks=tanks,
-                    peak=low_peak)
+            and adverse:
+        _add_adverse_case(model, problem, battery, bat=problem.battery, evs=evs, tanks=tanks,
+                          peak=low_peak)
     return model, _Columns(balance, imports, exports, curtail, peak, battery, evs, tanks)
 
 
@@ -561,21 +562,25 @@ def _add_demand_charge(model: _Model, problem: Problem, imports: IntArray,
     return peak
 
 
-def _add_low_pv(model: _Model, problem: Problem, nominal: _BatteryColumns, *,
-                bat: BatteryModel, evs: dict[str, IntArray], tanks: dict[str, _TankColumns],
-                peak: IntArray) -> None:
-    """The same site with only `pv_low_kw` of sun: the battery's first step is the plan's (what
-    is done now is one decision), its later steps its own, the cars and tanks as planned; the
-    billing peak must hold that case too. So the plan keeps in the battery what a forecast of
-    too much sun would leave it short of. Only the peak is counted (the billing peak, or its own
+def _add_adverse_case(model: _Model, problem: Problem, nominal: _BatteryColumns, *,
+                      bat: BatteryModel, evs: dict[str, IntArray],
+                      tanks: dict[str, _TankColumns], peak: IntArray) -> None:
+    """The same site with only `pv_low_kw` of sun and `load_high_kw` of load (either as
+    expected when not given): the battery's first step is the plan's (what is done now is one
+    decision), its later steps its own, the cars and tanks as planned; the billing peak must
+    hold that case too. So the plan keeps in the battery what a forecast of too much sun or too
+    little load would leave it short of. Only the peak is counted (the billing peak, or its own
     with `pv_low_demand_charge_per_kw`): its energy costs nothing (ties aside)."""
     t_count = problem.steps
     dt = problem.step_hours
     steps = np.arange(t_count, dtype=np.int64)
-    base = np.asarray(problem.base_load_kw)
-    low = np.asarray(problem.pv_low_kw)
+    base = np.asarray(problem.base_load_kw if problem.load_high_kw is None
+                      else problem.load_high_kw)
+    low = np.asarray(problem.pv_kw if problem.pv_low_kw is None else problem.pv_low_kw)
     tie = np.full(t_count, _TIE_KWH * dt)
-    imports = model.add_columns(tie, 0.0, _bound(problem.grid_import_max_kw))
+    # Its import is not capped by the grid's limit: a what-if beyond it is a high peak of that
+    # case, not a plan that cannot be made.
+    imports = model.add_columns(tie, 0.0, _INF)
     exports = model.add_columns(tie, 0.0, _bound(problem.grid_export_max_kw))
     curtail = model.add_columns(2 * tie, 0.0, low)
     balance = model.add_rows(base - low, base - low)
