@@ -130,9 +130,18 @@ def test_a_state_file_with_bad_slots_keeps_the_good_ones(tmp_path: Path) -> None
                 "production 07:30": {"kw": -5, "steps": 1, "at_ms": at(0, 7, 0)},
                 "production": good,
             },
+            # The measured errors: a period's, checked as the periods' powers are.
+            "errors": {
+                "production": {"kw": 8.0, "steps": 3, "at_ms": at(0, 7, 0)},
+                "pause": {"kw": -1.0, "steps": 1, "at_ms": at(0, 7, 0)},
+                "nosuch": good,
+                "night": {"kw": "big", "steps": 1, "at_ms": at(0, 7, 0)},
+            },
         },
     }
     path.write_text(json.dumps(document))
     load = forecaster(tmp_path)
     load.restore(at(0, 8, 0))
     assert list(load.slots) == ["production 07:00"]
+    assert list(load.spread) == ["production"]
+    assert load.margin([at(0, 12, 30), at(0, 9, 0), at(0, 23, 0)]) == [8.0, 0.0, 0.0]
