@@ -570,7 +570,8 @@ def _add_adverse_case(model: _Model, problem: Problem, nominal: _BatteryColumns,
     decision), its later steps its own, the cars and tanks as planned; the billing peak must
     hold that case too. So the plan keeps in the battery what a forecast of too much sun or too
     little load would leave it short of. Only the peak is counted (the billing peak, or its own
-    with `pv_low_demand_charge_per_kw`): its energy costs nothing (ties aside)."""
+    with `pv_low_demand_charge_per_kw`): its energy costs nothing (ties aside), and it charges
+    the battery no more than the plan does in any step."""
     t_count = problem.steps
     dt = problem.step_hours
     steps = np.arange(t_count, dtype=np.int64)
@@ -599,6 +600,13 @@ def _add_adverse_case(model: _Model, problem: Problem, nominal: _BatteryColumns,
     first = model.add_rows(np.zeros(2), np.zeros(2))
     model.add_entries(first, np.array([battery.charge[0], battery.discharge[0]]), 1.0)
     model.add_entries(first, np.array([nominal.charge[0], nominal.discharge[0]]), -1.0)
+    # Later, it charges no more than the plan does: a recharge it counts on is one the plan
+    # makes and pays for (free energy of its own let the plan give now what the case would
+    # buy back in the next break for nothing).
+    if t_count > 1:
+        later = model.add_rows(np.full(t_count - 1, -_INF), np.zeros(t_count - 1))
+        model.add_entries(later, battery.charge[1:], 1.0)
+        model.add_entries(later, nominal.charge[1:], -1.0)
     window = _window_index(problem)
     count = int(window[-1]) + 1
     width = problem.demand_window_steps

@@ -260,3 +260,40 @@ def test_the_plan_keeps_what_the_peak_needs_if_the_load_is_above_its_forecast() 
     with pytest.raises(SchedulerError, match="load_high_kw has 1 steps"):
         problem((100.0,))
 
+
+
+def test_a_recharge_the_adverse_case_counts_on_is_one_the_plan_makes() -> None:
+    """Three 1-h steps: 100 kW, a break of 0 kW, 100 kW; the adverse case draws 140 kW in the
+    third. Energy at 0.3, 0.1, 0.15 per kWh, no demand charge on the plan, the adverse case's
+    own peak at 10 per kW; 50 kWh stored, charged at 0.5 (a kWh from the grid stores half),
+    given at 1. The plan gains 0.15 a kWh given now rather than in the third hour; a recharge c
+    in the break costs it 0.1 and gives back 0.15 * 0.5: 0.025 a kWh. The case's peak is
+    max(100 - d0, c, 140 - (50 - d0 + 0.5 c)): at d0 = 24 the three meet with c = 76 (76 kW);
+    a kWh more of d0 raises it by 2/3 kW at 10 a kW. So d0 = 24 either way, but the case may
+    charge only what the plan does: the plan charges 76 kW in the break (before: nothing, and
+    the case recharged 76 kWh for free that no plan would buy)."""
+    problem = Problem(
+        start_ms=0,
+        step_minutes=60,
+        base_load_kw=(100.0, 0.0, 100.0),
+        load_high_kw=(100.0, 0.0, 140.0),
+        pv_kw=(0.0, 0.0, 0.0),
+        import_price=(0.3, 0.1, 0.15),
+        export_price=(0.0, 0.0, 0.0),
+        demand_charge_per_kw=0.0,
+        pv_low_demand_charge_per_kw=10.0,
+        battery=BatteryModel(
+            capacity_kwh=200.0,
+            soc_kwh=50.0,
+            soc_min_kwh=0.0,
+            soc_max_kwh=200.0,
+            max_charge_kw=100.0,
+            max_discharge_kw=100.0,
+            charge_efficiency=0.5,
+            discharge_efficiency=1.0,
+        ),
+    )
+    plan = lp.solve(problem)
+    assert [step.battery_kw for step in plan.steps] == pytest.approx([24.0, -76.0, 64.0], abs=1e-3)
+    assert [step.import_kw for step in plan.steps] == pytest.approx([76.0, 76.0, 36.0], abs=1e-3)
+    assert plan.cost["energy"] == pytest.approx(0.3 * 76 + 0.1 * 76 + 0.15 * 36, abs=1e-3)
