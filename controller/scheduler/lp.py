@@ -566,18 +566,23 @@ def _add_adverse_case(model: _Model, problem: Problem, nominal: _BatteryColumns,
                       bat: BatteryModel, evs: dict[str, IntArray],
                       tanks: dict[str, _TankColumns], peak: IntArray) -> None:
     """The same site with only `pv_low_kw` of sun and `load_high_kw` of load (either as
-    expected when not given): the battery's first step is the plan's (what is done now is one
-    decision), its later steps its own, the cars and tanks as planned; the billing peak must
-    hold that case too. So the plan keeps in the battery what a forecast of too much sun or too
-    little load would leave it short of. Only the peak is counted (the billing peak, or its own
-    with `pv_low_demand_charge_per_kw`): its energy costs nothing (ties aside), and it charges
-    the battery no more than the plan does in any step."""
+    expected when not given, and in the first step): the battery's first step is the plan's
+    (what is done now is one decision), its later steps its own, the cars and tanks as
+    planned; the billing peak must hold that case too. So the plan keeps in the battery what a
+    forecast of too much sun or too little load would leave it short of. Only the peak is
+    counted (the billing peak, or its own with `pv_low_demand_charge_per_kw`): its energy
+    costs nothing (ties aside), and it charges the battery no more than the plan does in any
+    step."""
     t_count = problem.steps
     dt = problem.step_hours
     steps = np.arange(t_count, dtype=np.int64)
-    base = np.asarray(problem.base_load_kw if problem.load_high_kw is None
-                      else problem.load_high_kw)
-    low = np.asarray(problem.pv_kw if problem.pv_low_kw is None else problem.pv_low_kw)
+    base = np.array(problem.base_load_kw if problem.load_high_kw is None
+                    else problem.load_high_kw)
+    low = np.array(problem.pv_kw if problem.pv_low_kw is None else problem.pv_low_kw)
+    # Its first step is the plan's, load and sun as expected: the step now is the one the
+    # battery's rule follows with the meter in hand (it holds the peak against this step's
+    # error); a margin here would discharge now for a load that is not there.
+    base[0], low[0] = problem.base_load_kw[0], problem.pv_kw[0]
     tie = np.full(t_count, _TIE_KWH * dt)
     # Its import is not capped by the grid's limit: a what-if beyond it is a high peak of that
     # case, not a plan that cannot be made.

@@ -252,6 +252,12 @@ def test_the_plan_keeps_what_the_peak_needs_if_the_load_is_above_its_forecast() 
     # what the expected 100 kW needs (65 kW), the margin is kept, not planned to be spent.
     assert holding.steps[1].import_kw == pytest.approx(65.0, abs=1e-4)
     # A case above the grid's limit is a high peak of that case, not a plan that cannot be made.
+    # The first hour is the plan's own, with the load as forecast: a margin there would make
+    # the plan discharge now for a load that is not there (the rule following the plan holds
+    # the peak against the present's error). The same 15 kWh and 85 kW with 130 kW in it.
+    now_high = lp.solve(problem((130.0, 120.0)))
+    assert now_high.steps[0].battery_kw == pytest.approx(15.0, abs=1e-4)
+    assert now_high.peak_kw == pytest.approx(85.0, abs=1e-4)
     # (300 kW in the second hour: the case's peak 250 + d for a discharge d now; the plan
     # charges now up to the grid's 120 kW for it, d = -20.)
     capped = lp.solve(dataclasses.replace(problem((100.0, 300.0)), grid_import_max_kw=120.0))
