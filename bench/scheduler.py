@@ -92,22 +92,15 @@ def problem_at(day: Day, first: int, rng: np.random.Generator, state: dict[str, 
         evs = (EvSession(name="ev", max_kw=EV_KW, first_step=max(0, arrive - day_step),
                          depart_step=depart - day_step, energy_kwh=state["ev_kwh"]),)
     pv_kw = day.pv_kw[index] * np.clip(noise, 0.0, None)
-    # The adverse case the plan's peak also holds (the daemon's default `forecast_share: 0`):
-    # the metered clear-sky index held, blended out over the 3 h of `persistence`, until the
-    # next sunset (the forecast's sun after it); the load its mean absolute error above the
-    # forecast (the 8 kW noise's: 8 * sqrt(2 / pi), `load.error_margin: 1`).
+    # The sunless case the plan's peak also holds (the daemon's default `forecast_share: 0`):
+    # the metered clear-sky index held, blended out over the 3 h of `persistence`.
     held = np.clip(1.0 - (np.arange(day.steps) + 0.5) * dt_h / 3.0, 0.0, None)
-    lit = np.flatnonzero(day.pv_kw[index] > 0)
-    dark = np.flatnonzero(day.pv_kw[index][lit[0]:] <= 0) if len(lit) else np.array([])
-    sunset = int(lit[0] + dark[0]) if len(dark) else day.steps
-    held[sunset:] = 1.0
     return Problem(
         start_ms=1_780_000_000_000 + first * round(day.step_minutes * 60_000),
         step_minutes=day.step_minutes,
         base_load_kw=tuple(day.load_kw[index] * noise),
         pv_kw=tuple(pv_kw),
         pv_low_kw=tuple(pv_kw * held),
-        load_high_kw=tuple(day.load_kw[index] * noise + 8.0 * math.sqrt(2.0 / math.pi)),
         import_price=tuple(day.price[index]),
         export_price=(0.07,) * day.steps,
         demand_charge_per_kw=9.0,

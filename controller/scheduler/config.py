@@ -95,9 +95,6 @@ class LoadForecastConfig(StrictModel):
     # The load's recent error against its forecast (per period) is added to the coming steps
     # of its period, all of it at first, none this long after it was measured (linear).
     error_blend: PositiveDuration = 4 * 3600.0
-    # The plan's adverse case (docs/rules.md, "What the plan keeps in the battery") draws the
-    # forecast plus this many of its period's measured mean absolute errors (0: the forecast).
-    error_margin: float = Field(1.0, ge=0, le=5)
 
     @model_validator(mode="after")
     def _prior_per_period(self) -> LoadForecastConfig:

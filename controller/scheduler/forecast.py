@@ -228,10 +228,7 @@ class LoadForecaster:
       (a pause's error says nothing of production), added to the coming steps of the same
       period, blended back to none over `error_blend` from when it was measured: today's
       shift drawing more than the usual one is seen within two steps, and forgotten by the
-      next day.
-    - *its own error measured*: each step's error against the usual forecast moves its
-      period's mean absolute error by `learn_weight` (kept with the powers): the plan's
-      adverse case draws the forecast plus `error_margin` of it (`margin`)."""
+      next day."""
 
     def __init__(self, config: LoadForecastConfig, step_s: float, state_dir: Path | None) -> None:
         self.config = config
@@ -243,8 +240,6 @@ class LoadForecaster:
         self.learned: dict[str, LearnedPower] = {}
         self.slots: dict[str, LearnedPower] = {}  # by "<period> HH:MM" (the step's start)
         self.errors: dict[str, RecentError] = {}
-        # Per period: the mean absolute error of its steps against the usual forecast.
-        self.spread: dict[str, LearnedPower] = {}
         self._step_start: int | None = None
         self._sum = 0.0
         self._count = 0
@@ -259,8 +254,7 @@ class LoadForecaster:
         forget_ms = self.config.forget_after * 1000
         periods = set(self.config.prior_kw)
         state = document["state"]
-        kinds = (("periods", self.learned), ("slots", self.slots), ("errors", self.spread))
-        for kind, target in kinds:
+        for kind, target in (("periods", self.learned), ("slots", self.slots)):
             items = state.get(kind, {})
             if not isinstance(items, dict):
                 continue
@@ -270,7 +264,7 @@ class LoadForecaster:
                     learned = LearnedPower(kw=kw, steps=steps, updated_ms=at_ms)
                 except (KeyError, TypeError, ValueError):
                     continue
-                known = name in periods if kind != "slots" else self._known_slot(name, periods)
+                known = name in periods if kind == "periods" else self._known_slot(name, periods)
                 if (
                     known
                     and math.isfinite(learned.kw)
@@ -336,23 +330,17 @@ class LoadForecaster:
         carried = 0.0 if before_error is None else self._error_share(before_error, end)
         self.errors[period] = RecentError(carried + ERROR_WEIGHT * (error - carried), end)
         weight = self.config.learn_weight
-        learned = (
-            (self.learned, period, average),
-            (self.slots, slot, average),
-            (self.spread, period, abs(error)),
-        )
-        for table, key, value in learned:
+        for table, key in ((self.learned, period), (self.slots, slot)):
             before = table.get(key)
-            kw = value if before is None else before.kw + weight * (value - before.kw)
+            kw = average if before is None else before.kw + weight * (average - before.kw)
             table[key] = LearnedPower(kw, (before.steps if before else 0) + 1, now_ms)
         if self.path is not None:
-            tables = (("periods", self.learned), ("slots", self.slots), ("errors", self.spread))
             state = {
                 kind: {
                     name: {"kw": round(p.kw, 4), "steps": p.steps, "at_ms": p.updated_ms}
                     for name, p in table.items()
                 }
-                for kind, table in tables
+                for kind, table in (("periods", self.learned), ("slots", self.slots))
             }
             _save_state(self.path, "load", state, now_ms)
 
@@ -385,19 +373,6 @@ class LoadForecaster:
                 kw += self._error_share(error, ms + half)
             out.append(max(kw, 0.0))
         return out
-
-    def error_kw(self, period: str) -> float:
-        """The period's measured mean absolute error (kW) against the usual forecast; 0 until
-        a step of it has been measured."""
-        spread = self.spread.get(period)
-        return spread.kw if spread is not None else 0.0
-
-    def margin(self, starts_ms: Sequence[int]) -> list[float]:
-        """What the plan's adverse case adds to each step's forecast: `error_margin` times the
-        measured error of the step's period."""
-        half = self.step_ms // 2
-        factor = self.config.error_margin
-        return [factor * self.error_kw(self.schedule.period_at(ms + half)) for ms in starts_ms]
 
     def period_at(self, wall_ms: int) -> str:
         return self.schedule.period_at(wall_ms)

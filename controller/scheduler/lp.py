@@ -439,9 +439,13 @@ def _build(
         )
     else:
         low_peak = peak if own is None else None
-    adverse = problem.pv_low_kw is not None or problem.load_high_kw is not None
-    if low_peak is not None and battery is not None and problem.battery is not None and adverse:
-        _add_adverse_case(
+    if (
+        low_peak is not None
+        and battery is not None
+        and problem.battery is not None
+        and problem.pv_low_kw is not None
+    ):
+        _add_low_pv(
             model, problem, battery, bat=problem.battery, evs=evs, tanks=tanks, peak=low_peak
         )
     return model, _Columns(balance, imports, exports, curtail, peak, battery, evs, tanks)
@@ -627,7 +631,7 @@ def _add_demand_charge(
     return peak
 
 
-def _add_adverse_case(
+def _add_low_pv(
     model: _Model,
     problem: Problem,
     nominal: _BatteryColumns,
@@ -637,27 +641,18 @@ def _add_adverse_case(
     tanks: dict[str, _TankColumns],
     peak: IntArray,
 ) -> None:
-    """The same site with only `pv_low_kw` of sun and `load_high_kw` of load (either as
-    expected when not given, and in the first step): the battery's first step is the plan's
-    (what is done now is one decision), its later steps its own, the cars and tanks as
-    planned; the billing peak must hold that case too. So the plan keeps in the battery what a
-    forecast of too much sun or too little load would leave it short of. Only the peak is
-    counted (the billing peak, or its own with `pv_low_demand_charge_per_kw`): its energy
-    costs nothing (ties aside), and it charges the battery no more than the plan does in any
-    step."""
+    """The same site with only `pv_low_kw` of sun: the battery's first step is the plan's (what
+    is done now is one decision), its later steps its own, the cars and tanks as planned; the
+    billing peak must hold that case too. So the plan keeps in the battery what a forecast of
+    too much sun would leave it short of. Only the peak is counted (the billing peak, or its own
+    with `pv_low_demand_charge_per_kw`): its energy costs nothing (ties aside)."""
     t_count = problem.steps
     dt = problem.step_hours
     steps = np.arange(t_count, dtype=np.int64)
-    base = np.array(problem.base_load_kw if problem.load_high_kw is None else problem.load_high_kw)
-    low = np.array(problem.pv_kw if problem.pv_low_kw is None else problem.pv_low_kw)
-    # Its first step is the plan's, load and sun as expected: the step now is the one the
-    # battery's rule follows with the meter in hand (it holds the peak against this step's
-    # error); a margin here would discharge now for a load that is not there.
-    base[0], low[0] = problem.base_load_kw[0], problem.pv_kw[0]
+    base = np.asarray(problem.base_load_kw)
+    low = np.asarray(problem.pv_low_kw)
     tie = np.full(t_count, _TIE_KWH * dt)
-    # Its import is not capped by the grid's limit: a what-if beyond it is a high peak of that
-    # case, not a plan that cannot be made.
-    imports = model.add_columns(tie, 0.0, _INF)
+    imports = model.add_columns(tie, 0.0, _bound(problem.grid_import_max_kw))
     exports = model.add_columns(tie, 0.0, _bound(problem.grid_export_max_kw))
     curtail = model.add_columns(2 * tie, 0.0, low)
     balance = model.add_rows(base - low, base - low)
@@ -676,13 +671,6 @@ def _add_adverse_case(
     first = model.add_rows(np.zeros(2), np.zeros(2))
     model.add_entries(first, np.array([battery.charge[0], battery.discharge[0]]), 1.0)
     model.add_entries(first, np.array([nominal.charge[0], nominal.discharge[0]]), -1.0)
-    # Later, it charges no more than the plan does: a recharge it counts on is one the plan
-    # makes and pays for (free energy of its own let the plan give now what the case would
-    # buy back in the next break for nothing).
-    if t_count > 1:
-        later = model.add_rows(np.full(t_count - 1, -_INF), np.zeros(t_count - 1))
-        model.add_entries(later, battery.charge[1:], 1.0)
-        model.add_entries(later, nominal.charge[1:], -1.0)
     window = _window_index(problem)
     count = int(window[-1]) + 1
     width = problem.demand_window_steps

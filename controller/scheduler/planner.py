@@ -466,11 +466,10 @@ class Planner:
             so_far = self.billing.window_kwh(now_ms)
             metered = so_far * (start - window_start) / max(now_ms - window_start, 1)
         prices = import_prices(self.tariff, starts)
-        load = self.load.forecast(starts)
         problem: dict[str, Any] = {
             "start_ms": start,
             "step_minutes": cfg.step / 60,
-            "base_load_kw": load,
+            "base_load_kw": self.load.forecast(starts),
             "import_price": prices,
             "export_price": [self.tariff.export_price_per_kwh] * self.steps,
             "demand_charge_per_kw": planned_demand_charge(
@@ -492,11 +491,6 @@ class Planner:
         month = self.tariff.demand_charge_per_kw_month
         if problem["demand_charge_per_kw"] < month:
             problem["pv_low_demand_charge_per_kw"] = month
-        # ... and the load its own measured error above the forecast (docs/rules.md, "What the
-        # plan keeps in the battery").
-        margin = self.load.margin(starts)
-        if any(kw > 0 for kw in margin):
-            problem["load_high_kw"] = [kw + extra for kw, extra in zip(load, margin, strict=True)]
         pv = self._pv(now_ms, starts)
         if pv is None:
             problem["pv_kw"] = [0.0] * self.steps

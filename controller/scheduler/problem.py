@@ -242,9 +242,6 @@ class Problem:
     # `demand_charge_per_kw` is a share of the month's charge: a day without the forecast's
     # sun sets the month's peak, at the month's rate).
     pv_low_demand_charge_per_kw: float | None = None
-    # The load that case draws: the forecast plus its measured error (None: `base_load_kw`).
-    # With it (and no `pv_low_kw`) the case has the expected PV and the higher load.
-    load_high_kw: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         _set(self, "start_ms", _count("start_ms", self.start_ms))
@@ -273,14 +270,6 @@ class Problem:
             if len(self.pv_low_kw) != steps:
                 raise SchedulerError(
                     f"pv_low_kw has {len(self.pv_low_kw)} steps, base_load_kw has {steps}"
-                )
-        if self.load_high_kw is not None:
-            _set(
-                self, "load_high_kw", _series("load_high_kw", self.load_high_kw, non_negative=True)
-            )
-            if len(self.load_high_kw) != steps:
-                raise SchedulerError(
-                    f"load_high_kw has {len(self.load_high_kw)} steps, base_load_kw has {steps}"
                 )
         if self.pv_low_demand_charge_per_kw is not None:
             _set(

@@ -8,8 +8,7 @@ The cloud factor is what the site's own PV meter says first and the weather serv
 after (docs/rules.md, "Scheduler: forecasts"): the measured clear-sky index (the metered PV over
 the clear-sky PV of the same minutes) is held for the next steps and blended back, linearly over
 `persistence_h`, to the forecast's factor. The worker computes it a second time with the
-forecast's factor times `forecast_share` until the next sunset: the sun the plan's peak must also
-hold with today."""
+forecast's factor times `forecast_share`: the sun the plan's peak must also hold with."""
 
 from __future__ import annotations
 
@@ -98,31 +97,16 @@ def pv_forecast_kw(
     return pv_forecasts_kw(pv, start_ms, step_minutes, steps, (share,))[0]
 
 
-def next_sunset(clear_kw: np.ndarray) -> int:
-    """The first step without clear-sky sun after the first step with it (the end of today's
-    sun, or of tomorrow's when the horizon starts at night); the horizon's length when the sun
-    does not set within it."""
-    lit = np.flatnonzero(clear_kw > 0)
-    if len(lit) == 0:
-        return len(clear_kw)
-    dark = np.flatnonzero(clear_kw[lit[0] :] <= 0)
-    return int(lit[0] + dark[0]) if len(dark) else len(clear_kw)
-
-
 def pv_forecasts_kw(
     pv: PvWire, start_ms: int, step_minutes: float, steps: int, shares: Sequence[float]
 ) -> list[list[float]]:
-    """`pv_forecast_kw` for each of `shares`, the clear sky computed once. A share below 1
-    holds until the next sunset: the steps after it have the forecast's factor (the next day's
-    sun has a forecast of its own and the night's re-plans before it comes)."""
+    """`pv_forecast_kw` for each of `shares`, the clear sky computed once."""
     step_ms = step_minutes * 60_000
     clear = clear_sky_kw(pv, start_ms, step_ms, steps)
     index = measured_index(pv)
-    sunset = next_sunset(clear)
-    trusted = cloud_factors(pv, start_ms, step_ms, index, 1.0)
     out = []
     for share in shares:
-        factors = cloud_factors(pv, start_ms, step_ms, index, share)[:sunset] + trusted[sunset:]
+        factors = cloud_factors(pv, start_ms, step_ms, index, share)
         out.append([round(float(kw * cloud), 4) for kw, cloud in zip(clear, factors, strict=True)])
     return out
 

@@ -64,11 +64,8 @@ class ProblemWire(StrictModel):
     import_price: Series
     export_price: Series
     demand_charge_per_kw: float = Field(0.0, ge=0)
-    # The adverse case's own peak charge (None: it bounds the billing peak; lp.py,
-    # _add_adverse_case).
+    # The sunless case's own peak charge (None: it bounds the billing peak; lp.py, _add_low_pv).
     pv_low_demand_charge_per_kw: float | None = Field(None, ge=0)
-    # The load that case draws: the forecast plus its measured error (None: base_load_kw).
-    load_high_kw: Series | None = None
     demand_window_steps: int = Field(1, ge=1)
     peak_already_kw: float = Field(0.0, ge=0)
     first_window_import_kwh: float = Field(0.0, ge=0)
@@ -86,8 +83,6 @@ class ProblemWire(StrictModel):
         series = {"import_price": self.import_price, "export_price": self.export_price}
         if self.pv_kw is not None:
             series["pv_kw"] = self.pv_kw
-        if self.load_high_kw is not None:
-            series["load_high_kw"] = self.load_high_kw
         for i, tank in enumerate(self.tanks):
             series[f"tanks[{i}].draw_kw"] = tank.draw_kw
         for name, values in series.items():

@@ -69,7 +69,6 @@ def solve_request(request: SolveRequest) -> PlanWire:
         pv_kw=tuple(pv_kw),
         pv_low_kw=None if pv_low_kw is None else tuple(pv_low_kw),
         pv_low_demand_charge_per_kw=wire.pv_low_demand_charge_per_kw,
-        load_high_kw=None if wire.load_high_kw is None else tuple(wire.load_high_kw),
         import_price=tuple(wire.import_price),
         export_price=tuple(wire.export_price),
         demand_charge_per_kw=wire.demand_charge_per_kw,

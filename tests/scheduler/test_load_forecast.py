@@ -85,32 +85,6 @@ def test_the_recent_error_corrects_the_next_hours_of_its_period() -> None:
     assert got[0] > 204.0  # the late shift's 205 kW, within a kW
 
 
-def test_the_forecast_s_own_error_is_measured_per_period(tmp_path: Path) -> None:
-    """Each step's error against the usual forecast (its time of day, else its period's, else
-    the prior) moves its period's mean absolute error by `learn_weight`, the first one sets it;
-    the plan's second case draws the forecast plus `error_margin` of them."""
-    load = forecaster(tmp_path)
-    feed(load, at(0, 6, 0), 15, 190.0)  # usual: the prior 170 -> error 20: spread 20
-    feed(load, at(0, 6, 15), 15, 180.0)  # usual: production learned at 190 -> error -10
-    feed(load, at(0, 9, 0), 15, 45.0)  # a pause at its prior: error 0
-    load.observe(at(0, 9, 15), 190.0)  # closes the 09:00 step
-    spread = 20 + 0.2 * (10 - 20)  # 18
-    assert load.error_kw("production") == pytest.approx(spread)
-    assert load.error_kw("pause") == pytest.approx(0.0)
-    assert load.error_kw("night") == 0.0  # not measured yet: none
-    starts = [at(0, 12, 30), at(0, 11, 45), at(0, 23, 0)]
-    assert load.margin(starts) == pytest.approx([spread, 0.0, 0.0])  # error_margin: 1
-    # Kept with the learned powers, and restored.
-    again = forecaster(tmp_path)
-    again.restore(at(1, 0, 0))
-    assert again.error_kw("production") == pytest.approx(spread)
-    twice = LoadForecaster(
-        forecaster().config.model_copy(update={"error_margin": 2.0}), 900.0, tmp_path
-    )
-    twice.restore(at(1, 0, 0))
-    assert twice.margin(starts[:1]) == pytest.approx([2 * spread])
-
-
 def test_a_state_file_with_bad_slots_keeps_the_good_ones(tmp_path: Path) -> None:
     path = tmp_path / "scheduler" / "load.json"
     path.parent.mkdir(parents=True)
@@ -130,18 +104,9 @@ def test_a_state_file_with_bad_slots_keeps_the_good_ones(tmp_path: Path) -> None
                 "production 07:30": {"kw": -5, "steps": 1, "at_ms": at(0, 7, 0)},
                 "production": good,
             },
-            # The measured errors: a period's, checked as the periods' powers are.
-            "errors": {
-                "production": {"kw": 8.0, "steps": 3, "at_ms": at(0, 7, 0)},
-                "pause": {"kw": -1.0, "steps": 1, "at_ms": at(0, 7, 0)},
-                "nosuch": good,
-                "night": {"kw": "big", "steps": 1, "at_ms": at(0, 7, 0)},
-            },
         },
     }
     path.write_text(json.dumps(document))
     load = forecaster(tmp_path)
     load.restore(at(0, 8, 0))
     assert list(load.slots) == ["production 07:00"]
-    assert list(load.spread) == ["production"]
-    assert load.margin([at(0, 12, 30), at(0, 9, 0), at(0, 23, 0)]) == [8.0, 0.0, 0.0]

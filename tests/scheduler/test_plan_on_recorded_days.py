@@ -2,11 +2,9 @@
 re-planned every 15 min, its first step followed as battery_schedule follows it, against each
 step's true load and PV): with what it believes now (the load by time of day and its recent
 error, the PV led by the metered clear-sky index, the peak held without sun the meter has not
-seen until the next sunset, and the load its own measured error above the forecast), it keeps in
-the battery what the evening peak needs. Judged against the reactive rules' figures of the same
-days in the co-simulation report (recorded with the inputs): the plan's peak is not above
-theirs, its cost is not higher. On main before session 7 the bad day failed with `peak 181.5 kW
-above the reactive rules' 174.66 kW` (a strict xfail)."""
+seen), it keeps in the battery what the evening peak needs. Judged against the reactive rules'
+figures of the same days in the co-simulation report (recorded with the inputs): the plan's
+peak is not above theirs, its cost is not higher."""
 
 from __future__ import annotations
 
@@ -16,8 +14,18 @@ import pytest
 
 from tests.scheduler.replay import recorded, replay
 
+# Issue 16's "no worse than the reactive rules on a badly forecast day" is not met yet: the
+# replay's peak is 181.5 kW against the rules' 174.66 (the co-simulation: 189.9 against 174.0,
+# bench/README.md "Scheduler on solar-day"). Strict: the day it holds, this marker fails the run
+# and must go.
+MISSED = pytest.mark.xfail(
+    strict=True, reason="issue 16 Done-when missed: the bad-forecast day's peak above the rules'"
+)
 
-@pytest.mark.parametrize("scenario", ["solar-day-bad-forecast", "solar-day"])
+
+@pytest.mark.parametrize(
+    "scenario", [pytest.param("solar-day-bad-forecast", marks=MISSED), "solar-day"]
+)
 def test_a_clear_forecast_does_not_spend_the_evening_s_battery(
     tmp_path: Path, scenario: str
 ) -> None:

@@ -130,29 +130,6 @@ def test_the_load_is_learned_per_period_and_kept_with_its_age(tmp_path: Path) ->
     assert shown["pause"]["learned_steps"] == 0
 
 
-def test_the_adverse_case_draws_the_load_s_measured_error_above_it(tmp_path: Path) -> None:
-    """No error measured yet: the request has no `load_high_kw` (the case draws the forecast).
-    After a production step at 190 kW against the prior 170 (error 20): every production step
-    of the horizon 20 kW above its forecast in the case, the other periods as forecast."""
-    site = Site(MONDAY_MS + 7 * 60 * MINUTE_MS, tmp_path)
-    site.read(meter=150.0, battery=0.0, soc=50.0, pv=0.0)
-    assert site.planner.offer_pv_forecast(payload(cloud_forecast(site.clock.wall_ms())), "t")
-    assert site.planner.request(site.clock.wall_ms()).problem.load_high_kw is None
-    site.run(15, meter=120.0, battery=30.0, soc=50.0, pv=40.0)  # 07:00:10 .. 07:15:00: 190 kW
-    site.run(1, meter=120.0, battery=30.0, soc=50.0, pv=40.0)  # closes the 07:00 step
-    assert site.planner.load.error_kw("production") == 20.0
-    problem = site.planner.request(site.clock.wall_ms()).problem
-    assert problem.load_high_kw is not None
-    periods = [site.planner.load.period_at(problem.start_ms + i * 900_000 + 450_000)
-               for i in range(96)]
-    margins = [high - kw for high, kw in zip(problem.load_high_kw, problem.base_load_kw,
-                                              strict=True)]
-    assert {round(m, 9) for m, p in zip(margins, periods, strict=True) if p == "production"} == {
-        20.0
-    }
-    assert {m for m, p in zip(margins, periods, strict=True) if p != "production"} == {0.0}
-
-
 def test_the_peak_already_set_and_a_window_already_begun(tmp_path: Path) -> None:
     site = Site(MONDAY_MS + 10 * 60 * MINUTE_MS, tmp_path, step="5min")
     site.read(meter=160.0, battery=0.0, soc=50.0, pv=0.0)

@@ -5,20 +5,14 @@ metered PV leaves the plan's. Hand-calculated on the solar cell's array (pvlib's
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 
 from controller.scheduler import lp
 from controller.scheduler.board import AcceptedPlan, PlanTarget
-from controller.scheduler.problem import BatteryModel, Problem, SchedulerError
-from controller.scheduler.pvmodel import (
-    clear_sky_kw,
-    cloud_factors,
-    pv_forecast_kw,
-    pv_forecasts_kw,
-)
+from controller.scheduler.problem import Problem
+from controller.scheduler.pvmodel import clear_sky_kw, cloud_factors, pv_forecast_kw
 from controller.scheduler.wire import PvWire
 from tests.scheduler.cell import PV_ARRAY
 from tests.scheduler.forecasts import cloud_forecast, payload
@@ -89,28 +83,6 @@ def test_no_measurement_or_too_little_sun_keeps_the_forecast_s_factor_times_the_
         array(measured_kw=10.0)
     with pytest.raises(ValueError, match="after"):
         array(measured_kw=10.0, measured_from_ms=midnight, measured_to_ms=midnight)
-
-
-def test_the_sunless_case_ends_with_today_s_sun() -> None:
-    """The case without the sun the meter has not seen covers the sun still to come today (to
-    the next sunset): tomorrow's sun has its forecast and a night of re-plans before it, and a
-    sunless tomorrow would set that case's peak tonight (the 17:00 plan of the bad-forecast day
-    held 172 kW for a sunless tomorrow and let the evening run to the reserve)."""
-    noon = MONDAY_MS + 12 * HOUR_MS
-    pv = array(cloud=[1.0] * 96, forecast_share=0.0)  # 24 h from noon, every factor clear
-    clear = clear_sky_kw(pv, noon, STEP_MS, 96)
-    expected, low = pv_forecasts_kw(pv, noon, 15, 96, (1.0, 0.0))
-    assert expected == pytest.approx([round(float(c), 4) for c in clear], abs=1e-3)
-    lit = [i for i, c in enumerate(clear) if c > 0]
-    sunset = next(i for i in range(lit[0], 96) if clear[i] <= 0)  # ~21:30 in June
-    assert 36 <= sunset <= 40
-    assert low[:sunset] == [0.0] * sunset  # no sun beyond the measured before the sunset
-    assert low[sunset:] == expected[sunset:]  # tomorrow's as forecast
-    assert max(low[sunset:]) > 80  # tomorrow's noon is in it
-    # At night the next sunset is tomorrow's: the whole coming day is in the case.
-    midnight = MONDAY_MS + 24 * HOUR_MS
-    night_low = pv_forecasts_kw(pv, midnight, 15, 96, (0.0,))[0]
-    assert night_low == [0.0] * 96
 
 
 def test_the_planner_sends_the_pv_metered_over_the_last_step(tmp_path: Path) -> None:
@@ -201,95 +173,3 @@ def test_the_plan_keeps_what_the_peak_needs_if_the_sun_does_not_come() -> None:
     own = lp.solve(problem((0.0, 0.0), charge=1.0, low_charge=10.0))
     assert own.steps[0].battery_kw == pytest.approx(25.0, abs=1e-4)
     assert own.steps[0].soc_kwh == pytest.approx(25.0, abs=1e-4)
-
-
-def test_the_plan_keeps_what_the_peak_needs_if_the_load_is_above_its_forecast() -> None:
-    """The same two 1-h steps of 100 kW, 50 kWh in a lossless battery, no sun, the demand
-    charge on the highest hour. Trusting the forecast the plan gives 25 kWh each hour (peak 75).
-    With the second case drawing the forecast plus its measured error (`load_high_kw`: 120 kW in
-    the second hour), the first hour's discharge d leaves 50 - d for it: peak = max(100 - d,
-    120 - (50 - d)), least at d = 15: 85 kW, and 35 kWh kept for the second hour."""
-
-    def problem(load_high: tuple[float, ...] | None) -> Problem:
-        return Problem(
-            start_ms=0,
-            step_minutes=60,
-            base_load_kw=(100.0, 100.0),
-            load_high_kw=load_high,
-            pv_kw=(0.0, 0.0),
-            import_price=(0.1, 0.1),
-            export_price=(0.0, 0.0),
-            demand_charge_per_kw=10.0,
-            battery=BatteryModel(
-                capacity_kwh=100.0,
-                soc_kwh=50.0,
-                soc_min_kwh=0.0,
-                soc_max_kwh=100.0,
-                max_charge_kw=100.0,
-                max_discharge_kw=100.0,
-                charge_efficiency=1.0,
-                discharge_efficiency=1.0,
-            ),
-        )
-
-    trusting = lp.solve(problem(None))
-    assert trusting.peak_kw == pytest.approx(75.0, abs=1e-4)
-    holding = lp.solve(problem((100.0, 120.0)))
-    assert holding.steps[0].battery_kw == pytest.approx(15.0, abs=1e-4)
-    assert holding.steps[0].soc_kwh == pytest.approx(35.0, abs=1e-4)
-    assert holding.peak_kw == pytest.approx(85.0, abs=1e-4)
-    # The expected case's energy and plan are priced on the forecast: the second hour imports
-    # what the expected 100 kW needs (65 kW), the margin is kept, not planned to be spent.
-    assert holding.steps[1].import_kw == pytest.approx(65.0, abs=1e-4)
-    # A case above the grid's limit is a high peak of that case, not a plan that cannot be made.
-    # The first hour is the plan's own, with the load as forecast: a margin there would make
-    # the plan discharge now for a load that is not there (the rule following the plan holds
-    # the peak against the present's error). The same 15 kWh and 85 kW with 130 kW in it.
-    now_high = lp.solve(problem((130.0, 120.0)))
-    assert now_high.steps[0].battery_kw == pytest.approx(15.0, abs=1e-4)
-    assert now_high.peak_kw == pytest.approx(85.0, abs=1e-4)
-    # (300 kW in the second hour: the case's peak 250 + d for a discharge d now; the plan
-    # charges now up to the grid's 120 kW for it, d = -20.)
-    capped = lp.solve(dataclasses.replace(problem((100.0, 300.0)), grid_import_max_kw=120.0))
-    assert capped.steps[0].battery_kw == pytest.approx(-20.0, abs=1e-4)
-    assert capped.steps[0].import_kw == pytest.approx(120.0, abs=1e-4)
-    with pytest.raises(SchedulerError, match="load_high_kw has 1 steps"):
-        problem((100.0,))
-
-
-
-def test_a_recharge_the_adverse_case_counts_on_is_one_the_plan_makes() -> None:
-    """Three 1-h steps: 100 kW, a break of 0 kW, 100 kW; the adverse case draws 140 kW in the
-    third. Energy at 0.3, 0.1, 0.15 per kWh, no demand charge on the plan, the adverse case's
-    own peak at 10 per kW; 50 kWh stored, charged at 0.5 (a kWh from the grid stores half),
-    given at 1. The plan gains 0.15 a kWh given now rather than in the third hour; a recharge c
-    in the break costs it 0.1 and gives back 0.15 * 0.5: 0.025 a kWh. The case's peak is
-    max(100 - d0, c, 140 - (50 - d0 + 0.5 c)): at d0 = 24 the three meet with c = 76 (76 kW);
-    a kWh more of d0 raises it by 2/3 kW at 10 a kW. So d0 = 24 either way, but the case may
-    charge only what the plan does: the plan charges 76 kW in the break (before: nothing, and
-    the case recharged 76 kWh for free that no plan would buy)."""
-    problem = Problem(
-        start_ms=0,
-        step_minutes=60,
-        base_load_kw=(100.0, 0.0, 100.0),
-        load_high_kw=(100.0, 0.0, 140.0),
-        pv_kw=(0.0, 0.0, 0.0),
-        import_price=(0.3, 0.1, 0.15),
-        export_price=(0.0, 0.0, 0.0),
-        demand_charge_per_kw=0.0,
-        pv_low_demand_charge_per_kw=10.0,
-        battery=BatteryModel(
-            capacity_kwh=200.0,
-            soc_kwh=50.0,
-            soc_min_kwh=0.0,
-            soc_max_kwh=200.0,
-            max_charge_kw=100.0,
-            max_discharge_kw=100.0,
-            charge_efficiency=0.5,
-            discharge_efficiency=1.0,
-        ),
-    )
-    plan = lp.solve(problem)
-    assert [step.battery_kw for step in plan.steps] == pytest.approx([24.0, -76.0, 64.0], abs=1e-3)
-    assert [step.import_kw for step in plan.steps] == pytest.approx([76.0, 76.0, 36.0], abs=1e-3)
-    assert plan.cost["energy"] == pytest.approx(0.3 * 76 + 0.1 * 76 + 0.15 * 36, abs=1e-3)
