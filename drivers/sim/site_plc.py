@@ -35,7 +35,15 @@ SPEC = ModbusDeviceSpec(
 
 def plc_device(port: int, poll_interval: str) -> str:
     """The config's `devices:` entry `plc` for the map above (YAML, indented for `devices:`):
-    its tags are the points' names without `site.`, `rate_pct` writable within ±100 %."""
+    a float32 tag per register, named as its point without `site.`, `rate_pct` writable within
+    ±100 %."""
+    writable = ", writable: true, min: -100, max: 100,\n         fallback: 0"
+    tags = "".join(
+        f"      - {{name: {name}, address: {register.address}, type: float32"
+        f"{writable if name == 'rate_pct' else ''}}}\n"
+        for register in SPEC.registers
+        for name in [register.point.removeprefix("site.")]
+    )
     return f"""\
   - name: plc
     driver: modbus
@@ -43,14 +51,7 @@ def plc_device(port: int, poll_interval: str) -> str:
     poll_interval: {poll_interval}
     timeout: 500ms
     tags:
-      - {{name: power_kw, address: 0, type: float32}}
-      - {{name: battery_kw, address: 2, type: float32}}
-      - {{name: soc_pct, address: 4, type: float32}}
-      - {{name: pv_kw, address: 6, type: float32}}
-      - {{name: ev_connected, address: 8, type: float32}}
-      - {{name: rate_pct, address: 100, type: float32, writable: true, min: -100, max: 100,
-         fallback: 0}}
-"""
+{tags}"""
 
 
 # The battery rules' keys on the PLC's tags: a 50 kW battery keeping a 10 % reserve.

@@ -203,7 +203,6 @@ class CompressedAir(DomainRule):
             }
             optional = set(config.leak_test.explained_by) - required
             self.inputs = {tag: age for tag, age in self.inputs.items() if tag not in optional}
-        self._wall_ms = 0
         self.reset = TrimRespond(config.reset)
         self.cycles = LoadUnloadCycles()
         # Per production mode (the values of the production tags: which machines are in which
@@ -288,7 +287,6 @@ class CompressedAir(DomainRule):
     def evaluate(self, snapshot: Mapping[str, Sample], now: Now) -> list[Proposal]:
         cfg = self.config
         t = now.monotonic
-        self._wall_ms = now.wall_ms
         producing = True if cfg.production is None else cfg.production.on(snapshot)
         mode = self._mode_of(snapshot)
         if mode != self._mode:
@@ -332,7 +330,7 @@ class CompressedAir(DomainRule):
             out.append(self.propose(outside.stop, value, "production" if producing else reason))
         self._pressure_alarm(cfg, snapshot, producing, t, setpoint)
         if cfg.leak_test is not None:
-            self._leaks(cfg.leak_test, snapshot, producing, t)
+            self._leaks(cfg.leak_test, snapshot, producing, now)
         return out
 
     def _fast_path(self, snapshot: Mapping[str, Sample], t: float, floor: float | None) -> None:
@@ -419,8 +417,9 @@ class CompressedAir(DomainRule):
         )
 
     def _leaks(
-        self, test: LeakTestConfig, snapshot: Mapping[str, Sample], producing: bool, t: float
+        self, test: LeakTestConfig, snapshot: Mapping[str, Sample], producing: bool, now: Now
     ) -> None:
+        t = now.monotonic
         loaded = number(snapshot, test.loaded) >= 0.5
         power = number(snapshot, test.power) if test.power is not None else None
         done = self.cycles.add(t, loaded, power)
@@ -433,7 +432,7 @@ class CompressedAir(DomainRule):
                 # under it, whatever happens in production in between.
                 self._test_alarm = self._leak["leak_fraction"] >= test.alarm_above
         if (test.rise_above, test.test_rise_above) != (None, None):
-            self._watch_rise(test, snapshot, t)
+            self._watch_rise(test, snapshot, now)
         if self._test_alarm and self._leak is not None:
             leak = self._leak
             self.set_alarm(
@@ -490,9 +489,10 @@ class CompressedAir(DomainRule):
             estimate["leak_m3_min"] = round(fraction * test.rated_flow_m3_min, 3)
         return estimate
 
-    def _watch_rise(self, test: LeakTestConfig, snapshot: Mapping[str, Sample], t: float) -> None:
+    def _watch_rise(self, test: LeakTestConfig, snapshot: Mapping[str, Sample], now: Now) -> None:
         """Feed the air-use rise detector (controller/rules/energy/air_use.py): the flow as a
         share of rated (with `flow`), the header pressure (else the setpoint's read-back)."""
+        t = now.monotonic
         flow = None
         if test.flow is not None and test.rated_flow_m3_min is not None:
             share = number(snapshot, test.flow) / test.rated_flow_m3_min
@@ -505,7 +505,7 @@ class CompressedAir(DomainRule):
             else present_number(snapshot, self.config.setpoint)
         )
         recent = self.cycles.since(t - test.rise_window)
-        work = self._work(test, snapshot)
+        work = self._work(test, snapshot, now.wall_ms)
         self.air_use.update(
             t,
             mode=self._mode if self._mode is not None else (),
@@ -520,7 +520,7 @@ class CompressedAir(DomainRule):
         )
 
     def _work(
-        self, test: LeakTestConfig, snapshot: Mapping[str, Sample]
+        self, test: LeakTestConfig, snapshot: Mapping[str, Sample], wall_ms: int
     ) -> tuple[float, ...] | None:
         """The `explained_by` signals now, or None when one has no good reading younger than
         the rule's `max_age` or reads negative (no work): that poll is left out of the fit and
@@ -532,7 +532,7 @@ class CompressedAir(DomainRule):
             sample = snapshot.get(tag)
             if value is None or value < 0.0 or sample is None:
                 return None
-            if max_age is not None and (self._wall_ms - sample.read_ts) / 1000 > max_age:
+            if max_age is not None and (wall_ms - sample.read_ts) / 1000 > max_age:
                 return None
             values.append(value)
         return tuple(values)

@@ -487,7 +487,8 @@ class PeakShaving(DomainRule):
                 for shed in self._loads
                 if shed.endangered is not None
             },
-            # the loads not shed that cannot be shed now, and why (not in sheddable_kw)
+            # the loads not shed that cannot be shed now, and why (`sheddable: now` leaves
+            # them out of sheddable_kw)
             "held": {
                 shed.load.name: why
                 for shed in self._loads
