@@ -178,3 +178,89 @@ def test_with_a_window_the_plan_s_peak_is_held_on_the_window_s_average() -> None
     assert rate is not None
     assert 40.0 < rate < 60.0
     assert built.detail()["state"] == "holding_peak"
+
+
+def _window_of(
+    board: PlanBoard, load: float, **settings: Any
+) -> tuple[list[float], BatterySchedule]:
+    """One 15-min window, 5-s cycles, of a battery that gives what it is told (the rate of a
+    cycle is its power in the next): the kW it gave in each cycle."""
+    driven, built = rule(board, window="15min", **settings)
+    given: list[float] = []
+    battery = 0.0
+    for _ in range(179):  # 5 s .. 895 s: the plan's first step
+        rate = cycle(driven, load - battery, battery, 60.0, dt=5.0)
+        assert rate is not None
+        battery = rate if rate >= 0 else rate / 2  # + % of 100 kW, - % of 50 kW
+        given.append(battery)
+    return given, built
+
+
+def test_below_min_run_kw_the_plan_s_kw_is_given_in_pulses_of_the_same_window_average() -> None:
+    """A 10 kW step on a 100 kW inverter (72 % efficient there) is given at 50 kW for a fifth
+    of the window (94 %): the same 2.5 kWh in the window, the inverter off the rest of it."""
+    board = PlanBoard()
+    board.accept(plan(10.0, 10.0, peak_kw=250.0))
+    given, _ = _window_of(board, 120.0, min_run_kw=50)
+    assert sum(given) / len(given) == pytest.approx(10.0, abs=0.6)
+    assert {round(kw) for kw in given} == {0, 50}
+    assert given[0] == 50.0  # given first: the window's rest holds whatever comes
+    steady, _ = _window_of(board, 120.0)
+    assert set(steady) == {10.0}  # without min_run_kw: 10 kW all along
+
+
+def test_a_pulsed_charge_takes_no_more_from_the_grid_than_its_need() -> None:
+    """Charging 10 kW with 30 kW of PV to spare: the pulse is the surplus (30 kW), never the
+    grid's 40; with the site importing, the full 40 kW pulse."""
+    board = PlanBoard()
+    board.accept(plan(-10.0, -10.0, peak_kw=250.0, export_kw=30.0))
+    given, _ = _window_of(board, -30.0, min_run_kw=40)
+    assert min(given) == -30.0
+    assert sum(given) / len(given) == pytest.approx(-10.0, abs=0.6)
+    importing, _ = _window_of(board, 60.0, min_run_kw=40)
+    assert min(importing) == -40.0
+    assert sum(importing) / len(importing) == pytest.approx(-10.0, abs=0.6)
+
+
+def test_min_run_kw_needs_a_window_and_fits_the_battery() -> None:
+    with pytest.raises(ValueError, match="min_run_kw needs window"):
+        rule(PlanBoard(), min_run_kw=50)
+    with pytest.raises(ValueError, match="above the battery's power limits"):
+        rule(PlanBoard(), window="15min", min_run_kw=60)  # max_charge_kw is 50
+
+
+def _window_with_loads(
+    board: PlanBoard, loads: list[float], **settings: Any
+) -> tuple[list[float], list[float]]:
+    """`_window_of` with the site's load (battery idle) of each 5-s cycle: the battery's kW and
+    the meter's."""
+    driven, _ = rule(board, window="15min", **settings)
+    given: list[float] = []
+    meters: list[float] = []
+    battery = 0.0
+    for load in loads:
+        meters.append(load - battery)
+        rate = cycle(driven, load - battery, battery, 60.0, dt=5.0)
+        assert rate is not None
+        battery = rate if rate >= 0 else rate / 2
+        given.append(battery)
+    return given, meters
+
+
+def test_in_pulses_the_peak_is_held_at_the_window_s_end_not_on_each_early_minute() -> None:
+    """A load 30 kW above the plan's peak for the window's first two minutes and under it after:
+    the window's average never passes the peak, and the battery gives nothing for it (held on
+    every minute as it came, the battery gave about 1 kWh for nothing). A load above the peak
+    all window long is held all the same, at min_run_kw or more, late in the window."""
+    board = PlanBoard()
+    board.accept(plan(0.0, 0.0, peak_kw=150.0))  # ceiling 148 kW
+    early = [178.0] * 24 + [130.0] * 155
+    pulsed, _ = _window_with_loads(board, early, min_run_kw=50)
+    assert set(pulsed) == {0.0}
+    spread, _ = _window_with_loads(board, early)
+    assert sum(spread) / len(spread) > 2.0  # the same window without min_run_kw
+    steady = [163.0] * 179  # 15 kW above the ceiling
+    held, meters = _window_with_loads(board, steady, min_run_kw=50)
+    assert min(kw for kw in held if kw > 0) >= 50.0
+    assert held[:100] == [0.0] * 100  # nothing spent before the end showed the need
+    assert sum(meters) / len(meters) <= 148.5
