@@ -31,6 +31,7 @@ from controller.rules.energy.battery import BatteryControlConfig
 from controller.rules.energy.battery_peak_shaving import BatteryPeakShavingConfig
 from controller.rules.energy.battery_schedule import BatteryScheduleConfig
 from controller.rules.energy.load_schedule import LoadScheduleConfig
+from controller.rules.energy.peak_shaving_config import PeakShavingConfig
 from controller.scheduler.config import SchedulerConfig, TariffConfig
 from controller.sparkplug.config import SparkplugConfig, metric_name_clash
 from drivers.modbus.config import ModbusDevice
@@ -163,6 +164,29 @@ class Config(StrictModel):
                     f" it is not written again: set actuation.outputs.{rule.setpoint}.refresh"
                     " shorter than the timer (e.g. 10s for a 30 s timer)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _battery_gives_before_a_shed(self) -> Config:
+        # battery_schedule with min_run_kw holds the plan's peak last in the window; a
+        # load-shedding rule on the same meter would shed first: the window must be held at
+        # once before it reaches the shed's trigger (docs/rules.md, "battery_schedule").
+        for i, rule in enumerate(self.rules):
+            if not isinstance(rule, BatteryScheduleConfig) or rule.min_run_kw is None:
+                continue
+            for j, shed in enumerate(self.rules):
+                if not isinstance(shed, PeakShavingConfig) or shed.power != rule.power:
+                    continue
+                trigger = shed.limit_kw - shed.margin_kw
+                if rule.hold_at_once_above_kw is None or rule.hold_at_once_above_kw > trigger:
+                    raise ValueError(
+                        f"rules[{i}].hold_at_once_above_kw: with min_run_kw the plan's peak is"
+                        f" held last in the window, and rules[{j}] ({shed.name}) sheds loads on"
+                        f" the same meter from a window heading above {trigger:g} kW (limit_kw"
+                        " - margin_kw): set hold_at_once_above_kw at or under it, a few kW"
+                        " under for the battery's ramp, so the battery gives before a load is"
+                        " shed"
+                    )
         return self
 
     @model_validator(mode="after")

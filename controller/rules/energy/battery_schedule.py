@@ -56,6 +56,12 @@ class BatteryScheduleConfig(BatteryControlConfig):
     # the plan counted (an inverter's no-load losses make 10 % of its rating cost 28 % of the
     # energy, half its rating 6 %). None: every kW as it comes. Needs `window`.
     min_run_kw: float | None = Field(None, gt=0)
+    # With min_run_kw: a window is never let head above this import (the import so far, the
+    # present for the rest): the battery gives at once what keeps it under, the rest of the way
+    # to the plan's peak last. At or under a load-shedding rule's trigger on the same meter
+    # (peak_shaving's limit_kw - margin_kw), the battery gives before a load is shed. None: the
+    # plan's peak only, last.
+    hold_at_once_above_kw: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _window_divides_the_hour(self) -> BatteryScheduleConfig:
@@ -72,6 +78,11 @@ class BatteryScheduleConfig(BatteryControlConfig):
                     f"(max_charge_kw {self.max_charge_kw:g}, max_discharge_kw "
                     f"{self.max_discharge_kw:g})"
                 )
+        elif self.hold_at_once_above_kw is not None:
+            raise ValueError(
+                "hold_at_once_above_kw is for min_run_kw: without it the plan's peak is held at"
+                " once already"
+            )
         return self
 
     def demand_config(self) -> DemandWindowConfig:
@@ -165,8 +176,9 @@ class BatterySchedule(BatteryRule):
     ) -> tuple[float, str]:
         """The plan's kW as the window's average, given first in pulses at min_run_kw; the
         peak held last: only once the rest of the window needs min_run_kw or more to keep the
-        import's average under the plan's peak. A load's minute above its average early in a
-        window then spends nothing the end of the window does not show it needed."""
+        import's average under the plan's peak, or at once when the window heads above
+        hold_at_once_above_kw. A load's minute above its average early in a window then spends
+        nothing the end of the window does not show it needed."""
         plan_kw = target.battery_kw
         reason = f"plan {plan_kw:.1f} kW"
         rest = _rest_of_window(given, plan_kw, now)
@@ -177,6 +189,14 @@ class BatterySchedule(BatteryRule):
             self.state = "holding_peak"
             reason += f"; load {load:.1f} kW would pass the plan's peak {target.peak_kw:.1f} kW"
             return hold, reason
+        at_once = self.config.hold_at_once_above_kw
+        urgent = 0.0 if at_once is None else self._above(load - max(rest, 0.0), at_once, now)
+        if urgent > 0:
+            # What keeps the window at the shed's side of at_once now, at min_run_kw or more;
+            # the rest of the way to the plan's peak, last.
+            self.state = "holding_peak"
+            reason += f"; load {load:.1f} kW: the window held under {at_once:g} kW at once"
+            return max(max(rest, 0.0) + urgent, floor), reason
         if rest < 0 and hold > rest:
             rest = min(hold, 0.0)  # a charge that would pass the peak: what fits under it
             reason += f"; the charge cut to {-rest:.1f} kW under the plan's peak"

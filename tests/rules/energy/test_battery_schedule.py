@@ -264,3 +264,29 @@ def test_in_pulses_the_peak_is_held_at_the_window_s_end_not_on_each_early_minute
     assert min(kw for kw in held if kw > 0) >= 50.0
     assert held[:100] == [0.0] * 100  # nothing spent before the end showed the need
     assert sum(meters) / len(meters) <= 148.5
+
+
+def test_a_window_is_never_let_head_above_hold_at_once_above_kw() -> None:
+    """Held last, a window 32 kW above the plan's peak would run 5 min at 180 kW first, where a
+    load-shedding rule triggering on a window heading above 175 kW sheds a load: with
+    hold_at_once_above_kw 172 the battery gives from the window's first cycle what keeps the
+    window under 172 kW, and the rest of the way to the plan's peak last."""
+    board = PlanBoard()
+    board.accept(plan(0.0, 0.0, peak_kw=150.0))  # ceiling 148 kW
+    steady = [180.0] * 179
+    _, meters_last = _window_with_loads(board, steady, min_run_kw=50)
+    assert max(_heading(meters_last)[:60]) == 180.0  # 5 min heading for 180 kW
+    at_once, meters = _window_with_loads(
+        board, steady, min_run_kw=50, hold_at_once_above_kw=172
+    )
+    assert at_once[0] >= 50.0
+    assert max(_heading(meters)[1:]) <= 172.0  # from the battery's first answer on
+    assert sum(meters) / len(meters) <= 148.5
+    with pytest.raises(ValueError, match="hold_at_once_above_kw is for min_run_kw"):
+        rule(PlanBoard(), window="15min", hold_at_once_above_kw=172)
+
+
+def _heading(meters: list[float]) -> list[float]:
+    """Where the window heads after each cycle: the import so far, the present for the rest
+    (5-s cycles in a 180-cycle window)."""
+    return [(sum(meters[: i + 1]) + meters[i] * (179 - i)) / 180 for i in range(len(meters))]
