@@ -128,16 +128,7 @@ def step_means(times_h: Sequence[float], values: Sequence[float], step_s: float)
 
 def _price(scenario: Scenario, second: float) -> float:
     """The scenario's import price at `second` after its start (plant/plant.py's rule)."""
-    tariff = scenario.tariff
-    now = scenario.start + timedelta(seconds=second)
-    day = WEEKDAYS[now.weekday()]
-    of_day = seconds_of_day(now.time())
-    for period in tariff.periods:
-        if day in period.days and seconds_of_day(period.start) <= of_day < seconds_of_day(
-            period.end
-        ):
-            return period.price_per_kwh
-    return tariff.default_price_per_kwh
+    return scenario.tariff.price_at(scenario.start + timedelta(seconds=second))[0]
 
 
 def _tank_draw(scenario: Scenario, name: str, states: Sequence[float]) -> list[float]:
