@@ -197,8 +197,8 @@ def foresight_problem(
             degradation_per_kwh=model.degradation_per_kwh,
             standby_loss_kw=model.standby_loss_kw,
             # The runs are compared with the energy left in the battery credited at the
-            # off-peak price: the bound is worth the same per stored kWh.
-            end_value_per_kwh=tariff.default_price_per_kwh,
+            # off-peak price (the tariff's cheapest): the bound is worth the same per stored kWh.
+            end_value_per_kwh=tariff.lowest_price_per_kwh,
         )
     evs = []
     for name in flexible.ev_chargers:
@@ -328,5 +328,5 @@ def perfect_foresight(
     hours = len(problem.base_load_kw) * problem.step_minutes / 60.0
     billed = scenario.tariff.demand_charge_per_kw_month * min(1.0, hours / (30 * 24.0))
     return bound_of(
-        problem, plan, stored_price=scenario.tariff.default_price_per_kwh, billed_per_kw=billed
+        problem, plan, stored_price=scenario.tariff.lowest_price_per_kwh, billed_per_kw=billed
     )

@@ -151,7 +151,7 @@ def bound_for(
 def run_figures(run: RunResult, scenario: Scenario) -> dict[str, Any]:
     """The table's figures of one run, from its ground truth."""
     usable = None if scenario.battery is None else scenario.battery.usable_kwh
-    storage = storage_totals(run.truth, usable, scenario.tariff.default_price_per_kwh)
+    storage = storage_totals(run.truth, usable, scenario.tariff.lowest_price_per_kwh)
     totals = _totals(run)
     violations = totals["violations_s"]
     return {

@@ -111,6 +111,12 @@ class TariffSpec(StrictModel):
             )
         return self
 
+    @property
+    def lowest_price_per_kwh(self) -> float:
+        """The cheapest import price: the default's or the cheapest period's (the off-peak
+        price a stored kWh costs to put back)."""
+        return min([self.default_price_per_kwh, *(p.price_per_kwh for p in self.periods)])
+
     def price_at(self, local: datetime) -> tuple[float, str]:
         """The import price per kWh at a local time, and the name of its period: the first
         period whose stretch starting today covers it, else the first whose stretch from

@@ -11,9 +11,12 @@ from datetime import datetime
 import pytest
 from pydantic import ValidationError
 
-from controller.foresight import FlexibleSet, foresight_problem
+from controller.foresight import BatteryAsPlanned, FlexibleSet, foresight_problem
+from controller.report import RunResult
+from controller.scheduler_report import run_figures
 from controller.tariff import TariffSpec
 from drivers.sim.plant import Plant
+from drivers.sim.plant.truth import GroundTruth
 from drivers.sim.scenario import Scenario, load_scenario
 
 NIGHT_TARIFF = {
@@ -87,3 +90,42 @@ def test_the_bound_prices_the_night_at_the_night_price() -> None:
         scenario, times, series, FlexibleSet(battery=None), initial_soc_pct=0.0
     )
     assert problem.import_price == (0.12, 0.12)
+
+
+def test_the_energy_left_in_the_battery_is_credited_at_the_tariffs_cheapest_price() -> None:
+    """The runs are compared with the stored energy credited at the off-peak price, what it
+    costs to put back: on a tariff whose cheapest hours are a period (the night) and whose
+    default is the shoulder, that is the night's 0.12, not the default's 0.19. 20 kWh left
+    (50 -> 60 % of 200 kWh) are worth 2.40 EUR; the bound values a stored kWh the same."""
+    scenario = load_scenario("solar-day").model_copy(
+        update={"tariff": TariffSpec.model_validate(NIGHT_TARIFF)}
+    )
+    truth = GroundTruth(scenario="x", seed=1, start="2024-06-03T00:00:00").as_dict()
+    truth.update(
+        site_import_kwh=1000.0,
+        energy_cost=190.0,
+        demand_charge_prorated=50.0,
+        billing_demand_kw=160.0,
+        battery_initial_soc_pct=50.0,
+        battery_final_soc_pct=60.0,
+        seconds_soc_outside_limits=0.0,
+    )
+    figures = run_figures(RunResult("reactive", truth, hours=24.0), scenario)
+    assert figures["battery_stored_kwh"] == pytest.approx(20.0)
+    assert figures["net_cost_soc_adjusted"] == pytest.approx(240.0 - 20.0 * 0.12)
+    times = [(i + 1) * 5.0 / 3600.0 for i in range(360)]
+    series = {"site_meter.active_power_kw": [80.0] * len(times)}
+    battery = BatteryAsPlanned(
+        capacity_kwh=200.0,
+        max_charge_kw=100.0,
+        max_discharge_kw=100.0,
+        charge_efficiency=0.95,
+        discharge_efficiency=0.95,
+        reserve_pct=10.0,
+        soc_max_pct=95.0,
+    )
+    problem = foresight_problem(
+        scenario, times, series, FlexibleSet(battery=battery), initial_soc_pct=50.0
+    )
+    assert problem.battery is not None
+    assert problem.battery.end_value_per_kwh == pytest.approx(0.12)
