@@ -109,7 +109,7 @@ def run_day(
         truth["energy_cost"]
         - truth["export_revenue"]
         + truth["demand_charge_prorated"]
-        - stored_kwh * scenario.tariff.default_price_per_kwh
+        - stored_kwh * scenario.tariff.lowest_price_per_kwh
     )
     return DayFigures(
         peak_kw=truth["billing_demand_kw"],

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from controller.cellcheck_storage import storage_findings
 from controller.config import Config
 from controller.rules.energy.chiller_reset import ChillerResetConfig
 from controller.rules.energy.compressed_air import CompressedAirConfig
@@ -81,6 +82,7 @@ def check_cell(config: Config, scenario: Scenario) -> list[Finding]:
         elif isinstance(rule, PeakShavingConfig):
             findings += _billing_window(rule, scenario)
     findings += _tariff(config, scenario)
+    findings += storage_findings(config, scenario)
     covered = {
         points.get(machine.state)
         for rule in config.rules

@@ -128,16 +128,7 @@ def step_means(times_h: Sequence[float], values: Sequence[float], step_s: float)
 
 def _price(scenario: Scenario, second: float) -> float:
     """The scenario's import price at `second` after its start (plant/plant.py's rule)."""
-    tariff = scenario.tariff
-    now = scenario.start + timedelta(seconds=second)
-    day = WEEKDAYS[now.weekday()]
-    of_day = seconds_of_day(now.time())
-    for period in tariff.periods:
-        if day in period.days and seconds_of_day(period.start) <= of_day < seconds_of_day(
-            period.end
-        ):
-            return period.price_per_kwh
-    return tariff.default_price_per_kwh
+    return scenario.tariff.price_at(scenario.start + timedelta(seconds=second))[0]
 
 
 def _tank_draw(scenario: Scenario, name: str, states: Sequence[float]) -> list[float]:
@@ -206,8 +197,8 @@ def foresight_problem(
             degradation_per_kwh=model.degradation_per_kwh,
             standby_loss_kw=model.standby_loss_kw,
             # The runs are compared with the energy left in the battery credited at the
-            # off-peak price: the bound is worth the same per stored kWh.
-            end_value_per_kwh=tariff.default_price_per_kwh,
+            # off-peak price (the tariff's cheapest): the bound is worth the same per stored kWh.
+            end_value_per_kwh=tariff.lowest_price_per_kwh,
         )
     evs = []
     for name in flexible.ev_chargers:
@@ -337,5 +328,5 @@ def perfect_foresight(
     hours = len(problem.base_load_kw) * problem.step_minutes / 60.0
     billed = scenario.tariff.demand_charge_per_kw_month * min(1.0, hours / (30 * 24.0))
     return bound_of(
-        problem, plan, stored_price=scenario.tariff.default_price_per_kwh, billed_per_kw=billed
+        problem, plan, stored_price=scenario.tariff.lowest_price_per_kwh, billed_per_kw=billed
     )

@@ -326,7 +326,7 @@ def compare(baseline: RunResult, edgecell: RunResult, scenario: Scenario) -> dic
     targets: dict[str, bool] = {}
     if scenario.pv is not None or scenario.battery is not None:
         usable = None if scenario.battery is None else scenario.battery.usable_kwh
-        price = scenario.tariff.default_price_per_kwh
+        price = scenario.tariff.lowest_price_per_kwh
         storage = {
             "baseline": storage_totals(baseline.truth, usable, price),
             "edgecell": storage_totals(edgecell.truth, usable, price),

@@ -81,7 +81,8 @@ def flexible_set(config: Config, scenario: Scenario) -> FlexibleSet:
     """What the scheduler of `config` plans, as the bound plans it: its battery model made
     never worse than the plant's battery (each way the better of the config's efficiency and
     the plant's best point: its inverter curve's peak times the DC one-way efficiency; the
-    wider of the config's and the plant's SoC window; no wear cost, which no bill charges), so
+    wider of the config's and the plant's SoC window; the larger capacity and power limits,
+    the smaller standby loss; no wear cost, which no bill charges), so
     the bound is a bound on the bill; and the scenario's
     chargers and tanks whose tags the scheduler reads (matched through the scenario's
     protocol faces, controller/cellcheck.py)."""
@@ -94,21 +95,29 @@ def flexible_set(config: Config, scenario: Scenario) -> FlexibleSet:
     if scheduler.battery is not None:
         b = scheduler.battery
         best, low, high = 1.0, b.reserve_pct, b.soc_max_pct
+        capacity, charge_kw, discharge_kw = b.capacity_kwh, b.max_charge_kw, b.max_discharge_kw
+        standby = b.standby_loss_kw
         plant = scenario.battery
         if plant is not None:
             curve = max(p.efficiency for p in plant.inverter_efficiency)
             best = curve * math.sqrt(plant.dc_round_trip)
             low, high = min(low, plant.soc_min_pct), max(high, plant.soc_max_pct)
+            # A config that understates the battery (a figure copied from another cell) plans
+            # less than the cell has; the bound is on the cell (session 8).
+            capacity = max(capacity, plant.usable_kwh)
+            charge_kw = max(charge_kw, plant.max_charge_kw)
+            discharge_kw = max(discharge_kw, plant.max_discharge_kw)
+            standby = min(standby, plant.standby_kw)
         battery = BatteryAsPlanned(
-            capacity_kwh=b.capacity_kwh,
-            max_charge_kw=b.max_charge_kw,
-            max_discharge_kw=b.max_discharge_kw,
+            capacity_kwh=capacity,
+            max_charge_kw=charge_kw,
+            max_discharge_kw=discharge_kw,
             charge_efficiency=max(b.charge_efficiency, best),
             discharge_efficiency=max(b.discharge_efficiency, best),
             reserve_pct=low,
             soc_max_pct=high,
             degradation_per_kwh=0.0,
-            standby_loss_kw=b.standby_loss_kw,
+            standby_loss_kw=standby,
         )
     points = tag_points(config, scenario)
     chargers = {c.name for c in scenario.ev_chargers}
@@ -151,7 +160,7 @@ def bound_for(
 def run_figures(run: RunResult, scenario: Scenario) -> dict[str, Any]:
     """The table's figures of one run, from its ground truth."""
     usable = None if scenario.battery is None else scenario.battery.usable_kwh
-    storage = storage_totals(run.truth, usable, scenario.tariff.default_price_per_kwh)
+    storage = storage_totals(run.truth, usable, scenario.tariff.lowest_price_per_kwh)
     totals = _totals(run)
     violations = totals["violations_s"]
     return {

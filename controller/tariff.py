@@ -48,11 +48,39 @@ def seconds_of_day(t: time) -> float:
 
 
 class TariffPeriod(StrictModel):
+    """A time-of-use period on `days` from `start` to `end`, local time. An `end` earlier than
+    `start` runs past midnight into the next day (a night from 22:00 to 06:00); the stretch
+    belongs to the day it starts on, as a schedule's (controller/rules/schedule.py)."""
+
     name: Name
     days: list[Weekday] = Field(default_factory=lambda: list(WORKDAYS))
     start: ClockTime
     end: ClockTime
     price_per_kwh: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> TariffPeriod:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: for a whole day write 00:00 to 24:00")
+        return self
+
+    @property
+    def crosses_midnight(self) -> bool:
+        return self.end < self.start
+
+    def started_today_covers(self, day: Weekday, second: float) -> bool:
+        """Whether the stretch that starts on `day` covers `second` of that day."""
+        return (
+            day in self.days
+            and seconds_of_day(self.start) <= second
+            and (self.crosses_midnight or second < seconds_of_day(self.end))
+        )
+
+    def from_yesterday_covers(self, yesterday: Weekday, second: float) -> bool:
+        """Whether the stretch that started on `yesterday` runs on to `second` of today."""
+        return (
+            self.crosses_midnight and yesterday in self.days and second < seconds_of_day(self.end)
+        )
 
 
 class TariffSpec(StrictModel):
@@ -83,13 +111,23 @@ class TariffSpec(StrictModel):
             )
         return self
 
+    @property
+    def lowest_price_per_kwh(self) -> float:
+        """The cheapest import price: the default's or the cheapest period's (the off-peak
+        price a stored kWh costs to put back)."""
+        return min([self.default_price_per_kwh, *(p.price_per_kwh for p in self.periods)])
+
     def price_at(self, local: datetime) -> tuple[float, str]:
-        """The import price per kWh at a local time, and the name of its period."""
+        """The import price per kWh at a local time, and the name of its period: the first
+        period whose stretch starting today covers it, else the first whose stretch from
+        yesterday runs on to it (a night period), else the default."""
         day = WEEKDAYS[local.weekday()]
+        yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
         second = seconds_of_day(local.time())
         for period in self.periods:
-            if day in period.days and (
-                seconds_of_day(period.start) <= second < seconds_of_day(period.end)
-            ):
+            if period.started_today_covers(day, second):
+                return period.price_per_kwh, period.name
+        for period in self.periods:
+            if period.from_yesterday_covers(yesterday, second):
                 return period.price_per_kwh, period.name
         return self.default_price_per_kwh, "default"

@@ -739,6 +739,11 @@ class OpcUaDeviceSpec(StrictModel):
 # --- the scenario -----------------------------------------------------------------------------
 
 
+# drivers/sim/sunspec_server.py serves W (and VA, VAr) as int16 at a scale factor of 1 (10 W
+# steps): the largest AC power a simulated SunSpec device can show.
+SUNSPEC_MAX_KW = 327.67
+
+
 class Scenario(StrictModel):
     name: str
     description: str = ""
@@ -792,10 +797,20 @@ class Scenario(StrictModel):
             + [d.name for d in self.sunspec_devices]
         )
         for sunspec in self.sunspec_devices:
-            if getattr(self, sunspec.equipment) is None:
+            equipment = getattr(self, sunspec.equipment)
+            if equipment is None:
                 raise ValueError(
                     f"SunSpec device {sunspec.name!r} serves the {sunspec.equipment}, "
                     f"but the scenario has no {sunspec.equipment}: section"
+                )
+            rating = (
+                equipment.inverter_ac_kw if isinstance(equipment, PvSpec) else equipment.rated_kw
+            )
+            if rating > SUNSPEC_MAX_KW:
+                raise ValueError(
+                    f"SunSpec device {sunspec.name!r}: the {sunspec.equipment}'s {rating:g} kW"
+                    f" AC does not fit model 103's W (an int16 in 10 W steps, W_SF 1): at most"
+                    f" {SUNSPEC_MAX_KW:g} kW, or its readings would be clipped there"
                 )
         if len(set(devices)) != len(devices):
             raise ValueError("device names repeat")

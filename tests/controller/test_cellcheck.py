@@ -208,3 +208,62 @@ def test_a_controller_tariff_other_than_the_scenario_s_is_warned() -> None:
         ("warning", "tariff.periods", "tariff.periods"),
         ("warning", "tariff.timezone", "start"),
     }
+
+
+def scheduler_config() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(
+        (ROOT / "configs/cosim-scheduler.yaml").read_text("utf-8")
+    )
+    return data
+
+
+def solar_day() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load((SCENARIO_DIR / "solar-day.yaml").read_text("utf-8"))
+    base = normal_day()
+    base.update(data)
+    base.pop("base")
+    return base
+
+
+def test_the_shipped_scheduler_config_agrees_with_solar_day() -> None:
+    scenario = load_scenario("solar-day")
+    assert check_cell(Config.model_validate(scheduler_config()), scenario) == []
+
+
+def test_a_battery_pv_or_billing_window_the_scheduler_config_repeats_wrongly_is_warned() -> None:
+    """The scheduler's battery and PV and the battery rules' limits and windows repeat the
+    plant by hand (session 8, the cells the scheduler was not built on): a rule's rate is a %
+    of its max kW, so a max kW other than the battery's scales every rate it writes; a plan
+    on another capacity, reserve or array, or on the wrong clock, plans another cell; a
+    battery rule keeping 15-min windows where the utility bills 30-min ones holds another
+    peak than the billed one."""
+    data = scheduler_config()
+    data["tariff"]["demand_window"] = "30min"
+    rule(data, "peak_shaving")["window"] = "30min"
+    cell = solar_day()
+    cell["tariff"]["demand_window"] = "30min"
+    cell["battery"].update(usable_kwh=300, max_discharge_kw=150, soc_min_pct=15)
+    cell["pv"].update(kwp=200, latitude=52.5, timezone="Europe/London")
+    findings = check_cell(Config.model_validate(data), Scenario.model_validate(cell))
+    assert pairs(findings) == {
+        ("warning", "scheduler.battery.capacity_kwh", "battery.usable_kwh"),
+        ("warning", "scheduler.battery.max_discharge_kw", "battery.max_discharge_kw"),
+        ("warning", "scheduler.battery.reserve_pct", "battery.soc_min_pct"),
+        ("warning", "scheduler.pv.kwp", "pv.kwp"),
+        ("warning", "scheduler.pv.inverter_kw", "pv.inverter_kw"),  # 200 / 1.2 on the roof
+        ("warning", "scheduler.pv.latitude", "pv.latitude"),
+        ("warning", "scheduler.pv.wall_clock_zone", "pv.timezone"),
+        ("warning", "rules[battery_peak_shaving].max_discharge_kw", "battery.max_discharge_kw"),
+        ("warning", "rules[pv_self_consumption].max_discharge_kw", "battery.max_discharge_kw"),
+        ("warning", "rules[battery_schedule].max_discharge_kw", "battery.max_discharge_kw"),
+        ("warning", "rules[battery_peak_shaving].window", "tariff.demand_window"),
+        ("warning", "rules[battery_schedule].window", "tariff.demand_window"),
+    }
+    window = next(f for f in findings if f.config == "rules[battery_schedule].window")
+    assert (window.config_value, window.scenario_value) == (900.0, 1800.0)
+    zone = next(f for f in findings if f.config == "scheduler.pv.wall_clock_zone")
+    assert (zone.config_value, zone.scenario_value) == ("Europe/Berlin", "Europe/London")
+    # The same offset on the run's day is the same clock (Madrid's and Berlin's).
+    cell["pv"]["timezone"] = "Europe/Madrid"
+    findings = check_cell(Config.model_validate(data), Scenario.model_validate(cell))
+    assert ("warning", "scheduler.pv.wall_clock_zone", "pv.timezone") not in pairs(findings)

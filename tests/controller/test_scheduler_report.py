@@ -141,6 +141,24 @@ def test_the_bound_plans_the_loads_the_shipped_scheduler_plans() -> None:
     assert flexible.battery is not None
 
 
+def test_the_bound_s_battery_is_never_smaller_than_the_cell_s() -> None:
+    """A scheduler config that understates the battery (a copied 200 kWh / 100 kW on a
+    300 kWh / 150 kW cabinet) plans less than the cell has: the bound, a bound on what any
+    run of the cell can pay, takes the larger capacity and power limits (as it takes the
+    better efficiency and the wider SoC window)."""
+    config = load_config(Path(__file__).parents[2] / "configs" / "cosim-scheduler.yaml").config
+    scenario = load_scenario("solar-day")
+    assert scenario.battery is not None
+    bigger = scenario.battery.model_copy(
+        update={"usable_kwh": 300.0, "max_discharge_kw": 150.0, "max_charge_kw": 120.0}
+    )
+    flexible = flexible_set(config, scenario.model_copy(update={"battery": bigger}))
+    assert flexible.battery is not None
+    assert flexible.battery.capacity_kwh == 300.0
+    assert flexible.battery.max_discharge_kw == 150.0
+    assert flexible.battery.max_charge_kw == 120.0
+
+
 def test_the_plan_in_force_is_set_beside_what_happened(tmp_path: Path) -> None:
     scenario = load_scenario("solar-day")
     times = [(i + 1) * 300 / 3600 for i in range(6)]  # 0:05 .. 0:30 in 5-min cycles

@@ -25,14 +25,7 @@ from drivers.sim.plant.truth import GroundTruth, LeakTruth
 from drivers.sim.plant.water import CoolingTower, RinseLine, TowerStep, condenser_water_c
 from drivers.sim.plant.weather import Ambient
 from drivers.sim.points import PointValue
-from drivers.sim.scenario import (
-    WEEKDAYS,
-    AirLeak,
-    LimitedSetpoint,
-    Scenario,
-    WaterLeak,
-    seconds_of_day,
-)
+from drivers.sim.scenario import AirLeak, LimitedSetpoint, Scenario, WaterLeak
 
 if TYPE_CHECKING:
     from drivers.sim.plant.pv import PvArray
@@ -468,15 +461,7 @@ class Plant:
                 truth.volume_m3 += leak.m3_h * dt / 3600.0
 
     def _price(self, now: datetime) -> tuple[float, str]:
-        tariff = self.scenario.tariff
-        day = WEEKDAYS[now.weekday()]
-        second = seconds_of_day(now.time())
-        for period in tariff.periods:
-            if day in period.days and seconds_of_day(period.start) <= second < seconds_of_day(
-                period.end
-            ):
-                return period.price_per_kwh, period.name
-        return tariff.default_price_per_kwh, "default"
+        return self.scenario.tariff.price_at(now)
 
     # --- points -----------------------------------------------------------------------------
 

@@ -151,3 +151,22 @@ def test_a_tank_named_like_a_machine_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ScenarioError, match="names repeat"):
         load_scenario(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "match"),
+    [
+        ("pv: {latitude: 48, longitude: 9, kwp: 480, inverter_kw: 400}\n", "pv-inverter"),
+        ("battery: {usable_kwh: 800, max_charge_kw: 400, max_discharge_kw: 400}\n", "bess-1"),
+    ],
+)
+def test_a_sunspec_device_too_large_for_its_w_register_is_refused(
+    tmp_path: Path, section: str, match: str
+) -> None:
+    """Model 103's W is an int16 at W_SF 1 (10 W steps): 327.67 kW at most. A larger array or
+    battery behind a SunSpec face would read clipped at 327.67 kW, the controller none the
+    wiser (session 8: a user's 400 kW cell)."""
+    path = tmp_path / "big.yaml"
+    path.write_text("base: solar-day\nname: big\n" + section)
+    with pytest.raises(ScenarioError, match=rf"{match}.*327\.67 kW"):
+        load_scenario(path)
