@@ -290,19 +290,14 @@ def _heading(meters: list[float]) -> list[float]:
     return [(sum(meters[: i + 1]) + meters[i] * (179 - i)) / 180 for i in range(len(meters))]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="session 8, not fixed (the pulse logic is the lead's): with a billing window longer"
-    " than the plan's step, min_run_kw takes each step's kW for the whole window's average",
-)
 def test_a_step_s_kw_is_the_step_s_average_when_the_window_is_longer_than_the_step() -> None:
     """A utility billing 30-min windows, the plan in 15-min steps (bench/scheduler_cells/
-    big-pv-export.yaml): +40 kW then -20 kW in one window, min_run_kw 50. Each step is the
-    plan's average for that step. The rule gives the first step's 40 kW as the window's share
-    (50 kW all through the step: 12.5 kWh, not 10), then sizes the second step on the window's
-    average so far (25 kW) and charges (-20 - 25) x 2 = -90 kW, cut to the 50 kW limit: -50 kW
-    all step, 7.5 kWh more from the grid than the plan's step (in the co-simulated day: -171 kW
-    for a plan's -48.5 at 07:45, the meter at 291 kW)."""
+    big-pv-export.yaml): +40 kW then -20 kW in one window, min_run_kw 50. Each step's kW is the
+    battery's average over that step. Before, the rule took the first step's 40 kW for the
+    whole window's average (50 kW all through the step: 12.5 kWh, not 10), then sized the
+    second step on the window's average so far and charged (-20 - 25) x 2 = -90 kW, cut to the
+    50 kW limit: 7.5 kWh more from the grid than the plan's step (in the co-simulated day:
+    -171 kW for a plan's -48.5 at 07:45, the meter at 291 kW)."""
     board = PlanBoard()
     board.accept(plan(40.0, -20.0, peak_kw=400.0))
     driven, _ = rule(board, window="30min", min_run_kw=50)
