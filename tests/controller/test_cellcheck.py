@@ -242,7 +242,7 @@ def test_a_battery_pv_or_billing_window_the_scheduler_config_repeats_wrongly_is_
     rule(data, "peak_shaving")["window"] = "30min"
     cell = solar_day()
     cell["tariff"]["demand_window"] = "30min"
-    cell["battery"].update(usable_kwh=300, max_discharge_kw=150, soc_min_pct=15)
+    cell["battery"].update(usable_kwh=300, max_discharge_kw=150, soc_min_pct=20)
     cell["pv"].update(kwp=200, latitude=52.5, timezone="Europe/London")
     findings = check_cell(Config.model_validate(data), Scenario.model_validate(cell))
     assert pairs(findings) == {
