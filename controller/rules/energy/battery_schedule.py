@@ -224,7 +224,7 @@ class BatterySchedule(BatteryRule):
             reason += (
                 f"; in pulses of {floor:g} kW (the inverter's efficient floor)"
                 if kw != 0
-                else "; the window's share given"
+                else "; the step's share given"
             )
         return kw, reason
 
