@@ -176,13 +176,7 @@ class DemandWindow:
         self._forget(ref)
         start, end = self.window_at(ref)
         known_until = min(max(self._last_ts, start), end)
-        energy = 0.0
-        covered_ms = 0
-        for begin, finish, kwh in self._segments:
-            overlap = min(finish, known_until) - max(begin, start)
-            if overlap > 0:
-                energy += kwh * overlap / (finish - begin)
-                covered_ms += overlap
+        energy, covered_ms = self._used(start, known_until)
         average = energy * _MS_PER_HOUR / covered_ms if covered_ms > 0 else power_kw
         uncovered_ms = known_until - start - covered_ms
         predicted = (
@@ -199,6 +193,33 @@ class DemandWindow:
             power_kw=power_kw,
             predicted_kw=predicted,
         )
+
+    def energy_since(self, since_ms: int, now_ms: int) -> float:
+        """The kWh used in the window at `now_ms` from `since_ms` (its start at the earliest) to
+        the latest sample, a stretch the data does not cover counted at the average of what it
+        does (none: 0 kW): what a part of the window has used so far."""
+        if self._last_ts is None:
+            return 0.0
+        ref = max(now_ms, self._last_ts)
+        self._forget(ref)
+        start, end = self.window_at(ref)
+        start = max(start, since_ms)
+        known_until = min(max(self._last_ts, start), end)
+        energy, covered_ms = self._used(start, known_until)
+        if covered_ms == 0:
+            return 0.0
+        return energy * (known_until - start) / covered_ms
+
+    def _used(self, start_ms: int, until_ms: int) -> tuple[float, int]:
+        """The kWh of the segments between two instants, and the ms the segments cover."""
+        energy = 0.0
+        covered_ms = 0
+        for begin, finish, kwh in self._segments:
+            overlap = min(finish, until_ms) - max(begin, start_ms)
+            if overlap > 0:
+                energy += kwh * overlap / (finish - begin)
+                covered_ms += overlap
+        return energy, covered_ms
 
     def _require_source(self, source: str) -> None:
         if self.config.source != source:

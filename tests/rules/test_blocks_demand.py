@@ -76,6 +76,22 @@ def test_energy_so_far_and_average_so_far() -> None:
     assert (reading.elapsed_s, reading.remaining_s) == (360.0, 540.0)
 
 
+def test_energy_since_a_moment_within_the_window() -> None:
+    """What a part of the window used: from a moment in it (battery_schedule's plan step), the
+    window's own start at the earliest; a stretch without data at the average of the rest."""
+    demand = window(source="power", window="15min")
+    assert demand.energy_since(at(10, 0), at(10, 0)) == 0.0  # no sample yet
+    feed_power(demand, at(9, 58), at(10, 0), 50.0)  # the window before
+    feed_power(demand, at(10, 0), at(10, 4), 60.0)
+    feed_power(demand, at(10, 4), at(10, 6), 120.0)
+    assert demand.energy_since(at(10, 4), at(10, 6)) == pytest.approx(4.0, abs=0.01)
+    assert demand.energy_since(at(9, 50), at(10, 6)) == pytest.approx(
+        demand.reading(at(10, 6)).energy_kwh
+    )
+    demand.add_power(at(10, 9), 120.0)  # 3 min without a sample (max_gap 1 min): uncovered
+    assert demand.energy_since(at(10, 4), at(10, 9)) == pytest.approx(10.0, abs=0.05)
+
+
 def test_prediction_assumes_the_present_load_continues() -> None:
     demand = window(source="power", window="15min")
     feed_power(demand, at(10, 0), at(10, 7, 30), 100.0)

@@ -31,9 +31,6 @@ from controller.scheduler.board import PlanBoard, PlanTarget
 _FIGURES = re.compile(r"\d+(?:[.,:]\d+)*")
 # The rule's cycle until two evaluations have measured it (the actuation cycle's default).
 DEFAULT_CYCLE_S = 5.0
-# The longest stretch between two battery readings counted as given (a reading lost for
-# minutes is not taken as the power of all of them).
-MAX_GAP_S = 60.0
 
 
 def same_cause(message: str) -> str:
@@ -108,9 +105,9 @@ class BatterySchedule(BatteryRule):
         self.plan_kw: float | None = None
         self.no_plan_message = ""
         self.demand = None if config.window is None else DemandWindow(config.demand_config())
-        # What the battery gave since the plan's step and the billing window both began (+
-        # discharge), with min_run_kw: the pulses are sized on it.
-        self.given = None if config.min_run_kw is None else GivenEnergy()
+        # The battery's own power (+ discharge) over the billing window, with min_run_kw: the
+        # pulses are sized on what it gave since the plan's step began in the window.
+        self.given = None if config.min_run_kw is None else DemandWindow(config.demand_config())
         self._last_ms: int | None = None
         self.cycle_s = DEFAULT_CYCLE_S
 
@@ -120,7 +117,7 @@ class BatterySchedule(BatteryRule):
         if self.demand is not None:
             self.demand.add_power(now.wall_ms, number(snapshot, cfg.power))
         if self.given is not None:
-            self.given.add(now.wall_ms, number(snapshot, cfg.battery_power))
+            self.given.add_power(now.wall_ms, number(snapshot, cfg.battery_power))
         if self._last_ms is not None and now.wall_ms > self._last_ms:
             self.cycle_s = (now.wall_ms - self._last_ms) / 1000
         self._last_ms = now.wall_ms
@@ -181,7 +178,7 @@ class BatterySchedule(BatteryRule):
         target: PlanTarget,
         load: float,
         now: Now,
-        windows: tuple[GivenEnergy, DemandWindow],
+        windows: tuple[DemandWindow, DemandWindow],
         floor: float,
     ) -> tuple[float, str]:
         """The plan's kW as the average over its step in the billing window (the two
@@ -194,9 +191,9 @@ class BatterySchedule(BatteryRule):
         reason = f"plan {plan_kw:.1f} kW"
         given, demand = windows
         window_start, window_end = demand.window_at(now.wall_ms)
-        given.begin(max(target.start_ms, window_start))
+        start_ms = max(target.start_ms, window_start)
         end_ms = min(target.end_ms, window_end)
-        rest = given.rest_kw(plan_kw, end_ms, now.wall_ms)
+        rest = _rest_kw(plan_kw, given.energy_since(start_ms, now.wall_ms), start_ms, end_ms, now)
         # The battery's constant kW over the rest of the window that alone holds the ceiling
         # (< 0: the room left under it, which a charge may take).
         hold = self._above(load, target.peak_kw - self.config.peak_margin_kw, now)
@@ -215,7 +212,7 @@ class BatterySchedule(BatteryRule):
         if rest < 0 and hold > rest:
             rest = min(hold, 0.0)  # a charge that would pass the peak: what fits under it
             reason += f"; the charge cut to {-rest:.1f} kW under the plan's peak"
-        kw = self._pulse(rest, load, (end_ms - now.wall_ms) / 1000)
+        kw = self._pulse(rest, load, (end_ms - now.wall_ms) / 1000, floor)
         if kw > 0 and load - kw < -target.export_kw:
             kw = max(load + target.export_kw, 0.0)
             self.state = "no_export"
@@ -228,13 +225,12 @@ class BatterySchedule(BatteryRule):
             )
         return kw, reason
 
-    def _pulse(self, kw: float, load: float, remaining_s: float) -> float:
-        """`kw` (an average over the `remaining_s` left of its step) as a pulse at min_run_kw
-        while the step still owes at least half a cycle of it; a charge with PV to spare takes
-        no more than the surplus beyond its own need (a pulse must not buy from the grid what
-        the sun would give)."""
-        floor = self.config.min_run_kw
-        if floor is None or kw == 0 or abs(kw) >= floor:
+    def _pulse(self, kw: float, load: float, remaining_s: float, floor: float) -> float:
+        """`kw` (an average over the `remaining_s` left of its step) as a pulse at `floor`
+        (min_run_kw) while the step still owes at least half a cycle of it; a charge with PV to
+        spare takes no more than the surplus beyond its own need (a pulse must not buy from the
+        grid what the sun would give)."""
+        if kw == 0 or abs(kw) >= floor:
             return kw
         if abs(kw) * remaining_s < floor * self.cycle_s / 2:
             return 0.0
@@ -260,36 +256,12 @@ class BatterySchedule(BatteryRule):
         return {**super().detail(), "plan_kw": self.plan_kw}
 
 
-class GivenEnergy:
-    """What the battery gave (kW·s, + discharge) since a span began, from its power at each
-    cycle (trapezoids; a gap longer than MAX_GAP_S counts only MAX_GAP_S of it)."""
-
-    def __init__(self) -> None:
-        self.start_ms: int | None = None
-        self.kws = 0.0
-        self._last: tuple[int, float] | None = None
-
-    def add(self, ts_ms: int, kw: float) -> None:
-        last = self._last
-        if last is not None and ts_ms <= last[0]:
-            return  # not newer: the clock stood or stepped back
-        if last is not None and self.start_ms is not None:
-            begin = max(last[0], self.start_ms, ts_ms - round(MAX_GAP_S * 1000))
-            if ts_ms > begin:
-                self.kws += (last[1] + kw) / 2 * (ts_ms - begin) / 1000
-        self._last = (ts_ms, kw)
-
-    def begin(self, start_ms: int) -> None:
-        """The span from `start_ms` (a new one: counted from zero)."""
-        if start_ms != self.start_ms:
-            self.start_ms, self.kws = start_ms, 0.0
-
-    def rest_kw(self, plan_kw: float, end_ms: int, now_ms: int) -> float:
-        """The constant kW from now to `end_ms` that makes the span's average the plan's kW
-        (what was given so far counted). An overshoot is not given back: never the other way
-        from the plan."""
-        if self.start_ms is None or end_ms <= now_ms or plan_kw == 0:
-            return plan_kw
-        owed = plan_kw * (end_ms - self.start_ms) / 1000 - self.kws
-        rest = owed / ((end_ms - now_ms) / 1000)
-        return rest if rest * plan_kw > 0 else 0.0
+def _rest_kw(plan_kw: float, given_kwh: float, start_ms: int, end_ms: int, now: Now) -> float:
+    """The constant kW from now to `end_ms` that makes the battery's average since `start_ms`
+    the plan's kW (the `given_kwh` so far counted). An overshoot is not given back: never the
+    other way from the plan."""
+    if end_ms <= now.wall_ms or plan_kw == 0:
+        return plan_kw
+    owed_kws = plan_kw * (end_ms - start_ms) / 1000 - given_kwh * 3600
+    rest = owed_kws / ((end_ms - now.wall_ms) / 1000)
+    return rest if rest * plan_kw > 0 else 0.0
