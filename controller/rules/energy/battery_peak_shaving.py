@@ -99,11 +99,6 @@ class BatteryPeakShavingConfig(BatteryControlConfig):
         return metered_power_window(self.window, self.timezone)
 
 
-def lowest_price(tariff: TariffConfig) -> float:
-    """The cheapest import price of the tariff: its default or its cheapest period's."""
-    return min([tariff.default_price_per_kwh, *(p.price_per_kwh for p in tariff.periods)])
-
-
 class BatteryPeakShaving(BatteryRule):
     """Peak shaving with the battery, every cycle on the site's load with the battery idle."""
 
@@ -167,7 +162,7 @@ class BatteryPeakShaving(BatteryRule):
         floor = self.config.dear_recharge_soc_pct
         if floor is None or self.price is None or self.tariff is None:
             return False
-        return soc_pct >= floor and self.price > lowest_price(self.tariff)
+        return soc_pct >= floor and self.price > self.tariff.lowest_price_per_kwh
 
     def _excess(self, load: float, meter: float, now: Now) -> float:
         """The discharge that keeps the limit: what the load is above it now, or with a window
