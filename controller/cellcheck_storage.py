@@ -71,14 +71,13 @@ def storage_findings(config: Config, scenario: Scenario) -> list[Finding]:
             )
     if scheduler.pv is not None and scenario.pv is not None:
         ours_pv, array = scheduler.pv, scenario.pv
-        inverter = ours_pv.inverter_kw if ours_pv.inverter_kw is not None else ours_pv.kwp / 1.2
         for key, ours_value, theirs_value in (
             ("kwp", ours_pv.kwp, array.kwp),
             ("latitude", ours_pv.latitude, array.latitude),
             ("longitude", ours_pv.longitude, array.longitude),
             ("tilt_deg", ours_pv.tilt_deg, array.tilt_deg),
             ("azimuth_deg", ours_pv.azimuth_deg, array.azimuth_deg),
-            ("inverter_kw", inverter, array.inverter_ac_kw),
+            ("inverter_kw", ours_pv.inverter_ac_kw, array.inverter_ac_kw),
         ):
             findings += _differs(
                 f"scheduler.pv.{key}",

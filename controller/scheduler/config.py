@@ -141,6 +141,11 @@ class PvForecastConfig(StrictModel):
     # of too much sun would leave it short of (docs/rules.md, "Scheduler: forecasts").
     forecast_share: float = Field(0.0, ge=0, le=1)
 
+    @property
+    def inverter_ac_kw(self) -> float:
+        """The inverter's AC limit: `inverter_kw`, or kwp / 1.2 (a usual DC/AC ratio) without it."""
+        return self.inverter_kw if self.inverter_kw is not None else self.kwp / 1.2
+
 
 class EvSessionConfig(StrictModel):
     """A car expected on a charger: plugged in at `arrive`, gone at `depart`, wanting

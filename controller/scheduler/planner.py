@@ -634,7 +634,7 @@ class Planner:
             tilt_deg=pv.tilt_deg,
             azimuth_deg=pv.azimuth_deg,
             kwp=pv.kwp,
-            inverter_kw=pv.inverter_kw if pv.inverter_kw is not None else pv.kwp / 1.2,
+            inverter_kw=pv.inverter_ac_kw,
             inverter_efficiency=pv.inverter_efficiency,
             system_losses=pv.system_losses,
             wall_clock_zone=pv.wall_clock_zone,
